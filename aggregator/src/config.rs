@@ -1,0 +1,127 @@
+//! Every setting of the aggregator, with its default and environment variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use service_kit::{ClickHouseArgs, NatsArgs};
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "aggregator", about = "Consumes ad events from JetStream into ClickHouse, exactly once.")]
+pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub clickhouse: ClickHouseArgs,
+    #[command(flatten)]
+    pub stream: StreamArgs,
+    #[command(flatten)]
+    pub consumer: ConsumerArgs,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "AGGREGATOR_ADDR", default_value = "0.0.0.0:8082")]
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Consume the stream into ClickHouse (the default).
+    Run,
+    /// Create the stream, the consumer and the ClickHouse schema, then exit.
+    Migrate {
+        /// Also load the sample ads from clickhouse/seed.sql.
+        #[arg(long)]
+        seed: bool,
+    },
+}
+
+/// How the stream is created. Changing these on an existing stream updates it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StreamArgs {
+    /// How long the stream keeps events (the window for replays and rebuilds).
+    #[arg(long, env = "STREAM_MAX_AGE_SECS", default_value_t = 30 * 86_400)]
+    pub stream_max_age_secs: u64,
+    /// How long JetStream remembers an event_id to drop a second publish of it.
+    #[arg(long, env = "STREAM_DUPLICATE_WINDOW_SECS", default_value_t = 600)]
+    pub stream_duplicate_window_secs: u64,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConsumerArgs {
+    /// Durable consumer name; aggregators sharing it share the work.
+    #[arg(long, env = "NATS_CONSUMER", default_value = schemas::stream::DEFAULT_CONSUMER)]
+    pub nats_consumer: String,
+    /// Flush a batch to ClickHouse once it holds this many events...
+    #[arg(long, env = "BATCH_MAX_EVENTS", default_value_t = 10_000)]
+    pub batch_max_events: usize,
+    /// ...or once this long has passed since the batch was requested.
+    #[arg(long, env = "BATCH_MAX_WAIT_MS", default_value_t = 500)]
+    pub batch_max_wait_ms: u64,
+    /// How long JetStream waits for an ack before redelivering a message.
+    #[arg(long, env = "ACK_WAIT_SECS", default_value_t = 60)]
+    pub ack_wait_secs: u64,
+}
+
+impl StreamArgs {
+    pub fn max_age(&self) -> Duration {
+        Duration::from_secs(self.stream_max_age_secs)
+    }
+    pub fn duplicate_window(&self) -> Duration {
+        Duration::from_secs(self.stream_duplicate_window_secs)
+    }
+}
+
+impl ConsumerArgs {
+    pub fn batch_max_wait(&self) -> Duration {
+        Duration::from_millis(self.batch_max_wait_ms)
+    }
+    pub fn ack_wait(&self) -> Duration {
+        Duration::from_secs(self.ack_wait_secs)
+    }
+}
+
+impl Config {
+    /// Fails fast with the name of the variable that is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.consumer.batch_max_events == 0 {
+            return Err("BATCH_MAX_EVENTS must be at least 1".into());
+        }
+        if self.consumer.batch_max_wait_ms == 0 {
+            return Err("BATCH_MAX_WAIT_MS must be at least 1".into());
+        }
+        if self.stream.stream_duplicate_window_secs == 0 {
+            return Err("STREAM_DUPLICATE_WINDOW_SECS must be at least 1".into());
+        }
+        if self.stream.stream_max_age_secs != 0
+            && self.stream.stream_max_age_secs < self.stream.stream_duplicate_window_secs
+        {
+            return Err("STREAM_MAX_AGE_SECS must be 0 (unlimited) or at least STREAM_DUPLICATE_WINDOW_SECS".into());
+        }
+        if self.consumer.ack_wait_secs == 0 {
+            return Err("ACK_WAIT_SECS must be at least 1".into());
+        }
+        crate::migrate::check_database_name(&self.clickhouse.clickhouse_database)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::try_parse_from(["aggregator"]).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.consumer.batch_max_events, 10_000);
+    }
+
+    #[test]
+    fn validation_names_the_variable() {
+        let config = Config::try_parse_from(["aggregator", "--batch-max-events", "0"]).unwrap();
+        assert!(config.validate().unwrap_err().contains("BATCH_MAX_EVENTS"));
+        let config = Config::try_parse_from(["aggregator", "--clickhouse-database", "a-b"]).unwrap();
+        assert!(config.validate().unwrap_err().contains("CLICKHOUSE_DATABASE"));
+    }
+}

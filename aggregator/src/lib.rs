@@ -1,0 +1,13 @@
+//! JetStream → ClickHouse.
+//!
+//! [`consumer`] pulls batches from the durable consumer, [`sink`] writes them to the raw tables
+//! (whose materialized views feed the rollups) and only then are the messages acked.
+//! [`setup`] creates the stream and consumer, [`migrate`] the ClickHouse schema.
+
+pub mod backoff;
+pub mod config;
+pub mod consumer;
+pub mod metrics;
+pub mod migrate;
+pub mod setup;
+pub mod sink;

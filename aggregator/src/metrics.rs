@@ -1,0 +1,55 @@
+//! Prometheus metrics of the aggregator (`aggregator_*`).
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub consumed: IntCounter,
+    pub inserted: IntCounterVec,
+    pub redelivered_skipped: IntCounterVec,
+    pub poison: IntCounterVec,
+    pub insert_retries: IntCounter,
+    pub batch_size: Histogram,
+    pub insert_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let consumed = IntCounter::new("aggregator_events_consumed_total", "Messages read from the stream")?;
+        let inserted = IntCounterVec::new(
+            Opts::new("aggregator_events_inserted_total", "Rows inserted into ClickHouse raw tables"),
+            &["table"],
+        )?;
+        let redelivered_skipped = IntCounterVec::new(
+            Opts::new(
+                "aggregator_events_redelivered_skipped_total",
+                "Redelivered messages whose rows ClickHouse already held (acked, not inserted again)",
+            ),
+            &["table"],
+        )?;
+        let poison = IntCounterVec::new(
+            Opts::new("aggregator_poison_messages_total", "Messages that are not valid events (terminated)"),
+            &["reason"],
+        )?;
+        let insert_retries =
+            IntCounter::new("aggregator_insert_retries_total", "ClickHouse inserts retried after an error")?;
+        let batch_size = Histogram::with_opts(
+            HistogramOpts::new("aggregator_batch_size_events", "Messages per pulled batch")
+                .buckets(prometheus::exponential_buckets(1.0, 4.0, 9)?),
+        )?;
+        let insert_seconds = Histogram::with_opts(HistogramOpts::new(
+            "aggregator_clickhouse_insert_duration_seconds",
+            "Duration of one ClickHouse insert",
+        ))?;
+        registry.register(Box::new(consumed.clone()))?;
+        registry.register(Box::new(inserted.clone()))?;
+        registry.register(Box::new(redelivered_skipped.clone()))?;
+        registry.register(Box::new(poison.clone()))?;
+        registry.register(Box::new(insert_retries.clone()))?;
+        registry.register(Box::new(batch_size.clone()))?;
+        registry.register(Box::new(insert_seconds.clone()))?;
+        Ok(Self { registry, consumed, inserted, redelivered_skipped, poison, insert_retries, batch_size, insert_seconds })
+    }
+}

@@ -1,0 +1,96 @@
+//! Applies `clickhouse/migrations/*.sql` in order. Every statement is idempotent, so every start
+//! re-applies them all; the files are compiled in, so the binary needs no checkout.
+
+use clickhouse::Client;
+
+/// Every migration, oldest first. A test checks this matches the folder.
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_ads.sql", include_str!("../../clickhouse/migrations/0001_ads.sql")),
+    ("0002_raw_events.sql", include_str!("../../clickhouse/migrations/0002_raw_events.sql")),
+    ("0003_minute_rollups.sql", include_str!("../../clickhouse/migrations/0003_minute_rollups.sql")),
+];
+
+/// Sample ads for a new installation.
+pub const SEED: &str = include_str!("../../clickhouse/seed.sql");
+
+/// The database name is spliced into `CREATE DATABASE`, so it must be a plain identifier.
+pub fn check_database_name(name: &str) -> Result<(), String> {
+    let plain = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain {
+        Ok(())
+    } else {
+        Err(format!("CLICKHOUSE_DATABASE must be letters, digits and `_`, got {name:?}"))
+    }
+}
+
+/// Splits a file into statements: each ends with `;` at the end of a line.
+pub fn statements(sql: &str) -> Vec<String> {
+    let mut statements = Vec::new();
+    let mut current = String::new();
+    for line in sql.lines() {
+        let trimmed = line.trim_end();
+        current.push_str(trimmed);
+        current.push('\n');
+        if trimmed.ends_with(';') {
+            statements.push(std::mem::take(&mut current));
+        }
+    }
+    statements.push(current);
+    statements.retain(|s| s.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--")));
+    statements
+}
+
+/// Creates the database and applies every migration (and the seed when asked).
+pub async fn apply(server: &Client, client: &Client, database: &str, seed: bool) -> Result<(), clickhouse::error::Error> {
+    server.query(&format!("CREATE DATABASE IF NOT EXISTS `{database}`")).execute().await?;
+    for (name, sql) in MIGRATIONS {
+        for statement in statements(sql) {
+            client.query(&statement).execute().await?;
+        }
+        tracing::info!(migration = name, "migration applied");
+    }
+    if seed {
+        for statement in statements(SEED) {
+            client.query(&statement).execute().await?;
+        }
+        tracing::info!("sample ads loaded");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_listed_in_order() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../clickhouse/migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let listed: Vec<&str> = MIGRATIONS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(files, listed);
+        let newest = include_str!("../../clickhouse/max_migration.txt").trim();
+        assert_eq!(listed.last().copied(), Some(newest));
+    }
+
+    #[test]
+    fn splits_statements_and_drops_comment_only_ones() {
+        let sql = "-- header\nCREATE TABLE a (x UInt8)\nENGINE = Memory;\n\n-- tail comment\nSELECT 1;\n-- end\n";
+        let parts = statements(sql);
+        assert_eq!(parts.len(), 2);
+        assert!(parts[0].contains("CREATE TABLE a"));
+        assert!(parts[1].contains("SELECT 1;"));
+        assert_eq!(statements(MIGRATIONS[2].1).len(), 4);
+    }
+
+    #[test]
+    fn database_names_are_identifiers() {
+        assert!(check_database_name("adtrack_test_1").is_ok());
+        assert!(check_database_name("").is_err());
+        assert!(check_database_name("x`; DROP").is_err());
+    }
+}

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Starts NATS (JetStream), ClickHouse and the three services on loopback, data under .data/.
+# Ctrl-C (or SIGTERM) stops everything. Ports come from the usual variables; see README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+: "${CARGO_TARGET_DIR:=$HOME/.cache/adtrack-target}"
+BIN="$CARGO_TARGET_DIR/debug"
+DATA="$PWD/.data"
+NATS_PORT="${NATS_PORT:-4222}"
+CLICKHOUSE_HTTP_PORT="${CLICKHOUSE_HTTP_PORT:-8123}"
+CLICKHOUSE_TCP_PORT="${CLICKHOUSE_TCP_PORT:-9000}"
+export NATS_URL="${NATS_URL:-nats://127.0.0.1:$NATS_PORT}"
+export CLICKHOUSE_URL="${CLICKHOUSE_URL:-http://127.0.0.1:$CLICKHOUSE_HTTP_PORT}"
+export INGEST_ADDR="${INGEST_ADDR:-127.0.0.1:8080}"
+export QUERY_ADDR="${QUERY_ADDR:-127.0.0.1:8081}"
+export AGGREGATOR_ADDR="${AGGREGATOR_ADDR:-127.0.0.1:8082}"
+mkdir -p "$DATA/logs"
+
+pids=()
+stop() {
+    trap - INT TERM EXIT
+    echo
+    echo "stopping..."
+    # Services first (they drain and ack), then the servers they use.
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+        kill -TERM "${pids[$i]}" 2>/dev/null || true
+        wait "${pids[$i]}" 2>/dev/null || true
+    done
+}
+trap stop INT TERM EXIT
+
+wait_http() { # url what
+    for _ in $(seq 1 60); do
+        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+        sleep 0.5
+    done
+    echo "$2 did not come up; see $DATA/logs/" >&2
+    exit 1
+}
+
+nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$DATA/nats" >"$DATA/logs/nats.log" 2>&1 &
+pids+=($!)
+if [ -z "${EXTERNAL_CLICKHOUSE:-}" ]; then
+    .venv/bin/python dev/clickhouse_server.py "$DATA/clickhouse" "$CLICKHOUSE_HTTP_PORT" "$CLICKHOUSE_TCP_PORT" \
+        >"$DATA/logs/clickhouse.log" 2>&1 &
+    pids+=($!)
+fi
+wait_http "$CLICKHOUSE_URL/ping" "ClickHouse"
+
+"$BIN/aggregator" migrate --seed >"$DATA/logs/migrate.log" 2>&1 || { cat "$DATA/logs/migrate.log"; exit 1; }
+"$BIN/aggregator" >"$DATA/logs/aggregator.log" 2>&1 &
+pids+=($!)
+"$BIN/ingest" >"$DATA/logs/ingest.log" 2>&1 &
+pids+=($!)
+"$BIN/query" >"$DATA/logs/query.log" 2>&1 &
+pids+=($!)
+wait_http "http://$AGGREGATOR_ADDR/readyz" "aggregator"
+wait_http "http://$INGEST_ADDR/readyz" "ingest"
+wait_http "http://$QUERY_ADDR/readyz" "query"
+
+cat <<MSG
+
+  ingest      http://$INGEST_ADDR      (Swagger UI: http://$INGEST_ADDR/docs)
+  query       http://$QUERY_ADDR      (Swagger UI: http://$QUERY_ADDR/docs)
+  aggregator  http://$AGGREGATOR_ADDR/metrics
+  NATS        $NATS_URL   ClickHouse  $CLICKHOUSE_URL
+  logs        $DATA/logs/
+
+Ready. Ctrl-C stops everything.
+MSG
+wait -n "${pids[@]}" || true
+echo "a process exited; see $DATA/logs/" >&2

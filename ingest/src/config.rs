@@ -1,0 +1,95 @@
+//! Every setting of ingest, with its default and environment variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use service_kit::{ClickHouseArgs, NatsArgs};
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "ingest", about = "Accepts ad clicks and impressions over HTTP into NATS JetStream.")]
+pub struct Config {
+    /// Listen address.
+    #[arg(long, env = "INGEST_ADDR", default_value = "0.0.0.0:8080")]
+    pub addr: SocketAddr,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub clickhouse: ClickHouseArgs,
+    /// Proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', default_value = "")]
+    pub trusted_proxies: Vec<String>,
+    /// How often the ad catalog is re-read from ClickHouse.
+    #[arg(long, env = "CATALOG_REFRESH_SECS", default_value_t = 5)]
+    pub catalog_refresh_secs: u64,
+    /// How long to wait for JetStream's ack before answering 503.
+    #[arg(long, env = "PUBLISH_TIMEOUT_MS", default_value_t = 5_000)]
+    pub publish_timeout_ms: u64,
+    /// Largest request body accepted.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16 * 1024)]
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Config {
+    /// Fails fast with the name of the variable that is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        self.trusted_proxy_nets()?;
+        if self.catalog_refresh_secs == 0 {
+            return Err("CATALOG_REFRESH_SECS must be at least 1".into());
+        }
+        if self.publish_timeout_ms == 0 {
+            return Err("PUBLISH_TIMEOUT_MS must be at least 1".into());
+        }
+        if self.max_body_bytes == 0 {
+            return Err("MAX_BODY_BYTES must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn trusted_proxy_nets(&self) -> Result<Vec<IpNet>, String> {
+        self.trusted_proxies
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| format!("TRUSTED_PROXIES: {s:?} is not an IP address or CIDR"))
+            })
+            .collect()
+    }
+
+    pub fn catalog_refresh(&self) -> Duration {
+        Duration::from_secs(self.catalog_refresh_secs)
+    }
+
+    pub fn publish_timeout(&self) -> Duration {
+        Duration::from_millis(self.publish_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::try_parse_from(["ingest"]).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.max_body_bytes, 16 * 1024);
+        assert!(config.trusted_proxy_nets().unwrap().is_empty());
+    }
+
+    #[test]
+    fn trusted_proxies_take_ips_and_cidrs() {
+        let config = Config::try_parse_from(["ingest", "--trusted-proxies", "10.0.0.0/8, 127.0.0.1"]).unwrap();
+        assert_eq!(config.trusted_proxy_nets().unwrap().len(), 2);
+        let config = Config::try_parse_from(["ingest", "--trusted-proxies", "nope"]).unwrap();
+        assert!(config.validate().unwrap_err().contains("TRUSTED_PROXIES"));
+    }
+}

@@ -1,0 +1,84 @@
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use ingest::catalog::Catalog;
+use ingest::config::Config;
+use ingest::http::{BodyLimit, IngestApi};
+use ingest::metrics::Metrics;
+use ingest::publisher::{self, Publisher};
+use ingest::service::Ingest;
+use poem::listener::TcpListener;
+use poem::{EndpointExt, Route, Server};
+use poem_openapi::OpenApiService;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    service_kit::init_logging();
+    let config = Config::parse();
+    if let Err(message) = config.validate() {
+        tracing::error!(%message, "invalid configuration");
+        return ExitCode::from(2);
+    }
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "ingest failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let nats = config.nats.connect().await.context("connecting to NATS")?;
+    let js = async_nats::jetstream::new(nats.clone());
+    let limits = publisher::stream_limits(&js, &config.nats.nats_stream).await.map_err(|e| {
+        anyhow::anyhow!(
+            "reading stream {:?}: {e} (the aggregator creates it: run `aggregator migrate` first)",
+            config.nats.nats_stream
+        )
+    })?;
+
+    let clickhouse = config.clickhouse.client();
+    let catalog = Arc::new(Catalog::default());
+    match catalog.load(&clickhouse).await {
+        Ok(count) => tracing::info!(ads = count, "catalog loaded"),
+        Err(error) => tracing::warn!(%error, "catalog not loaded yet; event requests get 503 until it is"),
+    }
+    tokio::spawn(catalog.clone().refresh_forever(clickhouse, config.catalog_refresh()));
+
+    let metrics = Metrics::new()?;
+    let ingest = Arc::new(Ingest {
+        catalog: catalog.clone(),
+        publisher: Publisher::new(js, config.nats.nats_subject_prefix.clone(), config.publish_timeout(), metrics.clone()),
+        limits,
+        trusted_proxies: config.trusted_proxy_nets().map_err(anyhow::Error::msg)?,
+        metrics: metrics.clone(),
+    });
+    let api = OpenApiService::new(IngestApi { ingest }, "Ad event ingest", env!("CARGO_PKG_VERSION"));
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    let catalog_check = service_kit::readiness_check(move || {
+        let loaded = catalog.is_loaded();
+        async move { if loaded { Ok(()) } else { Err("catalog: not loaded yet".to_owned()) } }
+    });
+    let routes = service_kit::with_ops_routes(
+        Route::new().nest("/", api).nest("/docs", docs).at("/openapi.json", spec),
+        metrics.registry.clone(),
+        vec![("nats", service_kit::nats_check(nats.clone())), ("catalog", catalog_check)],
+    );
+    let app = routes.data(BodyLimit(config.max_body_bytes));
+
+    tracing::info!(addr = %config.addr, "ingest listening");
+    Server::new(TcpListener::bind(config.addr))
+        .run_with_graceful_shutdown(
+            app,
+            service_kit::shutdown_signal(),
+            Some(std::time::Duration::from_secs(config.shutdown_grace_secs)),
+        )
+        .await?;
+    nats.flush().await?;
+    tracing::info!("ingest stopped");
+    Ok(())
+}

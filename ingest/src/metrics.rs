@@ -1,0 +1,36 @@
+//! Prometheus metrics of ingest (`ingest_*`).
+
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub received: IntCounterVec,
+    pub accepted: IntCounterVec,
+    pub rejected: IntCounterVec,
+    pub publish_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let received = IntCounterVec::new(Opts::new("ingest_events_received_total", "Event requests received"), &["kind"])?;
+        let accepted = IntCounterVec::new(
+            Opts::new("ingest_events_accepted_total", "Events acknowledged by JetStream (202), duplicates included"),
+            &["kind", "duplicate"],
+        )?;
+        let rejected = IntCounterVec::new(
+            Opts::new("ingest_events_rejected_total", "Event requests answered with an error, by reason"),
+            &["kind", "reason"],
+        )?;
+        let publish_seconds = Histogram::with_opts(HistogramOpts::new(
+            "ingest_publish_duration_seconds",
+            "From publish to JetStream's ack",
+        ))?;
+        registry.register(Box::new(received.clone()))?;
+        registry.register(Box::new(accepted.clone()))?;
+        registry.register(Box::new(rejected.clone()))?;
+        registry.register(Box::new(publish_seconds.clone()))?;
+        Ok(Self { registry, received, accepted, rejected, publish_seconds })
+    }
+}

@@ -1,0 +1,80 @@
+//! One event request, from body bytes to a durable stream message. No HTTP types here.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use schemas::input::{RequestContext, TimestampLimits};
+use schemas::{ClickInput, EventKind, ImpressionInput};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::catalog::{AdStatus, Catalog};
+use crate::client_ip::client_ip;
+use crate::error::IngestError;
+use crate::metrics::Metrics;
+use crate::publisher::{Published, Publisher};
+
+/// What the connection tells about the sender.
+#[derive(Debug, Clone, Default)]
+pub struct Sender {
+    pub peer: Option<IpAddr>,
+    pub forwarded_for: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    pub event_id: Uuid,
+    pub published: Published,
+}
+
+pub struct Ingest {
+    pub catalog: Arc<Catalog>,
+    pub publisher: Publisher,
+    pub limits: TimestampLimits,
+    pub trusted_proxies: Vec<IpNet>,
+    pub metrics: Metrics,
+}
+
+impl Ingest {
+    /// Validates, checks the catalog, publishes. `Ok` means JetStream holds the event.
+    pub async fn accept(&self, kind: EventKind, body: Result<Vec<u8>, IngestError>, sender: Sender) -> Result<Accepted, IngestError> {
+        self.metrics.received.with_label_values(&[kind.as_str()]).inc();
+        let outcome = self.validate_and_publish(kind, body, sender).await;
+        match &outcome {
+            Ok(accepted) => {
+                let duplicate = if accepted.published == Published::Duplicate { "true" } else { "false" };
+                self.metrics.accepted.with_label_values(&[kind.as_str(), duplicate]).inc();
+            }
+            Err(error) => {
+                self.metrics.rejected.with_label_values(&[kind.as_str(), error.reason()]).inc();
+                if matches!(error, IngestError::Publish(_)) {
+                    tracing::error!(%error, "event not stored");
+                }
+            }
+        }
+        outcome
+    }
+
+    async fn validate_and_publish(&self, kind: EventKind, body: Result<Vec<u8>, IngestError>, sender: Sender) -> Result<Accepted, IngestError> {
+        let body = body?;
+        let ctx = RequestContext {
+            received_at: OffsetDateTime::now_utc(),
+            client_ip: client_ip(sender.peer, sender.forwarded_for.as_deref(), &self.trusted_proxies),
+            user_agent: sender.user_agent,
+        };
+        let event = match kind {
+            EventKind::Click => ClickInput::parse(&body)?.into_event(ctx, self.limits)?,
+            EventKind::Impression => ImpressionInput::parse(&body)?.into_event(ctx, self.limits)?,
+        };
+        match self.catalog.status(event.ad_id) {
+            AdStatus::Active => {}
+            AdStatus::Inactive => return Err(IngestError::InactiveAd(event.ad_id)),
+            AdStatus::Unknown => return Err(IngestError::UnknownAd(event.ad_id)),
+            AdStatus::NotLoaded => return Err(IngestError::CatalogNotLoaded),
+        }
+        let published = self.publisher.publish(&event).await?;
+        Ok(Accepted { event_id: event.event_id, published })
+    }
+}

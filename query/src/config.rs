@@ -1,0 +1,54 @@
+//! Every setting of the query service, with its default and environment variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use service_kit::ClickHouseArgs;
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "query", about = "Serves ad analytics from the ClickHouse rollups.")]
+pub struct Config {
+    /// Listen address.
+    #[arg(long, env = "QUERY_ADDR", default_value = "0.0.0.0:8081")]
+    pub addr: SocketAddr,
+    #[command(flatten)]
+    pub clickhouse: ClickHouseArgs,
+    /// How long an answer is reused; keep it short so numbers stay real-time.
+    #[arg(long, env = "CACHE_TTL_MS", default_value_t = 1_000)]
+    pub cache_ttl_ms: u64,
+    /// Most answers kept per cache.
+    #[arg(long, env = "CACHE_MAX_ENTRIES", default_value_t = 10_000)]
+    pub cache_max_entries: u64,
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cache_ttl_ms == 0 {
+            return Err("CACHE_TTL_MS must be at least 1 (caching cannot be turned off)".into());
+        }
+        if self.cache_max_entries == 0 {
+            return Err("CACHE_MAX_ENTRIES must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_millis(self.cache_ttl_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::try_parse_from(["query"]).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.cache_ttl(), Duration::from_secs(1));
+        let config = Config::try_parse_from(["query", "--cache-ttl-ms", "0"]).unwrap();
+        assert!(config.validate().unwrap_err().contains("CACHE_TTL_MS"));
+    }
+}

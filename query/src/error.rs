@@ -1,0 +1,31 @@
+//! What can go wrong answering a query. Each operation's response maps it to HTTP.
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QueryError {
+    #[error("{field}: {message}")]
+    InvalidParameter { field: &'static str, message: String },
+    #[error("ad {0} not found")]
+    AdNotFound(uuid::Uuid),
+    #[error("clickhouse is unavailable: {0}")]
+    ClickHouse(String),
+}
+
+impl QueryError {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::InvalidParameter { field, message: message.into() }
+    }
+
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            QueryError::InvalidParameter { field, .. } => Some(field),
+            QueryError::AdNotFound(_) => Some("ad_id"),
+            QueryError::ClickHouse(_) => None,
+        }
+    }
+}
+
+impl From<clickhouse::error::Error> for QueryError {
+    fn from(error: clickhouse::error::Error) -> Self {
+        QueryError::ClickHouse(error.to_string())
+    }
+}

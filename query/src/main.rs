@@ -1,0 +1,49 @@
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use poem::listener::TcpListener;
+use poem::{Route, Server};
+use poem_openapi::OpenApiService;
+use query::api::QueryApi;
+use query::config::Config;
+use query::metrics::Metrics;
+use query::repo::Repo;
+use query::service::Analytics;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    service_kit::init_logging();
+    let config = Config::parse();
+    if let Err(message) = config.validate() {
+        tracing::error!(%message, "invalid configuration");
+        return ExitCode::from(2);
+    }
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "query failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let clickhouse = config.clickhouse.client();
+    let metrics = Metrics::new()?;
+    let analytics = Analytics::new(Repo::new(clickhouse.clone()), config.cache_ttl(), config.cache_max_entries, &metrics);
+    let api = OpenApiService::new(QueryApi { analytics: Arc::new(analytics) }, "Ad analytics", env!("CARGO_PKG_VERSION"));
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    let app = service_kit::with_ops_routes(
+        Route::new().nest("/", api).nest("/docs", docs).at("/openapi.json", spec),
+        metrics.registry.clone(),
+        vec![("clickhouse", service_kit::clickhouse_check(clickhouse))],
+    );
+    tracing::info!(addr = %config.addr, "query listening");
+    Server::new(TcpListener::bind(config.addr))
+        .run_with_graceful_shutdown(app, service_kit::shutdown_signal(), Some(std::time::Duration::from_secs(10)))
+        .await?;
+    tracing::info!("query stopped");
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! Every SQL query of the query service. User input reaches ClickHouse only as bound
+//! parameters (`{name:Type}`); the SQL text is fixed per call site.
+
+use std::collections::BTreeMap;
+
+use clickhouse::{Client, Row};
+use schemas::rows::AdRow;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::error::QueryError;
+use crate::range::{Granularity, Window};
+
+/// Sums over a set of rollup rows: what every metric is computed from.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Counts {
+    pub clicks: u64,
+    pub unique_clicks: u64,
+    pub impressions: u64,
+    pub playback_time_secs_sum: f64,
+    pub playback_count: u64,
+}
+
+impl Counts {
+    /// Clicks per impression; `None` without impressions (a ratio over nothing is not 0).
+    pub fn ctr(&self) -> Option<f64> {
+        (self.impressions > 0).then(|| self.clicks as f64 / self.impressions as f64)
+    }
+
+    /// Mean playback over the clicks that reported one.
+    pub fn avg_playback_time_secs(&self) -> Option<f64> {
+        (self.playback_count > 0).then(|| self.playback_time_secs_sum / self.playback_count as f64)
+    }
+}
+
+#[derive(Row, Deserialize)]
+struct ClickAgg {
+    key: String,
+    clicks: u64,
+    unique_clicks: u64,
+    playback_time_secs_sum: f64,
+    playback_count: u64,
+}
+
+#[derive(Row, Deserialize)]
+struct ImpressionAgg {
+    key: String,
+    impressions: u64,
+}
+
+/// How rollup rows are grouped: a fixed SQL expression, never user text.
+#[derive(Debug, Clone, Copy)]
+enum GroupBy {
+    Ad,
+    Bucket(Granularity),
+}
+
+impl GroupBy {
+    fn key_sql(self) -> String {
+        match self {
+            GroupBy::Ad => "toString(ad_id)".to_owned(),
+            GroupBy::Bucket(g) => format!("toString(toUnixTimestamp(toStartOfInterval(minute, {})))", g.sql_interval()),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Repo {
+    client: Client,
+}
+
+impl Repo {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    pub async fn list_ads(&self, offset: u64, limit: u32) -> Result<(Vec<AdRow>, u64), QueryError> {
+        let ads = self
+            .client
+            .query("SELECT ?fields FROM ads FINAL ORDER BY created_at, id LIMIT {limit:UInt32} OFFSET {offset:UInt64}")
+            .param("limit", limit)
+            .param("offset", offset)
+            .fetch_all::<AdRow>();
+        let total = self.client.query("SELECT count() FROM ads FINAL").fetch_one::<u64>();
+        let (ads, total) = tokio::try_join!(ads, total)?;
+        Ok((ads, total))
+    }
+
+    pub async fn get_ad(&self, id: Uuid) -> Result<Option<AdRow>, QueryError> {
+        Ok(self
+            .client
+            .query("SELECT ?fields FROM ads FINAL WHERE id = {id:UUID}")
+            .param("id", id.to_string())
+            .fetch_optional::<AdRow>()
+            .await?)
+    }
+
+    /// Totals per ad over the window, for one ad or all that have events.
+    pub async fn totals_by_ad(&self, window: Window, ad: Option<Uuid>) -> Result<BTreeMap<Uuid, Counts>, QueryError> {
+        let by_key = self.aggregate(window, ad, GroupBy::Ad).await?;
+        by_key
+            .into_iter()
+            .map(|(key, counts)| {
+                let id = Uuid::parse_str(&key).map_err(|e| QueryError::ClickHouse(format!("bad ad_id {key:?}: {e}")))?;
+                Ok((id, counts))
+            })
+            .collect()
+    }
+
+    /// Counts per bucket (keyed by the bucket's unix start) for one ad; empty buckets absent.
+    pub async fn series(&self, window: Window, ad: Uuid, granularity: Granularity) -> Result<BTreeMap<i64, Counts>, QueryError> {
+        let by_key = self.aggregate(window, Some(ad), GroupBy::Bucket(granularity)).await?;
+        by_key
+            .into_iter()
+            .map(|(key, counts)| {
+                let start = key.parse::<i64>().map_err(|e| QueryError::ClickHouse(format!("bad bucket {key:?}: {e}")))?;
+                Ok((start, counts))
+            })
+            .collect()
+    }
+
+    async fn aggregate(&self, window: Window, ad: Option<Uuid>, group: GroupBy) -> Result<BTreeMap<String, Counts>, QueryError> {
+        let filter = if ad.is_some() {
+            "ad_id = {ad_id:UUID} AND minute >= toDateTime({from:Int64}, 'UTC') AND minute < toDateTime({to:Int64}, 'UTC')"
+        } else {
+            "minute >= toDateTime({from:Int64}, 'UTC') AND minute < toDateTime({to:Int64}, 'UTC')"
+        };
+        let key = group.key_sql();
+        let clicks_sql = format!(
+            "SELECT {key} AS key, sum(clicks) AS clicks, uniqMerge(unique_visitors) AS unique_clicks, \
+             sum(playback_time_secs_sum) AS playback_time_secs_sum, sum(playback_count) AS playback_count \
+             FROM click_events_per_minute WHERE {filter} GROUP BY key"
+        );
+        let impressions_sql = format!(
+            "SELECT {key} AS key, sum(impressions) AS impressions FROM impression_events_per_minute WHERE {filter} GROUP BY key"
+        );
+        let bind = |sql: &str| {
+            let query = self
+                .client
+                .query(sql)
+                .param("from", window.from.unix_timestamp())
+                .param("to", window.to.unix_timestamp());
+            match ad {
+                Some(ad) => query.param("ad_id", ad.to_string()),
+                None => query,
+            }
+        };
+        let (clicks, impressions) = tokio::try_join!(
+            bind(&clicks_sql).fetch_all::<ClickAgg>(),
+            bind(&impressions_sql).fetch_all::<ImpressionAgg>()
+        )?;
+        let mut out: BTreeMap<String, Counts> = BTreeMap::new();
+        for row in clicks {
+            let counts = out.entry(row.key).or_default();
+            counts.clicks = row.clicks;
+            counts.unique_clicks = row.unique_clicks;
+            counts.playback_time_secs_sum = row.playback_time_secs_sum;
+            counts.playback_count = row.playback_count;
+        }
+        for row in impressions {
+            out.entry(row.key).or_default().impressions = row.impressions;
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_are_undefined_over_nothing() {
+        let none = Counts::default();
+        assert_eq!(none.ctr(), None);
+        assert_eq!(none.avg_playback_time_secs(), None);
+        let some = Counts { clicks: 1, impressions: 4, playback_time_secs_sum: 30.0, playback_count: 2, ..Counts::default() };
+        assert_eq!(some.ctr(), Some(0.25));
+        assert_eq!(some.avg_playback_time_secs(), Some(15.0));
+    }
+}

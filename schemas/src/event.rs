@@ -1,0 +1,109 @@
+//! The event as published to JetStream: JSON, one message per event, `Nats-Msg-Id` = `event_id`.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Version of the [`AdEvent`] JSON layout. Consumers reject versions they do not know.
+pub const SCHEMA_VERSION: u16 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Click,
+    Impression,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Click => "click",
+            EventKind::Impression => "impression",
+        }
+    }
+}
+
+/// One accepted event, as stored in the stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdEvent {
+    pub schema_version: u16,
+    pub kind: EventKind,
+    pub event_id: Uuid,
+    pub ad_id: Uuid,
+    /// When the ad was clicked or shown (client's clock if it sent one, else `received_at`).
+    #[serde(with = "time::serde::rfc3339")]
+    pub timestamp: OffsetDateTime,
+    /// When ingest received the request.
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    pub client_ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    /// Clicks only: seconds of the ad watched before the click.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playback_time_secs: Option<f64>,
+    /// Clicks only: share of the ad watched before the click, 0 to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watched_percent: Option<f64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a valid event: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("unknown schema version {0} (this build knows {SCHEMA_VERSION})")]
+    UnknownVersion(u16),
+}
+
+impl AdEvent {
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing plain data with string keys cannot fail.
+        serde_json::to_vec(self).expect("AdEvent serializes")
+    }
+
+    /// Decodes a stream message, rejecting schema versions this build does not understand.
+    pub fn from_json(payload: &[u8]) -> Result<Self, DecodeError> {
+        #[derive(Deserialize)]
+        struct Version {
+            schema_version: u16,
+        }
+        let Version { schema_version } = serde_json::from_slice(payload)?;
+        if schema_version != SCHEMA_VERSION {
+            return Err(DecodeError::UnknownVersion(schema_version));
+        }
+        Ok(serde_json::from_slice(payload)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Events already in a stream must keep parsing: the fixtures are real v1 payloads.
+    #[test]
+    fn v1_fixtures_parse() {
+        let click = AdEvent::from_json(include_bytes!("../test-data/v1/click.json")).unwrap();
+        assert_eq!(click.kind, EventKind::Click);
+        assert_eq!(click.playback_time_secs, Some(12.5));
+        assert_eq!(click.watched_percent, Some(40.0));
+        assert_eq!(click.client_ip, Some("203.0.113.7".parse().unwrap()));
+        let impression =
+            AdEvent::from_json(include_bytes!("../test-data/v1/impression.json")).unwrap();
+        assert_eq!(impression.kind, EventKind::Impression);
+        assert_eq!(impression.playback_time_secs, None);
+    }
+
+    #[test]
+    fn round_trips() {
+        let click = AdEvent::from_json(include_bytes!("../test-data/v1/click.json")).unwrap();
+        assert_eq!(AdEvent::from_json(&click.to_json()).unwrap(), click);
+    }
+
+    #[test]
+    fn unknown_version_is_rejected() {
+        let err = AdEvent::from_json(br#"{"schema_version": 99}"#).unwrap_err();
+        assert!(matches!(err, DecodeError::UnknownVersion(99)), "{err}");
+        assert!(AdEvent::from_json(b"not json").is_err());
+    }
+}

@@ -1,0 +1,17 @@
+//! The ad-event contract shared by every service.
+//!
+//! - [`input`]: what clients send over HTTP, parsed and validated here and nowhere else.
+//! - [`event`]: what travels through NATS JetStream (versioned JSON, readable with the `nats` CLI).
+//! - [`stream`]: stream and subject names.
+//! - [`rows`]: the ClickHouse row types the aggregator writes and the query service reads.
+//!
+//! Changing a wire type is a contract change: bump [`event::SCHEMA_VERSION`] and keep the
+//! fixtures under `schemas/test-data/` parsing.
+
+pub mod event;
+pub mod input;
+pub mod rows;
+pub mod stream;
+
+pub use event::{AdEvent, EventKind, SCHEMA_VERSION};
+pub use input::{ClickInput, ImpressionInput, InputError, InputErrorKind};

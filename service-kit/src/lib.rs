@@ -1,0 +1,196 @@
+//! What the three services share, so each `main.rs` reads as its data path:
+//! connection settings ([`NatsArgs`], [`ClickHouseArgs`]), JSON logging, the `/healthz`,
+//! `/readyz` and `/metrics` endpoints, and the shutdown signal.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::{BoxFuture, FutureExt};
+use poem::http::StatusCode;
+use poem::{Response, Route};
+use prometheus::{Encoder, Registry, TextEncoder};
+
+/// How to reach NATS JetStream and which stream holds the events.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NatsArgs {
+    /// NATS server URL.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// JetStream stream holding every accepted event.
+    #[arg(long, env = "NATS_STREAM", default_value = schemas::stream::DEFAULT_STREAM)]
+    pub nats_stream: String,
+    /// Subject prefix: events go to `<prefix>.click` and `<prefix>.impression`.
+    #[arg(long, env = "NATS_SUBJECT_PREFIX", default_value = schemas::stream::DEFAULT_SUBJECT_PREFIX)]
+    pub nats_subject_prefix: String,
+}
+
+impl NatsArgs {
+    /// Connects, retrying in the background after the first success (async-nats reconnects).
+    pub async fn connect(&self) -> Result<async_nats::Client, async_nats::ConnectError> {
+        async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(&self.nats_url)
+            .await
+    }
+}
+
+/// How to reach ClickHouse over HTTP.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClickHouseArgs {
+    /// ClickHouse HTTP interface URL.
+    #[arg(long, env = "CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123")]
+    pub clickhouse_url: String,
+    /// Database holding the ads catalog, raw events and rollups.
+    #[arg(long, env = "CLICKHOUSE_DATABASE", default_value = "adtrack")]
+    pub clickhouse_database: String,
+    #[arg(long, env = "CLICKHOUSE_USER", default_value = "default")]
+    pub clickhouse_user: String,
+    #[arg(long, env = "CLICKHOUSE_PASSWORD", default_value = "", hide_env_values = true)]
+    pub clickhouse_password: String,
+}
+
+impl ClickHouseArgs {
+    pub fn client(&self) -> clickhouse::Client {
+        clickhouse::Client::default()
+            .with_url(&self.clickhouse_url)
+            .with_database(&self.clickhouse_database)
+            .with_user(&self.clickhouse_user)
+            .with_password(&self.clickhouse_password)
+    }
+
+    /// A client for the server itself, before the database exists.
+    pub fn server_client(&self) -> clickhouse::Client {
+        clickhouse::Client::default()
+            .with_url(&self.clickhouse_url)
+            .with_user(&self.clickhouse_user)
+            .with_password(&self.clickhouse_password)
+    }
+}
+
+/// JSON logs on stdout; the level comes from `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).init();
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+/// A dependency check for `/readyz`: `Err(reason)` when the dependency does not answer.
+pub type ReadinessCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// Builds a [`ReadinessCheck`] from an async closure.
+pub fn readiness_check<F, Fut>(check: F) -> ReadinessCheck
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    Arc::new(move || check().boxed())
+}
+
+/// Checks that ClickHouse answers a trivial query.
+pub fn clickhouse_check(client: clickhouse::Client) -> ReadinessCheck {
+    readiness_check(move || {
+        let client = client.clone();
+        async move {
+            client.query("SELECT 1").execute().await.map_err(|e| format!("clickhouse: {e}"))
+        }
+    })
+}
+
+/// Checks that the NATS connection is up.
+pub fn nats_check(client: async_nats::Client) -> ReadinessCheck {
+    readiness_check(move || {
+        let state = client.connection_state();
+        async move {
+            match state {
+                async_nats::connection::State::Connected => Ok(()),
+                other => Err(format!("nats: {other}")),
+            }
+        }
+    })
+}
+
+/// Adds `/healthz` (the process is alive), `/readyz` (every dependency answers) and `/metrics`.
+pub fn with_ops_routes(route: Route, registry: Registry, checks: Vec<(&'static str, ReadinessCheck)>) -> Route {
+    let checks = Arc::new(checks);
+    route
+        .at("/healthz", poem::endpoint::make_sync(|_| "ok"))
+        .at(
+            "/readyz",
+            poem::endpoint::make(move |_| {
+                let checks = checks.clone();
+                async move { readiness(&checks).await }
+            }),
+        )
+        .at("/metrics", poem::endpoint::make_sync(move |_| metrics(&registry)))
+}
+
+async fn readiness(checks: &[(&'static str, ReadinessCheck)]) -> Response {
+    let mut failures = Vec::new();
+    for (name, check) in checks {
+        match tokio::time::timeout(Duration::from_secs(2), check()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => failures.push(reason),
+            Err(_) => failures.push(format!("{name}: no answer within 2 s")),
+        }
+    }
+    if failures.is_empty() {
+        Response::builder().status(StatusCode::OK).body("ready")
+    } else {
+        Response::builder().status(StatusCode::SERVICE_UNAVAILABLE).body(failures.join("\n"))
+    }
+}
+
+fn metrics(registry: &Registry) -> Response {
+    let mut buffer = Vec::new();
+    match TextEncoder::new().encode(&registry.gather(), &mut buffer) {
+        Ok(()) => Response::builder().content_type(prometheus::TEXT_FORMAT).body(buffer),
+        Err(error) => Response::builder().status(StatusCode::INTERNAL_SERVER_ERROR).body(error.to_string()),
+    }
+}
+
+/// The body of every error answer, in every service and operation.
+#[derive(Debug, Clone, poem_openapi::Object)]
+pub struct ErrorBody {
+    /// What is wrong, for people.
+    pub error: String,
+    /// The request field or parameter at fault, when there is one.
+    #[oai(skip_serializing_if_is_none)]
+    pub field: Option<String>,
+}
+
+impl ErrorBody {
+    pub fn new(error: impl Into<String>, field: Option<&str>) -> Self {
+        Self { error: error.into(), field: field.map(str::to_owned) }
+    }
+}

@@ -1,0 +1,423 @@
+//! Test harness: a real `nats-server` and a real ClickHouse on free loopback ports, and the
+//! three services started as processes from the workspace's build, configured only through
+//! their environment variables, exactly as an operator would.
+//!
+//! - ClickHouse: one server per test binary (started from `dev/clickhouse_server.py`, or the
+//!   one `CLICKHOUSE_URL` names), a fresh database per test. Tests that stop ClickHouse start a
+//!   private one with [`ClickHouse::start`].
+//! - NATS: one server per test, with its own JetStream directory.
+//! - Service logs go to files in the test's directory; a failing test prints their tails.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::OnceCell;
+
+/// Sample ads from `clickhouse/seed.sql`.
+pub const AD_TRAIL_RUNNER: &str = "a1000000-0000-4000-8000-000000000001";
+pub const AD_COFFEE_CLUB: &str = "a1000000-0000-4000-8000-000000000002";
+pub const AD_CITY_BREAK: &str = "a1000000-0000-4000-8000-000000000003";
+pub const AD_INACTIVE: &str = "a1000000-0000-4000-8000-000000000004";
+
+/// How long any condition is waited for before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// Where test servers keep their data: `$E2E_TMP` (make test sets `.data/test`) or the temp dir.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let base = std::env::var_os("E2E_TMP")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("adtrack-e2e"));
+    let dir = base.join(format!("{name}-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind an ephemeral port").port()
+}
+
+/// Polls `check` until it returns `Ok`, or fails the test with the last `Err` after `PATIENCE`.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let started = Instant::now();
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) if started.elapsed() > PATIENCE => panic!("timed out waiting for {what}; last: {last}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+async fn wait_for_port(addr: SocketAddr, what: &str) {
+    eventually(what, || async move {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).map(|_| ()).map_err(|e| e.to_string())
+    })
+    .await
+}
+
+fn terminate(child: &mut Child) {
+    // SIGTERM, the way an orchestrator stops a service.
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+}
+
+/// A ClickHouse server (chdb-core) serving HTTP on a loopback port.
+pub struct ClickHouse {
+    pub url: String,
+    process: Option<Child>,
+    launch: Option<(PathBuf, u16, u16)>,
+}
+
+static SHARED_CLICKHOUSE: OnceCell<ClickHouse> = OnceCell::const_new();
+
+impl ClickHouse {
+    /// The server shared by this test binary: `CLICKHOUSE_URL` if set, else one started here.
+    pub async fn shared() -> &'static ClickHouse {
+        SHARED_CLICKHOUSE
+            .get_or_init(|| async {
+                match std::env::var("CLICKHOUSE_URL") {
+                    Ok(url) if !url.is_empty() => ClickHouse { url, process: None, launch: None },
+                    _ => ClickHouse::start(&scratch_dir("clickhouse")).await,
+                }
+            })
+            .await
+    }
+
+    /// Starts a private server with its data in `dir`.
+    pub async fn start(dir: &Path) -> ClickHouse {
+        let (http, tcp) = (free_port(), free_port());
+        let mut server = ClickHouse { url: format!("http://127.0.0.1:{http}"), process: None, launch: Some((dir.to_path_buf(), http, tcp)) };
+        server.restart().await;
+        server
+    }
+
+    fn python() -> PathBuf {
+        std::env::var_os("CHDB_PYTHON").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".venv/bin/python"))
+    }
+
+    /// Starts the server again on the same ports and data (after [`ClickHouse::stop`]).
+    pub async fn restart(&mut self) {
+        let (dir, http, tcp) = self.launch.clone().expect("only a server started here can be restarted");
+        let python = Self::python();
+        assert!(python.exists(), "{} not found: run `make deps` (or set CHDB_PYTHON)", python.display());
+        let log = std::fs::File::create(dir.join("clickhouse.log")).expect("clickhouse log");
+        let child = Command::new(python)
+            .arg(workspace_root().join("dev/clickhouse_server.py"))
+            .arg(dir.join("server"))
+            .arg(http.to_string())
+            .arg(tcp.to_string())
+            .env("EXIT_WITH_PARENT", "1")
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .expect("start ClickHouse");
+        self.process = Some(child);
+        let url = self.url.clone();
+        eventually("ClickHouse /ping", || {
+            let url = url.clone();
+            async move {
+                match reqwest::get(format!("{url}/ping")).await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(r.status().to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        })
+        .await;
+    }
+
+    /// SIGTERM, and wait until it has exited.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            terminate(&mut child);
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn sql(&self, database: &str, sql: &str) -> Result<String, String> {
+        run_sql(&self.url, database, sql).await
+    }
+}
+
+/// Runs SQL in `database` over HTTP and returns the trimmed text answer.
+pub async fn run_sql(url: &str, database: &str, sql: &str) -> Result<String, String> {
+    let response = reqwest::Client::new()
+        .post(format!("{url}/?database={database}"))
+        .body(sql.to_owned())
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let text = response.text().await.map_err(|e| e.to_string())?;
+    if status.is_success() { Ok(text.trim().to_owned()) } else { Err(format!("{status}: {text}")) }
+}
+
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A `nats-server` with JetStream.
+pub struct Nats {
+    pub url: String,
+    port: u16,
+    dir: PathBuf,
+    process: Option<Child>,
+}
+
+impl Nats {
+    pub async fn start(dir: &Path) -> Nats {
+        let mut nats = Nats { url: String::new(), port: free_port(), dir: dir.join("nats"), process: None };
+        nats.url = format!("nats://127.0.0.1:{}", nats.port);
+        nats.restart().await;
+        nats
+    }
+
+    pub async fn restart(&mut self) {
+        let log = std::fs::File::create(self.dir.with_extension("log")).expect("nats log");
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(&self.dir)
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .expect("start nats-server (is it installed? `make deps`)");
+        self.process = Some(child);
+        wait_for_port(SocketAddr::from(([127, 0, 0, 1], self.port)), "nats-server").await;
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            terminate(&mut child);
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One of the workspace's service binaries, run as a child process.
+pub struct Service {
+    pub name: &'static str,
+    pub addr: SocketAddr,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    process: Option<Child>,
+}
+
+/// The directory holding the workspace's binaries (the test binary sits in its `deps/`).
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
+}
+
+impl Service {
+    fn new(name: &'static str, addr_var: &str, dir: &Path, mut env: Vec<(String, String)>) -> Service {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        env.push((addr_var.to_owned(), addr.to_string()));
+        Service { name, addr, env, log: dir.join(format!("{name}.log")), process: None }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn command(&self) -> Command {
+        let bin = bin_dir().join(self.name);
+        assert!(bin.exists(), "{} not built: run `cargo build --workspace --bins` (make test does)", bin.display());
+        let mut command = Command::new(bin);
+        command.envs(self.env.iter().map(|(k, v)| (k, v))).env("RUST_LOG", "info");
+        command
+    }
+
+    /// Adds or replaces an environment variable for the next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// Starts the service and waits until `/readyz` answers 200.
+    pub async fn start(&mut self) {
+        assert!(self.process.is_none(), "{} is already running", self.name);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("service log");
+        let child = self
+            .command()
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", self.name));
+        self.process = Some(child);
+        let url = self.url("/readyz");
+        eventually(&format!("{} /readyz", self.name), || {
+            let url = url.clone();
+            async move {
+                match reqwest::get(&url).await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(r.text().await.unwrap_or_default()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        })
+        .await;
+    }
+
+    /// SIGKILL: no chance to flush or ack.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.process.take().expect("service is running");
+        terminate(&mut child);
+        child.wait().expect("wait for service")
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// What differs between tests' stacks.
+#[derive(Default)]
+pub struct StackOptions {
+    /// Leave the aggregator stopped (start it with `stack.aggregator.start()`).
+    pub aggregator_stopped: bool,
+    /// Extra environment for the aggregator.
+    pub aggregator_env: Vec<(&'static str, &'static str)>,
+    /// Use this ClickHouse instead of the shared one.
+    pub clickhouse_url: Option<String>,
+}
+
+/// NATS, a fresh ClickHouse database with the schema and sample ads, and the three services.
+pub struct Stack {
+    pub dir: PathBuf,
+    pub database: String,
+    pub clickhouse_url: String,
+    pub nats: Nats,
+    pub ingest: Service,
+    pub aggregator: Service,
+    pub query: Service,
+    pub http: reqwest::Client,
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        Stack::start_with(StackOptions::default()).await
+    }
+
+    pub async fn start_with(options: StackOptions) -> Stack {
+        let dir = scratch_dir("stack");
+        let clickhouse_url = match options.clickhouse_url {
+            Some(url) => url,
+            None => ClickHouse::shared().await.url.clone(),
+        };
+        let nats = Nats::start(&dir).await;
+        let database = format!("e2e_{}", uuid::Uuid::new_v4().simple());
+        let common = vec![
+            ("NATS_URL".to_owned(), nats.url.clone()),
+            ("CLICKHOUSE_URL".to_owned(), clickhouse_url.clone()),
+            ("CLICKHOUSE_DATABASE".to_owned(), database.clone()),
+        ];
+        let with = |extra: &[(&str, &str)]| {
+            let mut env = common.clone();
+            env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+            env
+        };
+        let mut aggregator_env = vec![("BATCH_MAX_WAIT_MS", "100"), ("ACK_WAIT_SECS", "3")];
+        aggregator_env.extend(options.aggregator_env);
+        let aggregator = Service::new("aggregator", "AGGREGATOR_ADDR", &dir, with(&aggregator_env));
+        let ingest = Service::new("ingest", "INGEST_ADDR", &dir, with(&[("CATALOG_REFRESH_SECS", "1")]));
+        let query = Service::new("query", "QUERY_ADDR", &dir, with(&[("CACHE_TTL_MS", "200")]));
+
+        let migrate = aggregator.command().args(["migrate", "--seed"]).output().expect("run aggregator migrate");
+        assert!(migrate.status.success(), "aggregator migrate failed:\n{}", String::from_utf8_lossy(&migrate.stdout));
+
+        let mut stack = Stack { dir, database, clickhouse_url, nats, ingest, aggregator, query, http: reqwest::Client::new() };
+        if !options.aggregator_stopped {
+            stack.aggregator.start().await;
+        }
+        stack.ingest.start().await;
+        stack.query.start().await;
+        stack
+    }
+
+    /// Runs SQL against this stack's database.
+    pub async fn sql(&self, sql: &str) -> Result<String, String> {
+        run_sql(&self.clickhouse_url, &self.database, sql).await
+    }
+
+    /// A single number from SQL.
+    pub async fn count(&self, sql: &str) -> u64 {
+        let text = self.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        text.parse().unwrap_or_else(|_| panic!("{sql}: not a number: {text:?}"))
+    }
+
+    /// POSTs a JSON body to ingest; returns the status and the JSON answer.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.post_raw(path, "application/json", body.to_string().into_bytes(), &[]).await
+    }
+
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut request = self.http.post(self.ingest.url(path)).header("content-type", content_type).body(body);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().await.unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// GETs from the query service; returns the status and the JSON answer.
+    pub async fn get(&self, path_and_query: &str) -> (u16, Value) {
+        let response = self.http.get(self.query.url(path_and_query)).send().await.unwrap_or_else(|e| panic!("GET {path_and_query}: {e}"));
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// A service's Prometheus text.
+    pub async fn metrics(&self, service: &Service) -> String {
+        self.http.get(service.url("/metrics")).send().await.expect("GET /metrics").text().await.expect("metrics text")
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for service in [&self.ingest, &self.aggregator, &self.query] {
+                eprintln!("----- {} log (last 30 lines) -----\n{}", service.name, service.log_tail(30));
+            }
+            eprintln!("----- test data kept in {} -----", self.dir.display());
+        }
+    }
+}

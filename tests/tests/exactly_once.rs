@@ -1,0 +1,233 @@
+//! Every event answered with 202 is counted exactly once: through crashes, redeliveries,
+//! retried inserts and a ClickHouse outage.
+
+use std::time::Duration;
+
+use aggregator::backoff::Backoff;
+use aggregator::metrics::Metrics;
+use aggregator::sink::{Sink, WriteOutcome};
+use async_nats::jetstream::consumer::pull;
+use e2e::{eventually, ClickHouse, Stack, StackOptions, AD_CITY_BREAK, AD_COFFEE_CLUB, AD_TRAIL_RUNNER};
+use futures::StreamExt;
+use schemas::rows::{ClickRow, EventRow};
+use schemas::{AdEvent, EventKind, SCHEMA_VERSION};
+use serde_json::json;
+use time::OffsetDateTime;
+
+const ADS: [&str; 3] = [AD_TRAIL_RUNNER, AD_COFFEE_CLUB, AD_CITY_BREAK];
+
+async fn raw_rows(stack: &Stack) -> u64 {
+    stack.count("SELECT (SELECT count() FROM click_events) + (SELECT count() FROM impression_events)").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregator_killed_mid_stream_counts_every_event_once() {
+    // Small batches so that the stream takes a while to drain and kills land inside it.
+    let mut stack = Stack::start_with(StackOptions {
+        aggregator_stopped: true,
+        aggregator_env: vec![("BATCH_MAX_EVENTS", "50"), ("BATCH_MAX_WAIT_MS", "50")],
+        ..StackOptions::default()
+    })
+    .await;
+
+    // 12,000 distinct events, plus 1,000 of them sent a second time.
+    const CLICKS: usize = 9_000;
+    const IMPRESSIONS: usize = 3_000;
+    let events: Vec<(&str, serde_json::Value)> = (0..CLICKS + IMPRESSIONS)
+        .map(|i| {
+            let ad = ADS[i % ADS.len()];
+            let id = uuid::Uuid::now_v7();
+            if i < CLICKS {
+                ("/ads/click", json!({"event_id": id, "ad_id": ad, "playback_time_secs": (i % 30) as f64}))
+            } else {
+                ("/ads/impression", json!({"event_id": id, "ad_id": ad}))
+            }
+        })
+        .collect();
+    let resent: Vec<_> = events.iter().step_by(12).cloned().collect();
+    let sends = events.iter().chain(resent.iter());
+    let statuses: Vec<u16> = futures::stream::iter(sends)
+        .map(|(path, body)| {
+            let stack = &stack;
+            async move { stack.post(path, body.clone()).await.0 }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert_eq!(statuses.len(), 13_000);
+    assert!(statuses.iter().all(|s| *s == 202), "every send accepted");
+    println!("posted 12000 distinct events and 1000 repeats; expecting {CLICKS} clicks, {IMPRESSIONS} impressions");
+
+    stack.aggregator.start().await;
+    let mut killed_at = Vec::new();
+    for threshold in [1_000, 4_000, 8_000] {
+        eventually("rows to reach the kill threshold", || async {
+            let rows = raw_rows(&stack).await;
+            if rows >= threshold { Ok(()) } else { Err(format!("{rows} rows")) }
+        })
+        .await;
+        stack.aggregator.kill();
+        let rows = raw_rows(&stack).await;
+        println!("kill -9 of the aggregator with {rows} of 12000 rows stored");
+        killed_at.push(rows);
+        stack.aggregator.start().await;
+    }
+    assert!(killed_at[0] < 12_000, "the first kill must land mid-stream (at {})", killed_at[0]);
+
+    eventually("every event in ClickHouse", || async {
+        let rows = raw_rows(&stack).await;
+        if rows >= 12_000 { Ok(()) } else { Err(format!("{rows} rows")) }
+    })
+    .await;
+    // Let every unacked message come back (ACK_WAIT_SECS=3) before the final count.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let nats = async_nats::connect(&stack.nats.url).await.expect("connect to NATS");
+    let js = async_nats::jetstream::new(nats);
+    let mut consumer = js
+        .get_stream("AD_EVENTS")
+        .await
+        .expect("stream")
+        .get_consumer::<pull::Config>("aggregator")
+        .await
+        .expect("consumer");
+    let info = consumer.info().await.expect("consumer info");
+    assert_eq!((info.num_pending, info.num_ack_pending), (0, 0), "everything consumed and acked");
+    let stream_messages = js.get_stream("AD_EVENTS").await.expect("stream").get_info().await.expect("info").state.messages;
+    assert_eq!(stream_messages, 12_000, "the stream dropped the 1000 repeats (Nats-Msg-Id)");
+
+    let clicks = stack.count("SELECT count() FROM click_events").await;
+    let distinct = stack.count("SELECT uniqExact(event_id) FROM click_events").await;
+    let impressions = stack.count("SELECT count() FROM impression_events").await;
+    let rollup_clicks = stack.count("SELECT sum(clicks) FROM click_events_per_minute").await;
+    let rollup_impressions = stack.count("SELECT sum(impressions) FROM impression_events_per_minute").await;
+    println!(
+        "expected clicks {CLICKS}: raw {clicks} (distinct {distinct}), rollup {rollup_clicks}; \
+         expected impressions {IMPRESSIONS}: raw {impressions}, rollup {rollup_impressions}"
+    );
+    assert_eq!((clicks, distinct, rollup_clicks), (CLICKS as u64, CLICKS as u64, CLICKS as u64));
+    assert_eq!((impressions, rollup_impressions), (IMPRESSIONS as u64, IMPRESSIONS as u64));
+
+    let (_, report) = stack.get("/ads/analytics?timeframe=1h").await;
+    for ad in ADS {
+        let entry = report["ads"].as_array().and_then(|a| a.iter().find(|e| e["ad_id"] == ad)).expect("ad in report");
+        assert_eq!(entry["clicks"], CLICKS / 3, "{entry}");
+        assert_eq!(entry["impressions"], IMPRESSIONS / 3, "{entry}");
+    }
+    let metrics = stack.metrics(&stack.aggregator).await;
+    let skipped = metrics.lines().filter(|l| l.starts_with("aggregator_events_redelivered_skipped_total")).collect::<Vec<_>>();
+    println!("after the last restart: {skipped:?}");
+}
+
+fn click(seq: u64) -> EventRow {
+    let now = OffsetDateTime::now_utc();
+    EventRow::from_event(
+        AdEvent {
+            schema_version: SCHEMA_VERSION,
+            kind: EventKind::Click,
+            // One id per sequence: a redelivery carries the same event.
+            event_id: uuid::Uuid::from_u64_pair(0x0190_0000_0000_7000, seq),
+            ad_id: uuid::Uuid::parse_str(AD_TRAIL_RUNNER).expect("uuid"),
+            timestamp: now,
+            received_at: now,
+            client_ip: Some([192, 0, 2, (seq % 200) as u8].into()),
+            user_agent: Some("test".into()),
+            playback_time_secs: None,
+            watched_percent: None,
+        },
+        seq,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivered_and_retried_batches_are_not_counted_twice() {
+    let server = ClickHouse::shared().await;
+    let database = format!("e2e_{}", uuid::Uuid::new_v4().simple());
+    let root = clickhouse::Client::default().with_url(&server.url);
+    let client = root.clone().with_database(&database);
+    aggregator::migrate::apply(&root, &client, &database, false).await.expect("migrate");
+    let sink = Sink::new(client.clone(), Backoff::default(), Metrics::new().expect("metrics"));
+    let count = |sql: &'static str| {
+        let database = database.clone();
+        async move { server.sql(&database, sql).await.expect(sql) }
+    };
+
+    // A crash after inserting 1..=100 but before the ack: JetStream redelivers, mixed with new
+    // messages, in a differently cut batch.
+    assert_eq!(sink.write((1..=100).map(click).collect()).await, WriteOutcome { inserted: 100, already_stored: 0 });
+    assert_eq!(sink.write((50..=150).map(click).collect()).await, WriteOutcome { inserted: 50, already_stored: 51 });
+    assert_eq!(sink.write((1..=150).rev().map(click).collect()).await, WriteOutcome { inserted: 0, already_stored: 150 });
+    assert_eq!(count("SELECT count() FROM click_events").await, "150");
+    assert_eq!(count("SELECT sum(clicks) FROM click_events_per_minute").await, "150");
+
+    // A retried insert (lost response): same rows, same token. The raw table and the rollup
+    // both recognise it.
+    let retried: Vec<ClickRow> = (151..=160)
+        .map(|seq| match click(seq) {
+            EventRow::Click(row) => row,
+            EventRow::Impression(_) => unreachable!("click() makes clicks"),
+        })
+        .collect();
+    let token = aggregator::sink::dedup_token("click_events", 151..=160);
+    for _ in 0..2 {
+        let mut insert = client
+            .insert::<ClickRow>("click_events")
+            .await
+            .expect("insert")
+            .with_setting("insert_deduplication_token", token.as_str())
+            .with_setting("deduplicate_blocks_in_dependent_materialized_views", "1");
+        for row in &retried {
+            insert.write(row).await.expect("write");
+        }
+        insert.end().await.expect("end");
+    }
+    assert_eq!(count("SELECT count() FROM click_events").await, "160");
+    assert_eq!(count("SELECT sum(clicks) FROM click_events_per_minute").await, "160");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_accepts_while_clickhouse_is_down_and_nothing_is_lost() {
+    let dir = e2e::scratch_dir("clickhouse-outage");
+    let mut clickhouse = ClickHouse::start(&dir).await;
+    let stack = Stack::start_with(StackOptions { clickhouse_url: Some(clickhouse.url.clone()), ..StackOptions::default() }).await;
+
+    let (status, _) = stack.post("/ads/click", json!({"ad_id": AD_TRAIL_RUNNER})).await;
+    assert_eq!(status, 202);
+    clickhouse.stop();
+    eventually("query to notice ClickHouse is down", || async {
+        let response = stack.http.get(stack.query.url("/readyz")).send().await.map_err(|e| e.to_string())?;
+        if response.status() == 503 { Ok(()) } else { Err(response.status().to_string()) }
+    })
+    .await;
+    // Let a catalog refresh fail (CATALOG_REFRESH_SECS=1): the cached copy must keep working.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for path in ["/ads/click", "/ads/click", "/ads/impression"] {
+        let (status, answer) = stack.post(path, json!({"ad_id": AD_TRAIL_RUNNER})).await;
+        assert_eq!(status, 202, "accepted while ClickHouse is down: {answer}");
+    }
+    let (status, answer) = stack.post("/ads/click", json!({"ad_id": uuid::Uuid::new_v4()})).await;
+    assert_eq!(status, 422, "unknown ads are still rejected: {answer}");
+    // Give the aggregator time to fail and back off.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    clickhouse.restart().await;
+    eventually("every event after ClickHouse is back", || async {
+        let clicks = stack.count("SELECT count() FROM click_events").await;
+        let impressions = stack.count("SELECT count() FROM impression_events").await;
+        if (clicks, impressions) == (3, 1) { Ok(()) } else { Err(format!("{clicks} clicks, {impressions} impressions")) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(stack.count("SELECT sum(clicks) FROM click_events_per_minute").await, 3);
+    assert_eq!(stack.count("SELECT count() FROM click_events").await, 3);
+    let metrics = stack.metrics(&stack.aggregator).await;
+    let retries = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("aggregator_insert_retries_total "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(retries > 0, "the aggregator retried while ClickHouse was down:\n{metrics}");
+    drop(stack);
+    clickhouse.stop();
+    let _ = std::fs::remove_dir_all(dir);
+}
