@@ -5,12 +5,15 @@
 //!
 //! Two mechanisms keep a row from being counted twice:
 //! - **Redelivery after a crash** (inserted, not acked): before inserting, the rows whose
-//!   `stream_seq` the table already holds are dropped; the caller still acks their messages.
+//!   `(stream_seq, event_id)` the table already holds are dropped; the caller still acks their
+//!   messages. The event_id makes a recreated stream, whose sequences restart at 1, safe.
 //! - **A retried insert** (the response was lost, or a materialized view failed half-way): the
 //!   retry carries the same `insert_deduplication_token`, which the raw table and, through
 //!   `deduplicate_blocks_in_dependent_materialized_views`, every rollup recognise.
 
 use std::collections::HashSet;
+
+use uuid::Uuid;
 use std::time::Instant;
 
 use clickhouse::Client;
@@ -26,11 +29,18 @@ pub const IMPRESSION_TABLE: &str = "impression_events";
 /// A row that knows which stream message it came from.
 pub trait SequencedRow: clickhouse::RowOwned + clickhouse::RowWrite + Serialize + Send + Sync {
     fn stream_seq(&self) -> u64;
+    fn event_id(&self) -> Uuid;
+    fn key(&self) -> (u64, Uuid) {
+        (self.stream_seq(), self.event_id())
+    }
 }
 
 impl SequencedRow for ClickRow {
     fn stream_seq(&self) -> u64 {
         self.stream_seq
+    }
+    fn event_id(&self) -> Uuid {
+        self.event_id
     }
 }
 
@@ -38,6 +48,16 @@ impl SequencedRow for ImpressionRow {
     fn stream_seq(&self) -> u64 {
         self.stream_seq
     }
+    fn event_id(&self) -> Uuid {
+        self.event_id
+    }
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct StoredKey {
+    stream_seq: u64,
+    #[serde(with = "clickhouse::serde::uuid")]
+    event_id: Uuid,
 }
 
 #[derive(Clone)]
@@ -78,9 +98,9 @@ impl Sink {
         if rows.is_empty() {
             return WriteOutcome::default();
         }
-        let stored = self.retry(table, "look up stored sequences", || self.stored_sequences(table, &rows)).await;
+        let stored = self.retry(table, "look up stored rows", || self.stored_keys(table, &rows)).await;
         let total = rows.len();
-        let rows: Vec<R> = rows.into_iter().filter(|r| !stored.contains(&r.stream_seq())).collect();
+        let rows: Vec<R> = rows.into_iter().filter(|r| !stored.contains(&r.key())).collect();
         let outcome = WriteOutcome { inserted: rows.len(), already_stored: total - rows.len() };
         if outcome.already_stored > 0 {
             tracing::warn!(table, rows = outcome.already_stored, "skipping redelivered events already stored");
@@ -89,30 +109,30 @@ impl Sink {
         if rows.is_empty() {
             return outcome;
         }
-        let token = dedup_token(table, rows.iter().map(SequencedRow::stream_seq));
+        let token = dedup_token(table, rows.iter().map(SequencedRow::key));
         self.retry(table, "insert", || self.insert(table, &rows, &token)).await;
         self.metrics.inserted.with_label_values(&[table]).inc_by(rows.len() as u64);
         outcome
     }
 
-    /// The `stream_seq`s among `rows` that the table already holds.
-    async fn stored_sequences<R: SequencedRow>(
+    /// The `(stream_seq, event_id)` pairs in the sequence range of `rows` that the table holds.
+    async fn stored_keys<R: SequencedRow>(
         &self,
         table: &str,
         rows: &[R],
-    ) -> Result<HashSet<u64>, clickhouse::error::Error> {
+    ) -> Result<HashSet<(u64, Uuid)>, clickhouse::error::Error> {
         let (min, max) = rows
             .iter()
             .map(SequencedRow::stream_seq)
             .fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s), hi.max(s)));
         let stored = self
             .client
-            .query(&format!("SELECT stream_seq FROM {table} WHERE stream_seq BETWEEN ? AND ?"))
+            .query(&format!("SELECT stream_seq, event_id FROM {table} WHERE stream_seq BETWEEN ? AND ?"))
             .bind(min)
             .bind(max)
-            .fetch_all::<u64>()
+            .fetch_all::<StoredKey>()
             .await?;
-        Ok(stored.into_iter().collect())
+        Ok(stored.into_iter().map(|k| (k.stream_seq, k.event_id)).collect())
     }
 
     async fn insert<R: SequencedRow>(&self, table: &str, rows: &[R], token: &str) -> Result<(), clickhouse::error::Error> {
@@ -152,29 +172,41 @@ impl Sink {
     }
 }
 
-/// The same rows always give the same token, whatever order they were pulled in.
-pub fn dedup_token(table: &str, seqs: impl Iterator<Item = u64>) -> String {
-    let mut seqs: Vec<u64> = seqs.collect();
-    seqs.sort_unstable();
-    // FNV-1a over the sorted sequences: stable across builds, unlike std's hasher.
-    let hash = seqs.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, s| {
-        s.to_le_bytes().iter().fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+/// The same rows always give the same token, whatever order they were pulled in; event ids are
+/// part of it so that a recreated stream (sequences restarting at 1) never reuses a token.
+pub fn dedup_token(table: &str, keys: impl Iterator<Item = (u64, Uuid)>) -> String {
+    let mut keys: Vec<(u64, Uuid)> = keys.collect();
+    keys.sort_unstable();
+    // FNV-1a over the sorted keys: stable across builds, unlike std's hasher.
+    let hash = keys.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, (seq, id)| {
+        seq.to_le_bytes()
+            .iter()
+            .chain(id.as_bytes())
+            .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
     });
-    let (first, last) = (seqs.first().copied().unwrap_or(0), seqs.last().copied().unwrap_or(0));
-    format!("{table}:{first}-{last}:{}:{hash:016x}", seqs.len())
+    let first = keys.first().map_or(0, |k| k.0);
+    let last = keys.last().map_or(0, |k| k.0);
+    format!("{table}:{first}-{last}:{}:{hash:016x}", keys.len())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn keys(seqs: &[u64]) -> impl Iterator<Item = (u64, Uuid)> + '_ {
+        seqs.iter().map(|s| (*s, Uuid::from_u64_pair(7, *s)))
+    }
+
     #[test]
-    fn token_depends_on_the_set_of_sequences_only() {
-        let a = dedup_token("click_events", [3, 1, 2].into_iter());
-        assert_eq!(a, dedup_token("click_events", [1, 2, 3].into_iter()));
-        assert_ne!(a, dedup_token("click_events", [1, 2, 4].into_iter()));
-        assert_ne!(a, dedup_token("click_events", [1, 3].into_iter()));
-        assert_ne!(a, dedup_token("impression_events", [1, 2, 3].into_iter()));
+    fn token_depends_on_the_set_of_rows_only() {
+        let a = dedup_token("click_events", keys(&[3, 1, 2]));
+        assert_eq!(a, dedup_token("click_events", keys(&[1, 2, 3])));
+        assert_ne!(a, dedup_token("click_events", keys(&[1, 2, 4])));
+        assert_ne!(a, dedup_token("click_events", keys(&[1, 3])));
+        assert_ne!(a, dedup_token("impression_events", keys(&[1, 2, 3])));
         assert!(a.starts_with("click_events:1-3:3:"));
+        // Same sequences, other events (a recreated stream): another token.
+        let other = [(1, Uuid::from_u64_pair(8, 1)), (2, Uuid::from_u64_pair(8, 2)), (3, Uuid::from_u64_pair(8, 3))];
+        assert_ne!(a, dedup_token("click_events", other.into_iter()));
     }
 }

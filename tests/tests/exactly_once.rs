@@ -160,6 +160,18 @@ async fn redelivered_and_retried_batches_are_not_counted_twice() {
     assert_eq!(count("SELECT count() FROM click_events").await, "150");
     assert_eq!(count("SELECT sum(clicks) FROM click_events_per_minute").await, "150");
 
+    // A recreated stream restarts its sequences: same numbers, other events. They are new.
+    let fresh: Vec<EventRow> = (1..=10)
+        .map(|seq| match click(seq) {
+            EventRow::Click(mut row) => {
+                row.event_id = uuid::Uuid::now_v7();
+                EventRow::Click(row)
+            }
+            other => other,
+        })
+        .collect();
+    assert_eq!(sink.write(fresh).await, WriteOutcome { inserted: 10, already_stored: 0 });
+
     // A retried insert (lost response): same rows, same token. The raw table and the rollup
     // both recognise it.
     let retried: Vec<ClickRow> = (151..=160)
@@ -168,7 +180,7 @@ async fn redelivered_and_retried_batches_are_not_counted_twice() {
             EventRow::Impression(_) => unreachable!("click() makes clicks"),
         })
         .collect();
-    let token = aggregator::sink::dedup_token("click_events", 151..=160);
+    let token = aggregator::sink::dedup_token("click_events", retried.iter().map(|r| (r.stream_seq, r.event_id)));
     for _ in 0..2 {
         let mut insert = client
             .insert::<ClickRow>("click_events")
@@ -181,8 +193,8 @@ async fn redelivered_and_retried_batches_are_not_counted_twice() {
         }
         insert.end().await.expect("end");
     }
-    assert_eq!(count("SELECT count() FROM click_events").await, "160");
-    assert_eq!(count("SELECT sum(clicks) FROM click_events_per_minute").await, "160");
+    assert_eq!(count("SELECT count() FROM click_events").await, "170");
+    assert_eq!(count("SELECT sum(clicks) FROM click_events_per_minute").await, "170");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,7 @@ fn entry<'a>(report: &'a Value, ad_id: &str) -> Option<&'a Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clicks_and_impressions_are_counted_exactly_once() {
-    let stack = Stack::start().await;
+    let mut stack = Stack::start().await;
     let now = OffsetDateTime::now_utc();
     // Two distinct minutes inside the last hour, 5 s into each.
     let minute = |ago: i64| {
@@ -105,12 +105,20 @@ async fn clicks_and_impressions_are_counted_exactly_once() {
     assert_eq!((bucket(late)["clicks"].clone(), bucket(late)["impressions"].clone()), (json!(2), json!(2)));
     let total: u64 = buckets.iter().map(|b| b["clicks"].as_u64().unwrap_or(0)).sum();
     assert_eq!(total, 3, "empty buckets are zeros");
+
+    // SIGTERM: each service drains and exits cleanly.
+    for service in [&mut stack.ingest, &mut stack.aggregator, &mut stack.query] {
+        let status = service.terminate();
+        assert!(status.success(), "{} exited with {status}", service.name);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_its_error_and_changes_no_count() {
     let stack = Stack::start().await;
-    let cases: Vec<(&str, &str, Vec<u8>, u16, Option<&str>)> = vec![
+    // (what, content type, body, expected status, field named in the answer)
+    type Case = (&'static str, &'static str, Vec<u8>, u16, Option<&'static str>);
+    let cases: Vec<Case> = vec![
         ("unknown ad", "application/json", json!({"ad_id": uuid::Uuid::new_v4()}).to_string().into(), 422, Some("ad_id")),
         ("inactive ad", "application/json", json!({"ad_id": AD_INACTIVE}).to_string().into(), 422, Some("ad_id")),
         ("missing ad", "application/json", b"{}".to_vec(), 422, Some("ad_id")),
