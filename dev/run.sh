@@ -28,7 +28,8 @@ stop() {
         wait "${pids[$i]}" 2>/dev/null || true
     done
 }
-trap stop INT TERM EXIT
+trap 'stop; exit 0' INT TERM
+trap stop EXIT
 
 wait_http() { # url what
     for _ in $(seq 1 60); do
@@ -70,4 +71,5 @@ cat <<MSG
 Ready. Ctrl-C stops everything.
 MSG
 wait -n "${pids[@]}" || true
-echo "a process exited; see $DATA/logs/" >&2
+echo "a process exited unexpectedly; see $DATA/logs/" >&2
+exit 1
