@@ -21,6 +21,9 @@ pub struct Config {
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "AGGREGATOR_ADDR", default_value = "0.0.0.0:8082")]
     pub addr: SocketAddr,
+    /// After SIGTERM, how long the batch in hand may take to be written and acked.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]

@@ -3,6 +3,8 @@
 //! **Invariant:** a message is acked only after ClickHouse holds its row. A crash anywhere
 //! before the ack means redelivery, which [`crate::sink`] recognises.
 
+use std::time::Duration;
+
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{AckKind, Message};
 use futures::StreamExt;
@@ -23,8 +25,10 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    /// Runs until `shutdown` turns true; the batch in hand is finished and acked first.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Runs until `shutdown` turns true. The batch in hand is then given `grace` to be
+    /// written and acked; past that it is abandoned, which loses nothing: unacked messages are
+    /// redelivered to the next aggregator.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         while !*shutdown.borrow() {
             let batch = tokio::select! {
                 batch = self.pull() => batch,
@@ -33,10 +37,16 @@ impl Consumer {
             if batch.is_empty() {
                 continue;
             }
+            let processing = self.process(batch);
+            tokio::pin!(processing);
             tokio::select! {
-                () = self.process(batch) => {}
-                // Stopping mid-insert loses nothing: the messages are not acked and come back.
-                _ = shutdown.changed() => break,
+                () = &mut processing => {}
+                _ = shutdown.changed() => {
+                    if tokio::time::timeout(grace, processing).await.is_err() {
+                        tracing::warn!("batch not written within the shutdown grace; it will be redelivered");
+                    }
+                    break;
+                }
             }
         }
         tracing::info!("consumer stopped");

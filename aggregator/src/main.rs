@@ -6,25 +6,12 @@ use aggregator::consumer::Consumer;
 use aggregator::metrics::Metrics;
 use aggregator::sink::Sink;
 use aggregator::{migrate, setup};
-use clap::Parser;
 use poem::listener::TcpListener;
 use poem::Server;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    service_kit::init_logging();
-    let config = Config::parse();
-    if let Err(message) = config.validate() {
-        tracing::error!(%message, "invalid configuration");
-        return ExitCode::from(2);
-    }
-    match run(config).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "aggregator failed");
-            ExitCode::FAILURE
-        }
-    }
+    service_kit::run_service("aggregator", Config::validate, run).await
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
@@ -58,7 +45,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         metrics,
         args: config.consumer.clone(),
     };
-    let consuming = tokio::spawn(consumer.run(stop_rx));
+    let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
+    let consuming = tokio::spawn(consumer.run(stop_rx, grace));
     let server = Server::new(TcpListener::bind(config.addr));
     tracing::info!(addr = %config.addr, "aggregator running");
     server

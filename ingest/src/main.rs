@@ -2,7 +2,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::Parser;
 use ingest::catalog::Catalog;
 use ingest::config::Config;
 use ingest::http::{BodyLimit, IngestApi};
@@ -15,19 +14,7 @@ use poem_openapi::OpenApiService;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    service_kit::init_logging();
-    let config = Config::parse();
-    if let Err(message) = config.validate() {
-        tracing::error!(%message, "invalid configuration");
-        return ExitCode::from(2);
-    }
-    match run(config).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "ingest failed");
-            ExitCode::FAILURE
-        }
-    }
+    service_kit::run_service("ingest", Config::validate, run).await
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {

@@ -1,7 +1,6 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
 use poem::listener::TcpListener;
 use poem::{Route, Server};
 use poem_openapi::OpenApiService;
@@ -13,19 +12,7 @@ use query::service::Analytics;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    service_kit::init_logging();
-    let config = Config::parse();
-    if let Err(message) = config.validate() {
-        tracing::error!(%message, "invalid configuration");
-        return ExitCode::from(2);
-    }
-    match run(config).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "query failed");
-            ExitCode::FAILURE
-        }
-    }
+    service_kit::run_service("query", Config::validate, run).await
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 //! `/readyz` and `/metrics` endpoints, and the shutdown signal.
 
 use std::future::Future;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +67,29 @@ impl ClickHouseArgs {
             .with_url(&self.clickhouse_url)
             .with_user(&self.clickhouse_user)
             .with_password(&self.clickhouse_password)
+    }
+}
+
+/// The body of every service's `main`: JSON logging, configuration parsed from flags and
+/// environment and validated (exit code 2 naming the variable), then `run` (exit code 1 on error).
+pub async fn run_service<C, F, Fut>(name: &str, validate: fn(&C) -> Result<(), String>, run: F) -> ExitCode
+where
+    C: clap::Parser,
+    F: FnOnce(C) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    init_logging();
+    let config = C::parse();
+    if let Err(message) = validate(&config) {
+        tracing::error!(%message, "invalid configuration");
+        return ExitCode::from(2);
+    }
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(service = name, error = format!("{error:#}"), "stopped on error");
+            ExitCode::FAILURE
+        }
     }
 }
 

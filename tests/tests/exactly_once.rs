@@ -33,29 +33,7 @@ async fn aggregator_killed_mid_stream_counts_every_event_once() {
     // 12,000 distinct events, plus 1,000 of them sent a second time.
     const CLICKS: usize = 9_000;
     const IMPRESSIONS: usize = 3_000;
-    let events: Vec<(&str, serde_json::Value)> = (0..CLICKS + IMPRESSIONS)
-        .map(|i| {
-            let ad = ADS[i % ADS.len()];
-            let id = uuid::Uuid::now_v7();
-            if i < CLICKS {
-                ("/ads/click", json!({"event_id": id, "ad_id": ad, "playback_time_secs": (i % 30) as f64}))
-            } else {
-                ("/ads/impression", json!({"event_id": id, "ad_id": ad}))
-            }
-        })
-        .collect();
-    let resent: Vec<_> = events.iter().step_by(12).cloned().collect();
-    let sends = events.iter().chain(resent.iter());
-    let statuses: Vec<u16> = futures::stream::iter(sends)
-        .map(|(path, body)| {
-            let stack = &stack;
-            async move { stack.post(path, body.clone()).await.0 }
-        })
-        .buffer_unordered(32)
-        .collect()
-        .await;
-    assert_eq!(statuses.len(), 13_000);
-    assert!(statuses.iter().all(|s| *s == 202), "every send accepted");
+    post_events(&stack, CLICKS, IMPRESSIONS, 12).await;
     println!("posted 12000 distinct events and 1000 repeats; expecting {CLICKS} clicks, {IMPRESSIONS} impressions");
 
     stack.aggregator.start().await;
@@ -82,18 +60,8 @@ async fn aggregator_killed_mid_stream_counts_every_event_once() {
     // Let every unacked message come back (ACK_WAIT_SECS=3) before the final count.
     tokio::time::sleep(Duration::from_secs(5)).await;
 
-    let nats = async_nats::connect(&stack.nats.url).await.expect("connect to NATS");
-    let js = async_nats::jetstream::new(nats);
-    let mut consumer = js
-        .get_stream("AD_EVENTS")
-        .await
-        .expect("stream")
-        .get_consumer::<pull::Config>("aggregator")
-        .await
-        .expect("consumer");
-    let info = consumer.info().await.expect("consumer info");
-    assert_eq!((info.num_pending, info.num_ack_pending), (0, 0), "everything consumed and acked");
-    let stream_messages = js.get_stream("AD_EVENTS").await.expect("stream").get_info().await.expect("info").state.messages;
+    let (stream_messages, pending, ack_pending) = stream_state(&stack).await;
+    assert_eq!((pending, ack_pending), (0, 0), "everything consumed and acked");
     assert_eq!(stream_messages, 12_000, "the stream dropped the 1000 repeats (Nats-Msg-Id)");
 
     let clicks = stack.count("SELECT count() FROM click_events").await;
@@ -117,6 +85,73 @@ async fn aggregator_killed_mid_stream_counts_every_event_once() {
     let metrics = stack.metrics(&stack.aggregator).await;
     let skipped = metrics.lines().filter(|l| l.starts_with("aggregator_events_redelivered_skipped_total")).collect::<Vec<_>>();
     println!("after the last restart: {skipped:?}");
+}
+
+/// Posts `clicks` and `impressions` distinct events over the three sample ads, 32 at a time, and
+/// every `resend_every`-th event a second time with the same event_id. All must get 202.
+async fn post_events(stack: &Stack, clicks: usize, impressions: usize, resend_every: usize) {
+    let events: Vec<(&str, serde_json::Value)> = (0..clicks + impressions)
+        .map(|i| {
+            let ad = ADS[i % ADS.len()];
+            let id = uuid::Uuid::now_v7();
+            if i < clicks {
+                ("/ads/click", json!({"event_id": id, "ad_id": ad, "playback_time_secs": (i % 30) as f64}))
+            } else {
+                ("/ads/impression", json!({"event_id": id, "ad_id": ad}))
+            }
+        })
+        .collect();
+    let resent: Vec<_> = events.iter().step_by(resend_every).cloned().collect();
+    let statuses: Vec<u16> = futures::stream::iter(events.iter().chain(resent.iter()))
+        .map(|(path, body)| async move { stack.post(path, body.clone()).await.0 })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert_eq!(statuses.len(), events.len() + resent.len());
+    assert!(statuses.iter().all(|s| *s == 202), "every send accepted");
+}
+
+/// Messages in the stream, and the aggregator consumer's undelivered and unacked counts.
+async fn stream_state(stack: &Stack) -> (u64, u64, usize) {
+    let nats = async_nats::connect(&stack.nats.url).await.expect("connect to NATS");
+    let js = async_nats::jetstream::new(nats);
+    let stream = js.get_stream("AD_EVENTS").await.expect("stream");
+    let mut consumer = stream.get_consumer::<pull::Config>("aggregator").await.expect("consumer");
+    let info = consumer.info().await.expect("consumer info");
+    let messages = stream.get_info().await.expect("stream info").state.messages;
+    (messages, info.num_pending, info.num_ack_pending)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_aggregator_write_and_ack_the_batch_in_hand() {
+    let mut stack = Stack::start_with(StackOptions {
+        aggregator_stopped: true,
+        aggregator_env: vec![("BATCH_MAX_EVENTS", "500")],
+        ..StackOptions::default()
+    })
+    .await;
+    post_events(&stack, 3_000, 1_000, usize::MAX).await;
+    stack.aggregator.start().await;
+    eventually("the first batches", || async {
+        let rows = raw_rows(&stack).await;
+        if rows >= 500 { Ok(()) } else { Err(format!("{rows} rows")) }
+    })
+    .await;
+    let status = stack.aggregator.terminate();
+    assert!(status.success(), "aggregator exited with {status}");
+
+    let (messages, pending, ack_pending) = stream_state(&stack).await;
+    let rows = raw_rows(&stack).await;
+    println!("SIGTERM: {rows} rows written, {pending} messages not yet delivered, {ack_pending} unacked");
+    assert_eq!(ack_pending, 0, "every delivered message was written and acked before exit");
+    assert_eq!(rows, messages - pending, "every delivered message is a row");
+
+    stack.aggregator.start().await;
+    eventually("the rest after a restart", || async {
+        let rows = raw_rows(&stack).await;
+        if rows == 4_000 { Ok(()) } else { Err(format!("{rows} rows")) }
+    })
+    .await;
 }
 
 fn click(seq: u64) -> EventRow {
