@@ -313,6 +313,8 @@ pub struct StackOptions {
     pub aggregator_stopped: bool,
     /// Extra environment for the aggregator.
     pub aggregator_env: Vec<(&'static str, &'static str)>,
+    /// Extra environment for ingest.
+    pub ingest_env: Vec<(&'static str, &'static str)>,
     /// Use this ClickHouse instead of the shared one.
     pub clickhouse_url: Option<String>,
 }
@@ -355,7 +357,9 @@ impl Stack {
         let mut aggregator_env = vec![("BATCH_MAX_WAIT_MS", "100"), ("ACK_WAIT_SECS", "3")];
         aggregator_env.extend(options.aggregator_env);
         let aggregator = Service::new("aggregator", "AGGREGATOR_ADDR", &dir, with(&aggregator_env));
-        let ingest = Service::new("ingest", "INGEST_ADDR", &dir, with(&[("CATALOG_REFRESH_SECS", "1")]));
+        let mut ingest_env = vec![("CATALOG_REFRESH_SECS", "1")];
+        ingest_env.extend(options.ingest_env);
+        let ingest = Service::new("ingest", "INGEST_ADDR", &dir, with(&ingest_env));
         let query = Service::new("query", "QUERY_ADDR", &dir, with(&[("CACHE_TTL_MS", "200")]));
 
         let migrate = aggregator.command().args(["migrate", "--seed"]).output().expect("run aggregator migrate");

@@ -42,7 +42,7 @@ impl Catalog {
     }
 
     pub fn is_loaded(&self) -> bool {
-        self.ads.read().map(|g| g.is_some()).unwrap_or(true)
+        self.ads.read().unwrap_or_else(|poisoned| poisoned.into_inner()).is_some()
     }
 
     pub fn replace(&self, ads: HashMap<Uuid, bool>) {

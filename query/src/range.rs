@@ -53,6 +53,9 @@ impl Granularity {
     }
 }
 
+/// The latest `to` accepted.
+const LATEST: OffsetDateTime = time::macros::datetime!(2100-01-01 0:00 UTC);
+
 /// Most buckets one series may have.
 pub const MAX_BUCKETS: i64 = 10_000;
 
@@ -91,6 +94,10 @@ impl Window {
         };
         if from < OffsetDateTime::UNIX_EPOCH {
             return Err(QueryError::invalid("from", "must not be before 1970-01-01T00:00:00Z"));
+        }
+        // ClickHouse DateTime ends in 2106; checked before rounding, which could overflow.
+        if to > LATEST {
+            return Err(QueryError::invalid("to", "must not be after 2100-01-01T00:00:00Z"));
         }
         let window = Self { from: floor(from, Duration::MINUTE), to: ceil(to, Duration::MINUTE) };
         if window.from >= window.to {
@@ -166,6 +173,9 @@ mod tests {
         assert_eq!(field(Window::resolve(None, Some(t), None, NOW)), "from");
         assert_eq!(field(Window::resolve(Some(t), Some(t), None, NOW)), "to");
         assert_eq!(field(Window::resolve(Some(NOW), Some(t), None, NOW)), "to");
+        let end_of_time = datetime!(9999-12-31 23:59:59.999 UTC);
+        assert_eq!(field(Window::resolve(Some(t), Some(end_of_time), None, NOW)), "to");
+        assert_eq!(field(Window::resolve(Some(end_of_time), None, None, NOW)), "to");
     }
 
     #[test]

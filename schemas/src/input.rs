@@ -20,6 +20,9 @@ pub const IMPRESSION_FIELDS: &[&str] = &["event_id", "ad_id", "timestamp"];
 /// Every field a click may have.
 pub const CLICK_FIELDS: &[&str] = &["event_id", "ad_id", "timestamp", "playback_time_secs", "watched_percent"];
 
+/// Longest user agent kept; longer ones are cut (at a character boundary), never rejected.
+pub const MAX_USER_AGENT_BYTES: usize = 512;
+
 /// How far a client's clock may run ahead of ours.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 
@@ -125,10 +128,21 @@ fn into_event(
         timestamp,
         received_at: ctx.received_at,
         client_ip: ctx.client_ip,
-        user_agent: ctx.user_agent,
+        user_agent: ctx.user_agent.map(truncate_user_agent),
         playback_time_secs,
         watched_percent,
     })
+}
+
+fn truncate_user_agent(mut agent: String) -> String {
+    if agent.len() > MAX_USER_AGENT_BYTES {
+        let mut end = MAX_USER_AGENT_BYTES;
+        while !agent.is_char_boundary(end) {
+            end -= 1;
+        }
+        agent.truncate(end);
+    }
+    agent
 }
 
 /// A client timestamp may be at most [`MAX_CLOCK_SKEW`] ahead of `now`, and no older than the
@@ -320,6 +334,17 @@ mod tests {
         assert_eq!(at("2026-11-15T09:59:59Z").unwrap_err().field.as_deref(), Some("timestamp"));
         let unlimited = TimestampLimits { max_age: None };
         assert!(check_timestamp(datetime!(2000-01-01 0:00 UTC), NOW, unlimited).is_ok());
+    }
+
+    #[test]
+    fn long_user_agents_are_cut_at_a_character_boundary() {
+        let body = format!(r#"{{"ad_id":"{AD}"}}"#);
+        let agent = "é".repeat(300); // 600 bytes
+        let ctx = RequestContext { user_agent: Some(agent), ..ctx() };
+        let event = ClickInput::parse(body.as_bytes()).unwrap().into_event(ctx, limits()).unwrap();
+        let kept = event.user_agent.unwrap();
+        assert_eq!(kept.len(), MAX_USER_AGENT_BYTES);
+        assert!(kept.chars().all(|c| c == 'é'));
     }
 
     #[test]

@@ -278,3 +278,45 @@ async fn ingest_accepts_while_clickhouse_is_down_and_nothing_is_lost() {
     clickhouse.stop();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_answers_503_while_nats_is_down_and_a_retry_counts_once() {
+    let mut stack = Stack::start_with(StackOptions {
+        ingest_env: vec![("PUBLISH_TIMEOUT_MS", "1000")],
+        ..StackOptions::default()
+    })
+    .await;
+    let event = json!({"event_id": uuid::Uuid::now_v7(), "ad_id": AD_TRAIL_RUNNER});
+    stack.nats.stop();
+    let response = stack
+        .http
+        .post(stack.ingest.url("/ads/click"))
+        .json(&event)
+        .send()
+        .await
+        .expect("ingest answers while NATS is down");
+    assert_eq!(response.status(), 503, "never 202 without JetStream's ack");
+    assert!(response.headers().contains_key("retry-after"));
+
+    // The client retries with the same event_id once NATS is back. The first attempt may or
+    // may not have reached the stream; either way the event is counted once.
+    stack.nats.restart().await;
+    let (status, answer) = eventually("ingest to accept again", || async {
+        match stack.post("/ads/click", event.clone()).await {
+            (202, answer) => Ok((202, answer)),
+            (status, answer) => Err(format!("{status} {answer}")),
+        }
+    })
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    eventually("the click in ClickHouse", || async {
+        match stack.count("SELECT count() FROM click_events").await {
+            1 => Ok(()),
+            n => Err(format!("{n} rows")),
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(stack.count("SELECT count() FROM click_events").await, 1);
+    assert_eq!(stack.count("SELECT sum(clicks) FROM click_events_per_minute").await, 1);
+}

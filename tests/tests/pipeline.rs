@@ -170,6 +170,7 @@ async fn query_parameters_are_checked() {
         ("/ads/analytics?timeframe=1h&from=2026-01-01T00:00:00Z", 422, Some("timeframe")),
         ("/ads/analytics?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", 422, Some("to")),
         ("/ads/analytics?from=yesterday", 400, Some("from")),
+        ("/ads/analytics?from=2026-01-01T00:00:00Z&to=9999-12-31T23:59:59Z", 422, Some("to")),
         ("/ads/analytics?ad_id=00000000-0000-4000-8000-000000000000", 404, Some("ad_id")),
         (&*format!("/ads/{AD_TRAIL_RUNNER}/analytics?timeframe=all&granularity=minute"), 422, Some("granularity")),
         (&*format!("/ads/{AD_TRAIL_RUNNER}/analytics?granularity=fortnight"), 400, Some("granularity")),

@@ -120,8 +120,9 @@ pub enum PostEventResponse {
     /// inactive.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
-    /// The event could not be stored durably (or the catalog is not loaded yet): nothing was
-    /// recorded. Retry after `Retry-After` seconds with the same `event_id`.
+    /// JetStream did not confirm the event (or the catalog is not loaded yet). It may or may not
+    /// have been stored: retry after `Retry-After` seconds with the same `event_id`, which is
+    /// then counted exactly once.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>, #[oai(header = "Retry-After")] u32),
 }
