@@ -6,16 +6,28 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/adtrack-target
 CHDB_VERSION := 26.9.0
 VENV := .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+# Debian installs nats-server in /usr/sbin, which is not on every user's PATH.
+export NATS_SERVER ?= $(shell command -v nats-server || echo /usr/sbin/nats-server)
 
-.PHONY: all deps build run test test-unit openapi clean
+.PHONY: all deps debian-packages build run test test-unit openapi clean
 
 all: build
 
 ## deps: nats-server (Debian package) and ClickHouse (chdb-core in a project-local venv)
-deps: $(VENV)/.chdb-$(CHDB_VERSION)
-	@command -v nats-server >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nats-server; }
+deps: debian-packages $(VENV)/.chdb-$(CHDB_VERSION)
+
+debian-packages:
+	@missing=""; \
+	[ -x "$(NATS_SERVER)" ] || missing="$$missing nats-server"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	python3 -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; \
+	fi
 
 $(VENV)/.chdb-$(CHDB_VERSION):
+	rm -rf $(VENV)
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --no-deps chdb-core==$(CHDB_VERSION)
 	touch $@

@@ -40,7 +40,7 @@ wait_http() { # url what
     exit 1
 }
 
-nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$DATA/nats" >"$DATA/logs/nats.log" 2>&1 &
+"${NATS_SERVER:-nats-server}" -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$DATA/nats" >"$DATA/logs/nats.log" 2>&1 &
 pids+=($!)
 if [ -z "${EXTERNAL_CLICKHOUSE:-}" ]; then
     .venv/bin/python dev/clickhouse_server.py "$DATA/clickhouse" "$CLICKHOUSE_HTTP_PORT" "$CLICKHOUSE_TCP_PORT" \

@@ -188,7 +188,9 @@ impl Nats {
 
     pub async fn restart(&mut self) {
         let log = std::fs::File::create(self.dir.with_extension("log")).expect("nats log");
-        let child = Command::new("nats-server")
+        // `make test` sets NATS_SERVER (Debian puts it in /usr/sbin, not on every PATH).
+        let binary = std::env::var_os("NATS_SERVER").unwrap_or_else(|| "nats-server".into());
+        let child = Command::new(binary)
             .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
             .arg(&self.dir)
             .stdout(log.try_clone().expect("clone log"))

@@ -26,20 +26,23 @@ pub async fn ensure_consumer(
 ) -> Result<consumer::PullConsumer, async_nats::Error> {
     let stream = js.get_stream(&config.nats.nats_stream).await?;
     let name = &config.consumer.nats_consumer;
-    let consumer = stream
-        .get_or_create_consumer(
-            name,
-            consumer::pull::Config {
-                durable_name: Some(name.clone()),
-                description: Some("Writes events into ClickHouse; acks after the insert".into()),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: config.consumer.ack_wait(),
-                deliver_policy: consumer::DeliverPolicy::All,
-                // The default (1000) would silently cap every batch at 1000 messages.
-                max_ack_pending: (config.consumer.batch_max_events as i64 * 4).max(1000),
-                ..Default::default()
-            },
-        )
-        .await?;
-    Ok(consumer)
+    let wanted = consumer::pull::Config {
+        durable_name: Some(name.clone()),
+        description: Some("Writes events into ClickHouse; acks after the insert".into()),
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: config.consumer.ack_wait(),
+        deliver_policy: consumer::DeliverPolicy::All,
+        // The default (1000) would silently cap every batch at 1000 messages.
+        max_ack_pending: (config.consumer.batch_max_events as i64 * 4).max(1000),
+        ..Default::default()
+    };
+    // Creating a durable that exists updates its editable settings (ack wait, max ack pending),
+    // so configuration changes take effect. If the server refuses, keep the existing one.
+    match stream.create_consumer(wanted).await {
+        Ok(consumer) => Ok(consumer),
+        Err(error) => {
+            tracing::warn!(consumer = %name, %error, "consumer settings not updated; using the existing consumer");
+            Ok(stream.get_consumer(name).await?)
+        }
+    }
 }

@@ -115,21 +115,19 @@ impl Sink {
         outcome
     }
 
-    /// The `(stream_seq, event_id)` pairs in the sequence range of `rows` that the table holds.
+    /// The `(stream_seq, event_id)` pairs of `rows` that the table already holds.
     async fn stored_keys<R: SequencedRow>(
         &self,
         table: &str,
         rows: &[R],
     ) -> Result<HashSet<(u64, Uuid)>, clickhouse::error::Error> {
-        let (min, max) = rows
-            .iter()
-            .map(SequencedRow::stream_seq)
-            .fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s), hi.max(s)));
+        // An exact set, not a range: a redelivered old message in a batch of new ones must not
+        // make this read every row in between. The minmax index on stream_seq serves IN too.
+        let seqs: Vec<u64> = rows.iter().map(SequencedRow::stream_seq).collect();
         let stored = self
             .client
-            .query(&format!("SELECT stream_seq, event_id FROM {table} WHERE stream_seq BETWEEN ? AND ?"))
-            .bind(min)
-            .bind(max)
+            .query(&format!("SELECT stream_seq, event_id FROM {table} WHERE stream_seq IN {{seqs:Array(UInt64)}}"))
+            .param("seqs", seqs)
             .fetch_all::<StoredKey>()
             .await?;
         Ok(stored.into_iter().map(|k| (k.stream_seq, k.event_id)).collect())
@@ -142,7 +140,10 @@ impl Sink {
             .insert::<R>(table)
             .await?
             .with_setting("insert_deduplication_token", token)
-            .with_setting("deduplicate_blocks_in_dependent_materialized_views", "1");
+            .with_setting("deduplicate_blocks_in_dependent_materialized_views", "1")
+            // A batch may span many months (old timestamps are valid while the stream keeps
+            // them); failing it would block the consumer for good.
+            .with_setting("throw_on_max_partitions_per_insert_block", "0");
         for row in rows {
             insert.write(row).await?;
         }

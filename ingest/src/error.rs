@@ -19,8 +19,9 @@ pub enum IngestError {
     InactiveAd(Uuid),
     #[error("the ad catalog is not loaded yet; retry shortly")]
     CatalogNotLoaded,
-    #[error("the event could not be stored durably: {0}")]
-    Publish(String),
+    /// JetStream did not confirm; the event may still have reached the stream.
+    #[error("the event was not confirmed as stored: {reason}; retry with event_id {event_id}")]
+    Publish { event_id: Uuid, reason: String },
 }
 
 impl IngestError {
@@ -35,7 +36,15 @@ impl IngestError {
             IngestError::UnknownAd(_) => "unknown_ad",
             IngestError::InactiveAd(_) => "inactive_ad",
             IngestError::CatalogNotLoaded => "catalog_not_loaded",
-            IngestError::Publish(_) => "publish_failed",
+            IngestError::Publish { .. } => "publish_failed",
+        }
+    }
+
+    /// The event id the client must retry with, when the event may have been stored.
+    pub fn event_id(&self) -> Option<Uuid> {
+        match self {
+            IngestError::Publish { event_id, .. } => Some(*event_id),
+            _ => None,
         }
     }
 

@@ -45,8 +45,11 @@ impl Publisher {
             self.js.send_publish(subject, message).await?.await
         })
         .await
-        .map_err(|_| IngestError::Publish(format!("no ack from JetStream within {:?}", self.timeout)))?
-        .map_err(|e| IngestError::Publish(e.to_string()))?;
+        .map_err(|_| IngestError::Publish {
+            event_id: event.event_id,
+            reason: format!("no ack from JetStream within {:?}", self.timeout),
+        })?
+        .map_err(|e| IngestError::Publish { event_id: event.event_id, reason: e.to_string() })?;
         self.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
         Ok(if ack.duplicate { Published::Duplicate } else { Published::Stored })
     }

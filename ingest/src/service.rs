@@ -49,7 +49,7 @@ impl Ingest {
             }
             Err(error) => {
                 self.metrics.rejected.with_label_values(&[kind.as_str(), error.reason()]).inc();
-                if matches!(error, IngestError::Publish(_)) {
+                if matches!(error, IngestError::Publish { .. }) {
                     tracing::error!(%error, "event not stored");
                 }
             }

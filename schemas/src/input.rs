@@ -155,6 +155,9 @@ pub fn check_timestamp(
     if ts > now + MAX_CLOCK_SKEW {
         return Err(InputError::invalid("timestamp", "must not be more than 5 minutes in the future"));
     }
+    if ts < OffsetDateTime::UNIX_EPOCH {
+        return Err(InputError::invalid("timestamp", "must not be before 1970-01-01T00:00:00Z"));
+    }
     if let Some(max_age) = limits.max_age {
         if ts < now - max_age {
             return Err(InputError::invalid(
@@ -334,6 +337,7 @@ mod tests {
         assert_eq!(at("2026-11-15T09:59:59Z").unwrap_err().field.as_deref(), Some("timestamp"));
         let unlimited = TimestampLimits { max_age: None };
         assert!(check_timestamp(datetime!(2000-01-01 0:00 UTC), NOW, unlimited).is_ok());
+        assert!(check_timestamp(datetime!(1969-12-31 23:59:59 UTC), NOW, unlimited).is_err());
     }
 
     #[test]

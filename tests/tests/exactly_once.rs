@@ -286,17 +286,21 @@ async fn ingest_answers_503_while_nats_is_down_and_a_retry_counts_once() {
         ..StackOptions::default()
     })
     .await;
-    let event = json!({"event_id": uuid::Uuid::now_v7(), "ad_id": AD_TRAIL_RUNNER});
+    // No event_id: the server assigns one and must hand it back with the 503.
+    let click = json!({"ad_id": AD_TRAIL_RUNNER});
     stack.nats.stop();
     let response = stack
         .http
         .post(stack.ingest.url("/ads/click"))
-        .json(&event)
+        .json(&click)
         .send()
         .await
         .expect("ingest answers while NATS is down");
     assert_eq!(response.status(), 503, "never 202 without JetStream's ack");
     assert!(response.headers().contains_key("retry-after"));
+    let answer: serde_json::Value = response.json().await.expect("JSON 503");
+    let event_id = answer["event_id"].as_str().unwrap_or_else(|| panic!("503 carries the event_id: {answer}"));
+    let event = json!({"event_id": event_id, "ad_id": AD_TRAIL_RUNNER});
 
     // The client retries with the same event_id once NATS is back. The first attempt may or
     // may not have reached the stream; either way the event is counted once.
@@ -319,4 +323,21 @@ async fn ingest_answers_503_while_nats_is_down_and_a_retry_counts_once() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(stack.count("SELECT count() FROM click_events").await, 1);
     assert_eq!(stack.count("SELECT sum(clicks) FROM click_events_per_minute").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_settings_follow_the_configuration_on_restart() {
+    let mut stack = Stack::start().await;
+    let nats = async_nats::connect(&stack.nats.url).await.expect("connect to NATS");
+    let js = async_nats::jetstream::new(nats);
+    let ack_wait = |js: async_nats::jetstream::Context| async move {
+        let stream = js.get_stream("AD_EVENTS").await.expect("stream");
+        let mut consumer = stream.get_consumer::<pull::Config>("aggregator").await.expect("consumer");
+        consumer.info().await.expect("consumer info").config.ack_wait
+    };
+    assert_eq!(ack_wait(js.clone()).await, Duration::from_secs(3));
+    stack.aggregator.terminate();
+    stack.aggregator.set_env("ACK_WAIT_SECS", "7");
+    stack.aggregator.start().await;
+    assert_eq!(ack_wait(js).await, Duration::from_secs(7), "a changed ACK_WAIT_SECS is applied");
 }

@@ -48,11 +48,14 @@ impl IngestApi {
 }
 
 fn sender(req: &Request) -> Sender {
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let user_agent = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    // Every X-Forwarded-For line, in order: a proxy may append its own line instead of
+    // extending the client's, and only the right-most entries are trustworthy.
+    let forwarded: Vec<&str> = req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
     Sender {
         peer: req.remote_addr().as_socket_addr().map(|a| a.ip()),
-        forwarded_for: header("x-forwarded-for"),
-        user_agent: header("user-agent"),
+        forwarded_for: (!forwarded.is_empty()).then(|| forwarded.join(",")),
+        user_agent,
     }
 }
 
@@ -102,6 +105,17 @@ pub struct AcceptedBody {
     pub status: AcceptStatus,
 }
 
+/// The answer when the event may or may not have been stored.
+#[derive(Object)]
+pub struct UnavailableBody {
+    /// What went wrong, for people.
+    pub error: String,
+    /// The event's id, also when the server assigned it: retry with it to be counted once.
+    /// Absent when the event was not published at all (the catalog is not loaded yet).
+    #[oai(skip_serializing_if_is_none)]
+    pub event_id: Option<Uuid>,
+}
+
 #[derive(ApiResponse)]
 pub enum PostEventResponse {
     /// Stored durably in the stream; it will be counted exactly once.
@@ -124,7 +138,7 @@ pub enum PostEventResponse {
     /// have been stored: retry after `Retry-After` seconds with the same `event_id`, which is
     /// then counted exactly once.
     #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>, #[oai(header = "Retry-After")] u32),
+    Unavailable(Json<UnavailableBody>, #[oai(header = "Retry-After")] u32),
 }
 
 impl From<Result<Accepted, IngestError>> for PostEventResponse {
@@ -146,7 +160,9 @@ impl From<Result<Accepted, IngestError>> for PostEventResponse {
             IngestError::Input(_) | IngestError::UnknownAd(_) | IngestError::InactiveAd(_) => Self::Unprocessable(body),
             IngestError::PayloadTooLarge { .. } => Self::PayloadTooLarge(body),
             IngestError::UnsupportedMediaType(_) => Self::UnsupportedMediaType(body),
-            IngestError::CatalogNotLoaded | IngestError::Publish(_) => Self::Unavailable(body, 1),
+            IngestError::CatalogNotLoaded | IngestError::Publish { .. } => {
+                Self::Unavailable(Json(UnavailableBody { error: body.0.error, event_id: error.event_id() }), 1)
+            }
         }
     }
 }
