@@ -7,7 +7,7 @@ pub struct Metrics {
     pub registry: Registry,
     pub consumed: IntCounter,
     pub inserted: IntCounterVec,
-    pub redelivered_skipped: IntCounterVec,
+    pub already_stored: IntCounter,
     pub poison: IntCounterVec,
     pub insert_retries: IntCounter,
     pub batch_size: Histogram,
@@ -22,12 +22,9 @@ impl Metrics {
             Opts::new("aggregator_events_inserted_total", "Rows inserted into ClickHouse raw tables"),
             &["table"],
         )?;
-        let redelivered_skipped = IntCounterVec::new(
-            Opts::new(
-                "aggregator_events_redelivered_skipped_total",
-                "Redelivered messages whose rows ClickHouse already held (acked, not inserted again)",
-            ),
-            &["table"],
+        let already_stored = IntCounter::new(
+            "aggregator_events_already_stored_total",
+            "Events ClickHouse already held (redeliveries, late client retries): acked, not inserted again",
         )?;
         let poison = IntCounterVec::new(
             Opts::new("aggregator_poison_messages_total", "Messages that are not valid events (terminated)"),
@@ -45,11 +42,11 @@ impl Metrics {
         ))?;
         registry.register(Box::new(consumed.clone()))?;
         registry.register(Box::new(inserted.clone()))?;
-        registry.register(Box::new(redelivered_skipped.clone()))?;
+        registry.register(Box::new(already_stored.clone()))?;
         registry.register(Box::new(poison.clone()))?;
         registry.register(Box::new(insert_retries.clone()))?;
         registry.register(Box::new(batch_size.clone()))?;
         registry.register(Box::new(insert_seconds.clone()))?;
-        Ok(Self { registry, consumed, inserted, redelivered_skipped, poison, insert_retries, batch_size, insert_seconds })
+        Ok(Self { registry, consumed, inserted, already_stored, poison, insert_retries, batch_size, insert_seconds })
     }
 }

@@ -8,6 +8,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_ads.sql", include_str!("../../clickhouse/migrations/0001_ads.sql")),
     ("0002_raw_events.sql", include_str!("../../clickhouse/migrations/0002_raw_events.sql")),
     ("0003_minute_rollups.sql", include_str!("../../clickhouse/migrations/0003_minute_rollups.sql")),
+    ("0004_stored_event_ids.sql", include_str!("../../clickhouse/migrations/0004_stored_event_ids.sql")),
 ];
 
 /// Sample ads for a new installation.

@@ -3,22 +3,23 @@
 //! Wire protocol: ClickHouse HTTP, `RowBinaryWithNamesAndTypes` inserts (the `clickhouse` crate
 //! checks our row types against the table on the first insert).
 //!
-//! Two mechanisms keep a row from being counted twice:
-//! - **Redelivery after a crash** (inserted, not acked): before inserting, the rows whose
-//!   `(stream_seq, event_id)` the table already holds are dropped; the caller still acks their
-//!   messages. The event_id makes a recreated stream, whose sequences restart at 1, safe.
+//! Two mechanisms keep an event from being counted twice:
+//! - **An event that comes back** — redelivered after a crash (inserted, not acked), or sent
+//!   again by a client after JetStream's duplicate window: before inserting, events whose
+//!   `event_id` is in `stored_event_ids` (or earlier in the same batch) are dropped; the caller
+//!   still acks their messages.
 //! - **A retried insert** (the response was lost, or a materialized view failed half-way): the
 //!   retry carries the same `insert_deduplication_token`, which the raw table and, through
-//!   `deduplicate_blocks_in_dependent_materialized_views`, every rollup recognise.
+//!   `deduplicate_blocks_in_dependent_materialized_views`, every materialized view's table
+//!   recognise.
 
 use std::collections::HashSet;
-
-use uuid::Uuid;
 use std::time::Instant;
 
 use clickhouse::Client;
 use schemas::rows::{ClickRow, EventRow, ImpressionRow};
 use serde::Serialize;
+use uuid::Uuid;
 
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
@@ -26,38 +27,21 @@ use crate::metrics::Metrics;
 pub const CLICK_TABLE: &str = "click_events";
 pub const IMPRESSION_TABLE: &str = "impression_events";
 
-/// A row that knows which stream message it came from.
+/// A raw-table row that knows which stream message it came from.
 pub trait SequencedRow: clickhouse::RowOwned + clickhouse::RowWrite + Serialize + Send + Sync {
-    fn stream_seq(&self) -> u64;
-    fn event_id(&self) -> Uuid;
-    fn key(&self) -> (u64, Uuid) {
-        (self.stream_seq(), self.event_id())
-    }
+    fn key(&self) -> (u64, Uuid);
 }
 
 impl SequencedRow for ClickRow {
-    fn stream_seq(&self) -> u64 {
-        self.stream_seq
-    }
-    fn event_id(&self) -> Uuid {
-        self.event_id
+    fn key(&self) -> (u64, Uuid) {
+        (self.stream_seq, self.event_id)
     }
 }
 
 impl SequencedRow for ImpressionRow {
-    fn stream_seq(&self) -> u64 {
-        self.stream_seq
+    fn key(&self) -> (u64, Uuid) {
+        (self.stream_seq, self.event_id)
     }
-    fn event_id(&self) -> Uuid {
-        self.event_id
-    }
-}
-
-#[derive(clickhouse::Row, serde::Deserialize)]
-struct StoredKey {
-    stream_seq: u64,
-    #[serde(with = "clickhouse::serde::uuid")]
-    event_id: Uuid,
 }
 
 #[derive(Clone)]
@@ -79,58 +63,56 @@ impl Sink {
         Self { client, backoff, metrics }
     }
 
-    /// Writes every row, retrying temporary failures with backoff until they succeed.
-    /// Returns only once ClickHouse holds every row, so the caller may then ack.
+    /// Writes every event not stored yet, retrying temporary failures with backoff until they
+    /// succeed. Returns only once ClickHouse holds every event, so the caller may then ack.
     pub async fn write(&self, rows: Vec<EventRow>) -> WriteOutcome {
+        if rows.is_empty() {
+            return WriteOutcome::default();
+        }
+        let ids: Vec<Uuid> = rows.iter().map(EventRow::event_id).collect();
+        let stored = self.retry("look up stored event ids", || self.stored_event_ids(&ids)).await;
+        let (fresh, already_stored) = drop_repeats(rows, &stored);
+        if already_stored > 0 {
+            tracing::warn!(events = already_stored, "skipping events already stored");
+            self.metrics.already_stored.inc_by(already_stored as u64);
+        }
         let mut clicks = Vec::new();
         let mut impressions = Vec::new();
-        for row in rows {
+        for row in fresh {
             match row {
                 EventRow::Click(row) => clicks.push(row),
                 EventRow::Impression(row) => impressions.push(row),
             }
         }
-        let (a, b) = tokio::join!(self.write_table(CLICK_TABLE, clicks), self.write_table(IMPRESSION_TABLE, impressions));
-        WriteOutcome { inserted: a.inserted + b.inserted, already_stored: a.already_stored + b.already_stored }
+        let inserted = clicks.len() + impressions.len();
+        tokio::join!(self.insert_all(CLICK_TABLE, clicks), self.insert_all(IMPRESSION_TABLE, impressions));
+        WriteOutcome { inserted, already_stored }
     }
 
-    async fn write_table<R: SequencedRow>(&self, table: &'static str, rows: Vec<R>) -> WriteOutcome {
-        if rows.is_empty() {
-            return WriteOutcome::default();
+    /// Which of `ids` ClickHouse already holds (a primary-key lookup).
+    async fn stored_event_ids(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>, clickhouse::error::Error> {
+        #[derive(clickhouse::Row, serde::Deserialize)]
+        struct Stored {
+            #[serde(with = "clickhouse::serde::uuid")]
+            event_id: Uuid,
         }
-        let stored = self.retry(table, "look up stored rows", || self.stored_keys(table, &rows)).await;
-        let total = rows.len();
-        let rows: Vec<R> = rows.into_iter().filter(|r| !stored.contains(&r.key())).collect();
-        let outcome = WriteOutcome { inserted: rows.len(), already_stored: total - rows.len() };
-        if outcome.already_stored > 0 {
-            tracing::warn!(table, rows = outcome.already_stored, "skipping redelivered events already stored");
-            self.metrics.redelivered_skipped.with_label_values(&[table]).inc_by(outcome.already_stored as u64);
-        }
-        if rows.is_empty() {
-            return outcome;
-        }
-        let token = dedup_token(table, rows.iter().map(SequencedRow::key));
-        self.retry(table, "insert", || self.insert(table, &rows, &token)).await;
-        self.metrics.inserted.with_label_values(&[table]).inc_by(rows.len() as u64);
-        outcome
-    }
-
-    /// The `(stream_seq, event_id)` pairs of `rows` that the table already holds.
-    async fn stored_keys<R: SequencedRow>(
-        &self,
-        table: &str,
-        rows: &[R],
-    ) -> Result<HashSet<(u64, Uuid)>, clickhouse::error::Error> {
-        // An exact set, not a range: a redelivered old message in a batch of new ones must not
-        // make this read every row in between. The minmax index on stream_seq serves IN too.
-        let seqs: Vec<u64> = rows.iter().map(SequencedRow::stream_seq).collect();
+        let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
         let stored = self
             .client
-            .query(&format!("SELECT stream_seq, event_id FROM {table} WHERE stream_seq IN {{seqs:Array(UInt64)}}"))
-            .param("seqs", seqs)
-            .fetch_all::<StoredKey>()
+            .query("SELECT DISTINCT event_id FROM stored_event_ids WHERE event_id IN {ids:Array(UUID)}")
+            .param("ids", ids)
+            .fetch_all::<Stored>()
             .await?;
-        Ok(stored.into_iter().map(|k| (k.stream_seq, k.event_id)).collect())
+        Ok(stored.into_iter().map(|s| s.event_id).collect())
+    }
+
+    async fn insert_all<R: SequencedRow>(&self, table: &'static str, rows: Vec<R>) {
+        if rows.is_empty() {
+            return;
+        }
+        let token = dedup_token(table, rows.iter().map(SequencedRow::key));
+        self.retry("insert", || self.insert(table, &rows, &token)).await;
+        self.metrics.inserted.with_label_values(&[table]).inc_by(rows.len() as u64);
     }
 
     async fn insert<R: SequencedRow>(&self, table: &str, rows: &[R], token: &str) -> Result<(), clickhouse::error::Error> {
@@ -152,7 +134,7 @@ impl Sink {
         Ok(())
     }
 
-    async fn retry<T, F, Fut>(&self, table: &str, what: &str, mut op: F) -> T
+    async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, clickhouse::error::Error>>,
@@ -163,7 +145,7 @@ impl Sink {
                 Ok(value) => return value,
                 Err(error) => {
                     let delay = self.backoff.delay(attempt, &mut rand::rng());
-                    tracing::warn!(table, what, attempt, %error, retry_in_ms = delay.as_millis() as u64, "clickhouse call failed");
+                    tracing::warn!(what, attempt, %error, retry_in_ms = delay.as_millis() as u64, "clickhouse call failed");
                     self.metrics.insert_retries.inc();
                     tokio::time::sleep(delay).await;
                     attempt = attempt.saturating_add(1);
@@ -171,6 +153,21 @@ impl Sink {
             }
         }
     }
+}
+
+/// Keeps the first row of each event id not in `stored`; returns them and how many were dropped.
+pub fn drop_repeats(rows: Vec<EventRow>, stored: &HashSet<Uuid>) -> (Vec<EventRow>, usize) {
+    let total = rows.len();
+    let mut seen = HashSet::with_capacity(total);
+    let fresh: Vec<EventRow> = rows
+        .into_iter()
+        .filter(|row| {
+            let id = row.event_id();
+            !stored.contains(&id) && seen.insert(id)
+        })
+        .collect();
+    let dropped = total - fresh.len();
+    (fresh, dropped)
 }
 
 /// The same rows always give the same token, whatever order they were pulled in; event ids are
@@ -192,7 +189,40 @@ pub fn dedup_token(table: &str, keys: impl Iterator<Item = (u64, Uuid)>) -> Stri
 
 #[cfg(test)]
 mod tests {
+    use time::OffsetDateTime;
+
     use super::*;
+
+    fn click(id: u128, seq: u64) -> EventRow {
+        EventRow::Click(ClickRow {
+            event_id: Uuid::from_u128(id),
+            ad_id: Uuid::nil(),
+            timestamp: OffsetDateTime::UNIX_EPOCH,
+            received_at: OffsetDateTime::UNIX_EPOCH,
+            client_ip: String::new(),
+            user_agent: String::new(),
+            playback_time_secs: None,
+            watched_percent: None,
+            schema_version: 1,
+            stream_seq: seq,
+        })
+    }
+
+    #[test]
+    fn repeats_in_clickhouse_or_in_the_batch_are_dropped() {
+        let stored = HashSet::from([Uuid::from_u128(2)]);
+        let rows = vec![click(1, 10), click(2, 11), click(3, 12), click(1, 13)];
+        let (fresh, dropped) = drop_repeats(rows, &stored);
+        assert_eq!(dropped, 2);
+        let kept: Vec<(u64, Uuid)> = fresh
+            .iter()
+            .map(|r| match r {
+                EventRow::Click(c) => c.key(),
+                EventRow::Impression(i) => i.key(),
+            })
+            .collect();
+        assert_eq!(kept, vec![(10, Uuid::from_u128(1)), (12, Uuid::from_u128(3))]);
+    }
 
     fn keys(seqs: &[u64]) -> impl Iterator<Item = (u64, Uuid)> + '_ {
         seqs.iter().map(|s| (*s, Uuid::from_u64_pair(7, *s)))

@@ -2,8 +2,7 @@
 --
 -- visitor_id is the identity behind every "unique" metric: a hash of the client IP and user
 -- agent, computed here so that rollups and ad-hoc SQL agree on it.
--- stream_seq is the JetStream sequence the row came from; the aggregator looks it up to skip
--- messages redelivered after a crash (the minmax index keeps that lookup cheap).
+-- stream_seq is the JetStream sequence the row came from, to trace a row back to its message.
 -- non_replicated_deduplication_window makes a retried insert with the same
 -- insert_deduplication_token a no-op, here and in the rollups below.
 
@@ -19,8 +18,7 @@ CREATE TABLE IF NOT EXISTS click_events
     playback_time_secs Nullable(Float64),
     watched_percent    Nullable(Float64),
     schema_version     UInt16,
-    stream_seq         UInt64,
-    INDEX stream_seq_idx stream_seq TYPE minmax GRANULARITY 1
+    stream_seq         UInt64
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(timestamp)
@@ -37,8 +35,7 @@ CREATE TABLE IF NOT EXISTS impression_events
     user_agent     String,
     visitor_id     UInt64 DEFAULT cityHash64(client_ip, user_agent),
     schema_version UInt16,
-    stream_seq     UInt64,
-    INDEX stream_seq_idx stream_seq TYPE minmax GRANULARITY 1
+    stream_seq     UInt64
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(timestamp)

@@ -70,6 +70,13 @@ pub enum EventRow {
 }
 
 impl EventRow {
+    pub fn event_id(&self) -> Uuid {
+        match self {
+            EventRow::Click(row) => row.event_id,
+            EventRow::Impression(row) => row.event_id,
+        }
+    }
+
     pub fn from_event(event: AdEvent, stream_seq: u64) -> Self {
         let client_ip = event.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
         let user_agent = event.user_agent.unwrap_or_default();

@@ -83,7 +83,7 @@ async fn aggregator_killed_mid_stream_counts_every_event_once() {
         assert_eq!(entry["impressions"], IMPRESSIONS / 3, "{entry}");
     }
     let metrics = stack.metrics(&stack.aggregator).await;
-    let skipped = metrics.lines().filter(|l| l.starts_with("aggregator_events_redelivered_skipped_total")).collect::<Vec<_>>();
+    let skipped = metrics.lines().filter(|l| l.starts_with("aggregator_events_already_stored_total")).collect::<Vec<_>>();
     println!("after the last restart: {skipped:?}");
 }
 
@@ -154,6 +154,16 @@ async fn sigterm_lets_the_aggregator_write_and_ack_the_batch_in_hand() {
     .await;
 }
 
+fn with_seq(row: EventRow, seq: u64) -> EventRow {
+    match row {
+        EventRow::Click(mut row) => {
+            row.stream_seq = seq;
+            EventRow::Click(row)
+        }
+        other => other,
+    }
+}
+
 fn click(seq: u64) -> EventRow {
     let now = OffsetDateTime::now_utc();
     EventRow::from_event(
@@ -207,6 +217,11 @@ async fn redelivered_and_retried_batches_are_not_counted_twice() {
         .collect();
     assert_eq!(sink.write(fresh).await, WriteOutcome { inserted: 10, already_stored: 0 });
 
+    // A client retry that reached the stream after the duplicate window: same event, new
+    // sequence. Also repeats inside one batch.
+    assert_eq!(sink.write(vec![click(1), click(2)].into_iter().map(|r| with_seq(r, 9_001)).collect()).await.inserted, 0);
+    assert_eq!(sink.write(vec![click(500), click(500)]).await, WriteOutcome { inserted: 1, already_stored: 1 });
+
     // A retried insert (lost response): same rows, same token. The raw table and the rollup
     // both recognise it.
     let retried: Vec<ClickRow> = (151..=160)
@@ -228,8 +243,8 @@ async fn redelivered_and_retried_batches_are_not_counted_twice() {
         }
         insert.end().await.expect("end");
     }
-    assert_eq!(count("SELECT count() FROM click_events").await, "170");
-    assert_eq!(count("SELECT sum(clicks) FROM click_events_per_minute").await, "170");
+    assert_eq!(count("SELECT count() FROM click_events").await, "171");
+    assert_eq!(count("SELECT sum(clicks) FROM click_events_per_minute").await, "171");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -340,4 +355,34 @@ async fn consumer_settings_follow_the_configuration_on_restart() {
     stack.aggregator.set_env("ACK_WAIT_SECS", "7");
     stack.aggregator.start().await;
     assert_eq!(ack_wait(js).await, Duration::from_secs(7), "a changed ACK_WAIT_SECS is applied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_retry_after_the_duplicate_window_is_still_counted_once() {
+    let stack = Stack::start_with(StackOptions {
+        aggregator_env: vec![("STREAM_DUPLICATE_WINDOW_SECS", "1")],
+        ..StackOptions::default()
+    })
+    .await;
+    let click = json!({"event_id": uuid::Uuid::now_v7(), "ad_id": AD_TRAIL_RUNNER});
+    assert_eq!(stack.post("/ads/click", click.clone()).await.0, 202);
+    eventually("the click in ClickHouse", || async {
+        match stack.count("SELECT count() FROM click_events").await {
+            1 => Ok(()),
+            n => Err(format!("{n} rows")),
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let (status, answer) = stack.post("/ads/click", click).await;
+    assert_eq!(status, 202, "{answer}");
+    let (messages, _, _) = stream_state(&stack).await;
+    assert_eq!(messages, 2, "past its window JetStream stores the repeat");
+    eventually("the aggregator to see the repeat", || async {
+        let metrics = stack.metrics(&stack.aggregator).await;
+        if metrics.contains("aggregator_events_already_stored_total 1") { Ok(()) } else { Err(metrics) }
+    })
+    .await;
+    assert_eq!(stack.count("SELECT count() FROM click_events").await, 1);
+    assert_eq!(stack.count("SELECT sum(clicks) FROM click_events_per_minute").await, 1);
 }
