@@ -249,6 +249,11 @@ impl Service {
         command
     }
 
+    /// Runs the binary once with `args` (a subcommand), with the service's environment.
+    pub fn run_command(&self, args: &[&str]) -> std::process::Output {
+        self.command().args(args).output().unwrap_or_else(|e| panic!("run {} {args:?}: {e}", self.name))
+    }
+
     /// Adds or replaces an environment variable for the next start.
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.env.retain(|(k, _)| k != key);
@@ -356,7 +361,7 @@ impl Stack {
             env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
             env
         };
-        let mut aggregator_env = vec![("BATCH_MAX_WAIT_MS", "100"), ("ACK_WAIT_SECS", "3")];
+        let mut aggregator_env = vec![("BATCH_MAX_WAIT_MS", "100"), ("ACK_WAIT_SECS", "3"), ("CATALOG_REFRESH_SECS", "1")];
         aggregator_env.extend(options.aggregator_env);
         let aggregator = Service::new("aggregator", "AGGREGATOR_ADDR", &dir, with(&aggregator_env));
         let mut ingest_env = vec![("CATALOG_REFRESH_SECS", "1")];
@@ -364,8 +369,8 @@ impl Stack {
         let ingest = Service::new("ingest", "INGEST_ADDR", &dir, with(&ingest_env));
         let query = Service::new("query", "QUERY_ADDR", &dir, with(&[("CACHE_TTL_MS", "200")]));
 
-        let migrate = aggregator.command().args(["migrate", "--seed"]).output().expect("run aggregator migrate");
-        assert!(migrate.status.success(), "aggregator migrate failed:\n{}", String::from_utf8_lossy(&migrate.stdout));
+        let migrate = aggregator.run_command(&["migrate", "--seed"]);
+        assert!(migrate.status.success(), "aggregator migrate failed:\n{}", String::from_utf8_lossy(&migrate.stderr));
 
         let mut stack = Stack { dir, database, clickhouse_url, nats, ingest, aggregator, query, http: reqwest::Client::new() };
         if !options.aggregator_stopped {

@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use service_kit::{ClickHouseArgs, NatsArgs};
+use service_kit::{CatalogArgs, ClickHouseArgs, NatsArgs};
+
+use crate::dead_letter::DeadLetterArgs;
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "aggregator", about = "Consumes ad events from JetStream into ClickHouse, exactly once.")]
@@ -18,6 +20,10 @@ pub struct Config {
     pub stream: StreamArgs,
     #[command(flatten)]
     pub consumer: ConsumerArgs,
+    #[command(flatten)]
+    pub dead_letters: DeadLetterArgs,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "AGGREGATOR_ADDR", default_value = "0.0.0.0:8082")]
     pub addr: SocketAddr,
@@ -35,6 +41,25 @@ pub enum Command {
         /// Also load the sample ads from clickhouse/seed.sql.
         #[arg(long)]
         seed: bool,
+    },
+    /// Inspect or re-drive the messages the aggregator could not count.
+    #[command(subcommand)]
+    DeadLetters(DeadLetterCommand),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum DeadLetterCommand {
+    /// Print each dead letter as a JSON line (sequence, reason, detail, headers, payload).
+    List {
+        /// Only this reason: bad_json, unknown_schema_version, unknown_ad.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Publish dead letters back to their original subject (after fixing the cause).
+    Redrive {
+        /// Only this reason: bad_json, unknown_schema_version, unknown_ad.
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 
@@ -103,6 +128,10 @@ impl Config {
         if self.consumer.ack_wait_secs == 0 {
             return Err("ACK_WAIT_SECS must be at least 1".into());
         }
+        if self.dead_letters.dead_letter_subject_prefix.starts_with(&format!("{}.", self.nats.nats_subject_prefix)) {
+            return Err("DEAD_LETTER_SUBJECT_PREFIX must not fall under NATS_SUBJECT_PREFIX".into());
+        }
+        self.catalog.validate()?;
         crate::migrate::check_database_name(&self.clickhouse.clickhouse_database)
     }
 }

@@ -1,8 +1,10 @@
 //! The consume loop: pull a batch, decode, write to ClickHouse, then ack.
 //!
-//! **Invariant:** a message is acked only after ClickHouse holds its row. A crash anywhere
-//! before the ack means redelivery, which [`crate::sink`] recognises.
+//! **Invariant:** a message is acked only after ClickHouse holds its row, or after the
+//! dead-letter stream holds its copy. A crash anywhere before that means redelivery, which
+//! [`crate::sink`] recognises.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::PullConsumer;
@@ -11,15 +13,19 @@ use futures::StreamExt;
 use schemas::event::DecodeError;
 use schemas::rows::EventRow;
 use schemas::AdEvent;
+use service_kit::catalog::{AdStatus, Catalog};
 use tokio::sync::watch;
 
 use crate::config::ConsumerArgs;
+use crate::dead_letter::{DeadLetters, Reason};
 use crate::metrics::Metrics;
 use crate::sink::Sink;
 
 pub struct Consumer {
     pub consumer: PullConsumer,
     pub sink: Sink,
+    pub dead_letters: DeadLetters,
+    pub catalog: Arc<Catalog>,
     pub metrics: Metrics,
     pub args: ConsumerArgs,
 }
@@ -89,12 +95,12 @@ impl Consumer {
         let mut rows = Vec::with_capacity(batch.len());
         let mut to_ack = Vec::with_capacity(batch.len());
         for message in batch {
-            match decode(&message) {
+            match self.decode(&message) {
                 Ok(row) => {
                     rows.push(row);
                     to_ack.push(message);
                 }
-                Err(reason) => self.reject(message, reason).await,
+                Err((reason, detail)) => self.dead_letter(message, reason, &detail).await,
             }
         }
         let outcome = self.sink.write(rows).await;
@@ -107,28 +113,37 @@ impl Consumer {
         tracing::debug!(inserted = outcome.inserted, already_stored = outcome.already_stored, "batch done");
     }
 
-    /// A message that can never become a row: terminated, so it does not block the consumer.
-    async fn reject(&self, message: Message, reason: PoisonReason) {
-        let (label, detail) = match &reason {
-            PoisonReason::NoInfo(e) => ("no_info", e.clone()),
-            PoisonReason::Decode(DecodeError::Json(e)) => ("bad_json", e.to_string()),
-            PoisonReason::Decode(e @ DecodeError::UnknownVersion(_)) => ("unknown_schema_version", e.to_string()),
-        };
-        tracing::error!(subject = %message.subject, reason = label, detail, "poison message terminated");
-        self.metrics.poison.with_label_values(&[label]).inc();
-        if let Err(error) = message.ack_with(AckKind::Term).await {
-            tracing::warn!(%error, "term failed");
+    fn decode(&self, message: &Message) -> Result<EventRow, (Reason, String)> {
+        let event = AdEvent::from_json(&message.payload).map_err(|e| match e {
+            DecodeError::Json(_) => (Reason::BadJson, e.to_string()),
+            DecodeError::UnknownVersion(_) => (Reason::UnknownSchemaVersion, e.to_string()),
+        })?;
+        // Inactive ads still count (the event was valid when it was accepted). While the
+        // catalog is not loaded we cannot tell, so the event is counted rather than held.
+        if self.catalog.status(event.ad_id) == AdStatus::Unknown {
+            return Err((Reason::UnknownAd, format!("ad {} is not in the catalog", event.ad_id)));
+        }
+        // Without stream info there is no sequence for the dedup token; 0 still dedups by id.
+        let sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
+        Ok(EventRow::from_event(event, sequence))
+    }
+
+    /// A message that can never become a row: copied to the dead-letter stream, then
+    /// terminated, so it neither blocks the consumer nor disappears.
+    async fn dead_letter(&self, message: Message, reason: Reason, detail: &str) {
+        let sequence = message.info().ok().map(|info| info.stream_sequence);
+        tracing::error!(subject = %message.subject, ?sequence, reason = reason.as_str(), detail, "dead-lettering a message");
+        self.metrics.dead_letters.with_label_values(&[reason.as_str()]).inc();
+        match self.dead_letters.send(&message, sequence, reason, detail).await {
+            Ok(()) => {
+                if let Err(error) = message.ack_with(AckKind::Term).await {
+                    tracing::warn!(%error, "term failed; the message will be dead-lettered again");
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "dead-letter stream unavailable; the message will be retried");
+                let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await;
+            }
         }
     }
-}
-
-pub enum PoisonReason {
-    NoInfo(String),
-    Decode(DecodeError),
-}
-
-fn decode(message: &Message) -> Result<EventRow, PoisonReason> {
-    let seq = message.info().map_err(|e| PoisonReason::NoInfo(e.to_string()))?.stream_sequence;
-    let event = AdEvent::from_json(&message.payload).map_err(PoisonReason::Decode)?;
-    Ok(EventRow::from_event(event, seq))
 }

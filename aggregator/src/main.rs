@@ -1,13 +1,16 @@
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use aggregator::backoff::Backoff;
-use aggregator::config::{Command, Config};
+use aggregator::config::{Command, Config, DeadLetterCommand};
 use aggregator::consumer::Consumer;
+use aggregator::dead_letter::{self, DeadLetters};
 use aggregator::metrics::Metrics;
 use aggregator::sink::Sink;
 use aggregator::{migrate, setup};
 use poem::listener::TcpListener;
 use poem::Server;
+use service_kit::catalog::Catalog;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -15,19 +18,32 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    let nats = config.nats.connect().await?;
+    let js = async_nats::jetstream::new(nats.clone());
+    if let Some(Command::DeadLetters(command)) = &config.command {
+        return dead_letters(&js, &config, command).await;
+    }
+
     let clickhouse = config.clickhouse.client();
     let seed = matches!(config.command, Some(Command::Migrate { seed: true }));
     migrate::apply(&config.clickhouse.server_client(), &clickhouse, &config.clickhouse.clickhouse_database, seed)
         .await
         .map_err(|e| anyhow::anyhow!("applying clickhouse migrations: {e}"))?;
-    let nats = config.nats.connect().await?;
-    let js = async_nats::jetstream::new(nats.clone());
     setup::ensure_stream(&js, &config).await.map_err(|e| anyhow::anyhow!("creating the stream: {e}"))?;
+    dead_letter::ensure_stream(&js, &config.dead_letters)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the dead-letter stream: {e}"))?;
     let pull = setup::ensure_consumer(&js, &config).await.map_err(|e| anyhow::anyhow!("creating the consumer: {e}"))?;
     if matches!(config.command, Some(Command::Migrate { .. })) {
-        tracing::info!("migrations, stream and consumer are in place");
+        tracing::info!("migrations, streams and consumer are in place");
         return Ok(());
     }
+
+    let catalog = Arc::new(Catalog::default());
+    if let Err(error) = catalog.load(&clickhouse).await {
+        tracing::warn!(%error, "catalog not loaded yet; events are counted without the unknown-ad check until it is");
+    }
+    tokio::spawn(catalog.clone().refresh_forever(clickhouse.clone(), config.catalog.refresh()));
 
     let metrics = Metrics::new()?;
     let ops = service_kit::with_ops_routes(
@@ -42,6 +58,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let consumer = Consumer {
         consumer: pull,
         sink: Sink::new(clickhouse, Backoff::default(), metrics.clone()),
+        dead_letters: DeadLetters::new(js, &config.dead_letters),
+        catalog,
         metrics,
         args: config.consumer.clone(),
     };
@@ -56,5 +74,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     consuming.await?;
     nats.flush().await?;
+    Ok(())
+}
+
+async fn dead_letters(js: &async_nats::jetstream::Context, config: &Config, command: &DeadLetterCommand) -> anyhow::Result<()> {
+    let args = &config.dead_letters;
+    match command {
+        DeadLetterCommand::List { reason } => {
+            let letters = dead_letter::list(js, args, reason.as_deref()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            for letter in letters {
+                println!("{}", serde_json::to_string(&letter)?);
+            }
+        }
+        DeadLetterCommand::Redrive { reason } => {
+            let count = dead_letter::redrive(js, args, reason.as_deref()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("re-drove {count} dead letters");
+        }
+    }
     Ok(())
 }

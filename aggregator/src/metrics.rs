@@ -8,7 +8,7 @@ pub struct Metrics {
     pub consumed: IntCounter,
     pub inserted: IntCounterVec,
     pub already_stored: IntCounter,
-    pub poison: IntCounterVec,
+    pub dead_letters: IntCounterVec,
     pub insert_retries: IntCounter,
     pub batch_size: Histogram,
     pub insert_seconds: Histogram,
@@ -26,8 +26,8 @@ impl Metrics {
             "aggregator_events_already_stored_total",
             "Events ClickHouse already held (redeliveries, late client retries): acked, not inserted again",
         )?;
-        let poison = IntCounterVec::new(
-            Opts::new("aggregator_poison_messages_total", "Messages that are not valid events (terminated)"),
+        let dead_letters = IntCounterVec::new(
+            Opts::new("aggregator_dead_letters_total", "Messages copied to the dead-letter stream and terminated, by reason"),
             &["reason"],
         )?;
         let insert_retries =
@@ -43,10 +43,10 @@ impl Metrics {
         registry.register(Box::new(consumed.clone()))?;
         registry.register(Box::new(inserted.clone()))?;
         registry.register(Box::new(already_stored.clone()))?;
-        registry.register(Box::new(poison.clone()))?;
+        registry.register(Box::new(dead_letters.clone()))?;
         registry.register(Box::new(insert_retries.clone()))?;
         registry.register(Box::new(batch_size.clone()))?;
         registry.register(Box::new(insert_seconds.clone()))?;
-        Ok(Self { registry, consumed, inserted, already_stored, poison, insert_retries, batch_size, insert_seconds })
+        Ok(Self { registry, consumed, inserted, already_stored, dead_letters, insert_retries, batch_size, insert_seconds })
     }
 }

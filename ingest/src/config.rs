@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use service_kit::{ClickHouseArgs, NatsArgs};
+use service_kit::{CatalogArgs, ClickHouseArgs, NatsArgs};
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "ingest", about = "Accepts ad clicks and impressions over HTTP into NATS JetStream.")]
@@ -19,9 +19,8 @@ pub struct Config {
     /// Proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed.
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', default_value = "")]
     pub trusted_proxies: Vec<String>,
-    /// How often the ad catalog is re-read from ClickHouse.
-    #[arg(long, env = "CATALOG_REFRESH_SECS", default_value_t = 5)]
-    pub catalog_refresh_secs: u64,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
     /// How long to wait for JetStream's ack before answering 503.
     #[arg(long, env = "PUBLISH_TIMEOUT_MS", default_value_t = 5_000)]
     pub publish_timeout_ms: u64,
@@ -37,9 +36,7 @@ impl Config {
     /// Fails fast with the name of the variable that is wrong.
     pub fn validate(&self) -> Result<(), String> {
         self.trusted_proxy_nets()?;
-        if self.catalog_refresh_secs == 0 {
-            return Err("CATALOG_REFRESH_SECS must be at least 1".into());
-        }
+        self.catalog.validate()?;
         if self.publish_timeout_ms == 0 {
             return Err("PUBLISH_TIMEOUT_MS must be at least 1".into());
         }
@@ -60,10 +57,6 @@ impl Config {
                     .map_err(|_| format!("TRUSTED_PROXIES: {s:?} is not an IP address or CIDR"))
             })
             .collect()
-    }
-
-    pub fn catalog_refresh(&self) -> Duration {
-        Duration::from_secs(self.catalog_refresh_secs)
     }
 
     pub fn publish_timeout(&self) -> Duration {

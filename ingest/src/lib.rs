@@ -1,10 +1,9 @@
 //! HTTP → JetStream.
 //!
-//! [`http`] parses requests (poem-openapi), [`schemas::input`] validates them, [`catalog`] checks
-//! the ad exists and is active, [`publisher`] publishes and waits for JetStream's ack.
+//! [`http`] parses requests (poem-openapi), [`schemas::input`] validates them,
+//! [`service_kit::catalog`] checks the ad exists and is active, [`publisher`] publishes and waits for JetStream's ack.
 //! **Invariant:** 202 is answered only after JetStream acknowledged the message.
 
-pub mod catalog;
 pub mod client_ip;
 pub mod config;
 pub mod error;

@@ -2,7 +2,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use ingest::catalog::Catalog;
 use ingest::config::Config;
 use ingest::http::{BodyLimit, IngestApi};
 use ingest::metrics::Metrics;
@@ -11,6 +10,7 @@ use ingest::service::Ingest;
 use poem::listener::TcpListener;
 use poem::{EndpointExt, Route, Server};
 use poem_openapi::OpenApiService;
+use service_kit::catalog::Catalog;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -33,7 +33,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Ok(count) => tracing::info!(ads = count, "catalog loaded"),
         Err(error) => tracing::warn!(%error, "catalog not loaded yet; event requests get 503 until it is"),
     }
-    tokio::spawn(catalog.clone().refresh_forever(clickhouse, config.catalog_refresh()));
+    tokio::spawn(catalog.clone().refresh_forever(clickhouse, config.catalog.refresh()));
 
     let metrics = Metrics::new()?;
     let ingest = Arc::new(Ingest {

@@ -9,7 +9,7 @@ use schemas::{ClickInput, EventKind, ImpressionInput};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::catalog::{AdStatus, Catalog};
+use service_kit::catalog::{AdStatus, Catalog};
 use crate::client_ip::client_ip;
 use crate::error::IngestError;
 use crate::metrics::Metrics;

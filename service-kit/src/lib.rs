@@ -2,6 +2,8 @@
 //! connection settings ([`NatsArgs`], [`ClickHouseArgs`]), JSON logging, the `/healthz`,
 //! `/readyz` and `/metrics` endpoints, and the shutdown signal.
 
+pub mod catalog;
+
 use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -34,6 +36,27 @@ impl NatsArgs {
             .connection_timeout(Duration::from_secs(5))
             .connect(&self.nats_url)
             .await
+    }
+}
+
+/// How fresh a service's copy of the ad catalog is kept.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CatalogArgs {
+    /// How often the ad catalog is re-read from ClickHouse.
+    #[arg(long, env = "CATALOG_REFRESH_SECS", default_value_t = 5)]
+    pub catalog_refresh_secs: u64,
+}
+
+impl CatalogArgs {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.catalog_refresh_secs == 0 {
+            return Err("CATALOG_REFRESH_SECS must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn refresh(&self) -> Duration {
+        Duration::from_secs(self.catalog_refresh_secs)
     }
 }
 
@@ -93,11 +116,17 @@ where
     }
 }
 
-/// JSON logs on stdout; the level comes from `RUST_LOG` (default `info`).
+/// JSON logs on stderr (stdout stays free for command output); the level comes from
+/// `RUST_LOG` (default `info`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).init();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -1,5 +1,6 @@
-//! The ad catalog as ingest sees it: a copy of `ads` re-read every few seconds, so that ingest
-//! keeps accepting events for known ads while ClickHouse is down.
+//! A service's copy of the ad catalog (`ads`), re-read every few seconds: ingest keeps accepting
+//! events for known ads while ClickHouse is down, and the aggregator recognises events for ads
+//! that do not exist.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

@@ -1,0 +1,171 @@
+//! Dead letters: stream messages that can never become rows (bad JSON, an unknown schema
+//! version, an ad that does not exist) are copied to a stream of their own, with the original
+//! headers plus the reason, and only then terminated in the main stream. The consumer never
+//! blocks on them and nothing is silently dropped; `aggregator dead-letters` lists them and
+//! re-drives them after a fix.
+//!
+//! Wire protocol: NATS JetStream. Dead letters go to `<prefix>.<reason>` (e.g.
+//! `ads.dead-letters.unknown_ad`) in stream `AD_EVENTS_DLQ`, payload unchanged.
+
+use std::collections::BTreeMap;
+
+use async_nats::header::HeaderMap;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{self, stream};
+use serde::Serialize;
+
+pub const REASON_HEADER: &str = "Dead-Letter-Reason";
+pub const DETAIL_HEADER: &str = "Dead-Letter-Detail";
+pub const ORIGINAL_SUBJECT_HEADER: &str = "Dead-Letter-Original-Subject";
+pub const ORIGINAL_SEQUENCE_HEADER: &str = "Dead-Letter-Original-Sequence";
+
+/// Why a message can never become a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    BadJson,
+    UnknownSchemaVersion,
+    UnknownAd,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::BadJson => "bad_json",
+            Reason::UnknownSchemaVersion => "unknown_schema_version",
+            Reason::UnknownAd => "unknown_ad",
+        }
+    }
+}
+
+/// Where dead letters go.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeadLetterArgs {
+    /// Stream holding messages the aggregator could not count, until re-driven.
+    #[arg(long, env = "DEAD_LETTER_STREAM", default_value = "AD_EVENTS_DLQ")]
+    pub dead_letter_stream: String,
+    /// Subject prefix of dead letters (must not fall under NATS_SUBJECT_PREFIX).
+    #[arg(long, env = "DEAD_LETTER_SUBJECT_PREFIX", default_value = "ads.dead-letters")]
+    pub dead_letter_subject_prefix: String,
+}
+
+pub async fn ensure_stream(js: &jetstream::Context, args: &DeadLetterArgs) -> Result<(), async_nats::Error> {
+    js.create_or_update_stream(stream::Config {
+        name: args.dead_letter_stream.clone(),
+        subjects: vec![format!("{}.>", args.dead_letter_subject_prefix)],
+        storage: stream::StorageType::File,
+        description: Some("Ad events the aggregator could not count, with the reason; re-drive after a fix".into()),
+        ..Default::default()
+    })
+    .await?;
+    Ok(())
+}
+
+#[derive(Clone)]
+pub struct DeadLetters {
+    js: jetstream::Context,
+    subject_prefix: String,
+}
+
+impl DeadLetters {
+    pub fn new(js: jetstream::Context, args: &DeadLetterArgs) -> Self {
+        Self { js, subject_prefix: args.dead_letter_subject_prefix.clone() }
+    }
+
+    /// Stores a copy of `message` with the reason; `Ok` once JetStream acknowledged it.
+    pub async fn send(&self, message: &jetstream::Message, sequence: Option<u64>, reason: Reason, detail: &str) -> Result<(), async_nats::Error> {
+        let mut headers = message.headers.clone().unwrap_or_default();
+        headers.insert(REASON_HEADER, reason.as_str());
+        headers.insert(DETAIL_HEADER, one_line(detail).as_str());
+        headers.insert(ORIGINAL_SUBJECT_HEADER, message.subject.as_str());
+        if let Some(sequence) = sequence {
+            headers.insert(ORIGINAL_SEQUENCE_HEADER, sequence.to_string().as_str());
+        }
+        let subject = format!("{}.{}", self.subject_prefix, reason.as_str());
+        let publish = PublishMessage::build().payload(message.payload.clone()).headers(headers);
+        self.js.send_publish(subject, publish).await?.await?;
+        Ok(())
+    }
+}
+
+/// Header values are one line.
+fn one_line(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(500).collect()
+}
+
+/// One dead letter as `aggregator dead-letters list` prints it (a JSON line).
+#[derive(Debug, Serialize)]
+pub struct Listed {
+    pub sequence: u64,
+    pub reason: String,
+    pub detail: String,
+    pub original_subject: String,
+    pub headers: BTreeMap<String, String>,
+    pub payload: String,
+}
+
+fn header(headers: &HeaderMap, name: &str) -> String {
+    headers.get(name).map(|v| v.as_str().to_owned()).unwrap_or_default()
+}
+
+/// Every dead letter (of `reason`, if given), oldest first.
+pub async fn list(js: &jetstream::Context, args: &DeadLetterArgs, reason: Option<&str>) -> Result<Vec<Listed>, async_nats::Error> {
+    let mut stream = js.get_stream(&args.dead_letter_stream).await?;
+    let state = stream.info().await?.state.clone();
+    let mut out = Vec::new();
+    if state.messages == 0 {
+        return Ok(out);
+    }
+    for sequence in state.first_sequence..=state.last_sequence {
+        // Re-driven letters are deleted: gaps are expected.
+        let Ok(message) = stream.get_raw_message(sequence).await else { continue };
+        let letter_reason = header(&message.headers, REASON_HEADER);
+        if reason.is_some_and(|r| r != letter_reason) {
+            continue;
+        }
+        let headers = message
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")))
+            .collect();
+        out.push(Listed {
+            sequence,
+            detail: header(&message.headers, DETAIL_HEADER),
+            original_subject: header(&message.headers, ORIGINAL_SUBJECT_HEADER),
+            reason: letter_reason,
+            headers,
+            payload: String::from_utf8_lossy(&message.payload).into_owned(),
+        });
+    }
+    Ok(out)
+}
+
+/// Publishes each dead letter (of `reason`, if given) back to its original subject and deletes
+/// it from the dead-letter stream. Returns how many were re-driven.
+///
+/// The copy carries `Nats-Msg-Id: redrive-<stream>-<sequence>`, so re-driving the same letter
+/// twice (a crash between publish and delete) stores it once; the event inside is counted once
+/// anyway, by its event_id.
+pub async fn redrive(js: &jetstream::Context, args: &DeadLetterArgs, reason: Option<&str>) -> Result<usize, async_nats::Error> {
+    let stream = js.get_stream(&args.dead_letter_stream).await?;
+    let mut count = 0;
+    for letter in list(js, args, reason).await? {
+        let message = stream.get_raw_message(letter.sequence).await?;
+        let ours = [REASON_HEADER, DETAIL_HEADER, ORIGINAL_SUBJECT_HEADER, ORIGINAL_SEQUENCE_HEADER];
+        let mut headers = HeaderMap::new();
+        for (name, values) in message.headers.iter() {
+            if !ours.contains(&name.as_ref()) {
+                for value in values {
+                    headers.append(name.clone(), value.clone());
+                }
+            }
+        }
+        let publish = PublishMessage::build()
+            .payload(message.payload)
+            .headers(headers)
+            .message_id(format!("redrive-{}-{}", args.dead_letter_stream, letter.sequence));
+        js.send_publish(letter.original_subject.clone(), publish).await?.await?;
+        stream.delete_message(letter.sequence).await?;
+        count += 1;
+    }
+    Ok(count)
+}

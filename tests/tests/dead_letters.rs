@@ -1,0 +1,86 @@
+//! Poison messages in the stream go to the dead-letter stream with their reason, never block the
+//! consumer, and can be re-driven once the cause is fixed.
+
+use async_nats::jetstream::message::PublishMessage;
+use e2e::{eventually, Stack, AD_TRAIL_RUNNER};
+use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_are_dead_lettered_and_can_be_redriven() {
+    let stack = Stack::start().await;
+    let nats = async_nats::connect(&stack.nats.url).await.expect("connect to NATS");
+    let js = async_nats::jetstream::new(nats);
+
+    // What an operator's replay or a broken producer could put in the stream.
+    let missing_ad = uuid::Uuid::new_v4();
+    let mut event: Value = serde_json::from_slice(include_bytes!("../../schemas/test-data/v1/click.json")).expect("fixture");
+    event["event_id"] = json!(uuid::Uuid::now_v7());
+    event["ad_id"] = json!(missing_ad);
+    event["timestamp"] = json!(time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("now"));
+    let mut future_version = event.clone();
+    future_version["schema_version"] = json!(99);
+    future_version["event_id"] = json!(uuid::Uuid::now_v7());
+    let poison = [
+        (b"{not json".to_vec(), "bad_json"),
+        (future_version.to_string().into_bytes(), "unknown_schema_version"),
+        (event.to_string().into_bytes(), "unknown_ad"),
+    ];
+    for (payload, _) in &poison {
+        let publish = PublishMessage::build().payload(payload.clone().into()).header("Ads-Schema-Version", "1");
+        js.send_publish("ads.events.click", publish).await.expect("publish").await.expect("ack");
+        // Valid clicks around the poison must flow past it.
+        assert_eq!(stack.post("/ads/click", json!({"ad_id": AD_TRAIL_RUNNER})).await.0, 202);
+    }
+    println!("injected 3 poison messages between 3 valid clicks");
+
+    eventually("the valid clicks", || async {
+        match stack.count("SELECT count() FROM click_events").await {
+            3 => Ok(()),
+            n => Err(format!("{n} rows")),
+        }
+    })
+    .await;
+    let letters = eventually("three dead letters", || async {
+        let output = stack.aggregator.run_command(&["dead-letters", "list"]);
+        let letters: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect();
+        if letters.len() == 3 { Ok(letters) } else { Err(format!("{letters:?}")) }
+    })
+    .await;
+    for ((payload, reason), letter) in poison.iter().zip(&letters) {
+        assert_eq!(letter["reason"], *reason, "{letter}");
+        assert_eq!(letter["original_subject"], "ads.events.click");
+        assert_eq!(letter["payload"], String::from_utf8_lossy(payload).as_ref());
+        assert_eq!(letter["headers"]["Ads-Schema-Version"], "1", "original headers are kept: {letter}");
+        assert!(!letter["detail"].as_str().unwrap_or("").is_empty());
+    }
+    let metrics = stack.metrics(&stack.aggregator).await;
+    for (_, reason) in &poison {
+        assert!(metrics.contains(&format!("aggregator_dead_letters_total{{reason=\"{reason}\"}} 1")), "{metrics}");
+    }
+
+    // The fix: the ad is added to the catalog. Then only its letter is re-driven and counted.
+    stack
+        .sql(&format!(
+            "INSERT INTO ads (id, title, description, media_url, target_url, campaign_id, active, created_at, updated_at) \
+             VALUES ('{missing_ad}', 'Late ad', '', '', 'https://example.com', 'late', true, now64(3), now64(3))"
+        ))
+        .await
+        .expect("add the ad");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await; // CATALOG_REFRESH_SECS=1
+    let output = stack.aggregator.run_command(&["dead-letters", "redrive", "--reason", "unknown_ad"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "re-drove 1 dead letters");
+    eventually("the re-driven click", || async {
+        match stack.count(&format!("SELECT count() FROM click_events WHERE ad_id = '{missing_ad}'")).await {
+            1 => Ok(()),
+            n => Err(format!("{n} rows")),
+        }
+    })
+    .await;
+    let output = stack.aggregator.run_command(&["dead-letters", "list"]);
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 2, "the unfixable ones stay");
+    assert_eq!(stack.count("SELECT count() FROM click_events").await, 4, "expected 3 valid + 1 re-driven clicks");
+}
