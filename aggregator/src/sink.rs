@@ -26,6 +26,8 @@ use crate::metrics::Metrics;
 
 pub const CLICK_TABLE: &str = "click_events";
 pub const IMPRESSION_TABLE: &str = "impression_events";
+/// Event ids per `stored_event_ids` lookup.
+const LOOKUP_CHUNK: usize = 1_000;
 
 /// A raw-table row that knows which stream message it came from.
 pub trait SequencedRow: clickhouse::RowOwned + clickhouse::RowWrite + Serialize + Send + Sync {
@@ -89,21 +91,27 @@ impl Sink {
         WriteOutcome { inserted, already_stored }
     }
 
-    /// Which of `ids` ClickHouse already holds (a primary-key lookup).
+    /// Which of `ids` ClickHouse already holds (primary-key lookups).
     async fn stored_event_ids(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>, clickhouse::error::Error> {
         #[derive(clickhouse::Row, serde::Deserialize)]
         struct Stored {
             #[serde(with = "clickhouse::serde::uuid")]
             event_id: Uuid,
         }
-        let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
-        let stored = self
-            .client
-            .query("SELECT DISTINCT event_id FROM stored_event_ids WHERE event_id IN {ids:Array(UUID)}")
-            .param("ids", ids)
-            .fetch_all::<Stored>()
-            .await?;
-        Ok(stored.into_iter().map(|s| s.event_id).collect())
+        let mut stored = HashSet::new();
+        // Query parameters travel as HTTP form fields, which ClickHouse caps (128 KiB by
+        // default): 1,000 ids (~39 KB) per lookup stays well below.
+        for chunk in ids.chunks(LOOKUP_CHUNK) {
+            let chunk: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
+            let found = self
+                .client
+                .query("SELECT DISTINCT event_id FROM stored_event_ids WHERE event_id IN {ids:Array(UUID)}")
+                .param("ids", chunk)
+                .fetch_all::<Stored>()
+                .await?;
+            stored.extend(found.into_iter().map(|s| s.event_id));
+        }
+        Ok(stored)
     }
 
     async fn insert_all<R: SequencedRow>(&self, table: &'static str, rows: Vec<R>) {

@@ -17,7 +17,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 /// How to reach NATS JetStream and which stream holds the events.
 #[derive(Debug, Clone, clap::Args)]
 pub struct NatsArgs {
-    /// NATS server URL.
+    /// NATS server URL; several (comma-separated) for a cluster.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
     /// JetStream stream holding every accepted event.
@@ -31,10 +31,16 @@ pub struct NatsArgs {
 impl NatsArgs {
     /// Connects, retrying in the background after the first success (async-nats reconnects).
     pub async fn connect(&self) -> Result<async_nats::Client, async_nats::ConnectError> {
+        let servers = self
+            .nats_url
+            .split(',')
+            .map(|url| url.trim().parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::ServerParse, e))?;
         async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
-            .connect(&self.nats_url)
+            .connect(servers)
             .await
     }
 }

@@ -7,7 +7,8 @@ use aggregator::backoff::Backoff;
 use aggregator::metrics::Metrics;
 use aggregator::sink::{Sink, WriteOutcome};
 use async_nats::jetstream::consumer::pull;
-use e2e::{eventually, ClickHouse, Stack, StackOptions, AD_CITY_BREAK, AD_COFFEE_CLUB, AD_TRAIL_RUNNER};
+use e2e::{eventually, ClickHouse, Load, Stack, StackOptions, AD_CITY_BREAK, AD_COFFEE_CLUB, AD_TRAIL_RUNNER};
+use rand::Rng;
 use futures::StreamExt;
 use schemas::rows::{ClickRow, EventRow};
 use schemas::{AdEvent, EventKind, SCHEMA_VERSION};
@@ -21,70 +22,36 @@ async fn raw_rows(stack: &Stack) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn aggregator_killed_mid_stream_counts_every_event_once() {
-    // Small batches so that the stream takes a while to drain and kills land inside it.
+async fn aggregator_killed_at_random_moments_under_load_counts_every_event_once() {
+    // Small batches, so that many are in flight when the kills land.
     let mut stack = Stack::start_with(StackOptions {
-        aggregator_stopped: true,
-        aggregator_env: vec![("BATCH_MAX_EVENTS", "50"), ("BATCH_MAX_WAIT_MS", "50")],
+        aggregator_env: vec![("BATCH_MAX_EVENTS", "500"), ("BATCH_MAX_WAIT_MS", "50")],
         ..StackOptions::default()
     })
     .await;
-
-    // 12,000 distinct events, plus 1,000 of them sent a second time.
-    const CLICKS: usize = 9_000;
-    const IMPRESSIONS: usize = 3_000;
-    post_events(&stack, CLICKS, IMPRESSIONS, 12).await;
-    println!("posted 12000 distinct events and 1000 repeats; expecting {CLICKS} clicks, {IMPRESSIONS} impressions");
-
-    stack.aggregator.start().await;
-    let mut killed_at = Vec::new();
-    for threshold in [1_000, 4_000, 8_000] {
-        eventually("rows to reach the kill threshold", || async {
-            let rows = raw_rows(&stack).await;
-            if rows >= threshold { Ok(()) } else { Err(format!("{rows} rows")) }
-        })
-        .await;
+    // 100,000 events; every 20th sent twice.
+    let load = Load::start(stack.ingest.url(""), 100_000, 32, 20, Duration::ZERO);
+    let mut kills = 0;
+    while !load.is_finished() || kills < 3 {
+        let wait = rand::rng().random_range(500..3_000);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
         stack.aggregator.kill();
-        let rows = raw_rows(&stack).await;
-        println!("kill -9 of the aggregator with {rows} of 12000 rows stored");
-        killed_at.push(rows);
+        kills += 1;
+        println!("kill -9 #{kills} of the aggregator after {wait} ms, {} rows stored", raw_rows(&stack).await);
         stack.aggregator.start().await;
     }
-    assert!(killed_at[0] < 12_000, "the first kill must land mid-stream (at {})", killed_at[0]);
-
-    eventually("every event in ClickHouse", || async {
-        let rows = raw_rows(&stack).await;
-        if rows >= 12_000 { Ok(()) } else { Err(format!("{rows} rows")) }
-    })
-    .await;
-    // Let every unacked message come back (ACK_WAIT_SECS=3) before the final count.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let report = load.finish().await;
+    println!("load done: {} sends", report.sends());
+    assert_eq!(report.statuses.keys().copied().collect::<Vec<_>>(), vec![202], "ingest never failed: {:?}", report.statuses);
+    assert_eq!(report.clicks.len() + report.impressions.len(), 100_000);
+    stack.assert_counted_exactly(&report).await;
 
     let (stream_messages, pending, ack_pending) = stream_state(&stack).await;
     assert_eq!((pending, ack_pending), (0, 0), "everything consumed and acked");
-    assert_eq!(stream_messages, 12_000, "the stream dropped the 1000 repeats (Nats-Msg-Id)");
-
-    let clicks = stack.count("SELECT count() FROM click_events").await;
-    let distinct = stack.count("SELECT uniqExact(event_id) FROM click_events").await;
-    let impressions = stack.count("SELECT count() FROM impression_events").await;
-    let rollup_clicks = stack.count("SELECT sum(clicks) FROM click_events_per_minute").await;
-    let rollup_impressions = stack.count("SELECT sum(impressions) FROM impression_events_per_minute").await;
-    println!(
-        "expected clicks {CLICKS}: raw {clicks} (distinct {distinct}), rollup {rollup_clicks}; \
-         expected impressions {IMPRESSIONS}: raw {impressions}, rollup {rollup_impressions}"
-    );
-    assert_eq!((clicks, distinct, rollup_clicks), (CLICKS as u64, CLICKS as u64, CLICKS as u64));
-    assert_eq!((impressions, rollup_impressions), (IMPRESSIONS as u64, IMPRESSIONS as u64));
-
-    let (_, report) = stack.get("/ads/analytics?timeframe=1h").await;
-    for ad in ADS {
-        let entry = report["ads"].as_array().and_then(|a| a.iter().find(|e| e["ad_id"] == ad)).expect("ad in report");
-        assert_eq!(entry["clicks"], CLICKS / 3, "{entry}");
-        assert_eq!(entry["impressions"], IMPRESSIONS / 3, "{entry}");
-    }
-    let metrics = stack.metrics(&stack.aggregator).await;
-    let skipped = metrics.lines().filter(|l| l.starts_with("aggregator_events_already_stored_total")).collect::<Vec<_>>();
-    println!("after the last restart: {skipped:?}");
+    assert_eq!(stream_messages, 100_000, "the stream dropped the 5000 repeats (Nats-Msg-Id)");
+    let (_, report_api) = stack.get("/ads/analytics?timeframe=1h").await;
+    let api_clicks: u64 = report_api["ads"].as_array().map_or(0, |ads| ads.iter().map(|a| a["clicks"].as_u64().unwrap_or(0)).sum());
+    assert_eq!(api_clicks, report.clicks.len() as u64, "the API agrees");
 }
 
 /// Posts `clicks` and `impressions` distinct events over the three sample ads, 32 at a time, and
@@ -222,6 +189,11 @@ async fn redelivered_and_retried_batches_are_not_counted_twice() {
     assert_eq!(sink.write(vec![click(1), click(2)].into_iter().map(|r| with_seq(r, 9_001)).collect()).await.inserted, 0);
     assert_eq!(sink.write(vec![click(500), click(500)]).await, WriteOutcome { inserted: 1, already_stored: 1 });
 
+    // A full default-size batch (BATCH_MAX_EVENTS = 10,000) half of which is stored already.
+    let big: Vec<EventRow> = (5_001..=15_000).map(click).collect();
+    assert_eq!(sink.write(big[..5_000].to_vec()).await.inserted, 5_000);
+    assert_eq!(sink.write(big).await, WriteOutcome { inserted: 5_000, already_stored: 5_000 });
+
     // A retried insert (lost response): same rows, same token. The raw table and the rollup
     // both recognise it.
     let retried: Vec<ClickRow> = (151..=160)
@@ -243,8 +215,8 @@ async fn redelivered_and_retried_batches_are_not_counted_twice() {
         }
         insert.end().await.expect("end");
     }
-    assert_eq!(count("SELECT count() FROM click_events").await, "171");
-    assert_eq!(count("SELECT sum(clicks) FROM click_events_per_minute").await, "171");
+    assert_eq!(count("SELECT count() FROM click_events").await, "10171");
+    assert_eq!(count("SELECT sum(clicks) FROM click_events_per_minute").await, "10171");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -385,4 +357,40 @@ async fn a_client_retry_after_the_duplicate_window_is_still_counted_once() {
     .await;
     assert_eq!(stack.count("SELECT count() FROM click_events").await, 1);
     assert_eq!(stack.count("SELECT sum(clicks) FROM click_events_per_minute").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_stopped_under_load_gets_no_202_and_loses_nothing() {
+    let mut stack = Stack::start_with(StackOptions {
+        ingest_env: vec![("PUBLISH_TIMEOUT_MS", "1000")],
+        ..StackOptions::default()
+    })
+    .await;
+    let load = Load::start(stack.ingest.url(""), 20_000, 16, 10, Duration::ZERO);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stack.nats.stop();
+    println!("injected: nats-server stopped (SIGTERM) under load for 5 s");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stack.nats.restart().await;
+    let report = load.finish().await;
+    assert!(report.statuses.get(&503).copied().unwrap_or(0) > 0, "the outage was felt: {:?}", report.statuses);
+    stack.assert_counted_exactly(&report).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_restarted_with_sigterm_under_load_lose_nothing() {
+    let mut stack = Stack::start().await;
+    let load = Load::start(stack.ingest.url(""), 20_000, 16, 10, Duration::ZERO);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = stack.ingest.terminate();
+    assert!(status.success(), "ingest drained and exited cleanly: {status}");
+    println!("injected: ingest stopped with SIGTERM under load, restarted");
+    stack.ingest.start().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = stack.aggregator.terminate();
+    assert!(status.success(), "aggregator flushed and exited cleanly: {status}");
+    println!("injected: aggregator stopped with SIGTERM under load, restarted");
+    stack.aggregator.start().await;
+    let report = load.finish().await;
+    stack.assert_counted_exactly(&report).await;
 }
