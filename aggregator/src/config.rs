@@ -42,6 +42,10 @@ pub enum Command {
         #[arg(long)]
         seed: bool,
     },
+    /// Recompute ClickHouse from the stream: drop the event tables and rollups (not the ads
+    /// catalog), recreate them, and reset the consumer to the stream's start. Stop every
+    /// running aggregator first; start one afterwards to re-read the stream.
+    Rebuild,
     /// Inspect or re-drive the messages the aggregator could not count.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),

@@ -11,5 +11,6 @@ pub mod consumer;
 pub mod dead_letter;
 pub mod metrics;
 pub mod migrate;
+pub mod rebuild;
 pub mod setup;
 pub mod sink;

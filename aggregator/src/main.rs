@@ -25,6 +25,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     let clickhouse = config.clickhouse.client();
+    if let Some(Command::Rebuild) = &config.command {
+        return aggregator::rebuild::run(&config.clickhouse.server_client(), &clickhouse, &js, &config).await;
+    }
     let seed = matches!(config.command, Some(Command::Migrate { seed: true }));
     migrate::apply(&config.clickhouse.server_client(), &clickhouse, &config.clickhouse.clickhouse_database, seed)
         .await

@@ -1,0 +1,72 @@
+//! `aggregator rebuild`: the stream is the source of truth, so everything ClickHouse derives
+//! from it can be thrown away and recomputed. Drops the event tables, rollups and their views
+//! (never the `ads` catalog), recreates them from the migrations, and resets the durable
+//! consumer to the start of the stream. The next `aggregator` run then re-reads every event the
+//! stream still holds (`STREAM_MAX_AGE_SECS`).
+//!
+//! Dropping (not truncating) also clears the tables' insert-deduplication logs, which would
+//! otherwise recognise the replayed batches' tokens and skip them.
+
+use async_nats::jetstream;
+use clickhouse::Client;
+
+use crate::config::Config;
+use crate::{migrate, setup};
+
+/// Every table and view derived from the stream, views first (they feed the tables).
+pub const DERIVED: &[&str] = &[
+    "click_events_per_minute_mv",
+    "impression_events_per_minute_mv",
+    "click_event_ids_mv",
+    "impression_event_ids_mv",
+    "click_events_per_minute",
+    "impression_events_per_minute",
+    "stored_event_ids",
+    "click_events",
+    "impression_events",
+];
+
+pub async fn run(server: &Client, client: &Client, js: &jetstream::Context, config: &Config) -> anyhow::Result<()> {
+    for table in DERIVED {
+        client.query(&format!("DROP TABLE IF EXISTS {table} SYNC")).execute().await?;
+    }
+    tracing::info!(tables = DERIVED.len(), "derived tables dropped");
+    migrate::apply(server, client, &config.clickhouse.clickhouse_database, false).await?;
+    let stream = js.get_stream(&config.nats.nats_stream).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    match stream.delete_consumer(&config.consumer.nats_consumer).await {
+        Ok(_) => tracing::info!(consumer = %config.consumer.nats_consumer, "consumer reset"),
+        Err(error) => tracing::warn!(%error, "no consumer to reset"),
+    }
+    setup::ensure_consumer(js, config).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let info = stream.get_info().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(
+        messages = info.state.messages,
+        "rebuild prepared: start the aggregator to re-read the stream"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new table or view in the migrations must be classified: derived (listed here) or not.
+    #[test]
+    fn every_derived_object_of_the_migrations_is_listed() {
+        let mut created: Vec<String> = Vec::new();
+        for (_, sql) in migrate::MIGRATIONS {
+            for line in sql.lines() {
+                for prefix in ["CREATE TABLE IF NOT EXISTS ", "CREATE MATERIALIZED VIEW IF NOT EXISTS "] {
+                    if let Some(rest) = line.strip_prefix(prefix) {
+                        created.push(rest.split_whitespace().next().unwrap_or("").to_owned());
+                    }
+                }
+            }
+        }
+        created.retain(|name| name != "ads");
+        created.sort();
+        let mut listed: Vec<String> = DERIVED.iter().map(|s| s.to_string()).collect();
+        listed.sort();
+        assert_eq!(created, listed);
+    }
+}
