@@ -27,6 +27,21 @@ pub struct Config {
     /// Largest request body accepted.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
+    /// Largest total size of a request's headers (names and values); more gets 431.
+    #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 8 * 1024)]
+    pub max_header_bytes: usize,
+    /// Most connections open at once; further clients wait to be accepted.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// A connection with no traffic for this long is closed (slow or stalled clients).
+    #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = 30)]
+    pub idle_timeout_secs: u64,
+    /// Events per second one client IP may send (0: no limit); more gets 429.
+    #[arg(long, env = "RATE_LIMIT_PER_IP", default_value_t = 0)]
+    pub rate_limit_per_ip: u32,
+    /// Events one client IP may send in a burst above its rate (default: one second's worth).
+    #[arg(long, env = "RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
     /// How long in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -43,6 +58,15 @@ impl Config {
         if self.max_body_bytes == 0 {
             return Err("MAX_BODY_BYTES must be at least 1".into());
         }
+        if self.max_connections == 0 {
+            return Err("MAX_CONNECTIONS must be at least 1".into());
+        }
+        if self.idle_timeout_secs == 0 {
+            return Err("IDLE_TIMEOUT_SECS must be at least 1".into());
+        }
+        if self.rate_limit_burst == Some(0) {
+            return Err("RATE_LIMIT_BURST must be at least 1".into());
+        }
         Ok(())
     }
 
@@ -57,6 +81,13 @@ impl Config {
                     .map_err(|_| format!("TRUSTED_PROXIES: {s:?} is not an IP address or CIDR"))
             })
             .collect()
+    }
+
+    /// Per-IP quota, if rate limiting is on.
+    pub fn rate_limit(&self) -> Option<governor::Quota> {
+        let rate = std::num::NonZeroU32::new(self.rate_limit_per_ip)?;
+        let burst = self.rate_limit_burst.and_then(std::num::NonZeroU32::new).unwrap_or(rate);
+        Some(governor::Quota::per_second(rate).allow_burst(burst))
     }
 
     pub fn publish_timeout(&self) -> Duration {

@@ -13,6 +13,8 @@ pub enum IngestError {
     PayloadTooLarge { limit: usize },
     #[error("cannot read the body: {0}")]
     BodyRead(String),
+    #[error("too many events from {ip}; retry in {retry_after_secs} s")]
+    RateLimited { ip: std::net::IpAddr, retry_after_secs: u32 },
     #[error("unknown ad {0}")]
     UnknownAd(Uuid),
     #[error("ad {0} is inactive")]
@@ -33,6 +35,7 @@ impl IngestError {
             IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
             IngestError::PayloadTooLarge { .. } => "payload_too_large",
             IngestError::BodyRead(_) => "body_read",
+            IngestError::RateLimited { .. } => "rate_limited",
             IngestError::UnknownAd(_) => "unknown_ad",
             IngestError::InactiveAd(_) => "inactive_ad",
             IngestError::CatalogNotLoaded => "catalog_not_loaded",

@@ -7,10 +7,11 @@ use ingest::http::{BodyLimit, IngestApi};
 use ingest::metrics::Metrics;
 use ingest::publisher::{self, Publisher};
 use ingest::service::Ingest;
-use poem::listener::TcpListener;
+use poem::listener::{Listener, TcpListener};
 use poem::{EndpointExt, Route, Server};
 use poem_openapi::OpenApiService;
 use service_kit::catalog::Catalog;
+use service_kit::limits::{limit_header_size, LimitedAcceptor};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -36,14 +37,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(catalog.clone().refresh_forever(clickhouse, config.catalog.refresh()));
 
     let metrics = Metrics::new()?;
+    let rate_limiter = config.rate_limit().map(governor::RateLimiter::keyed);
     let ingest = Arc::new(Ingest {
         catalog: catalog.clone(),
+        rate_limiter,
         publisher: Publisher::new(js, config.nats.nats_subject_prefix.clone(), config.publish_timeout(), metrics.clone()),
         limits,
         trusted_proxies: config.trusted_proxy_nets().map_err(anyhow::Error::msg)?,
         metrics: metrics.clone(),
     });
-    let api = OpenApiService::new(IngestApi { ingest }, "Ad event ingest", env!("CARGO_PKG_VERSION"));
+    let api = OpenApiService::new(IngestApi { ingest: ingest.clone() }, "Ad event ingest", env!("CARGO_PKG_VERSION"));
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     let catalog_check = service_kit::readiness_check(move || {
@@ -55,10 +58,27 @@ async fn run(config: Config) -> anyhow::Result<()> {
         metrics.registry.clone(),
         vec![("nats", service_kit::nats_check(nats.clone())), ("catalog", catalog_check)],
     );
-    let app = routes.data(BodyLimit(config.max_body_bytes));
+    let max_header_bytes = config.max_header_bytes;
+    let app = routes
+        .data(BodyLimit(config.max_body_bytes))
+        .around(move |next, req| limit_header_size(next, req, max_header_bytes));
+    // Forget idle IPs now and then, so the limiter's memory stays bounded.
+    if ingest.rate_limiter.is_some() {
+        let ingest = ingest.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                if let Some(limiter) = &ingest.rate_limiter {
+                    limiter.retain_recent();
+                }
+            }
+        });
+    }
 
+    let acceptor = TcpListener::bind(config.addr).into_acceptor().await?;
     tracing::info!(addr = %config.addr, "ingest listening");
-    Server::new(TcpListener::bind(config.addr))
+    Server::new_with_acceptor(LimitedAcceptor::new(acceptor, config.max_connections))
+        .idle_timeout(std::time::Duration::from_secs(config.idle_timeout_secs))
         .run_with_graceful_shutdown(
             app,
             service_kit::shutdown_signal(),

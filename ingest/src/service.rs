@@ -29,8 +29,12 @@ pub struct Accepted {
     pub published: Published,
 }
 
+/// Per-client-IP token buckets.
+pub type RateLimiter = governor::DefaultKeyedRateLimiter<IpAddr>;
+
 pub struct Ingest {
     pub catalog: Arc<Catalog>,
+    pub rate_limiter: Option<RateLimiter>,
     pub publisher: Publisher,
     pub limits: TimestampLimits,
     pub trusted_proxies: Vec<IpNet>,
@@ -58,12 +62,10 @@ impl Ingest {
     }
 
     async fn validate_and_publish(&self, kind: EventKind, body: Result<Vec<u8>, IngestError>, sender: Sender) -> Result<Accepted, IngestError> {
+        let ip = client_ip(sender.peer, sender.forwarded_for.as_deref(), &self.trusted_proxies);
+        self.check_rate(ip)?;
         let body = body?;
-        let ctx = RequestContext {
-            received_at: OffsetDateTime::now_utc(),
-            client_ip: client_ip(sender.peer, sender.forwarded_for.as_deref(), &self.trusted_proxies),
-            user_agent: sender.user_agent,
-        };
+        let ctx = RequestContext { received_at: OffsetDateTime::now_utc(), client_ip: ip, user_agent: sender.user_agent };
         let event = match kind {
             EventKind::Click => ClickInput::parse(&body)?.into_event(ctx, self.limits)?,
             EventKind::Impression => ImpressionInput::parse(&body)?.into_event(ctx, self.limits)?,
@@ -76,5 +78,13 @@ impl Ingest {
         }
         let published = self.publisher.publish(&event).await?;
         Ok(Accepted { event_id: event.event_id, published })
+    }
+
+    fn check_rate(&self, ip: Option<IpAddr>) -> Result<(), IngestError> {
+        let (Some(limiter), Some(ip)) = (&self.rate_limiter, ip) else { return Ok(()) };
+        limiter.check_key(&ip).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            IngestError::RateLimited { ip, retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u32 }
+        })
     }
 }

@@ -3,6 +3,7 @@
 //! `/readyz` and `/metrics` endpoints, and the shutdown signal.
 
 pub mod catalog;
+pub mod limits;
 
 use std::future::Future;
 use std::process::ExitCode;

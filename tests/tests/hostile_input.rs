@@ -58,3 +58,68 @@ async fn injection_payloads_in_every_query_parameter_are_harmless() {
     assert_eq!(stack.count("SELECT count() FROM ads FINAL").await, 4);
     assert_eq!(stack.sql("EXISTS TABLE click_events").await.as_deref(), Ok("1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_ip_is_rate_limited_and_nothing_limited_is_counted() {
+    let stack = e2e::Stack::start_with(e2e::StackOptions {
+        ingest_env: vec![("RATE_LIMIT_PER_IP", "5"), ("RATE_LIMIT_BURST", "5")],
+        ..e2e::StackOptions::default()
+    })
+    .await;
+    let mut accepted = 0;
+    let mut limited = 0;
+    for _ in 0..20 {
+        let response = stack
+            .http
+            .post(stack.ingest.url("/ads/click"))
+            .json(&serde_json::json!({"ad_id": AD_TRAIL_RUNNER}))
+            .send()
+            .await
+            .expect("answer");
+        match response.status().as_u16() {
+            202 => accepted += 1,
+            429 => {
+                limited += 1;
+                let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u32>().ok());
+                assert!(retry_after.is_some_and(|s| s >= 1), "429 carries Retry-After");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    println!("20 quick clicks from one IP at 5/s: {accepted} accepted, {limited} limited");
+    assert!(limited > 0 && accepted >= 5, "{accepted} accepted, {limited} limited");
+    e2e::eventually("the accepted clicks", || async {
+        match stack.count("SELECT count() FROM click_events").await {
+            n if n == accepted => Ok(()),
+            n => Err(format!("{n} rows")),
+        }
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(stack.count("SELECT count() FROM click_events").await, accepted, "limited requests are not counted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_headers_idle_clients_and_connection_limits() {
+    let stack = e2e::Stack::start_with(e2e::StackOptions {
+        ingest_env: vec![("MAX_CONNECTIONS", "2"), ("IDLE_TIMEOUT_SECS", "2")],
+        ..e2e::StackOptions::default()
+    })
+    .await;
+    let fresh = || reqwest::Client::builder().timeout(std::time::Duration::from_secs(1)).build().expect("client");
+
+    let response = fresh().get(stack.ingest.url("/healthz")).header("x-padding", "a".repeat(10_000)).send().await.expect("answer");
+    assert_eq!(response.status(), 431, "headers over 8 KiB");
+    // Let that connection go idle and close.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+
+    // Two clients that connect and send nothing hold both connections...
+    let idle: Vec<std::net::TcpStream> = (0..2).map(|_| std::net::TcpStream::connect(stack.ingest.addr).expect("connect")).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(fresh().get(stack.ingest.url("/healthz")).send().await.is_err(), "a third connection waits");
+    // ...until the idle timeout closes them.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let response = fresh().get(stack.ingest.url("/healthz")).send().await.expect("served after the idle clients were dropped");
+    assert_eq!(response.status(), 200);
+    drop(idle);
+}

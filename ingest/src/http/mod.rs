@@ -134,6 +134,10 @@ pub enum PostEventResponse {
     /// inactive.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
+    /// This client IP sent more events than `RATE_LIMIT_PER_IP` allows; nothing was recorded.
+    /// Retry after `Retry-After` seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u32),
     /// JetStream did not confirm the event (or the catalog is not loaded yet). It may or may not
     /// have been stored: retry after `Retry-After` seconds with the same `event_id`, which is
     /// then counted exactly once.
@@ -160,6 +164,7 @@ impl From<Result<Accepted, IngestError>> for PostEventResponse {
             IngestError::Input(_) | IngestError::UnknownAd(_) | IngestError::InactiveAd(_) => Self::Unprocessable(body),
             IngestError::PayloadTooLarge { .. } => Self::PayloadTooLarge(body),
             IngestError::UnsupportedMediaType(_) => Self::UnsupportedMediaType(body),
+            IngestError::RateLimited { retry_after_secs, .. } => Self::TooManyRequests(body, retry_after_secs),
             IngestError::CatalogNotLoaded | IngestError::Publish { .. } => {
                 Self::Unavailable(Json(UnavailableBody { error: body.0.error, event_id: error.event_id() }), 1)
             }
