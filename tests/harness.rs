@@ -173,20 +173,51 @@ impl Drop for ClickHouse {
     }
 }
 
-/// A `nats-server` with JetStream.
+/// A `nats-server` with JetStream, alone or as a node of a cluster.
 pub struct Nats {
     pub url: String,
     port: u16,
     dir: PathBuf,
+    /// Cluster flags (name, route port, routes), for a node of a cluster.
+    cluster_args: Vec<String>,
     process: Option<Child>,
 }
 
 impl Nats {
     pub async fn start(dir: &Path) -> Nats {
-        let mut nats = Nats { url: String::new(), port: free_port(), dir: dir.join("nats"), process: None };
-        nats.url = format!("nats://127.0.0.1:{}", nats.port);
+        let mut nats = Nats::new(dir.join("nats"), Vec::new());
         nats.restart().await;
         nats
+    }
+
+    fn new(dir: PathBuf, cluster_args: Vec<String>) -> Nats {
+        let port = free_port();
+        Nats { url: format!("nats://127.0.0.1:{port}"), port, dir, cluster_args, process: None }
+    }
+
+    /// Three JetStream nodes routed to each other (a stream can then have 3 replicas).
+    pub async fn start_cluster(dir: &Path) -> Vec<Nats> {
+        let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let routes = route_ports.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+        let mut nodes: Vec<Nats> = (0..3)
+            .map(|i| {
+                let args = vec![
+                    "--name".into(),
+                    format!("node-{i}"),
+                    "--cluster_name".into(),
+                    "adtrack".into(),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{}", route_ports[i]),
+                    "--routes".into(),
+                    routes.clone(),
+                ];
+                Nats::new(dir.join(format!("nats-{i}")), args)
+            })
+            .collect();
+        for node in &mut nodes {
+            node.restart().await;
+        }
+        nodes
     }
 
     pub async fn restart(&mut self) {
@@ -194,7 +225,9 @@ impl Nats {
         // `make test` sets NATS_SERVER (Debian puts it in /usr/sbin, not on every PATH).
         let binary = std::env::var_os("NATS_SERVER").unwrap_or_else(|| "nats-server".into());
         let child = Command::new(binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.cluster_args)
+            .arg("-sd")
             .arg(&self.dir)
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log)
@@ -207,6 +240,14 @@ impl Nats {
     pub fn stop(&mut self) {
         if let Some(mut child) = self.process.take() {
             terminate(&mut child);
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGKILL, as a crashed machine.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
             let _ = child.wait();
         }
     }
@@ -327,6 +368,8 @@ pub struct StackOptions {
     pub ingest_env: Vec<(&'static str, &'static str)>,
     /// Use this ClickHouse instead of the shared one.
     pub clickhouse_url: Option<String>,
+    /// A 3-node NATS cluster and a stream with 3 replicas, instead of one server.
+    pub nats_cluster: bool,
 }
 
 /// NATS, a fresh ClickHouse database with the schema and sample ads, and the three services.
@@ -334,7 +377,10 @@ pub struct Stack {
     pub dir: PathBuf,
     pub database: String,
     pub clickhouse_url: String,
+    /// The NATS server (the first node, with a cluster).
     pub nats: Nats,
+    /// The other nodes of a cluster.
+    pub nats_peers: Vec<Nats>,
     pub ingest: Service,
     pub aggregator: Service,
     pub query: Service,
@@ -352,10 +398,17 @@ impl Stack {
             Some(url) => url,
             None => ClickHouse::shared().await.url.clone(),
         };
-        let nats = Nats::start(&dir).await;
+        let (nats, nats_peers) = if options.nats_cluster {
+            let mut nodes = Nats::start_cluster(&dir).await.into_iter();
+            let first = nodes.next().expect("three nodes");
+            (first, nodes.collect())
+        } else {
+            (Nats::start(&dir).await, Vec::new())
+        };
+        let nats_url = std::iter::once(&nats).chain(&nats_peers).map(|n| n.url.clone()).collect::<Vec<_>>().join(",");
         let database = format!("e2e_{}", uuid::Uuid::new_v4().simple());
         let common = vec![
-            ("NATS_URL".to_owned(), nats.url.clone()),
+            ("NATS_URL".to_owned(), nats_url),
             ("CLICKHOUSE_URL".to_owned(), clickhouse_url.clone()),
             ("CLICKHOUSE_DATABASE".to_owned(), database.clone()),
         ];
@@ -365,6 +418,9 @@ impl Stack {
             env
         };
         let mut aggregator_env = vec![("BATCH_MAX_WAIT_MS", "100"), ("ACK_WAIT_SECS", "3"), ("CATALOG_REFRESH_SECS", "1")];
+        if options.nats_cluster {
+            aggregator_env.push(("STREAM_REPLICAS", "3"));
+        }
         aggregator_env.extend(options.aggregator_env);
         let aggregator = Service::new("aggregator", "AGGREGATOR_ADDR", &dir, with(&aggregator_env));
         let mut ingest_env = vec![("CATALOG_REFRESH_SECS", "1")];
@@ -372,10 +428,14 @@ impl Stack {
         let ingest = Service::new("ingest", "INGEST_ADDR", &dir, with(&ingest_env));
         let query = Service::new("query", "QUERY_ADDR", &dir, with(&[("CACHE_TTL_MS", "200")]));
 
-        let migrate = aggregator.run_command(&["migrate", "--seed"]);
-        assert!(migrate.status.success(), "aggregator migrate failed:\n{}", String::from_utf8_lossy(&migrate.stderr));
+        // A fresh cluster takes a moment to elect its JetStream leader: retry until then.
+        eventually("aggregator migrate", || async {
+            let migrate = aggregator.run_command(&["migrate", "--seed"]);
+            if migrate.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&migrate.stderr).into_owned()) }
+        })
+        .await;
 
-        let mut stack = Stack { dir, database, clickhouse_url, nats, ingest, aggregator, query, http: reqwest::Client::new() };
+        let mut stack = Stack { dir, database, clickhouse_url, nats, nats_peers, ingest, aggregator, query, http: reqwest::Client::new() };
         if !options.aggregator_stopped {
             stack.aggregator.start().await;
         }

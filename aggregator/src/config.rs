@@ -76,6 +76,10 @@ pub struct StreamArgs {
     /// How long JetStream remembers an event_id to drop a second publish of it.
     #[arg(long, env = "STREAM_DUPLICATE_WINDOW_SECS", default_value_t = 600)]
     pub stream_duplicate_window_secs: u64,
+    /// Copies of the stream kept by a NATS cluster (3 survives losing a node; 1 for a single
+    /// server).
+    #[arg(long, env = "STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -128,6 +132,9 @@ impl Config {
             && self.stream.stream_max_age_secs < self.stream.stream_duplicate_window_secs
         {
             return Err("STREAM_MAX_AGE_SECS must be 0 (unlimited) or at least STREAM_DUPLICATE_WINDOW_SECS".into());
+        }
+        if !(1..=5).contains(&self.stream.stream_replicas) {
+            return Err("STREAM_REPLICAS must be between 1 and 5".into());
         }
         if self.consumer.ack_wait_secs == 0 {
             return Err("ACK_WAIT_SECS must be at least 1".into());

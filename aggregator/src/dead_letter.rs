@@ -48,9 +48,10 @@ pub struct DeadLetterArgs {
     pub dead_letter_subject_prefix: String,
 }
 
-pub async fn ensure_stream(js: &jetstream::Context, args: &DeadLetterArgs) -> Result<(), async_nats::Error> {
+pub async fn ensure_stream(js: &jetstream::Context, args: &DeadLetterArgs, replicas: usize) -> Result<(), async_nats::Error> {
     js.create_or_update_stream(stream::Config {
         name: args.dead_letter_stream.clone(),
+        num_replicas: replicas,
         subjects: vec![format!("{}.>", args.dead_letter_subject_prefix)],
         storage: stream::StorageType::File,
         description: Some("Ad events the aggregator could not count, with the reason; re-drive after a fix".into()),

@@ -33,7 +33,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("applying clickhouse migrations: {e}"))?;
     setup::ensure_stream(&js, &config).await.map_err(|e| anyhow::anyhow!("creating the stream: {e}"))?;
-    dead_letter::ensure_stream(&js, &config.dead_letters)
+    dead_letter::ensure_stream(&js, &config.dead_letters, config.stream.stream_replicas)
         .await
         .map_err(|e| anyhow::anyhow!("creating the dead-letter stream: {e}"))?;
     let pull = setup::ensure_consumer(&js, &config).await.map_err(|e| anyhow::anyhow!("creating the consumer: {e}"))?;

@@ -12,6 +12,7 @@ pub async fn ensure_stream(js: &jetstream::Context, config: &Config) -> Result<s
             storage: stream::StorageType::File,
             max_age: config.stream.max_age(),
             duplicate_window: config.stream.duplicate_window(),
+            num_replicas: config.stream.stream_replicas,
             description: Some("Accepted ad events (JSON, Nats-Msg-Id = event_id); the source of truth".into()),
             ..Default::default()
         })

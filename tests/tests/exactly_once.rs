@@ -387,3 +387,21 @@ async fn services_restarted_with_sigterm_under_load_lose_nothing() {
     let report = load.finish().await;
     stack.assert_counted_exactly(&report).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_node_killed_in_a_three_node_cluster_under_load_loses_nothing() {
+    let mut stack = Stack::start_with(StackOptions {
+        nats_cluster: true,
+        ingest_env: vec![("PUBLISH_TIMEOUT_MS", "2000")],
+        ..StackOptions::default()
+    })
+    .await;
+    let load = Load::start(stack.ingest.url(""), 20_000, 16, 10, Duration::ZERO);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let victim = rand::rng().random_range(0..3);
+    if victim == 0 { stack.nats.kill() } else { stack.nats_peers[victim - 1].kill() }
+    println!("injected: kill -9 of NATS node {victim} of 3 (stream with 3 replicas) under load");
+    let report = load.finish().await;
+    println!("answers during the failover: {:?}", report.statuses);
+    stack.assert_counted_exactly(&report).await;
+}
