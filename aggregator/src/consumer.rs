@@ -36,10 +36,9 @@ impl Consumer {
     /// redelivered to the next aggregator.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         while !*shutdown.borrow() {
-            let batch = tokio::select! {
-                batch = self.pull() => batch,
-                _ = shutdown.changed() => break,
-            };
+            // Not interrupted by shutdown: a pull lasts at most BATCH_MAX_WAIT_MS, and what it
+            // delivered is then written and acked like any batch.
+            let batch = self.pull().await;
             if batch.is_empty() {
                 continue;
             }

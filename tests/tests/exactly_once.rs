@@ -371,7 +371,7 @@ async fn nats_stopped_under_load_gets_no_202_and_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn services_restarted_with_sigterm_under_load_lose_nothing() {
+async fn services_restarted_or_killed_under_load_lose_nothing() {
     let mut stack = Stack::start().await;
     let load = Load::start(stack.ingest.url(""), 20_000, 16, 10, Duration::ZERO);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -384,6 +384,10 @@ async fn services_restarted_with_sigterm_under_load_lose_nothing() {
     assert!(status.success(), "aggregator flushed and exited cleanly: {status}");
     println!("injected: aggregator stopped with SIGTERM under load, restarted");
     stack.aggregator.start().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stack.ingest.kill();
+    println!("injected: kill -9 of ingest under load, restarted");
+    stack.ingest.start().await;
     let report = load.finish().await;
     stack.assert_counted_exactly(&report).await;
 }
