@@ -449,6 +449,17 @@ impl Stack {
         run_sql(&self.clickhouse_url, &self.database, sql).await
     }
 
+    /// Waits until `sql` (a count) returns `expected`.
+    pub async fn wait_for_count(&self, sql: &str, expected: u64) {
+        eventually(&format!("{sql} = {expected}"), || async {
+            match self.count(sql).await {
+                n if n == expected => Ok(()),
+                n => Err(format!("{n}")),
+            }
+        })
+        .await
+    }
+
     /// A single number from SQL.
     pub async fn count(&self, sql: &str) -> u64 {
         let text = self.sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));

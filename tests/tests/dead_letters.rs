@@ -33,13 +33,7 @@ async fn poison_messages_are_dead_lettered_and_can_be_redriven() {
     }
     println!("injected 3 poison messages between 3 valid clicks");
 
-    eventually("the valid clicks", || async {
-        match stack.count("SELECT count() FROM click_events").await {
-            3 => Ok(()),
-            n => Err(format!("{n} rows")),
-        }
-    })
-    .await;
+    stack.wait_for_count("SELECT count() FROM click_events", 3).await;
     let letters = eventually("three dead letters", || async {
         let output = stack.aggregator.run_command(&["dead-letters", "list"]);
         let letters: Vec<Value> = String::from_utf8_lossy(&output.stdout)
@@ -73,13 +67,7 @@ async fn poison_messages_are_dead_lettered_and_can_be_redriven() {
     let output = stack.aggregator.run_command(&["dead-letters", "redrive", "--reason", "unknown_ad"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "re-drove 1 dead letters");
-    eventually("the re-driven click", || async {
-        match stack.count(&format!("SELECT count() FROM click_events WHERE ad_id = '{missing_ad}'")).await {
-            1 => Ok(()),
-            n => Err(format!("{n} rows")),
-        }
-    })
-    .await;
+    stack.wait_for_count(&format!("SELECT count() FROM click_events WHERE ad_id = '{missing_ad}'"), 1).await;
     let output = stack.aggregator.run_command(&["dead-letters", "list"]);
     assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 2, "the unfixable ones stay");
     assert_eq!(stack.count("SELECT count() FROM click_events").await, 4, "expected 3 valid + 1 re-driven clicks");

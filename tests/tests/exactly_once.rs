@@ -17,8 +17,10 @@ use time::OffsetDateTime;
 
 const ADS: [&str; 3] = [AD_TRAIL_RUNNER, AD_COFFEE_CLUB, AD_CITY_BREAK];
 
+const RAW_ROWS: &str = "SELECT (SELECT count() FROM click_events) + (SELECT count() FROM impression_events)";
+
 async fn raw_rows(stack: &Stack) -> u64 {
-    stack.count("SELECT (SELECT count() FROM click_events) + (SELECT count() FROM impression_events)").await
+    stack.count(RAW_ROWS).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,11 +116,7 @@ async fn sigterm_lets_the_aggregator_write_and_ack_the_batch_in_hand() {
     assert_eq!(rows, messages - pending, "every delivered message is a row");
 
     stack.aggregator.start().await;
-    eventually("the rest after a restart", || async {
-        let rows = raw_rows(&stack).await;
-        if rows == 4_000 { Ok(()) } else { Err(format!("{rows} rows")) }
-    })
-    .await;
+    stack.wait_for_count(RAW_ROWS, 4_000).await;
 }
 
 fn with_seq(row: EventRow, seq: u64) -> EventRow {
@@ -293,13 +291,7 @@ async fn ingest_answers_503_while_nats_is_down_and_a_retry_counts_once() {
     })
     .await;
     assert_eq!(status, 202, "{answer}");
-    eventually("the click in ClickHouse", || async {
-        match stack.count("SELECT count() FROM click_events").await {
-            1 => Ok(()),
-            n => Err(format!("{n} rows")),
-        }
-    })
-    .await;
+    stack.wait_for_count("SELECT count() FROM click_events", 1).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(stack.count("SELECT count() FROM click_events").await, 1);
     assert_eq!(stack.count("SELECT sum(clicks) FROM click_events_per_minute").await, 1);
@@ -331,13 +323,7 @@ async fn a_client_retry_after_the_duplicate_window_is_still_counted_once() {
     .await;
     let click = json!({"event_id": uuid::Uuid::now_v7(), "ad_id": AD_TRAIL_RUNNER});
     assert_eq!(stack.post("/ads/click", click.clone()).await.0, 202);
-    eventually("the click in ClickHouse", || async {
-        match stack.count("SELECT count() FROM click_events").await {
-            1 => Ok(()),
-            n => Err(format!("{n} rows")),
-        }
-    })
-    .await;
+    stack.wait_for_count("SELECT count() FROM click_events", 1).await;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let (status, answer) = stack.post("/ads/click", click).await;
     assert_eq!(status, 202, "{answer}");

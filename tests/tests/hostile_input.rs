@@ -88,13 +88,7 @@ async fn one_client_ip_is_rate_limited_and_nothing_limited_is_counted() {
     }
     println!("20 quick clicks from one IP at 5/s: {accepted} accepted, {limited} limited");
     assert!(limited > 0 && accepted >= 5, "{accepted} accepted, {limited} limited");
-    e2e::eventually("the accepted clicks", || async {
-        match stack.count("SELECT count() FROM click_events").await {
-            n if n == accepted => Ok(()),
-            n => Err(format!("{n} rows")),
-        }
-    })
-    .await;
+    stack.wait_for_count("SELECT count() FROM click_events", accepted).await;
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     assert_eq!(stack.count("SELECT count() FROM click_events").await, accepted, "limited requests are not counted");
 }
