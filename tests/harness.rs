@@ -381,6 +381,8 @@ pub struct Stack {
     pub nats: Nats,
     /// The other nodes of a cluster.
     pub nats_peers: Vec<Nats>,
+    /// Every node's URL, comma-separated (what the services get as NATS_URL).
+    pub nats_url: String,
     pub ingest: Service,
     pub aggregator: Service,
     pub query: Service,
@@ -408,7 +410,7 @@ impl Stack {
         let nats_url = std::iter::once(&nats).chain(&nats_peers).map(|n| n.url.clone()).collect::<Vec<_>>().join(",");
         let database = format!("e2e_{}", uuid::Uuid::new_v4().simple());
         let common = vec![
-            ("NATS_URL".to_owned(), nats_url),
+            ("NATS_URL".to_owned(), nats_url.clone()),
             ("CLICKHOUSE_URL".to_owned(), clickhouse_url.clone()),
             ("CLICKHOUSE_DATABASE".to_owned(), database.clone()),
         ];
@@ -435,7 +437,7 @@ impl Stack {
         })
         .await;
 
-        let mut stack = Stack { dir, database, clickhouse_url, nats, nats_peers, ingest, aggregator, query, http: reqwest::Client::new() };
+        let mut stack = Stack { dir, database, clickhouse_url, nats, nats_peers, nats_url, ingest, aggregator, query, http: reqwest::Client::new() };
         if !options.aggregator_stopped {
             stack.aggregator.start().await;
         }
@@ -604,8 +606,14 @@ impl Stack {
             if stored >= clicks + impressions { Ok(()) } else { Err(format!("{stored} of {} rows", clicks + impressions)) }
         })
         .await;
-        // Anything still unacked comes back within ACK_WAIT_SECS (3 s in tests): wait it out.
-        tokio::time::sleep(Duration::from_secs(4)).await;
+        // Only once the consumer has nothing pending or unacked can no redelivery still come.
+        eventually("the consumer to drain", || async {
+            match self.stream_state().await {
+                (_, 0, 0) => Ok(()),
+                (_, pending, unacked) => Err(format!("{pending} pending, {unacked} unacked")),
+            }
+        })
+        .await;
         let raw_clicks = self.count("SELECT count() FROM click_events").await;
         let distinct_clicks = self.count("SELECT uniqExact(event_id) FROM click_events").await;
         let rollup_clicks = self.count("SELECT sum(clicks) FROM click_events_per_minute").await;
@@ -618,8 +626,27 @@ impl Stack {
         );
         assert_eq!((raw_clicks, distinct_clicks, rollup_clicks), (clicks, clicks, clicks), "clicks");
         assert_eq!((raw_impressions, rollup_impressions), (impressions, impressions), "impressions");
-        let stored_ids = self.sql("SELECT event_id FROM click_events").await.expect("click ids");
-        let stored: HashSet<uuid::Uuid> = stored_ids.lines().filter_map(|l| l.parse().ok()).collect();
-        assert!(stored == report.clicks, "the stored clicks are exactly the accepted ones");
+        for (table, accepted) in [("click_events", &report.clicks), ("impression_events", &report.impressions)] {
+            let ids = self.sql(&format!("SELECT event_id FROM {table}")).await.expect("event ids");
+            let stored: HashSet<uuid::Uuid> = ids.lines().filter_map(|l| l.parse().ok()).collect();
+            assert!(&stored == accepted, "{table} holds exactly the accepted events");
+        }
+    }
+
+    /// Messages in the stream, and the aggregator consumer's undelivered and unacked counts.
+    pub async fn stream_state(&self) -> (u64, u64, usize) {
+        // Any live node will do (a test may have killed one).
+        let servers: Vec<async_nats::ServerAddr> =
+            self.nats_url.split(',').map(|url| url.parse().expect("NATS URL")).collect();
+        let nats = async_nats::connect(servers).await.expect("connect to NATS");
+        let js = async_nats::jetstream::new(nats);
+        let stream = js.get_stream("AD_EVENTS").await.expect("stream");
+        let mut consumer = stream
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>("aggregator")
+            .await
+            .expect("consumer");
+        let info = consumer.info().await.expect("consumer info");
+        let messages = stream.get_info().await.expect("stream info").state.messages;
+        (messages, info.num_pending, info.num_ack_pending)
     }
 }

@@ -23,6 +23,8 @@ use crate::sink::Sink;
 
 pub struct Consumer {
     pub consumer: PullConsumer,
+    /// For reloading the catalog when an event names an ad the copy does not know.
+    pub clickhouse: clickhouse::Client,
     pub sink: Sink,
     pub dead_letters: DeadLetters,
     pub catalog: Arc<Catalog>,
@@ -91,15 +93,30 @@ impl Consumer {
     async fn process(&self, batch: Vec<Message>) {
         self.metrics.batch_size.observe(batch.len() as f64);
         self.metrics.consumed.inc_by(batch.len() as u64);
-        let mut rows = Vec::with_capacity(batch.len());
-        let mut to_ack = Vec::with_capacity(batch.len());
+        let mut decoded = Vec::with_capacity(batch.len());
         for message in batch {
-            match self.decode(&message) {
-                Ok(row) => {
-                    rows.push(row);
-                    to_ack.push(message);
-                }
+            match decode(&message) {
+                Ok(row) => decoded.push((message, row)),
                 Err((reason, detail)) => self.dead_letter(message, reason, &detail).await,
+            }
+        }
+        // An ad created moments ago may be newer than our catalog copy (ingest's may have been
+        // refreshed first): reload before calling anything unknown.
+        let unknown = |row: &EventRow| self.catalog.status(row.ad_id()) == AdStatus::Unknown;
+        if decoded.iter().any(|(_, row)| unknown(row)) {
+            self.catalog.reload_if_older(&self.clickhouse, Duration::from_secs(1)).await;
+        }
+        let mut rows = Vec::with_capacity(decoded.len());
+        let mut to_ack = Vec::with_capacity(decoded.len());
+        for (message, row) in decoded {
+            // Inactive ads still count (the event was valid when accepted); unknown ones cannot
+            // be attributed. While the catalog never loaded, nothing is "unknown".
+            if unknown(&row) {
+                let detail = format!("ad {} is not in the catalog", row.ad_id());
+                self.dead_letter(message, Reason::UnknownAd, &detail).await;
+            } else {
+                rows.push(row);
+                to_ack.push(message);
             }
         }
         let outcome = self.sink.write(rows).await;
@@ -110,21 +127,6 @@ impl Consumer {
             }
         }
         tracing::debug!(inserted = outcome.inserted, already_stored = outcome.already_stored, "batch done");
-    }
-
-    fn decode(&self, message: &Message) -> Result<EventRow, (Reason, String)> {
-        let event = AdEvent::from_json(&message.payload).map_err(|e| match e {
-            DecodeError::Json(_) => (Reason::BadJson, e.to_string()),
-            DecodeError::UnknownVersion(_) => (Reason::UnknownSchemaVersion, e.to_string()),
-        })?;
-        // Inactive ads still count (the event was valid when it was accepted). While the
-        // catalog is not loaded we cannot tell, so the event is counted rather than held.
-        if self.catalog.status(event.ad_id) == AdStatus::Unknown {
-            return Err((Reason::UnknownAd, format!("ad {} is not in the catalog", event.ad_id)));
-        }
-        // Without stream info there is no sequence for the dedup token; 0 still dedups by id.
-        let sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
-        Ok(EventRow::from_event(event, sequence))
     }
 
     /// A message that can never become a row: copied to the dead-letter stream, then
@@ -145,4 +147,14 @@ impl Consumer {
             }
         }
     }
+}
+
+fn decode(message: &Message) -> Result<EventRow, (Reason, String)> {
+    let event = AdEvent::from_json(&message.payload).map_err(|e| match e {
+        DecodeError::Json(_) => (Reason::BadJson, e.to_string()),
+        DecodeError::UnknownVersion(_) => (Reason::UnknownSchemaVersion, e.to_string()),
+    })?;
+    // Without stream info there is no sequence for the dedup token; 0 still dedups by id.
+    let sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
+    Ok(EventRow::from_event(event, sequence))
 }

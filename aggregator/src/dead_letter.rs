@@ -18,6 +18,7 @@ pub const REASON_HEADER: &str = "Dead-Letter-Reason";
 pub const DETAIL_HEADER: &str = "Dead-Letter-Detail";
 pub const ORIGINAL_SUBJECT_HEADER: &str = "Dead-Letter-Original-Subject";
 pub const ORIGINAL_SEQUENCE_HEADER: &str = "Dead-Letter-Original-Sequence";
+pub const ORIGINAL_MSG_ID_HEADER: &str = "Dead-Letter-Original-Msg-Id";
 
 /// Why a message can never become a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +76,16 @@ impl DeadLetters {
     /// Stores a copy of `message` with the reason; `Ok` once JetStream acknowledged it.
     pub async fn send(&self, message: &jetstream::Message, sequence: Option<u64>, reason: Reason, detail: &str) -> Result<(), async_nats::Error> {
         let mut headers = message.headers.clone().unwrap_or_default();
+        // The letter gets an id of its own: keeping the event's id would make the dead-letter
+        // stream drop a second letter for the same event (e.g. after a redrive) as a duplicate.
+        let letter_id = match sequence {
+            Some(sequence) => format!("dlq-{}-{sequence}", message.info().map(|i| i.stream.to_owned()).unwrap_or_default()),
+            None => format!("dlq-{}", uuid::Uuid::now_v7()),
+        };
+        if let Some(original) = headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str().to_owned()) {
+            headers.insert(ORIGINAL_MSG_ID_HEADER, original.as_str());
+        }
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, letter_id.as_str());
         headers.insert(REASON_HEADER, reason.as_str());
         headers.insert(DETAIL_HEADER, one_line(detail).as_str());
         headers.insert(ORIGINAL_SUBJECT_HEADER, message.subject.as_str());
@@ -151,7 +162,7 @@ pub async fn redrive(js: &jetstream::Context, args: &DeadLetterArgs, reason: Opt
     let mut count = 0;
     for letter in list(js, args, reason).await? {
         let message = stream.get_raw_message(letter.sequence).await?;
-        let ours = [REASON_HEADER, DETAIL_HEADER, ORIGINAL_SUBJECT_HEADER, ORIGINAL_SEQUENCE_HEADER];
+        let ours = [REASON_HEADER, DETAIL_HEADER, ORIGINAL_SUBJECT_HEADER, ORIGINAL_SEQUENCE_HEADER, ORIGINAL_MSG_ID_HEADER];
         let mut headers = HeaderMap::new();
         for (name, values) in message.headers.iter() {
             if !ours.contains(&name.as_ref()) {

@@ -60,6 +60,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let consumer = Consumer {
         consumer: pull,
+        clickhouse: clickhouse.clone(),
         sink: Sink::new(clickhouse, Backoff::default(), metrics.clone()),
         dead_letters: DeadLetters::new(js, &config.dead_letters),
         catalog,

@@ -18,10 +18,3 @@ SELECT event_id, 'click' AS kind FROM click_events;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS impression_event_ids_mv TO stored_event_ids AS
 SELECT event_id, 'impression' AS kind FROM impression_events;
-
--- Installations that had events before this table existed: fill it once (no-op when filled).
-INSERT INTO stored_event_ids
-SELECT event_id, 'click' FROM click_events WHERE (SELECT count() FROM stored_event_ids) = 0;
-
-INSERT INTO stored_event_ids
-SELECT event_id, 'impression' FROM impression_events WHERE (SELECT count() FROM stored_event_ids) = 0;

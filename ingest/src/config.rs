@@ -30,8 +30,9 @@ pub struct Config {
     /// Largest total size of a request's headers (names and values); more gets 431.
     #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 8 * 1024)]
     pub max_header_bytes: usize,
-    /// Most connections open at once; further clients wait to be accepted.
-    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000)]
+    /// Most connections open at once; further clients wait to be accepted. Keep it below the
+    /// process's open-file limit (`ulimit -n`).
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1_000)]
     pub max_connections: usize,
     /// A connection with no traffic for this long is closed (slow or stalled clients).
     #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = 30)]

@@ -70,6 +70,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 tokio::time::sleep(std::time::Duration::from_secs(60)).await;
                 if let Some(limiter) = &ingest.rate_limiter {
                     limiter.retain_recent();
+                    limiter.shrink_to_fit();
                 }
             }
         });

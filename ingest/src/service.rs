@@ -29,6 +29,18 @@ pub struct Accepted {
     pub published: Published,
 }
 
+/// The bucket an address draws from: IPv6 clients get a /64 each (one subscriber's network), so
+/// rotating addresses inside it does not escape the limit or grow the table.
+pub fn rate_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let network = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(network.into())
+        }
+    }
+}
+
 /// Per-client-IP token buckets.
 pub type RateLimiter = governor::DefaultKeyedRateLimiter<IpAddr>;
 
@@ -82,9 +94,25 @@ impl Ingest {
 
     fn check_rate(&self, ip: Option<IpAddr>) -> Result<(), IngestError> {
         let (Some(limiter), Some(ip)) = (&self.rate_limiter, ip) else { return Ok(()) };
-        limiter.check_key(&ip).map_err(|not_until| {
+        limiter.check_key(&rate_key(ip)).map_err(|not_until| {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
             IngestError::RateLimited { ip, retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u32 }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_share_a_bucket_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(rate_key(a), rate_key(b));
+        assert_ne!(rate_key(a), rate_key(other));
+        let v4: IpAddr = "203.0.113.9".parse().unwrap();
+        assert_eq!(rate_key(v4), v4);
     }
 }

@@ -70,6 +70,13 @@ pub enum EventRow {
 }
 
 impl EventRow {
+    pub fn ad_id(&self) -> Uuid {
+        match self {
+            EventRow::Click(row) => row.ad_id,
+            EventRow::Impression(row) => row.ad_id,
+        }
+    }
+
     pub fn event_id(&self) -> Uuid {
         match self {
             EventRow::Click(row) => row.event_id,

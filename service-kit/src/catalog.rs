@@ -22,6 +22,7 @@ pub enum AdStatus {
 #[derive(Default)]
 pub struct Catalog {
     ads: RwLock<Option<Arc<HashMap<Uuid, bool>>>>,
+    loaded_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 #[derive(Row, Deserialize)]
@@ -55,7 +56,23 @@ impl Catalog {
         let rows = client.query("SELECT id, active FROM ads FINAL").fetch_all::<AdActive>().await?;
         let count = rows.len();
         self.replace(rows.into_iter().map(|r| (r.id, r.active)).collect());
+        *self.loaded_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(std::time::Instant::now());
         Ok(count)
+    }
+
+    /// Reloads now unless the copy is younger than `max_age`: for a caller that just met an
+    /// ad it does not know, which may be newer than the copy.
+    pub async fn reload_if_older(&self, client: &Client, max_age: Duration) {
+        let fresh = self
+            .loaded_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_some_and(|at| at.elapsed() < max_age);
+        if !fresh {
+            if let Err(error) = self.load(client).await {
+                tracing::warn!(%error, "catalog reload failed; keeping the previous copy");
+            }
+        }
     }
 
     /// Re-reads the catalog forever; on failure the previous copy stays in use.

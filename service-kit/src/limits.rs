@@ -34,8 +34,16 @@ impl<A: Acceptor> Acceptor for LimitedAcceptor<A> {
 
     async fn accept(&mut self) -> IoResult<(Self::Io, LocalAddr, RemoteAddr, poem::http::uri::Scheme)> {
         let permit = self.permits.clone().acquire_owned().await.map_err(std::io::Error::other)?;
-        let (io, local, remote, scheme) = self.inner.accept().await?;
-        Ok((Permitted { io, _permit: permit }, local, remote, scheme))
+        match self.inner.accept().await {
+            Ok((io, local, remote, scheme)) => Ok((Permitted { io, _permit: permit }, local, remote, scheme)),
+            Err(error) => {
+                // E.g. out of file descriptors: the server retries at once, so pause rather
+                // than spin.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                Err(error)
+            }
+        }
     }
 }
 

@@ -72,3 +72,32 @@ async fn poison_messages_are_dead_lettered_and_can_be_redriven() {
     assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 2, "the unfixable ones stay");
     assert_eq!(stack.count("SELECT count() FROM click_events").await, 4, "expected 3 valid + 1 re-driven clicks");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_for_an_ad_created_a_moment_ago_is_counted_not_dead_lettered() {
+    // The aggregator's catalog copy refreshes every 5 s here; the event arrives sooner.
+    let stack = Stack::start_with(e2e::StackOptions {
+        aggregator_env: vec![("CATALOG_REFRESH_SECS", "5")],
+        ..e2e::StackOptions::default()
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let ad = uuid::Uuid::new_v4();
+    stack
+        .sql(&format!(
+            "INSERT INTO ads (id, title, description, media_url, target_url, campaign_id, active, created_at, updated_at) \
+             VALUES ('{ad}', 'Brand new', '', '', 'https://example.com', 'new', true, now64(3), now64(3))"
+        ))
+        .await
+        .expect("add the ad");
+    let mut event: Value = serde_json::from_slice(include_bytes!("../../schemas/test-data/v1/click.json")).expect("fixture");
+    event["event_id"] = json!(uuid::Uuid::now_v7());
+    event["ad_id"] = json!(ad);
+    let nats = async_nats::connect(&stack.nats.url).await.expect("connect to NATS");
+    let js = async_nats::jetstream::new(nats);
+    let publish = PublishMessage::build().payload(event.to_string().into());
+    js.send_publish("ads.events.click", publish).await.expect("publish").await.expect("ack");
+    stack.wait_for_count(&format!("SELECT count() FROM click_events WHERE ad_id = '{ad}'"), 1).await;
+    let output = stack.aggregator.run_command(&["dead-letters", "list"]);
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "", "nothing dead-lettered");
+}
