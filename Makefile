@@ -42,7 +42,7 @@ run: deps build
 ## test: unit tests, then end-to-end tests against real servers on free ports
 test: deps build
 	rm -rf .data/test && mkdir -p .data/test
-	set -o pipefail; E2E_TMP=$(CURDIR)/.data/test cargo test --workspace --all-targets --no-fail-fast 2>&1 \
+	set -o pipefail; E2E_TMP=$(CURDIR)/.data/test cargo test --workspace --all-targets --no-fail-fast -- --show-output 2>&1 \
 		| tee .data/test/cargo-test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "summary: %d passed, %d failed\n", p, f }' .data/test/cargo-test.log
 
