@@ -5,6 +5,17 @@ use async_nats::jetstream::message::PublishMessage;
 use e2e::{eventually, Stack, AD_TRAIL_RUNNER};
 use serde_json::{json, Value};
 
+/// Adds an active ad to the catalog, as an operator would.
+async fn add_ad(stack: &Stack, id: uuid::Uuid) {
+    stack
+        .sql(&format!(
+            "INSERT INTO ads (id, title, description, media_url, target_url, campaign_id, active, created_at, updated_at) \
+             VALUES ('{id}', 'New ad', '', '', 'https://example.com', 'new', true, now64(3), now64(3))"
+        ))
+        .await
+        .expect("add the ad");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_are_dead_lettered_and_can_be_redriven() {
     let stack = Stack::start().await;
@@ -56,13 +67,7 @@ async fn poison_messages_are_dead_lettered_and_can_be_redriven() {
     }
 
     // The fix: the ad is added to the catalog. Then only its letter is re-driven and counted.
-    stack
-        .sql(&format!(
-            "INSERT INTO ads (id, title, description, media_url, target_url, campaign_id, active, created_at, updated_at) \
-             VALUES ('{missing_ad}', 'Late ad', '', '', 'https://example.com', 'late', true, now64(3), now64(3))"
-        ))
-        .await
-        .expect("add the ad");
+    add_ad(&stack, missing_ad).await;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await; // CATALOG_REFRESH_SECS=1
     let output = stack.aggregator.run_command(&["dead-letters", "redrive", "--reason", "unknown_ad"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -83,13 +88,7 @@ async fn an_event_for_an_ad_created_a_moment_ago_is_counted_not_dead_lettered() 
     .await;
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     let ad = uuid::Uuid::new_v4();
-    stack
-        .sql(&format!(
-            "INSERT INTO ads (id, title, description, media_url, target_url, campaign_id, active, created_at, updated_at) \
-             VALUES ('{ad}', 'Brand new', '', '', 'https://example.com', 'new', true, now64(3), now64(3))"
-        ))
-        .await
-        .expect("add the ad");
+    add_ad(&stack, ad).await;
     let mut event: Value = serde_json::from_slice(include_bytes!("../../schemas/test-data/v1/click.json")).expect("fixture");
     event["event_id"] = json!(uuid::Uuid::now_v7());
     event["ad_id"] = json!(ad);
