@@ -27,6 +27,7 @@ pub const DERIVED: &[&str] = &[
 ];
 
 pub async fn run(server: &Client, client: &Client, js: &jetstream::Context, config: &Config) -> anyhow::Result<()> {
+    refuse_while_consuming(js, config).await?;
     for table in DERIVED {
         client.query(&format!("DROP TABLE IF EXISTS {table} SYNC")).execute().await?;
     }
@@ -43,6 +44,27 @@ pub async fn run(server: &Client, client: &Client, js: &jetstream::Context, conf
         messages = info.state.messages,
         "rebuild prepared: start the aggregator to re-read the stream"
     );
+    Ok(())
+}
+
+/// A running aggregator would write into the tables being dropped and lose its consumer: look
+/// for its pull requests for a couple of seconds (it pulls at least every BATCH_MAX_WAIT_MS).
+async fn refuse_while_consuming(js: &jetstream::Context, config: &Config) -> anyhow::Result<()> {
+    let stream = js.get_stream(&config.nats.nats_stream).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let Ok(mut consumer) = stream
+        .get_consumer::<jetstream::consumer::pull::Config>(&config.consumer.nats_consumer)
+        .await
+    else {
+        return Ok(());
+    };
+    let samples = 2_000 / config.consumer.batch_max_wait_ms.clamp(1, 1_000) + 2;
+    for _ in 0..samples {
+        let waiting = consumer.info().await.map_err(|e| anyhow::anyhow!("{e}"))?.num_waiting;
+        if waiting > 0 {
+            anyhow::bail!("an aggregator is consuming {:?}: stop every aggregator before a rebuild", config.consumer.nats_consumer);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(config.consumer.batch_max_wait_ms.min(1_000) / 2 + 1)).await;
+    }
     Ok(())
 }
 

@@ -23,6 +23,9 @@ async fn rebuild_from_the_stream_gives_identical_analytics() {
     let before = snapshot(&stack, &window).await;
     assert!(before.0["ads"].as_array().is_some_and(|ads| ads.len() == 3), "{}", before.0);
 
+    let refused = stack.aggregator.run_command(&["rebuild"]);
+    assert!(!refused.status.success(), "no rebuild under a running aggregator");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("stop every aggregator"));
     let status = stack.aggregator.terminate();
     assert!(status.success());
     let output = stack.aggregator.run_command(&["rebuild"]);
