@@ -132,10 +132,9 @@ impl Consumer {
     /// A message that can never become a row: copied to the dead-letter stream, then
     /// terminated, so it neither blocks the consumer nor disappears.
     async fn dead_letter(&self, message: Message, reason: Reason, detail: &str) {
-        let sequence = message.info().ok().map(|info| info.stream_sequence);
-        tracing::error!(subject = %message.subject, ?sequence, reason = reason.as_str(), detail, "dead-lettering a message");
+        tracing::error!(subject = %message.subject, reason = reason.as_str(), detail, "dead-lettering a message");
         self.metrics.dead_letters.with_label_values(&[reason.as_str()]).inc();
-        match self.dead_letters.send(&message, sequence, reason, detail).await {
+        match self.dead_letters.send(&message, reason, detail).await {
             Ok(()) => {
                 if let Err(error) = message.ack_with(AckKind::Term).await {
                     tracing::warn!(%error, "term failed; the message will be dead-lettered again");

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use async_nats::header::HeaderMap;
-use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::message::{PublishMessage, StreamMessage};
 use async_nats::jetstream::{self, stream};
 use serde::Serialize;
 
@@ -74,12 +74,13 @@ impl DeadLetters {
     }
 
     /// Stores a copy of `message` with the reason; `Ok` once JetStream acknowledged it.
-    pub async fn send(&self, message: &jetstream::Message, sequence: Option<u64>, reason: Reason, detail: &str) -> Result<(), async_nats::Error> {
+    pub async fn send(&self, message: &jetstream::Message, reason: Reason, detail: &str) -> Result<(), async_nats::Error> {
+        let origin = message.info().ok().map(|info| (info.stream.to_owned(), info.stream_sequence));
         let mut headers = message.headers.clone().unwrap_or_default();
         // The letter gets an id of its own: keeping the event's id would make the dead-letter
         // stream drop a second letter for the same event (e.g. after a redrive) as a duplicate.
-        let letter_id = match sequence {
-            Some(sequence) => format!("dlq-{}-{sequence}", message.info().map(|i| i.stream.to_owned()).unwrap_or_default()),
+        let letter_id = match &origin {
+            Some((stream, sequence)) => format!("dlq-{stream}-{sequence}"),
             None => format!("dlq-{}", uuid::Uuid::now_v7()),
         };
         if let Some(original) = headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str().to_owned()) {
@@ -89,7 +90,7 @@ impl DeadLetters {
         headers.insert(REASON_HEADER, reason.as_str());
         headers.insert(DETAIL_HEADER, one_line(detail).as_str());
         headers.insert(ORIGINAL_SUBJECT_HEADER, message.subject.as_str());
-        if let Some(sequence) = sequence {
+        if let Some((_, sequence)) = origin {
             headers.insert(ORIGINAL_SEQUENCE_HEADER, sequence.to_string().as_str());
         }
         let subject = format!("{}.{}", self.subject_prefix, reason.as_str());
@@ -119,9 +120,8 @@ fn header(headers: &HeaderMap, name: &str) -> String {
     headers.get(name).map(|v| v.as_str().to_owned()).unwrap_or_default()
 }
 
-/// Every dead letter (of `reason`, if given), oldest first.
-pub async fn list(js: &jetstream::Context, args: &DeadLetterArgs, reason: Option<&str>) -> Result<Vec<Listed>, async_nats::Error> {
-    let mut stream = js.get_stream(&args.dead_letter_stream).await?;
+/// Every dead letter (of `reason`, if given), oldest first, with its sequence.
+async fn letters(stream: &mut stream::Stream, reason: Option<&str>) -> Result<Vec<(u64, StreamMessage)>, async_nats::Error> {
     let state = stream.info().await?.state.clone();
     let mut out = Vec::new();
     if state.messages == 0 {
@@ -130,25 +130,33 @@ pub async fn list(js: &jetstream::Context, args: &DeadLetterArgs, reason: Option
     for sequence in state.first_sequence..=state.last_sequence {
         // Re-driven letters are deleted: gaps are expected.
         let Ok(message) = stream.get_raw_message(sequence).await else { continue };
-        let letter_reason = header(&message.headers, REASON_HEADER);
-        if reason.is_some_and(|r| r != letter_reason) {
-            continue;
+        if reason.is_none_or(|r| r == header(&message.headers, REASON_HEADER)) {
+            out.push((sequence, message));
         }
-        let headers = message
-            .headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")))
-            .collect();
-        out.push(Listed {
-            sequence,
-            detail: header(&message.headers, DETAIL_HEADER),
-            original_subject: header(&message.headers, ORIGINAL_SUBJECT_HEADER),
-            reason: letter_reason,
-            headers,
-            payload: String::from_utf8_lossy(&message.payload).into_owned(),
-        });
     }
     Ok(out)
+}
+
+/// Every dead letter (of `reason`, if given), oldest first, as `dead-letters list` prints them.
+pub async fn list(js: &jetstream::Context, args: &DeadLetterArgs, reason: Option<&str>) -> Result<Vec<Listed>, async_nats::Error> {
+    let mut stream = js.get_stream(&args.dead_letter_stream).await?;
+    let listed = letters(&mut stream, reason)
+        .await?
+        .into_iter()
+        .map(|(sequence, message)| Listed {
+            sequence,
+            reason: header(&message.headers, REASON_HEADER),
+            detail: header(&message.headers, DETAIL_HEADER),
+            original_subject: header(&message.headers, ORIGINAL_SUBJECT_HEADER),
+            headers: message
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")))
+                .collect(),
+            payload: String::from_utf8_lossy(&message.payload).into_owned(),
+        })
+        .collect();
+    Ok(listed)
 }
 
 /// Publishes each dead letter (of `reason`, if given) back to its original subject and deletes
@@ -158,11 +166,11 @@ pub async fn list(js: &jetstream::Context, args: &DeadLetterArgs, reason: Option
 /// twice (a crash between publish and delete) stores it once; the event inside is counted once
 /// anyway, by its event_id.
 pub async fn redrive(js: &jetstream::Context, args: &DeadLetterArgs, reason: Option<&str>) -> Result<usize, async_nats::Error> {
-    let stream = js.get_stream(&args.dead_letter_stream).await?;
+    let mut stream = js.get_stream(&args.dead_letter_stream).await?;
+    let ours = [REASON_HEADER, DETAIL_HEADER, ORIGINAL_SUBJECT_HEADER, ORIGINAL_SEQUENCE_HEADER, ORIGINAL_MSG_ID_HEADER];
     let mut count = 0;
-    for letter in list(js, args, reason).await? {
-        let message = stream.get_raw_message(letter.sequence).await?;
-        let ours = [REASON_HEADER, DETAIL_HEADER, ORIGINAL_SUBJECT_HEADER, ORIGINAL_SEQUENCE_HEADER, ORIGINAL_MSG_ID_HEADER];
+    for (sequence, message) in letters(&mut stream, reason).await? {
+        let original_subject = header(&message.headers, ORIGINAL_SUBJECT_HEADER);
         let mut headers = HeaderMap::new();
         for (name, values) in message.headers.iter() {
             if !ours.contains(&name.as_ref()) {
@@ -174,9 +182,9 @@ pub async fn redrive(js: &jetstream::Context, args: &DeadLetterArgs, reason: Opt
         let publish = PublishMessage::build()
             .payload(message.payload)
             .headers(headers)
-            .message_id(format!("redrive-{}-{}", args.dead_letter_stream, letter.sequence));
-        js.send_publish(letter.original_subject.clone(), publish).await?.await?;
-        stream.delete_message(letter.sequence).await?;
+            .message_id(format!("redrive-{}-{sequence}", args.dead_letter_stream));
+        js.send_publish(original_subject, publish).await?.await?;
+        stream.delete_message(sequence).await?;
         count += 1;
     }
     Ok(count)

@@ -27,13 +27,13 @@ pub const DERIVED: &[&str] = &[
 ];
 
 pub async fn run(server: &Client, client: &Client, js: &jetstream::Context, config: &Config) -> anyhow::Result<()> {
-    refuse_while_consuming(js, config).await?;
+    let stream = js.get_stream(&config.nats.nats_stream).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    refuse_while_consuming(&stream, config).await?;
     for table in DERIVED {
         client.query(&format!("DROP TABLE IF EXISTS {table} SYNC")).execute().await?;
     }
     tracing::info!(tables = DERIVED.len(), "derived tables dropped");
     migrate::apply(server, client, &config.clickhouse.clickhouse_database, false).await?;
-    let stream = js.get_stream(&config.nats.nats_stream).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     match stream.delete_consumer(&config.consumer.nats_consumer).await {
         Ok(_) => tracing::info!(consumer = %config.consumer.nats_consumer, "consumer reset"),
         Err(error) => tracing::warn!(%error, "no consumer to reset"),
@@ -49,8 +49,7 @@ pub async fn run(server: &Client, client: &Client, js: &jetstream::Context, conf
 
 /// A running aggregator would write into the tables being dropped and lose its consumer: look
 /// for its pull requests for a couple of seconds (it pulls at least every BATCH_MAX_WAIT_MS).
-async fn refuse_while_consuming(js: &jetstream::Context, config: &Config) -> anyhow::Result<()> {
-    let stream = js.get_stream(&config.nats.nats_stream).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+async fn refuse_while_consuming(stream: &jetstream::stream::Stream, config: &Config) -> anyhow::Result<()> {
     let Ok(mut consumer) = stream
         .get_consumer::<jetstream::consumer::pull::Config>(&config.consumer.nats_consumer)
         .await

@@ -95,7 +95,7 @@ impl Ingest {
     fn check_rate(&self, ip: Option<IpAddr>) -> Result<(), IngestError> {
         let (Some(limiter), Some(ip)) = (&self.rate_limiter, ip) else { return Ok(()) };
         limiter.check_key(&rate_key(ip)).map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
             IngestError::RateLimited { ip, retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u32 }
         })
     }

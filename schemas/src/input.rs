@@ -135,13 +135,7 @@ fn into_event(
 }
 
 fn truncate_user_agent(mut agent: String) -> String {
-    if agent.len() > MAX_USER_AGENT_BYTES {
-        let mut end = MAX_USER_AGENT_BYTES;
-        while !agent.is_char_boundary(end) {
-            end -= 1;
-        }
-        agent.truncate(end);
-    }
+    agent.truncate(agent.floor_char_boundary(MAX_USER_AGENT_BYTES));
     agent
 }
 
