@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Debian installs nats-server in /usr/sbin, which is not on every user's PATH.
 export NATS_SERVER ?= $(shell command -v nats-server || echo /usr/sbin/nats-server)
 
-.PHONY: all deps debian-packages build run test test-unit openapi clean
+.PHONY: all deps debian-packages build run test test-unit openapi bench clean
 
 all: build
 
@@ -48,6 +48,13 @@ test: deps build
 
 test-unit:
 	cargo test --workspace --lib --bins
+
+## bench: release build, then every benchmark phase (about 12 minutes); figures in bench/results/.
+## Pass options with BENCH_ARGS, e.g. make bench BENCH_ARGS="--only ingest,query --duration-secs 10"
+bench: deps
+	cargo build --release --workspace --bins
+	rm -rf .data/bench && mkdir -p .data/bench
+	E2E_TMP=$(CURDIR)/.data/bench $(CARGO_TARGET_DIR)/release/bench $(BENCH_ARGS)
 
 ## openapi: regenerate openapi.yaml from the code (a test fails while it is stale)
 openapi:

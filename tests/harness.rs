@@ -152,6 +152,11 @@ impl ClickHouse {
     pub async fn sql(&self, database: &str, sql: &str) -> Result<String, String> {
         run_sql(&self.url, database, sql).await
     }
+
+    /// The server's process id, when it was started here and runs (the bench samples it).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Child::id)
+    }
 }
 
 /// Runs SQL in `database` over HTTP and returns the trimmed text answer.
@@ -244,6 +249,11 @@ impl Nats {
         }
     }
 
+    /// The process id while the server runs (the bench samples it).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Child::id)
+    }
+
     /// SIGKILL, as a crashed machine.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.process.take() {
@@ -268,10 +278,15 @@ pub struct Service {
     process: Option<Child>,
 }
 
-/// The directory holding the workspace's binaries (the test binary sits in its `deps/`).
+/// The directory holding the workspace's binaries: `target/<profile>/`. A test binary sits in
+/// its `deps/`, the bench binary in it, so the bench runs the services of its own profile.
 fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
+    let dir = exe.parent().expect("the executable's directory");
+    match dir.file_name() {
+        Some(name) if name == "deps" => dir.parent().expect("target/<profile>/deps has a parent").to_path_buf(),
+        _ => dir.to_path_buf(),
+    }
 }
 
 impl Service {
@@ -283,6 +298,11 @@ impl Service {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The process id while the service runs (the bench samples its memory).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Child::id)
     }
 
     fn command(&self) -> Command {
@@ -362,10 +382,15 @@ impl Drop for Service {
 pub struct StackOptions {
     /// Leave the aggregator stopped (start it with `stack.aggregator.start()`).
     pub aggregator_stopped: bool,
+    /// Run the aggregator with its own defaults, not the tests' shortcuts (short batch and ack
+    /// waits, 1 s catalog refresh): the bench measures it as deployed.
+    pub aggregator_defaults: bool,
     /// Extra environment for the aggregator.
     pub aggregator_env: Vec<(&'static str, &'static str)>,
     /// Extra environment for ingest.
     pub ingest_env: Vec<(&'static str, &'static str)>,
+    /// Extra environment for the query service.
+    pub query_env: Vec<(&'static str, &'static str)>,
     /// Use this ClickHouse instead of the shared one.
     pub clickhouse_url: Option<String>,
     /// A 3-node NATS cluster and a stream with 3 replicas, instead of one server.
@@ -419,7 +444,11 @@ impl Stack {
             env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
             env
         };
-        let mut aggregator_env = vec![("BATCH_MAX_WAIT_MS", "100"), ("ACK_WAIT_SECS", "3"), ("CATALOG_REFRESH_SECS", "1")];
+        let mut aggregator_env = if options.aggregator_defaults {
+            Vec::new()
+        } else {
+            vec![("BATCH_MAX_WAIT_MS", "100"), ("ACK_WAIT_SECS", "3"), ("CATALOG_REFRESH_SECS", "1")]
+        };
         if options.nats_cluster {
             aggregator_env.push(("STREAM_REPLICAS", "3"));
         }
@@ -428,7 +457,9 @@ impl Stack {
         let mut ingest_env = vec![("CATALOG_REFRESH_SECS", "1")];
         ingest_env.extend(options.ingest_env);
         let ingest = Service::new("ingest", "INGEST_ADDR", &dir, with(&ingest_env));
-        let query = Service::new("query", "QUERY_ADDR", &dir, with(&[("CACHE_TTL_MS", "200")]));
+        let mut query_env = vec![("CACHE_TTL_MS", "200")];
+        query_env.extend(options.query_env);
+        let query = Service::new("query", "QUERY_ADDR", &dir, with(&query_env));
 
         // A fresh cluster takes a moment to elect its JetStream leader: retry until then.
         eventually("aggregator migrate", || async {
@@ -626,6 +657,11 @@ impl Stack {
         );
         assert_eq!((raw_clicks, distinct_clicks, rollup_clicks), (clicks, clicks, clicks), "clicks");
         assert_eq!((raw_impressions, rollup_impressions), (impressions, impressions), "impressions");
+        for rollup in ["hour", "day"] {
+            let clicks_in = self.count(&format!("SELECT sum(clicks) FROM click_events_per_{rollup}")).await;
+            let impressions_in = self.count(&format!("SELECT sum(impressions) FROM impression_events_per_{rollup}")).await;
+            assert_eq!((clicks_in, impressions_in), (clicks, impressions), "per-{rollup} rollups");
+        }
         for (table, accepted) in [("click_events", &report.clicks), ("impression_events", &report.impressions)] {
             let ids = self.sql(&format!("SELECT event_id FROM {table}")).await.expect("event ids");
             let stored: HashSet<uuid::Uuid> = ids.lines().filter_map(|l| l.parse().ok()).collect();

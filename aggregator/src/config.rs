@@ -87,11 +87,15 @@ pub struct ConsumerArgs {
     /// Durable consumer name; aggregators sharing it share the work.
     #[arg(long, env = "NATS_CONSUMER", default_value = schemas::stream::DEFAULT_CONSUMER)]
     pub nats_consumer: String,
-    /// Flush a batch to ClickHouse once it holds this many events...
-    #[arg(long, env = "BATCH_MAX_EVENTS", default_value_t = 10_000)]
-    pub batch_max_events: usize,
-    /// ...or once this long has passed since the batch was requested.
-    #[arg(long, env = "BATCH_MAX_WAIT_MS", default_value_t = 500)]
+    /// Flush a batch to ClickHouse once it holds this many messages...
+    #[arg(long, env = "BATCH_MAX_MESSAGES", default_value_t = 10_000)]
+    pub batch_max_messages: usize,
+    /// ...or this many bytes of messages (a batch message holds up to 1,000 events). At least
+    /// the NATS server's `max_payload`, or a large message could never be pulled...
+    #[arg(long, env = "BATCH_MAX_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub batch_max_bytes: usize,
+    /// ...or once this long has passed since the previous batch was pulled.
+    #[arg(long, env = "BATCH_MAX_WAIT_MS", default_value_t = 200)]
     pub batch_max_wait_ms: u64,
     /// How long JetStream waits for an ack before redelivering a message.
     #[arg(long, env = "ACK_WAIT_SECS", default_value_t = 60)]
@@ -119,8 +123,11 @@ impl ConsumerArgs {
 impl Config {
     /// Fails fast with the name of the variable that is wrong.
     pub fn validate(&self) -> Result<(), String> {
-        if self.consumer.batch_max_events == 0 {
-            return Err("BATCH_MAX_EVENTS must be at least 1".into());
+        if self.consumer.batch_max_messages == 0 {
+            return Err("BATCH_MAX_MESSAGES must be at least 1".into());
+        }
+        if self.consumer.batch_max_bytes < 1024 * 1024 {
+            return Err("BATCH_MAX_BYTES must be at least 1048576 (NATS's default max_payload)".into());
         }
         if self.consumer.batch_max_wait_ms == 0 {
             return Err("BATCH_MAX_WAIT_MS must be at least 1".into());
@@ -157,13 +164,13 @@ mod tests {
     fn defaults_are_valid() {
         let config = Config::try_parse_from(["aggregator"]).unwrap();
         config.validate().unwrap();
-        assert_eq!(config.consumer.batch_max_events, 10_000);
+        assert_eq!(config.consumer.batch_max_messages, 10_000);
     }
 
     #[test]
     fn validation_names_the_variable() {
-        let config = Config::try_parse_from(["aggregator", "--batch-max-events", "0"]).unwrap();
-        assert!(config.validate().unwrap_err().contains("BATCH_MAX_EVENTS"));
+        let config = Config::try_parse_from(["aggregator", "--batch-max-messages", "0"]).unwrap();
+        assert!(config.validate().unwrap_err().contains("BATCH_MAX_MESSAGES"));
         let config = Config::try_parse_from(["aggregator", "--clickhouse-database", "a-b"]).unwrap();
         assert!(config.validate().unwrap_err().contains("CLICKHOUSE_DATABASE"));
     }

@@ -9,6 +9,8 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_raw_events.sql", include_str!("../../clickhouse/migrations/0002_raw_events.sql")),
     ("0003_minute_rollups.sql", include_str!("../../clickhouse/migrations/0003_minute_rollups.sql")),
     ("0004_stored_event_ids.sql", include_str!("../../clickhouse/migrations/0004_stored_event_ids.sql")),
+    ("0005_hourly_daily_rollups.sql", include_str!("../../clickhouse/migrations/0005_hourly_daily_rollups.sql")),
+    ("0006_stored_event_ids_kv.sql", include_str!("../../clickhouse/migrations/0006_stored_event_ids_kv.sql")),
 ];
 
 /// Sample ads for a new installation.

@@ -34,7 +34,7 @@ pub async fn ensure_consumer(
         ack_wait: config.consumer.ack_wait(),
         deliver_policy: consumer::DeliverPolicy::All,
         // The default (1000) would silently cap every batch at 1000 messages.
-        max_ack_pending: (config.consumer.batch_max_events as i64 * 4).max(1000),
+        max_ack_pending: (config.consumer.batch_max_messages as i64 * 4).max(1000),
         ..Default::default()
     };
     // Creating a durable that exists updates its editable settings (ack wait, max ack pending),

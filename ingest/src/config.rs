@@ -24,9 +24,20 @@ pub struct Config {
     /// How long to wait for JetStream's ack before answering 503.
     #[arg(long, env = "PUBLISH_TIMEOUT_MS", default_value_t = 5_000)]
     pub publish_timeout_ms: u64,
+    /// Single-event messages awaiting JetStream's ack at once; events arriving while all are
+    /// busy are published together in one message (group commit). 1 groups the most, which
+    /// measured fastest under load (BENCHMARKS.md).
+    #[arg(long, env = "PUBLISH_MAX_IN_FLIGHT", default_value_t = 1)]
+    pub publish_max_in_flight: usize,
     /// Largest request body accepted.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
+    /// Largest `POST /ads/events` body accepted.
+    #[arg(long, env = "MAX_BATCH_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_batch_body_bytes: usize,
+    /// Most events in one `POST /ads/events`.
+    #[arg(long, env = "MAX_BATCH_EVENTS", default_value_t = 1_000)]
+    pub max_batch_events: usize,
     /// Largest total size of a request's headers (names and values); more gets 431.
     #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 8 * 1024)]
     pub max_header_bytes: usize,
@@ -58,6 +69,15 @@ impl Config {
         }
         if self.max_body_bytes == 0 {
             return Err("MAX_BODY_BYTES must be at least 1".into());
+        }
+        if self.publish_max_in_flight == 0 {
+            return Err("PUBLISH_MAX_IN_FLIGHT must be at least 1".into());
+        }
+        if self.max_batch_body_bytes == 0 {
+            return Err("MAX_BATCH_BODY_BYTES must be at least 1".into());
+        }
+        if self.max_batch_events == 0 {
+            return Err("MAX_BATCH_EVENTS must be at least 1".into());
         }
         if self.max_connections == 0 {
             return Err("MAX_CONNECTIONS must be at least 1".into());

@@ -1,5 +1,7 @@
-//! Everything that can go wrong with one event request. Mapped to HTTP once, in `http`.
+//! Everything that can go wrong with an event request or one item of a batch. Mapped to HTTP
+//! once, in `http`.
 
+use schemas::batch::BatchRejection;
 use schemas::InputError;
 use uuid::Uuid;
 
@@ -7,12 +9,16 @@ use uuid::Uuid;
 pub enum IngestError {
     #[error("{0}")]
     Input(#[from] InputError),
-    #[error("content type must be application/json, got {0}")]
-    UnsupportedMediaType(String),
+    #[error("content type must be {expected}, got {got}")]
+    UnsupportedMediaType { got: String, expected: String },
     #[error("body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("cannot read the body: {0}")]
     BodyRead(String),
+    #[error("a batch holds at most {max} events, this one {count}: split it")]
+    TooManyEvents { count: usize, max: usize },
+    #[error("a batch of {count} events is more than one client may send at once ({burst}): split it")]
+    BatchExceedsBurst { count: usize, burst: u32 },
     #[error("too many events from {ip}; retry in {retry_after_secs} s")]
     RateLimited { ip: std::net::IpAddr, retry_after_secs: u32 },
     #[error("unknown ad {0}")]
@@ -26,15 +32,26 @@ pub enum IngestError {
     Publish { event_id: Uuid, reason: String },
 }
 
+impl From<BatchRejection> for IngestError {
+    fn from(rejection: BatchRejection) -> Self {
+        match rejection {
+            BatchRejection::Input(e) => IngestError::Input(e),
+            BatchRejection::TooManyEvents { count, max } => IngestError::TooManyEvents { count, max },
+        }
+    }
+}
+
 impl IngestError {
     /// Metric label.
     pub fn reason(&self) -> &'static str {
         match self {
             IngestError::Input(e) if e.kind == schemas::InputErrorKind::Malformed => "malformed",
             IngestError::Input(_) => "invalid",
-            IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
+            IngestError::UnsupportedMediaType { .. } => "unsupported_media_type",
             IngestError::PayloadTooLarge { .. } => "payload_too_large",
             IngestError::BodyRead(_) => "body_read",
+            IngestError::TooManyEvents { .. } => "too_many_events",
+            IngestError::BatchExceedsBurst { .. } => "batch_exceeds_burst",
             IngestError::RateLimited { .. } => "rate_limited",
             IngestError::UnknownAd(_) => "unknown_ad",
             IngestError::InactiveAd(_) => "inactive_ad",

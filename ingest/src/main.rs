@@ -2,8 +2,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use ingest::coalesce::Coalescer;
 use ingest::config::Config;
-use ingest::http::{BodyLimit, IngestApi};
+use ingest::http::{BodyLimits, IngestApi};
 use ingest::metrics::Metrics;
 use ingest::publisher::{self, Publisher};
 use ingest::service::Ingest;
@@ -12,6 +13,10 @@ use poem::{EndpointExt, Route, Server};
 use poem_openapi::OpenApiService;
 use service_kit::catalog::Catalog;
 use service_kit::limits::{limit_header_size, LimitedAcceptor};
+
+// glibc's malloc was a seventh of ingest's CPU under load (perf); mimalloc costs less per request.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -38,12 +43,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let metrics = Metrics::new()?;
     let rate_limiter = config.rate_limit().map(governor::RateLimiter::keyed);
+    let publisher = Publisher::new(js, config.nats.nats_subject_prefix.clone(), config.publish_timeout(), metrics.clone());
     let ingest = Arc::new(Ingest {
         catalog: catalog.clone(),
         rate_limiter,
-        publisher: Publisher::new(js, config.nats.nats_subject_prefix.clone(), config.publish_timeout(), metrics.clone()),
+        publisher: publisher.clone(),
+        singles: Coalescer::start(publisher, config.publish_max_in_flight),
         limits,
         trusted_proxies: config.trusted_proxy_nets().map_err(anyhow::Error::msg)?,
+        max_batch_events: config.max_batch_events,
         metrics: metrics.clone(),
     });
     let api = OpenApiService::new(IngestApi { ingest: ingest.clone() }, "Ad event ingest", env!("CARGO_PKG_VERSION"));
@@ -60,7 +68,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     );
     let max_header_bytes = config.max_header_bytes;
     let app = routes
-        .data(BodyLimit(config.max_body_bytes))
+        .data(BodyLimits { event: config.max_body_bytes, batch: config.max_batch_body_bytes })
         .around(move |next, req| limit_header_size(next, req, max_header_bytes));
     // Forget idle IPs now and then, so the limiter's memory stays bounded.
     if ingest.rate_limiter.is_some() {

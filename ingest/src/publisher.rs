@@ -1,14 +1,24 @@
 //! Publishes events to JetStream and waits for the ack.
 //!
-//! Wire protocol: NATS JetStream publish with header `Nats-Msg-Id` = event_id (the stream drops
-//! a second publish of the same id within its duplicate window) and `Ads-Schema-Version`.
+//! Wire protocol: NATS JetStream publish on `<prefix>.<kind>` with header `Ads-Schema-Version`
+//! and `Nats-Msg-Id` (the stream drops a second publish of the same id within its duplicate
+//! window):
+//! - one event: the payload is its JSON, `Nats-Msg-Id` = event_id;
+//! - a batch: events of one kind, one JSON document per line, as many per message as fit the
+//!   server's payload limit; `Nats-Msg-Id` = `batch-` + SHA-256 of the kind and the event ids,
+//!   so the stream drops a retried batch. One message per event would cap batches at
+//!   JetStream's per-message rate; the aggregator counts each event once either way (it
+//!   recognises stored event ids), so grouping costs no guarantee.
 
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::context::PublishError;
+use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{self, message::PublishMessage};
 use schemas::input::TimestampLimits;
 use schemas::stream::{subject, SCHEMA_VERSION_HEADER};
-use schemas::AdEvent;
+use schemas::{AdEvent, EventKind, SCHEMA_VERSION};
+use tokio::time::error::Elapsed;
 
 use crate::error::IngestError;
 use crate::metrics::Metrics;
@@ -16,7 +26,7 @@ use crate::metrics::Metrics;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Published {
     Stored,
-    /// The stream already held this event_id: nothing new was stored.
+    /// The stream already held this event_id (or this exact batch): nothing new was stored.
     Duplicate,
 }
 
@@ -27,6 +37,9 @@ pub struct Publisher {
     timeout: Duration,
     metrics: Metrics,
 }
+
+/// Room left in a message for headers and protocol framing.
+const PAYLOAD_HEADROOM: usize = 4 * 1024;
 
 impl Publisher {
     pub fn new(js: jetstream::Context, subject_prefix: String, timeout: Duration, metrics: Metrics) -> Self {
@@ -41,18 +54,106 @@ impl Publisher {
             .message_id(event.event_id.to_string())
             .header(SCHEMA_VERSION_HEADER, event.schema_version.to_string().as_str());
         let subject = subject(&self.subject_prefix, event.kind);
-        let ack = tokio::time::timeout(self.timeout, async {
-            self.js.send_publish(subject, message).await?.await
-        })
-        .await
-        .map_err(|_| IngestError::Publish {
-            event_id: event.event_id,
-            reason: format!("no ack from JetStream within {:?}", self.timeout),
-        })?
-        .map_err(|e| IngestError::Publish { event_id: event.event_id, reason: e.to_string() })?;
+        let ack = tokio::time::timeout(self.timeout, async { self.js.send_publish(subject, message).await?.await }).await;
         self.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
-        Ok(if ack.duplicate { Published::Duplicate } else { Published::Stored })
+        outcome(ack, self.timeout).map_err(|reason| IngestError::Publish { event_id: event.event_id, reason })
     }
+
+    /// Publishes many events with every message's ack in flight at once; returns each event's
+    /// outcome, in order, once JetStream answered for all of them or the timeout passed.
+    pub async fn publish_many(&self, events: &[AdEvent]) -> Vec<Result<Published, IngestError>> {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let max_payload = self.js.client().server_info().max_payload.saturating_sub(PAYLOAD_HEADROOM);
+        let mut groups = Vec::new();
+        let mut acks = Vec::new();
+        for Chunk { indices, payload } in chunk(events, max_payload) {
+            let batch: Vec<&AdEvent> = indices.iter().map(|&i| &events[i]).collect();
+            let kind = batch[0].kind;
+            let message = PublishMessage::build()
+                .payload(payload.into())
+                .message_id(batch_message_id(kind, &batch))
+                .header(SCHEMA_VERSION_HEADER, SCHEMA_VERSION.to_string().as_str());
+            // Sending only queues the message; the acks are awaited together below.
+            let sent = match tokio::time::timeout_at(deadline, self.js.send_publish(subject(&self.subject_prefix, kind), message)).await {
+                Ok(Ok(ack)) => Ok(ack),
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(_) => Err(format!("could not send to NATS within {:?}", self.timeout)),
+            };
+            acks.push(sent);
+            groups.push(indices);
+        }
+        let timeout = self.timeout;
+        let acks = futures::future::join_all(acks.into_iter().map(|sent| async move {
+            match sent {
+                Ok(ack) => outcome(tokio::time::timeout_at(deadline, ack).await, timeout),
+                Err(reason) => Err(reason),
+            }
+        }))
+        .await;
+        self.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
+        let mut outcomes: Vec<Result<Published, String>> = vec![Err("not published".to_owned()); events.len()];
+        for (indices, chunk_outcome) in groups.into_iter().zip(acks) {
+            for i in indices {
+                outcomes[i] = chunk_outcome.clone();
+            }
+        }
+        events
+            .iter()
+            .zip(outcomes)
+            .map(|(event, outcome)| outcome.map_err(|reason| IngestError::Publish { event_id: event.event_id, reason }))
+            .collect()
+    }
+}
+
+/// What one publish came to; `Err` holds the reason, for people.
+fn outcome(ack: Result<Result<PublishAck, PublishError>, Elapsed>, timeout: Duration) -> Result<Published, String> {
+    match ack {
+        Ok(Ok(ack)) if ack.duplicate => Ok(Published::Duplicate),
+        Ok(Ok(_)) => Ok(Published::Stored),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no ack from JetStream within {timeout:?}")),
+    }
+}
+
+/// Events bound for one message: their indices in the request, and the payload.
+#[derive(Debug, PartialEq)]
+struct Chunk {
+    indices: Vec<usize>,
+    payload: Vec<u8>,
+}
+
+/// Groups events into messages: one kind per message, so subjects stay per kind; request
+/// order within a kind, so a retried batch groups the same way; at most `max_bytes` of JSON
+/// lines per message (an event larger than that alone still gets a message of its own).
+fn chunk(events: &[AdEvent], max_bytes: usize) -> Vec<Chunk> {
+    let mut chunks = Vec::new();
+    for kind in [EventKind::Click, EventKind::Impression] {
+        let mut current = Chunk { indices: Vec::new(), payload: Vec::new() };
+        for (i, event) in events.iter().enumerate().filter(|(_, e)| e.kind == kind) {
+            let line = AdEvent::to_json_lines([event]);
+            if !current.indices.is_empty() && current.payload.len() + line.len() > max_bytes {
+                chunks.push(std::mem::replace(&mut current, Chunk { indices: Vec::new(), payload: Vec::new() }));
+            }
+            current.indices.push(i);
+            current.payload.extend_from_slice(&line);
+        }
+        if !current.indices.is_empty() {
+            chunks.push(current);
+        }
+    }
+    chunks
+}
+
+/// The same kind and event ids, in the same order, give the same id.
+fn batch_message_id(kind: EventKind, events: &[&AdEvent]) -> String {
+    let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+    digest.update(kind.as_str().as_bytes());
+    for event in events {
+        digest.update(event.event_id.as_bytes());
+    }
+    let hex: String = digest.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("batch-{hex}")
 }
 
 /// Reads how long the stream keeps events: older timestamps are rejected at the door.
@@ -60,4 +161,51 @@ pub async fn stream_limits(js: &jetstream::Context, stream: &str) -> Result<Time
     let info = js.get_stream(stream).await?.get_info().await?;
     let max_age = (!info.config.max_age.is_zero()).then_some(info.config.max_age);
     Ok(TimestampLimits { max_age })
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn event(kind: EventKind, id: u128) -> AdEvent {
+        AdEvent {
+            schema_version: SCHEMA_VERSION,
+            kind,
+            event_id: Uuid::from_u128(id),
+            ad_id: Uuid::from_u128(7),
+            timestamp: datetime!(2026-11-22 10:00 UTC),
+            received_at: datetime!(2026-11-22 10:00 UTC),
+            client_ip: None,
+            user_agent: None,
+            playback_time_secs: None,
+            watched_percent: None,
+        }
+    }
+
+    #[test]
+    fn chunks_keep_kinds_apart_and_fit_the_payload_limit() {
+        use EventKind::{Click, Impression};
+        let events: Vec<AdEvent> = [Impression, Click, Impression, Click, Click].iter().zip(1..).map(|(&k, id)| event(k, id)).collect();
+        let indices = |max_bytes| chunk(&events, max_bytes).into_iter().map(|c| c.indices).collect::<Vec<_>>();
+        assert_eq!(indices(1 << 20), vec![vec![1, 3, 4], vec![0, 2]]);
+        let line = events[0].to_json().len() + 1;
+        assert_eq!(indices(2 * line), vec![vec![1, 3], vec![4], vec![0, 2]]);
+        assert_eq!(indices(1), vec![vec![1], vec![3], vec![4], vec![0], vec![2]], "one event per message at least");
+        let first = &chunk(&events, 1 << 20)[0];
+        let decoded = AdEvent::from_message(&first.payload).unwrap();
+        assert_eq!(decoded.iter().map(|e| e.event_id.as_u128()).collect::<Vec<_>>(), vec![2, 4, 5]);
+    }
+
+    #[test]
+    fn batch_ids_depend_on_kind_and_ids_only() {
+        let (a, b) = (event(EventKind::Click, 1), event(EventKind::Click, 2));
+        let mut later = a.clone();
+        later.received_at = datetime!(2026-11-22 11:00 UTC);
+        assert_eq!(batch_message_id(EventKind::Click, &[&a, &b]), batch_message_id(EventKind::Click, &[&later, &b]));
+        assert_ne!(batch_message_id(EventKind::Click, &[&a, &b]), batch_message_id(EventKind::Click, &[&b, &a]));
+        assert_ne!(batch_message_id(EventKind::Click, &[&a]), batch_message_id(EventKind::Impression, &[&a]));
+    }
 }

@@ -4,13 +4,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
+use schemas::batch::{parse_batch, BatchFormat};
 use schemas::input::{RequestContext, TimestampLimits};
-use schemas::{ClickInput, EventKind, ImpressionInput};
+use schemas::{AdEvent, ClickInput, EventKind, ImpressionInput};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use service_kit::catalog::{AdStatus, Catalog};
 use crate::client_ip::client_ip;
+use crate::coalesce::Coalescer;
 use crate::error::IngestError;
 use crate::metrics::Metrics;
 use crate::publisher::{Published, Publisher};
@@ -26,6 +28,7 @@ pub struct Sender {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted {
     pub event_id: Uuid,
+    pub kind: EventKind,
     pub published: Published,
 }
 
@@ -47,11 +50,18 @@ pub type RateLimiter = governor::DefaultKeyedRateLimiter<IpAddr>;
 pub struct Ingest {
     pub catalog: Arc<Catalog>,
     pub rate_limiter: Option<RateLimiter>,
+    /// Batches.
     pub publisher: Publisher,
+    /// Single events, grouped when they arrive together.
+    pub singles: Coalescer,
     pub limits: TimestampLimits,
     pub trusted_proxies: Vec<IpNet>,
+    pub max_batch_events: usize,
     pub metrics: Metrics,
 }
+
+/// Metric label of whole-batch rejections (items are labelled with their own kind).
+const BATCH: &str = "batch";
 
 impl Ingest {
     /// Validates, checks the catalog, publishes. `Ok` means JetStream holds the event.
@@ -59,16 +69,8 @@ impl Ingest {
         self.metrics.received.with_label_values(&[kind.as_str()]).inc();
         let outcome = self.validate_and_publish(kind, body, sender).await;
         match &outcome {
-            Ok(accepted) => {
-                let duplicate = if accepted.published == Published::Duplicate { "true" } else { "false" };
-                self.metrics.accepted.with_label_values(&[kind.as_str(), duplicate]).inc();
-            }
-            Err(error) => {
-                self.metrics.rejected.with_label_values(&[kind.as_str(), error.reason()]).inc();
-                if matches!(error, IngestError::Publish { .. }) {
-                    tracing::error!(%error, "event not stored");
-                }
-            }
+            Ok(accepted) => self.count_accepted(accepted),
+            Err(error) => self.count_rejected(kind.as_str(), error),
         }
         outcome
     }
@@ -82,22 +84,106 @@ impl Ingest {
             EventKind::Click => ClickInput::parse(&body)?.into_event(ctx, self.limits)?,
             EventKind::Impression => ImpressionInput::parse(&body)?.into_event(ctx, self.limits)?,
         };
-        match self.catalog.status(event.ad_id) {
-            AdStatus::Active => {}
-            AdStatus::Inactive => return Err(IngestError::InactiveAd(event.ad_id)),
-            AdStatus::Unknown => return Err(IngestError::UnknownAd(event.ad_id)),
-            AdStatus::NotLoaded => return Err(IngestError::CatalogNotLoaded),
+        self.check_ad(&event)?;
+        let (event_id, kind) = (event.event_id, event.kind);
+        let published = self.singles.publish(event).await?;
+        Ok(Accepted { event_id, kind, published })
+    }
+
+    /// Validates each item of a batch on its own and publishes the valid ones together.
+    /// `Err` refuses the whole batch; otherwise each item has its outcome, in request order,
+    /// and each `Ok` item is durable.
+    pub async fn accept_batch(
+        &self,
+        body: Result<(Vec<u8>, BatchFormat), IngestError>,
+        sender: Sender,
+    ) -> Result<Vec<Result<Accepted, IngestError>>, IngestError> {
+        self.metrics.received.with_label_values(&[BATCH]).inc();
+        let outcomes = self.validate_and_publish_batch(body, sender).await;
+        match &outcomes {
+            Ok(items) => {
+                for item in items {
+                    match item {
+                        Ok(accepted) => self.count_accepted(accepted),
+                        Err(error) => self.count_rejected(BATCH, error),
+                    }
+                }
+            }
+            Err(error) => self.count_rejected(BATCH, error),
         }
-        let published = self.publisher.publish(&event).await?;
-        Ok(Accepted { event_id: event.event_id, published })
+        outcomes
+    }
+
+    async fn validate_and_publish_batch(
+        &self,
+        body: Result<(Vec<u8>, BatchFormat), IngestError>,
+        sender: Sender,
+    ) -> Result<Vec<Result<Accepted, IngestError>>, IngestError> {
+        let ip = client_ip(sender.peer, sender.forwarded_for.as_deref(), &self.trusted_proxies);
+        let (body, format) = body?;
+        let items = parse_batch(&body, format, self.max_batch_events)?;
+        self.check_rate_n(ip, items.len())?;
+        let ctx = RequestContext { received_at: OffsetDateTime::now_utc(), client_ip: ip, user_agent: sender.user_agent };
+        // The valid events go to the publisher; `checked` keeps each item's place.
+        let mut valid = Vec::with_capacity(items.len());
+        let checked: Vec<Result<(), IngestError>> = items
+            .into_iter()
+            .map(|item| {
+                let event = item?.into_event(ctx.clone(), self.limits)?;
+                self.check_ad(&event)?;
+                valid.push(event);
+                Ok(())
+            })
+            .collect();
+        let outcomes = self.publisher.publish_many(&valid).await;
+        let mut published = valid.iter().zip(outcomes);
+        Ok(checked
+            .into_iter()
+            .map(|item| {
+                item?;
+                let (event, outcome) = published.next().expect("publish_many answers once per event");
+                Ok(Accepted { event_id: event.event_id, kind: event.kind, published: outcome? })
+            })
+            .collect())
+    }
+
+    fn check_ad(&self, event: &AdEvent) -> Result<(), IngestError> {
+        match self.catalog.status(event.ad_id) {
+            AdStatus::Active => Ok(()),
+            AdStatus::Inactive => Err(IngestError::InactiveAd(event.ad_id)),
+            AdStatus::Unknown => Err(IngestError::UnknownAd(event.ad_id)),
+            AdStatus::NotLoaded => Err(IngestError::CatalogNotLoaded),
+        }
+    }
+
+    fn count_accepted(&self, accepted: &Accepted) {
+        let duplicate = if accepted.published == Published::Duplicate { "true" } else { "false" };
+        self.metrics.accepted.with_label_values(&[accepted.kind.as_str(), duplicate]).inc();
+    }
+
+    fn count_rejected(&self, kind: &str, error: &IngestError) {
+        self.metrics.rejected.with_label_values(&[kind, error.reason()]).inc();
+        if matches!(error, IngestError::Publish { .. }) {
+            tracing::error!(%error, "event not stored");
+        }
     }
 
     fn check_rate(&self, ip: Option<IpAddr>) -> Result<(), IngestError> {
+        self.check_rate_n(ip, 1)
+    }
+
+    /// Takes `count` events from the client's bucket, all or none.
+    fn check_rate_n(&self, ip: Option<IpAddr>, count: usize) -> Result<(), IngestError> {
         let (Some(limiter), Some(ip)) = (&self.rate_limiter, ip) else { return Ok(()) };
-        limiter.check_key(&rate_key(ip)).map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
-            IngestError::RateLimited { ip, retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u32 }
-        })
+        let Some(n) = u32::try_from(count).ok().and_then(std::num::NonZeroU32::new) else { return Ok(()) };
+        match limiter.check_key_n(&rate_key(ip), n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => {
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
+                Err(IngestError::RateLimited { ip, retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u32 })
+            }
+            Err(governor::InsufficientCapacity(burst)) => Err(IngestError::BatchExceedsBurst { count, burst }),
+        }
     }
 }
 

@@ -14,7 +14,7 @@ pub struct Config {
     #[command(flatten)]
     pub clickhouse: ClickHouseArgs,
     /// How long an answer is reused; keep it short so numbers stay real-time.
-    #[arg(long, env = "CACHE_TTL_MS", default_value_t = 1_000)]
+    #[arg(long, env = "CACHE_TTL_MS", default_value_t = 250)]
     pub cache_ttl_ms: u64,
     /// Most answers kept per cache.
     #[arg(long, env = "CACHE_MAX_ENTRIES", default_value_t = 10_000)]
@@ -47,7 +47,7 @@ mod tests {
     fn defaults_are_valid() {
         let config = Config::try_parse_from(["query"]).unwrap();
         config.validate().unwrap();
-        assert_eq!(config.cache_ttl(), Duration::from_secs(1));
+        assert_eq!(config.cache_ttl(), Duration::from_millis(250));
         let config = Config::try_parse_from(["query", "--cache-ttl-ms", "0"]).unwrap();
         assert!(config.validate().unwrap_err().contains("CACHE_TTL_MS"));
     }

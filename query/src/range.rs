@@ -51,6 +51,32 @@ impl Granularity {
             Granularity::Day => "INTERVAL 1 DAY",
         }
     }
+
+    /// The rollup tables' time column at this granularity (`click_events_per_<it>` holds it).
+    pub fn rollup_column(self) -> &'static str {
+        match self {
+            Granularity::Minute => "minute",
+            Granularity::Hour => "hour",
+            Granularity::Day => "day",
+        }
+    }
+
+    /// The next finer granularity; `None` for minutes, the finest rollup.
+    fn finer(self) -> Option<Granularity> {
+        match self {
+            Granularity::Minute => None,
+            Granularity::Hour => Some(Granularity::Minute),
+            Granularity::Day => Some(Granularity::Hour),
+        }
+    }
+}
+
+/// A part of a window read from one rollup: `[from, to)` on whole `granularity` units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub granularity: Granularity,
+    pub from: OffsetDateTime,
+    pub to: OffsetDateTime,
 }
 
 /// The latest `to` accepted.
@@ -120,6 +146,33 @@ impl Window {
         }
         Ok((0..count).map(|i| first + step * i as i32).collect())
     }
+
+    /// Splits the window into the fewest rollup reads: whole units of `coarsest` (at most
+    /// a day) in the middle, then ever finer units towards the edges. Together the segments
+    /// cover the window exactly once, so sums and unique-visitor merges over them are exact.
+    pub fn segments(&self, coarsest: Granularity) -> Vec<Segment> {
+        let mut segments = Vec::new();
+        split(self.from, self.to, coarsest, &mut segments);
+        segments
+    }
+}
+
+fn split(from: OffsetDateTime, to: OffsetDateTime, granularity: Granularity, out: &mut Vec<Segment>) {
+    if from >= to {
+        return;
+    }
+    let Some(finer) = granularity.finer() else {
+        out.push(Segment { granularity, from, to });
+        return;
+    };
+    let (inner_from, inner_to) = (ceil(from, granularity.step()), floor(to, granularity.step()));
+    if inner_from < inner_to {
+        split(from, inner_from, finer, out);
+        out.push(Segment { granularity, from: inner_from, to: inner_to });
+        split(inner_to, to, finer, out);
+    } else {
+        split(from, to, finer, out);
+    }
 }
 
 fn floor(t: OffsetDateTime, step: Duration) -> OffsetDateTime {
@@ -141,6 +194,36 @@ mod tests {
     use super::*;
 
     const NOW: OffsetDateTime = datetime!(2026-11-22 10:17:42.5 UTC);
+
+    fn shape(window: Window, coarsest: Granularity) -> Vec<(Granularity, OffsetDateTime, OffsetDateTime)> {
+        window.segments(coarsest).into_iter().map(|s| (s.granularity, s.from, s.to)).collect()
+    }
+
+    #[test]
+    fn windows_are_read_from_the_coarsest_rollups_that_fit() {
+        use Granularity::{Day, Hour, Minute};
+        let w = Window { from: datetime!(2026-10-23 10:17 UTC), to: datetime!(2026-11-22 10:18 UTC) };
+        assert_eq!(
+            shape(w, Day),
+            vec![
+                (Minute, datetime!(2026-10-23 10:17 UTC), datetime!(2026-10-23 11:00 UTC)),
+                (Hour, datetime!(2026-10-23 11:00 UTC), datetime!(2026-10-24 0:00 UTC)),
+                (Day, datetime!(2026-10-24 0:00 UTC), datetime!(2026-11-22 0:00 UTC)),
+                (Hour, datetime!(2026-11-22 0:00 UTC), datetime!(2026-11-22 10:00 UTC)),
+                (Minute, datetime!(2026-11-22 10:00 UTC), datetime!(2026-11-22 10:18 UTC)),
+            ]
+        );
+        // A series by hour may not use days; one by minute reads minutes only.
+        assert_eq!(shape(w, Hour).iter().filter(|s| s.0 == Day).count(), 0);
+        assert_eq!(shape(w, Minute), vec![(Minute, w.from, w.to)]);
+        // Inside one hour, or on exact boundaries, nothing finer is read.
+        let short = Window { from: datetime!(2026-11-22 10:05 UTC), to: datetime!(2026-11-22 10:50 UTC) };
+        assert_eq!(shape(short, Day), vec![(Minute, short.from, short.to)]);
+        let days = Window { from: datetime!(2026-11-01 0:00 UTC), to: datetime!(2026-11-03 0:00 UTC) };
+        assert_eq!(shape(days, Day), vec![(Day, days.from, days.to)]);
+        let hours = Window { from: datetime!(2026-11-01 22:00 UTC), to: datetime!(2026-11-02 02:00 UTC) };
+        assert_eq!(shape(hours, Day), vec![(Hour, hours.from, hours.to)]);
+    }
 
     #[test]
     fn timeframes_end_now_on_whole_minutes() {

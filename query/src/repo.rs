@@ -9,7 +9,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::error::QueryError;
-use crate::range::{Granularity, Window};
+use crate::range::{Granularity, Segment, Window};
 
 /// Sums over a set of rollup rows: what every metric is computed from.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -59,7 +59,7 @@ impl GroupBy {
     fn key_sql(self) -> String {
         match self {
             GroupBy::Ad => "toString(ad_id)".to_owned(),
-            GroupBy::Bucket(g) => format!("toString(toUnixTimestamp(toStartOfInterval(minute, {})))", g.sql_interval()),
+            GroupBy::Bucket(g) => format!("toString(toUnixTimestamp(toStartOfInterval(t, {})))", g.sql_interval()),
         }
     }
 }
@@ -120,26 +120,29 @@ impl Repo {
     }
 
     async fn aggregate(&self, window: Window, ad: Option<Uuid>, group: GroupBy) -> Result<BTreeMap<String, Counts>, QueryError> {
-        let filter = if ad.is_some() {
-            "ad_id = {ad_id:UUID} AND minute >= toDateTime({from:Int64}, 'UTC') AND minute < toDateTime({to:Int64}, 'UTC')"
-        } else {
-            "minute >= toDateTime({from:Int64}, 'UTC') AND minute < toDateTime({to:Int64}, 'UTC')"
+        let coarsest = match group {
+            GroupBy::Ad => Granularity::Day,
+            GroupBy::Bucket(g) => g,
         };
+        let segments = window.segments(coarsest);
         let key = group.key_sql();
         let clicks_sql = format!(
             "SELECT {key} AS key, sum(clicks) AS clicks, uniqMerge(unique_visitors) AS unique_clicks, \
              sum(playback_time_secs_sum) AS playback_time_secs_sum, sum(playback_count) AS playback_count \
-             FROM click_events_per_minute WHERE {filter} GROUP BY key"
+             FROM ({}) GROUP BY key",
+            rollup_rows("click_events", "clicks, unique_visitors, playback_time_secs_sum, playback_count", &segments, ad.is_some())
         );
         let impressions_sql = format!(
-            "SELECT {key} AS key, sum(impressions) AS impressions FROM impression_events_per_minute WHERE {filter} GROUP BY key"
+            "SELECT {key} AS key, sum(impressions) AS impressions FROM ({}) GROUP BY key",
+            rollup_rows("impression_events", "impressions", &segments, ad.is_some())
         );
         let bind = |sql: &str| {
-            let query = self
-                .client
-                .query(sql)
-                .param("from", window.from.unix_timestamp())
-                .param("to", window.to.unix_timestamp());
+            let mut query = self.client.query(sql);
+            for (i, segment) in segments.iter().enumerate() {
+                query = query
+                    .param(&format!("from{i}"), segment.from.unix_timestamp())
+                    .param(&format!("to{i}"), segment.to.unix_timestamp());
+            }
             match ad {
                 Some(ad) => query.param("ad_id", ad.to_string()),
                 None => query,
@@ -162,6 +165,25 @@ impl Repo {
         }
         Ok(out)
     }
+}
+
+/// The rollup rows of one kind (`click_events` or `impression_events`) covering the segments:
+/// one `SELECT` per segment on `<kind>_per_<minute|hour|day>`, each on the table's primary key,
+/// glued with `UNION ALL`. Every row has `ad_id`, its time as `t`, and `columns`.
+fn rollup_rows(kind: &str, columns: &str, segments: &[Segment], one_ad: bool) -> String {
+    segments
+        .iter()
+        .enumerate()
+        .map(|(i, segment)| {
+            let time = segment.granularity.rollup_column();
+            let ad = if one_ad { "ad_id = {ad_id:UUID} AND " } else { "" };
+            format!(
+                "SELECT ad_id, {time} AS t, {columns} FROM {kind}_per_{time} WHERE {ad}\
+                 {time} >= toDateTime({{from{i}:Int64}}, 'UTC') AND {time} < toDateTime({{to{i}:Int64}}, 'UTC')"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
 }
 
 #[cfg(test)]

@@ -1,4 +1,8 @@
-//! The event as published to JetStream: JSON, one message per event, `Nats-Msg-Id` = `event_id`.
+//! The event as published to JetStream: JSON.
+//!
+//! A message holds one event (`POST /ads/click`, `/ads/impression`; `Nats-Msg-Id` = `event_id`)
+//! or several of one kind, one JSON document per line (`POST /ads/events`; `Nats-Msg-Id` names
+//! the set of event ids). Either way each document is an [`AdEvent`].
 
 use std::net::IpAddr;
 
@@ -54,6 +58,8 @@ pub enum DecodeError {
     Json(#[from] serde_json::Error),
     #[error("unknown schema version {0} (this build knows {SCHEMA_VERSION})")]
     UnknownVersion(u16),
+    #[error("the message holds no event")]
+    Empty,
 }
 
 impl AdEvent {
@@ -62,7 +68,31 @@ impl AdEvent {
         serde_json::to_vec(self).expect("AdEvent serializes")
     }
 
-    /// Decodes a stream message, rejecting schema versions this build does not understand.
+    /// Several events as one message payload: one JSON document per line.
+    pub fn to_json_lines<'a>(events: impl IntoIterator<Item = &'a AdEvent>) -> Vec<u8> {
+        let mut payload = Vec::new();
+        for event in events {
+            // Serializing plain data with string keys cannot fail.
+            serde_json::to_writer(&mut payload, event).expect("AdEvent serializes");
+            payload.push(b'\n');
+        }
+        payload
+    }
+
+    /// Decodes a stream message of one or more events. Any document that does not decode makes
+    /// the whole message undecodable: a message is counted entirely or not at all.
+    pub fn from_message(payload: &[u8]) -> Result<Vec<Self>, DecodeError> {
+        let documents = serde_json::Deserializer::from_slice(payload).into_iter::<&serde_json::value::RawValue>();
+        let events = documents
+            .map(|document| Self::from_json(document?.get().as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if events.is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        Ok(events)
+    }
+
+    /// Decodes one event, rejecting schema versions this build does not understand.
     pub fn from_json(payload: &[u8]) -> Result<Self, DecodeError> {
         #[derive(Deserialize)]
         struct Version {
@@ -98,6 +128,21 @@ mod tests {
     fn round_trips() {
         let click = AdEvent::from_json(include_bytes!("../test-data/v1/click.json")).unwrap();
         assert_eq!(AdEvent::from_json(&click.to_json()).unwrap(), click);
+    }
+
+    #[test]
+    fn a_message_holds_one_event_or_several() {
+        let click = AdEvent::from_json(include_bytes!("../test-data/v1/click.json")).unwrap();
+        let impression = AdEvent::from_json(include_bytes!("../test-data/v1/impression.json")).unwrap();
+        // A pretty-printed single event (as an operator might publish it) is one message too.
+        let single = AdEvent::from_message(include_bytes!("../test-data/v1/click.json")).unwrap();
+        assert_eq!(single, vec![click.clone()]);
+        let both = AdEvent::to_json_lines(&[click.clone(), impression.clone()]);
+        assert_eq!(AdEvent::from_message(&both).unwrap(), vec![click.clone(), impression]);
+        let mut broken = AdEvent::to_json_lines(&[click]);
+        broken.extend_from_slice(b"{\"schema_version\": 1}");
+        assert!(AdEvent::from_message(&broken).is_err(), "one bad document spoils the message");
+        assert!(matches!(AdEvent::from_message(b" \n"), Err(DecodeError::Empty)));
     }
 
     #[test]

@@ -44,12 +44,17 @@ pub struct InputError {
 }
 
 impl InputError {
-    fn malformed(field: Option<&str>, message: impl Into<String>) -> Self {
+    pub(crate) fn malformed(field: Option<&str>, message: impl Into<String>) -> Self {
         Self { kind: InputErrorKind::Malformed, field: field.map(str::to_owned), message: message.into() }
     }
 
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
         Self { kind: InputErrorKind::Invalid, field: Some(field.to_owned()), message: message.into() }
+    }
+
+    /// A rule broken by the request as a whole, not by one field.
+    pub fn invalid_body(message: impl Into<String>) -> Self {
+        Self { kind: InputErrorKind::Invalid, field: None, message: message.into() }
     }
 }
 
@@ -84,8 +89,11 @@ pub struct RequestContext {
 
 impl ImpressionInput {
     pub fn parse(body: &[u8]) -> Result<Self, InputError> {
-        let mut fields = Fields::parse(body, IMPRESSION_FIELDS)?;
-        fields.common()
+        Fields::parse(body, IMPRESSION_FIELDS)?.common()
+    }
+
+    pub(crate) fn from_map(map: Map<String, Value>) -> Result<Self, InputError> {
+        Fields::from_map(map, IMPRESSION_FIELDS)?.common()
     }
 
     pub fn into_event(self, ctx: RequestContext, limits: TimestampLimits) -> Result<AdEvent, InputError> {
@@ -95,7 +103,14 @@ impl ImpressionInput {
 
 impl ClickInput {
     pub fn parse(body: &[u8]) -> Result<Self, InputError> {
-        let mut fields = Fields::parse(body, CLICK_FIELDS)?;
+        Self::from_fields(Fields::parse(body, CLICK_FIELDS)?)
+    }
+
+    pub(crate) fn from_map(map: Map<String, Value>) -> Result<Self, InputError> {
+        Self::from_fields(Fields::from_map(map, CLICK_FIELDS)?)
+    }
+
+    fn from_fields(mut fields: Fields) -> Result<Self, InputError> {
         Ok(Self {
             common: fields.common()?,
             playback_time_secs: fields.number_in("playback_time_secs", 0.0, MAX_PLAYBACK_TIME_SECS)?,
@@ -163,16 +178,26 @@ pub fn check_timestamp(
     Ok(ts)
 }
 
+pub(crate) fn parse_json(body: &[u8]) -> Result<Value, InputError> {
+    serde_json::from_slice(body).map_err(|e| InputError::malformed(None, format!("malformed JSON: {e}")))
+}
+
 /// A JSON object whose fields are taken out one by one; what is left over is unknown.
 struct Fields(Map<String, Value>);
 
 impl Fields {
     fn parse(body: &[u8], allowed: &[&str]) -> Result<Self, InputError> {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|e| InputError::malformed(None, format!("malformed JSON: {e}")))?;
+        Self::from_value(parse_json(body)?, allowed)
+    }
+
+    fn from_value(value: Value, allowed: &[&str]) -> Result<Self, InputError> {
         let Value::Object(map) = value else {
             return Err(InputError::malformed(None, "body must be a JSON object"));
         };
+        Self::from_map(map, allowed)
+    }
+
+    fn from_map(map: Map<String, Value>, allowed: &[&str]) -> Result<Self, InputError> {
         if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
             return Err(InputError::malformed(
                 Some(unknown),
@@ -229,7 +254,7 @@ impl Fields {
     }
 }
 
-fn wrong_type(field: &str, expected: &str, got: &Value) -> InputError {
+pub(crate) fn wrong_type(field: &str, expected: &str, got: &Value) -> InputError {
     let got = match got {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

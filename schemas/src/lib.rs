@@ -1,6 +1,7 @@
 //! The ad-event contract shared by every service.
 //!
-//! - [`input`]: what clients send over HTTP, parsed and validated here and nowhere else.
+//! - [`input`]: what clients send over HTTP, parsed and validated here and nowhere else;
+//!   [`batch`]: the same, many events per request.
 //! - [`event`]: what travels through NATS JetStream (versioned JSON, readable with the `nats` CLI).
 //! - [`stream`]: stream and subject names.
 //! - [`rows`]: the ClickHouse row types the aggregator writes and the query service reads.
@@ -8,6 +9,7 @@
 //! Changing a wire type is a contract change: bump [`event::SCHEMA_VERSION`] and keep the
 //! fixtures under `schemas/test-data/` parsing.
 
+pub mod batch;
 pub mod event;
 pub mod input;
 pub mod rows;

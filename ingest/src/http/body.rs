@@ -1,5 +1,5 @@
-//! A request body that documents `T` in the OpenAPI spec but is read as raw bytes, so that
-//! parsing and every rejection (with its field) stay in `schemas::input`.
+//! Request bodies that document a schema in the OpenAPI spec but are read as raw bytes, so that
+//! parsing and every rejection (with its field) stay in `schemas`.
 
 use std::marker::PhantomData;
 
@@ -7,13 +7,18 @@ use poem::{Request, RequestBody};
 use poem_openapi::registry::{MetaMediaType, MetaRequest, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
+use schemas::batch::BatchFormat;
 
 use crate::error::IngestError;
 
-/// The body size limit, attached to the route as request data.
+/// The body size limits, attached to the routes as request data.
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimit(pub usize);
+pub struct BodyLimits {
+    pub event: usize,
+    pub batch: usize,
+}
 
+/// One event: `application/json`, documented as `T`.
 pub struct EventBody<T> {
     bytes: Result<Vec<u8>, IngestError>,
     _schema: PhantomData<T>,
@@ -25,18 +30,32 @@ impl<T> EventBody<T> {
     }
 }
 
-fn is_json(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    essence.eq_ignore_ascii_case("application/json")
+/// Many events: a JSON array or NDJSON of `T`.
+pub struct BatchBody<T> {
+    body: Result<(Vec<u8>, BatchFormat), IngestError>,
+    _schema: PhantomData<T>,
 }
 
-async fn read(request: &Request, body: &mut RequestBody) -> Result<Vec<u8>, IngestError> {
-    let content_type = request.content_type().unwrap_or("");
-    if !is_json(content_type) {
-        let shown = if content_type.is_empty() { "nothing" } else { content_type };
-        return Err(IngestError::UnsupportedMediaType(shown.to_owned()));
+impl<T> BatchBody<T> {
+    pub fn into_parts(self) -> Result<(Vec<u8>, BatchFormat), IngestError> {
+        self.body
     }
-    let limit = request.data::<BodyLimit>().map_or(16 * 1024, |l| l.0);
+}
+
+const JSON: &str = "application/json";
+const NDJSON: &str = "application/x-ndjson";
+
+fn essence(content_type: &str) -> &str {
+    content_type.split(';').next().unwrap_or("").trim()
+}
+
+fn unsupported(content_type: &str, expected: &str) -> IngestError {
+    let shown = if content_type.is_empty() { "nothing" } else { content_type };
+    IngestError::UnsupportedMediaType { got: shown.to_owned(), expected: expected.to_owned() }
+}
+
+/// Reads the whole body, refusing more than `limit` bytes (early, when Content-Length says so).
+async fn read(request: &Request, body: &mut RequestBody, limit: usize) -> Result<Vec<u8>, IngestError> {
     let too_large = || IngestError::PayloadTooLarge { limit };
     let declared = request
         .headers()
@@ -54,6 +73,28 @@ async fn read(request: &Request, body: &mut RequestBody) -> Result<Vec<u8>, Inge
     }
 }
 
+fn limits(request: &Request) -> BodyLimits {
+    request.data::<BodyLimits>().copied().unwrap_or(BodyLimits { event: 16 * 1024, batch: 1024 * 1024 })
+}
+
+async fn read_event(request: &Request, body: &mut RequestBody) -> Result<Vec<u8>, IngestError> {
+    let content_type = request.content_type().unwrap_or("");
+    if !essence(content_type).eq_ignore_ascii_case(JSON) {
+        return Err(unsupported(content_type, JSON));
+    }
+    read(request, body, limits(request).event).await
+}
+
+async fn read_batch(request: &Request, body: &mut RequestBody) -> Result<(Vec<u8>, BatchFormat), IngestError> {
+    let content_type = request.content_type().unwrap_or("");
+    let format = match essence(content_type) {
+        t if t.eq_ignore_ascii_case(JSON) => BatchFormat::JsonArray,
+        t if t.eq_ignore_ascii_case(NDJSON) => BatchFormat::Ndjson,
+        _ => return Err(unsupported(content_type, &format!("{JSON} or {NDJSON}"))),
+    };
+    Ok((read(request, body, limits(request).batch).await?, format))
+}
+
 impl<'a, T: Type + Send> ApiExtractor<'a> for EventBody<T> {
     const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
     type ParamType = ();
@@ -66,7 +107,7 @@ impl<'a, T: Type + Send> ApiExtractor<'a> for EventBody<T> {
     fn request_meta() -> Option<MetaRequest> {
         Some(MetaRequest {
             description: None,
-            content: vec![MetaMediaType { content_type: "application/json", schema: T::schema_ref() }],
+            content: vec![MetaMediaType { content_type: JSON, schema: T::schema_ref() }],
             required: true,
         })
     }
@@ -76,7 +117,36 @@ impl<'a, T: Type + Send> ApiExtractor<'a> for EventBody<T> {
         body: &mut RequestBody,
         _param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
-        Ok(Self { bytes: read(request, body).await, _schema: PhantomData })
+        Ok(Self { bytes: read_event(request, body).await, _schema: PhantomData })
+    }
+}
+
+impl<'a, T: Type + Send> ApiExtractor<'a> for BatchBody<T> {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        Vec::<T>::register(registry);
+    }
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: Some("A JSON array of events, or NDJSON: one event object per line."),
+            content: vec![
+                MetaMediaType { content_type: JSON, schema: Vec::<T>::schema_ref() },
+                MetaMediaType { content_type: NDJSON, schema: T::schema_ref() },
+            ],
+            required: true,
+        })
+    }
+
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        Ok(Self { body: read_batch(request, body).await, _schema: PhantomData })
     }
 }
 
@@ -85,11 +155,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_content_types() {
-        assert!(is_json("application/json"));
-        assert!(is_json("Application/JSON; charset=utf-8"));
-        assert!(!is_json("text/plain"));
-        assert!(!is_json("application/jsonp"));
-        assert!(!is_json(""));
+    fn media_type_essence() {
+        assert_eq!(essence("Application/JSON; charset=utf-8"), "Application/JSON");
+        assert_eq!(essence("application/x-ndjson"), NDJSON);
+        assert_eq!(essence(""), "");
     }
 }

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use poem::Request;
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags, Union};
 use schemas::EventKind;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub use self::body::{BodyLimit, EventBody};
+pub use self::body::{BatchBody, BodyLimits, EventBody};
 use service_kit::ErrorBody;
 
 use crate::error::IngestError;
@@ -44,6 +44,18 @@ impl IngestApi {
     #[oai(path = "/ads/impression", method = "post", operation_id = "postImpression", tag = "IngestTags::Events")]
     async fn post_impression(&self, req: &Request, body: EventBody<ImpressionRequest>) -> PostEventResponse {
         self.ingest.accept(EventKind::Impression, body.into_bytes(), sender(req)).await.into()
+    }
+
+    /// Record many clicks and impressions at once
+    ///
+    /// Up to 1,000 events (and 1 MiB) per request, as a JSON array or as NDJSON (one event per
+    /// line). Each event carries `"type": "click"` or `"impression"` and that kind's fields.
+    /// Each event passes or fails on its own; `results` answers for each, in request order.
+    /// An `accepted` or `duplicate` event is stored durably and counted once; retry the
+    /// `unavailable` ones with their `event_id`, and fix the `rejected` ones.
+    #[oai(path = "/ads/events", method = "post", operation_id = "postEvents", tag = "IngestTags::Events")]
+    async fn post_events(&self, req: &Request, body: BatchBody<BatchEvent>) -> PostEventsResponse {
+        self.ingest.accept_batch(body.into_parts(), sender(req)).await.into()
     }
 }
 
@@ -88,6 +100,16 @@ pub struct ImpressionRequest {
     pub ad_id: Uuid,
     /// When the ad was shown (RFC 3339); same rules as for clicks.
     pub timestamp: Option<OffsetDateTime>,
+}
+
+/// One event of a batch: a click or an impression, told apart by `type`.
+#[derive(Union)]
+#[oai(discriminator_name = "type")]
+pub enum BatchEvent {
+    #[oai(mapping = "click")]
+    Click(ClickRequest),
+    #[oai(mapping = "impression")]
+    Impression(ImpressionRequest),
 }
 
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +167,153 @@ pub enum PostEventResponse {
     Unavailable(Json<UnavailableBody>, #[oai(header = "Retry-After")] u32),
 }
 
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "lowercase")]
+pub enum ItemStatus {
+    /// Stored now.
+    Accepted,
+    /// Already stored (this event_id, or this exact batch); it is counted once.
+    Duplicate,
+    /// Breaks a rule (see `error` and `field`); nothing was stored. Retrying it unchanged fails
+    /// again.
+    Rejected,
+    /// JetStream did not confirm it: it may or may not be stored. Retry with its `event_id`.
+    Unavailable,
+}
+
+/// What became of one event of a batch.
+#[derive(Object)]
+pub struct ItemResult {
+    pub status: ItemStatus,
+    /// Absent for rejected events.
+    #[oai(skip_serializing_if_is_none)]
+    pub event_id: Option<Uuid>,
+    /// Why the event was rejected or is unavailable.
+    #[oai(skip_serializing_if_is_none)]
+    pub error: Option<String>,
+    /// The event's field at fault, if one is.
+    #[oai(skip_serializing_if_is_none)]
+    pub field: Option<String>,
+}
+
+/// Per-event results of a batch, in request order, and how many ended each way.
+#[derive(Object)]
+pub struct BatchResult {
+    pub accepted: u32,
+    pub duplicates: u32,
+    pub rejected: u32,
+    pub unavailable: u32,
+    pub results: Vec<ItemResult>,
+}
+
+#[derive(ApiResponse)]
+pub enum PostEventsResponse {
+    /// Every event is stored durably and will be counted exactly once.
+    #[oai(status = 202)]
+    Accepted(Json<BatchResult>),
+    /// Some events are not stored: see each `results[i].status`. The stored ones are counted
+    /// exactly once.
+    #[oai(status = 207)]
+    MultiStatus(Json<BatchResult>),
+    /// Not a JSON array (with `application/json`), or unreadable; nothing was recorded.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// More than 1 MiB, more than 1,000 events, or more events than this client's rate-limit
+    /// burst; nothing was recorded. Split the batch.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// Neither `application/json` nor `application/x-ndjson`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
+    /// The batch holds no events.
+    #[oai(status = 422)]
+    Unprocessable(Json<ErrorBody>),
+    /// This client IP sent more events than `RATE_LIMIT_PER_IP` allows; nothing was recorded.
+    /// Retry after `Retry-After` seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u32),
+}
+
+/// How an error answers, for a single event or a whole batch.
+enum Refusal {
+    BadRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Unprocessable,
+    TooManyRequests { retry_after_secs: u32 },
+    /// The event may or may not be stored: retry with its id.
+    Unavailable,
+}
+
+impl Refusal {
+    fn of(error: &IngestError) -> Self {
+        match error {
+            IngestError::Input(e) if e.kind == schemas::InputErrorKind::Malformed => Self::BadRequest,
+            IngestError::BodyRead(_) => Self::BadRequest,
+            IngestError::Input(_) | IngestError::UnknownAd(_) | IngestError::InactiveAd(_) => Self::Unprocessable,
+            IngestError::PayloadTooLarge { .. } | IngestError::TooManyEvents { .. } | IngestError::BatchExceedsBurst { .. } => {
+                Self::PayloadTooLarge
+            }
+            IngestError::UnsupportedMediaType { .. } => Self::UnsupportedMediaType,
+            IngestError::RateLimited { retry_after_secs, .. } => Self::TooManyRequests { retry_after_secs: *retry_after_secs },
+            IngestError::CatalogNotLoaded | IngestError::Publish { .. } => Self::Unavailable,
+        }
+    }
+}
+
+fn item_result(outcome: Result<Accepted, IngestError>) -> ItemResult {
+    match outcome {
+        Ok(accepted) => {
+            let status = match accepted.published {
+                Published::Stored => ItemStatus::Accepted,
+                Published::Duplicate => ItemStatus::Duplicate,
+            };
+            ItemResult { status, event_id: Some(accepted.event_id), error: None, field: None }
+        }
+        Err(error) => {
+            let status = match Refusal::of(&error) {
+                Refusal::Unavailable => ItemStatus::Unavailable,
+                _ => ItemStatus::Rejected,
+            };
+            ItemResult { status, event_id: error.event_id(), field: error.field().map(str::to_owned), error: Some(error.to_string()) }
+        }
+    }
+}
+
+impl From<Result<Vec<Result<Accepted, IngestError>>, IngestError>> for PostEventsResponse {
+    fn from(outcome: Result<Vec<Result<Accepted, IngestError>>, IngestError>) -> Self {
+        let items = match outcome {
+            Ok(items) => items,
+            Err(error) => {
+                let body = Json(ErrorBody::new(error.to_string(), error.field()));
+                return match Refusal::of(&error) {
+                    Refusal::BadRequest => Self::BadRequest(body),
+                    Refusal::PayloadTooLarge => Self::PayloadTooLarge(body),
+                    Refusal::UnsupportedMediaType => Self::UnsupportedMediaType(body),
+                    Refusal::TooManyRequests { retry_after_secs } => Self::TooManyRequests(body, retry_after_secs),
+                    // A whole batch is never refused for one event's ad or for the stream: those
+                    // answer per event.
+                    Refusal::Unprocessable | Refusal::Unavailable => Self::Unprocessable(body),
+                };
+            }
+        };
+        let results: Vec<ItemResult> = items.into_iter().map(item_result).collect();
+        let count = |status: ItemStatus| results.iter().filter(|r| r.status == status).count() as u32;
+        let result = BatchResult {
+            accepted: count(ItemStatus::Accepted),
+            duplicates: count(ItemStatus::Duplicate),
+            rejected: count(ItemStatus::Rejected),
+            unavailable: count(ItemStatus::Unavailable),
+            results,
+        };
+        if result.rejected + result.unavailable == 0 {
+            Self::Accepted(Json(result))
+        } else {
+            Self::MultiStatus(Json(result))
+        }
+    }
+}
+
 impl From<Result<Accepted, IngestError>> for PostEventResponse {
     fn from(outcome: Result<Accepted, IngestError>) -> Self {
         let error = match outcome {
@@ -158,16 +327,13 @@ impl From<Result<Accepted, IngestError>> for PostEventResponse {
             Err(error) => error,
         };
         let body = Json(ErrorBody::new(error.to_string(), error.field()));
-        match error {
-            IngestError::Input(ref e) if e.kind == schemas::InputErrorKind::Malformed => Self::BadRequest(body),
-            IngestError::BodyRead(_) => Self::BadRequest(body),
-            IngestError::Input(_) | IngestError::UnknownAd(_) | IngestError::InactiveAd(_) => Self::Unprocessable(body),
-            IngestError::PayloadTooLarge { .. } => Self::PayloadTooLarge(body),
-            IngestError::UnsupportedMediaType(_) => Self::UnsupportedMediaType(body),
-            IngestError::RateLimited { retry_after_secs, .. } => Self::TooManyRequests(body, retry_after_secs),
-            IngestError::CatalogNotLoaded | IngestError::Publish { .. } => {
-                Self::Unavailable(Json(UnavailableBody { error: body.0.error, event_id: error.event_id() }), 1)
-            }
+        match Refusal::of(&error) {
+            Refusal::BadRequest => Self::BadRequest(body),
+            Refusal::Unprocessable => Self::Unprocessable(body),
+            Refusal::PayloadTooLarge => Self::PayloadTooLarge(body),
+            Refusal::UnsupportedMediaType => Self::UnsupportedMediaType(body),
+            Refusal::TooManyRequests { retry_after_secs } => Self::TooManyRequests(body, retry_after_secs),
+            Refusal::Unavailable => Self::Unavailable(Json(UnavailableBody { error: body.0.error, event_id: error.event_id() }), 1),
         }
     }
 }

@@ -1,0 +1,136 @@
+//! Exactly once, checked after the load: every event id that got a 202 is in ClickHouse once,
+//! and nothing else is.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use e2e::Stack;
+use schemas::EventKind;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// What the clients were told about their events.
+#[derive(Debug, Default)]
+pub struct Outcomes {
+    /// Distinct ids answered 202 (accepted or duplicate), by kind.
+    pub clicks: HashSet<Uuid>,
+    pub impressions: HashSet<Uuid>,
+    /// Ids whose fate the client cannot know: a 503, a lost connection, a timeout. They may or
+    /// may not be stored.
+    pub uncertain: HashSet<Uuid>,
+}
+
+impl Outcomes {
+    pub fn stored(&mut self, kind: EventKind, id: Uuid) {
+        match kind {
+            EventKind::Click => self.clicks.insert(id),
+            EventKind::Impression => self.impressions.insert(id),
+        };
+    }
+
+    pub fn uncertain(&mut self, id: Uuid) {
+        self.uncertain.insert(id);
+    }
+
+    pub fn merge(&mut self, other: Outcomes) {
+        self.clicks.extend(other.clicks);
+        self.impressions.extend(other.impressions);
+        self.uncertain.extend(other.uncertain);
+    }
+
+    /// Uncertain ids that no later answer settled.
+    fn still_uncertain(&self) -> u64 {
+        self.uncertain.iter().filter(|id| !self.clicks.contains(id) && !self.impressions.contains(id)).count() as u64
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    /// Which phases had run.
+    pub after: String,
+    /// Unprocessed messages in the stream when the wait began, and how long draining took.
+    pub pending_at_start: u64,
+    pub drain_secs: f64,
+    pub expected_clicks: u64,
+    pub expected_impressions: u64,
+    /// Events answered 503 or not at all: each may or may not be stored.
+    pub uncertain: u64,
+    pub stored_clicks: u64,
+    pub stored_impressions: u64,
+    /// Every rollup table (`click_events_per_*`, `impression_events_per_*`) with its sum of
+    /// clicks or impressions: each must equal its raw table's rows.
+    pub rollups: BTreeMap<String, u64>,
+    pub ok: bool,
+}
+
+/// Waits until the aggregator has written and acked everything in the stream, then compares
+/// ClickHouse with `outcomes`.
+pub async fn drain_and_check(stack: &Stack, outcomes: &Outcomes, after: &str, timeout: Duration) -> anyhow::Result<Verification> {
+    let started = Instant::now();
+    let (_, pending_at_start, _) = stack.stream_state().await;
+    loop {
+        // Only with nothing pending and nothing unacked can no insert still be on its way.
+        let (_, pending, unacked) = stack.stream_state().await;
+        if pending == 0 && unacked == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < timeout,
+            "the aggregator did not drain the stream within {timeout:?}: {pending} pending, {unacked} unacked"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let drain_secs = started.elapsed().as_secs_f64();
+    let count = |sql: &'static str| async move {
+        let text = stack.sql(sql).await.map_err(anyhow::Error::msg).with_context(|| sql.to_owned())?;
+        text.parse::<u64>().with_context(|| format!("{sql}: {text:?} is not a count"))
+    };
+    let stored_clicks = count("SELECT count() FROM click_events").await?;
+    let stored_impressions = count("SELECT count() FROM impression_events").await?;
+    let rollups = rollup_sums(stack).await?;
+    anyhow::ensure!(!rollups.is_empty(), "no rollup tables found");
+    let rollups_agree = rollups.iter().all(|(table, &sum)| {
+        let raw = if table.starts_with("click_") { stored_clicks } else { stored_impressions };
+        sum == raw
+    });
+    let (expected_clicks, expected_impressions) = (outcomes.clicks.len() as u64, outcomes.impressions.len() as u64);
+    let uncertain = outcomes.still_uncertain();
+    let stored = stored_clicks + stored_impressions;
+    let expected = expected_clicks + expected_impressions;
+    let exact = stored_clicks == expected_clicks && stored_impressions == expected_impressions;
+    // An uncertain event may have been stored (once): then only the total is bounded.
+    let within = uncertain > 0 && (expected..=expected + uncertain).contains(&stored);
+    Ok(Verification {
+        after: after.to_owned(),
+        pending_at_start,
+        drain_secs,
+        expected_clicks,
+        expected_impressions,
+        uncertain,
+        stored_clicks,
+        stored_impressions,
+        rollups,
+        ok: (exact || within) && rollups_agree,
+    })
+}
+
+/// Sums every rollup table there is (the set grows with the migrations).
+async fn rollup_sums(stack: &Stack) -> anyhow::Result<BTreeMap<String, u64>> {
+    let tables = stack
+        .sql(
+            "SELECT name FROM system.tables WHERE database = currentDatabase() AND engine != 'MaterializedView' \
+             AND (startsWith(name, 'click_events_per_') OR startsWith(name, 'impression_events_per_')) ORDER BY name",
+        )
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("listing the rollup tables")?;
+    let mut sums = BTreeMap::new();
+    for table in tables.lines() {
+        let column = if table.starts_with("click_") { "clicks" } else { "impressions" };
+        let sql = format!("SELECT sum({column}) FROM {table}");
+        let text = stack.sql(&sql).await.map_err(anyhow::Error::msg).with_context(|| sql.clone())?;
+        sums.insert(table.to_owned(), text.parse().with_context(|| format!("{sql}: {text:?} is not a count"))?);
+    }
+    Ok(sums)
+}
