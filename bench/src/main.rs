@@ -34,8 +34,9 @@ use crate::usage::Sampler;
 use crate::verify::{Outcomes, Verification};
 use crate::workload::Mix;
 
-/// The query cache TTL intended as the new default. Everything else runs with its defaults,
-/// the aggregator too (not the harness's test shortcuts): figures are those of a deployment.
+/// The query cache TTL default, restated over the harness's test value. Everything else runs
+/// with its defaults, the aggregator too (not the harness's test shortcuts): figures are those
+/// of a deployment.
 const QUERY_ENV: &[(&str, &str)] = &[("CACHE_TTL_MS", "250")];
 
 #[tokio::main]

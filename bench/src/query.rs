@@ -70,8 +70,20 @@ pub async fn generate(stack: &Stack, args: &Args) -> anyhow::Result<f64> {
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// Measures the six cases over whatever the tables hold.
+/// Waits (at most `limit`) until ClickHouse merges no parts of the stack's tables: right after
+/// a bulk load, background merges take most of the CPU, and a steady state has none running.
+async fn settle(stack: &Stack, limit: Duration) {
+    let started = Instant::now();
+    let merging = "SELECT count() FROM system.merges WHERE database = currentDatabase()";
+    while stack.count(merging).await > 0 && started.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("bench: waited {:.1} s for ClickHouse's merges", started.elapsed().as_secs_f64());
+}
+
+/// Measures the six cases over whatever the tables hold, once the merges have settled.
 pub async fn measure(stack: &Stack, args: &Args, insert_secs: f64) -> anyhow::Result<QueryReport> {
+    settle(stack, Duration::from_secs(180)).await;
     let tables = table_sizes(stack).await?;
     let mut cases = Vec::new();
     for case in cases_at(OffsetDateTime::now_utc()) {

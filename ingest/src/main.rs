@@ -14,10 +14,6 @@ use poem_openapi::OpenApiService;
 use service_kit::catalog::Catalog;
 use service_kit::limits::{limit_header_size, LimitedAcceptor};
 
-// glibc's malloc was a seventh of ingest's CPU under load (perf); mimalloc costs less per request.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     service_kit::run_service("ingest", Config::validate, run).await

@@ -115,9 +115,10 @@ pub enum BatchEvent {
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
 #[oai(rename_all = "lowercase")]
 pub enum AcceptStatus {
-    /// Stored now.
+    /// Stored now. Under load a repeat of an earlier event may answer this too (events are then
+    /// published in groups, which the stream cannot split); it is still counted once.
     Accepted,
-    /// This event_id was already stored; it is counted once.
+    /// JetStream already held this event_id; it is counted once.
     Duplicate,
 }
 
