@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::consumer::pull::Batch;
 use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{AckKind, Message};
 use futures::StreamExt;
@@ -70,33 +71,21 @@ impl Consumer {
     }
 
     /// One pull: what the stream holds for us now, up to `batch_max_messages` and
-    /// `batch_max_bytes`, without waiting for more. (A waiting pull request, on nats-server
-    /// 2.9, outlived its expiry by seconds while messages kept arriving: measured at 10,000
-    /// events/s, it held batches back for 4 to 8 s.) The pacing is [`Consumer::run`]'s.
+    /// `batch_max_bytes`, without waiting for more. (A pull request waiting for a full batch,
+    /// on nats-server 2.9, outlived its expiry by seconds while messages kept arriving:
+    /// measured at 10,000 events/s, it held batches back for 4 to 8 s.) Only when there is
+    /// nothing does it wait, up to `batch_max_wait`, for the first message; that waiting
+    /// request is also what `rebuild` looks for to tell a running aggregator. The pacing is
+    /// [`Consumer::run`]'s.
     async fn pull(&self) -> Vec<Message> {
-        let request = self
-            .consumer
-            .fetch()
-            .max_messages(self.args.batch_max_messages)
-            .max_bytes(self.args.batch_max_bytes)
-            .messages()
-            .await;
-        let mut messages = match request {
-            Ok(messages) => messages,
-            Err(error) => {
-                tracing::warn!(%error, "pull request failed");
-                return Vec::new();
-            }
-        };
-        let mut batch = Vec::new();
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(message) => batch.push(message),
-                Err(error) => {
-                    // Messages of a broken pull are not acked, so they are redelivered.
-                    tracing::warn!(%error, "pull interrupted");
-                    break;
-                }
+        let max = self.args.batch_max_messages;
+        let fetch = |max: usize| self.consumer.fetch().max_messages(max).max_bytes(self.args.batch_max_bytes).messages();
+        let mut batch = collect(fetch(max).await).await;
+        if batch.is_empty() {
+            let first = self.consumer.batch().max_messages(1).expires(self.args.batch_max_wait()).messages().await;
+            batch = collect(first).await;
+            if !batch.is_empty() && max > 1 {
+                batch.extend(collect(fetch(max - 1).await).await);
             }
         }
         batch
@@ -174,4 +163,27 @@ fn decode(message: &Message) -> Result<Vec<EventRow>, (Reason, String)> {
     // Without stream info there is no sequence for the dedup token; 0 still dedups by id.
     let sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
     Ok(events.into_iter().map(|event| EventRow::from_event(event, sequence)).collect())
+}
+
+/// The messages of one pull request; a broken request yields what arrived before it broke.
+async fn collect<E: std::fmt::Display>(request: Result<Batch, E>) -> Vec<Message> {
+    let mut messages = match request {
+        Ok(messages) => messages,
+        Err(error) => {
+            tracing::warn!(%error, "pull request failed");
+            return Vec::new();
+        }
+    };
+    let mut batch = Vec::new();
+    while let Some(message) = messages.next().await {
+        match message {
+            Ok(message) => batch.push(message),
+            Err(error) => {
+                // Messages of a broken pull are not acked, so they are redelivered.
+                tracing::warn!(%error, "pull interrupted");
+                break;
+            }
+        }
+    }
+    batch
 }

@@ -59,7 +59,7 @@ pub async fn run(server: &Client, client: &Client, js: &jetstream::Context, conf
 }
 
 /// A running aggregator would write into the tables being dropped and lose its consumer: look
-/// for its pull requests for a couple of seconds (it pulls at least every BATCH_MAX_WAIT_MS).
+/// for its waiting pull request for a couple of seconds (an idle aggregator always has one).
 async fn refuse_while_consuming(stream: &jetstream::stream::Stream, config: &Config) -> anyhow::Result<()> {
     let Ok(mut consumer) = stream
         .get_consumer::<jetstream::consumer::pull::Config>(&config.consumer.nats_consumer)

@@ -5,6 +5,9 @@
 -- that fit inside it (whole days, then whole hours at the edges, then minutes), which gives the
 -- same numbers from about a hundred rows per ad. Days are UTC days.
 --
+-- index_granularity = 256 (not 8,192): one ad's few rows are read as a few small granules,
+-- since unique-visitor states are heavy to read (one ad's 30 days read 33x fewer bytes).
+--
 -- Each rollup is fed straight from the raw table by its own materialized view, so the three
 -- rollups always hold the same events. On a database that already holds events, a new rollup
 -- is filled from the raw table once (while it is still empty), before its view exists: run
@@ -24,7 +27,7 @@ CREATE TABLE IF NOT EXISTS click_events_per_hour
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(hour)
 ORDER BY (ad_id, hour)
-SETTINGS non_replicated_deduplication_window = 1000;
+SETTINGS index_granularity = 256, non_replicated_deduplication_window = 1000;
 
 CREATE TABLE IF NOT EXISTS click_events_per_day
 (
@@ -40,7 +43,7 @@ CREATE TABLE IF NOT EXISTS click_events_per_day
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
 ORDER BY (ad_id, day)
-SETTINGS non_replicated_deduplication_window = 1000;
+SETTINGS index_granularity = 256, non_replicated_deduplication_window = 1000;
 
 CREATE TABLE IF NOT EXISTS impression_events_per_hour
 (
@@ -52,7 +55,7 @@ CREATE TABLE IF NOT EXISTS impression_events_per_hour
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(hour)
 ORDER BY (ad_id, hour)
-SETTINGS non_replicated_deduplication_window = 1000;
+SETTINGS index_granularity = 256, non_replicated_deduplication_window = 1000;
 
 CREATE TABLE IF NOT EXISTS impression_events_per_day
 (
@@ -64,7 +67,7 @@ CREATE TABLE IF NOT EXISTS impression_events_per_day
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
 ORDER BY (ad_id, day)
-SETTINGS non_replicated_deduplication_window = 1000;
+SETTINGS index_granularity = 256, non_replicated_deduplication_window = 1000;
 
 -- The one-time fill: only while the rollup's view does not exist yet and the rollup is empty.
 
