@@ -6,6 +6,11 @@ use std::time::Duration;
 use ipnet::IpNet;
 use service_kit::{CatalogArgs, ClickHouseArgs, NatsArgs};
 
+/// Default of `MAX_BODY_BYTES`.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
+/// Default of `MAX_BATCH_BODY_BYTES`.
+pub const DEFAULT_MAX_BATCH_BODY_BYTES: usize = 1024 * 1024;
+
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "ingest", about = "Accepts ad clicks and impressions over HTTP into NATS JetStream.")]
 pub struct Config {
@@ -30,10 +35,10 @@ pub struct Config {
     #[arg(long, env = "PUBLISH_MAX_IN_FLIGHT", default_value_t = 1)]
     pub publish_max_in_flight: usize,
     /// Largest request body accepted.
-    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16 * 1024)]
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
     /// Largest `POST /ads/events` body accepted.
-    #[arg(long, env = "MAX_BATCH_BODY_BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, env = "MAX_BATCH_BODY_BYTES", default_value_t = DEFAULT_MAX_BATCH_BODY_BYTES)]
     pub max_batch_body_bytes: usize,
     /// Most events in one `POST /ads/events`.
     #[arg(long, env = "MAX_BATCH_EVENTS", default_value_t = 1_000)]

@@ -9,6 +9,7 @@ use poem_openapi::types::Type;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use schemas::batch::BatchFormat;
 
+use crate::config::{DEFAULT_MAX_BATCH_BODY_BYTES, DEFAULT_MAX_BODY_BYTES};
 use crate::error::IngestError;
 
 /// The body size limits, attached to the routes as request data.
@@ -73,8 +74,9 @@ async fn read(request: &Request, body: &mut RequestBody, limit: usize) -> Result
     }
 }
 
+/// The route's limits; the configuration's defaults if none were attached.
 fn limits(request: &Request) -> BodyLimits {
-    request.data::<BodyLimits>().copied().unwrap_or(BodyLimits { event: 16 * 1024, batch: 1024 * 1024 })
+    request.data::<BodyLimits>().copied().unwrap_or(BodyLimits { event: DEFAULT_MAX_BODY_BYTES, batch: DEFAULT_MAX_BATCH_BODY_BYTES })
 }
 
 async fn read_event(request: &Request, body: &mut RequestBody) -> Result<Vec<u8>, IngestError> {
