@@ -510,23 +510,39 @@ impl Stack {
             request = request.header(*k, *v);
         }
         let response = request.send().await.unwrap_or_else(|e| panic!("POST {path}: {e}"));
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        read_answer(&format!("POST {path}"), response).await
     }
 
     /// GETs from the query service; returns the status and the JSON answer.
     pub async fn get(&self, path_and_query: &str) -> (u16, Value) {
         let response = self.http.get(self.query.url(path_and_query)).send().await.unwrap_or_else(|e| panic!("GET {path_and_query}: {e}"));
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        read_answer(&format!("GET {path_and_query}"), response).await
     }
 
     /// A service's Prometheus text.
     pub async fn metrics(&self, service: &Service) -> String {
         self.http.get(service.url("/metrics")).send().await.expect("GET /metrics").text().await.expect("metrics text")
     }
+}
+
+/// The status and JSON body of an answer. Every error answer of every test is checked to be an
+/// RFC 9457 problem (`application/problem+json` with `type`, `title` and the same `status`).
+pub async fn read_answer(request: &str, response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let text = response.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if status >= 400 {
+        assert_problem(request, status, &content_type, &body);
+    }
+    (status, body)
+}
+
+/// Panics unless `body` is an RFC 9457 problem for `status`.
+pub fn assert_problem(request: &str, status: u16, content_type: &str, body: &Value) {
+    assert_eq!(content_type, "application/problem+json", "{request}: {status} {body}");
+    assert!(body["type"].is_string() && body["title"].is_string() && body["detail"].is_string(), "{request}: {body}");
+    assert_eq!(body["status"].as_u64(), Some(u64::from(status)), "{request}: {body}");
 }
 
 impl Drop for Stack {

@@ -65,7 +65,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let max_header_bytes = config.max_header_bytes;
     let app = routes
         .data(BodyLimits { event: config.max_body_bytes, batch: config.max_batch_body_bytes })
-        .around(move |next, req| limit_header_size(next, req, max_header_bytes));
+        .around(move |next, req| limit_header_size(next, req, max_header_bytes))
+        .catch_all_error(service_kit::problem_for_error);
     // Forget idle IPs now and then, so the limiter's memory stays bounded.
     if ingest.rate_limiter.is_some() {
         let ingest = ingest.clone();

@@ -15,6 +15,16 @@ impl QueryError {
         Self::InvalidParameter { field, message: message.into() }
     }
 
+    /// The HTTP status each kind answers with, in every operation.
+    pub fn status(&self) -> poem::http::StatusCode {
+        use poem::http::StatusCode;
+        match self {
+            QueryError::InvalidParameter { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            QueryError::AdNotFound(_) => StatusCode::NOT_FOUND,
+            QueryError::ClickHouse(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
     pub fn field(&self) -> Option<&'static str> {
         match self {
             QueryError::InvalidParameter { field, .. } => Some(field),

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use poem::listener::TcpListener;
-use poem::{Route, Server};
+use poem::{EndpointExt, Route, Server};
 use poem_openapi::OpenApiService;
 use query::api::QueryApi;
 use query::config::Config;
@@ -26,7 +26,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Route::new().nest("/", api).nest("/docs", docs).at("/openapi.json", spec),
         metrics.registry.clone(),
         vec![("clickhouse", service_kit::clickhouse_check(clickhouse))],
-    );
+    )
+    .catch_all_error(service_kit::problem_for_error);
     tracing::info!(addr = %config.addr, "query listening");
     Server::new(TcpListener::bind(config.addr))
         .run_with_graceful_shutdown(app, service_kit::shutdown_signal(), Some(std::time::Duration::from_secs(10)))

@@ -239,18 +239,59 @@ fn metrics(registry: &Registry) -> Response {
     }
 }
 
-/// The body of every error answer, in every service and operation.
+/// The media type of every error answer (RFC 9457).
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Every error answer of every service and operation: RFC 9457 problem details, sent as
+/// `application/problem+json`.
 #[derive(Debug, Clone, poem_openapi::Object)]
-pub struct ErrorBody {
-    /// What is wrong, for people.
-    pub error: String,
+#[oai(example)]
+pub struct Problem {
+    /// Always `about:blank`: the HTTP status is the kind of problem (RFC 9457, section 4.2.1);
+    /// `field` and `detail` say what to fix.
+    #[oai(rename = "type")]
+    pub problem_type: String,
+    /// The status's standard phrase, e.g. `Unprocessable Entity`.
+    pub title: String,
+    /// The HTTP status code, repeated for clients that keep only the body.
+    pub status: u16,
+    /// What is wrong with this request, for people.
+    pub detail: String,
     /// The request field or parameter at fault, when there is one.
     #[oai(skip_serializing_if_is_none)]
     pub field: Option<String>,
 }
 
-impl ErrorBody {
-    pub fn new(error: impl Into<String>, field: Option<&str>) -> Self {
-        Self { error: error.into(), field: field.map(str::to_owned) }
+impl Problem {
+    pub fn new(status: StatusCode, detail: impl Into<String>, field: Option<&str>) -> Self {
+        Self {
+            problem_type: "about:blank".to_owned(),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            field: field.map(str::to_owned),
+        }
     }
+
+    /// The whole answer, for errors raised outside the OpenAPI operations (unknown paths,
+    /// methods, oversized headers).
+    pub fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = poem_openapi::types::ToJSON::to_json_string(&self);
+        Response::builder().status(status).content_type(PROBLEM_JSON).body(body)
+    }
+}
+
+impl poem_openapi::types::Example for Problem {
+    fn example() -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "ad 0b0e7a4c-5a0e-4a53-9d8f-1f2e3d4c5b6a is inactive", Some("ad_id"))
+    }
+}
+
+/// Answers every error that escapes the OpenAPI operations (404 for an unknown path, 405 for a
+/// wrong method, ...) as a [`Problem`], so that clients meet one error shape everywhere.
+pub async fn problem_for_error(error: poem::Error) -> Response {
+    let status = error.status();
+    let detail = if status == StatusCode::NOT_FOUND { "no such path".to_owned() } else { error.to_string() };
+    Problem::new(status, detail, None).into_response()
 }

@@ -78,8 +78,7 @@ pub async fn limit_header_size<E: Endpoint>(next: E, req: Request, max_bytes: us
     let size: usize = req.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
     if size > max_bytes {
         let error = format!("request headers are {size} bytes; at most {max_bytes}");
-        let json = poem::web::Json(serde_json::json!({ "error": error }));
-        return Ok(json.with_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).into_response());
+        return Ok(crate::Problem::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, error, None).into_response());
     }
     Ok(next.call(req).await?.into_response())
 }

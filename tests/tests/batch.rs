@@ -111,7 +111,7 @@ async fn whole_batches_are_refused_with_a_reason() {
     for (content_type, body, expected, says) in cases {
         let (status, answer) = stack.post_raw("/ads/events", content_type, body, &[]).await;
         assert_eq!(status, expected, "{content_type}: {answer}");
-        assert!(answer["error"].as_str().is_some_and(|e| e.contains(says)), "{content_type}: {answer} should say {says:?}");
+        assert!(answer["detail"].as_str().is_some_and(|e| e.contains(says)), "{content_type}: {answer} should say {says:?}");
     }
     let (status, answer) = stack.post_raw("/ads/events", NDJSON, ndjson(&vec![item; 5]), &[]).await;
     assert_eq!(status, 202, "five is allowed: {answer}");

@@ -134,7 +134,7 @@ async fn bad_input_gets_its_error_and_changes_no_count() {
     for (what, content_type, body, expected, field) in cases {
         let (status, answer) = stack.post_raw("/ads/click", content_type, body, &[]).await;
         assert_eq!(status, expected, "{what}: {answer}");
-        assert!(answer["error"].as_str().is_some_and(|e| !e.is_empty()), "{what}: {answer}");
+        assert!(answer["detail"].as_str().is_some_and(|e| !e.is_empty()), "{what}: {answer}");
         assert_eq!(answer["field"].as_str(), field, "{what}: {answer}");
     }
     let (status, answer) = stack.post("/ads/impression", json!({"ad_id": AD_TRAIL_RUNNER, "playback_time_secs": 1})).await;
@@ -180,6 +180,12 @@ async fn query_parameters_are_checked() {
         assert_eq!(status, expected, "{path}: {answer}");
         assert_eq!(answer["field"].as_str(), field, "{path}: {answer}");
     }
+    // Errors outside the operations have the same problem shape (`read_answer` checks it).
+    assert_eq!(stack.get("/no/such/path").await.0, 404);
+    assert_eq!(stack.post("/no/such/path", json!({})).await.0, 404);
+    let wrong_method = stack.http.delete(stack.query.url("/ads")).send().await.expect("DELETE /ads");
+    assert_eq!(e2e::read_answer("DELETE /ads", wrong_method).await.0, 405);
+
     let (status, page) = stack.get("/ads?page=2&limit=3").await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["pagination"], json!({"page": 2, "limit": 3, "total": 4, "total_pages": 2}));

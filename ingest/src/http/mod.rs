@@ -12,7 +12,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub use self::body::{BatchBody, BodyLimits, EventBody};
-use service_kit::ErrorBody;
+use poem::http::StatusCode;
+use service_kit::Problem;
 
 use crate::error::IngestError;
 use crate::publisher::Published;
@@ -128,11 +129,11 @@ pub struct AcceptedBody {
     pub status: AcceptStatus,
 }
 
-/// The answer when the event may or may not have been stored.
+/// The answer when the event may or may not have been stored: a problem with the event's id.
 #[derive(Object)]
-pub struct UnavailableBody {
-    /// What went wrong, for people.
-    pub error: String,
+pub struct UnavailableProblem {
+    #[oai(flatten)]
+    pub problem: Problem,
     /// The event's id, also when the server assigned it: retry with it to be counted once.
     /// Absent when the event was not published at all (the catalog is not loaded yet).
     #[oai(skip_serializing_if_is_none)]
@@ -145,27 +146,27 @@ pub enum PostEventResponse {
     #[oai(status = 202)]
     Accepted(Json<AcceptedBody>),
     /// Malformed JSON, a field of the wrong type, or an unknown field.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
     /// The body is larger than the limit (16 KiB by default).
-    #[oai(status = 413)]
-    PayloadTooLarge(Json<ErrorBody>),
+    #[oai(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
     /// The body is not `application/json`.
-    #[oai(status = 415)]
-    UnsupportedMediaType(Json<ErrorBody>),
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
     /// A value breaks a rule (required, range, format, timestamp window) or the ad is unknown or
     /// inactive.
-    #[oai(status = 422)]
-    Unprocessable(Json<ErrorBody>),
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Json<Problem>),
     /// This client IP sent more events than `RATE_LIMIT_PER_IP` allows; nothing was recorded.
     /// Retry after `Retry-After` seconds.
-    #[oai(status = 429)]
-    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u32),
+    #[oai(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u32),
     /// JetStream did not confirm the event (or the catalog is not loaded yet). It may or may not
     /// have been stored: retry after `Retry-After` seconds with the same `event_id`, which is
     /// then counted exactly once.
-    #[oai(status = 503)]
-    Unavailable(Json<UnavailableBody>, #[oai(header = "Retry-After")] u32),
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<UnavailableProblem>, #[oai(header = "Retry-After")] u32),
 }
 
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,22 +218,22 @@ pub enum PostEventsResponse {
     #[oai(status = 207)]
     MultiStatus(Json<BatchResult>),
     /// Not a JSON array (with `application/json`), or unreadable; nothing was recorded.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
     /// More than 1 MiB, more than 1,000 events, or more events than this client's rate-limit
     /// burst; nothing was recorded. Split the batch.
-    #[oai(status = 413)]
-    PayloadTooLarge(Json<ErrorBody>),
+    #[oai(status = 413, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
     /// Neither `application/json` nor `application/x-ndjson`.
-    #[oai(status = 415)]
-    UnsupportedMediaType(Json<ErrorBody>),
+    #[oai(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
     /// The batch holds no events.
-    #[oai(status = 422)]
-    Unprocessable(Json<ErrorBody>),
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Json<Problem>),
     /// This client IP sent more events than `RATE_LIMIT_PER_IP` allows; nothing was recorded.
     /// Retry after `Retry-After` seconds.
-    #[oai(status = 429)]
-    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u32),
+    #[oai(status = 429, content_type = "application/problem+json")]
+    TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u32),
 }
 
 /// How an error answers, for a single event or a whole batch.
@@ -260,6 +261,21 @@ impl Refusal {
             IngestError::CatalogNotLoaded | IngestError::Publish { .. } => Self::Unavailable,
         }
     }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn problem(&self, error: &IngestError) -> Json<Problem> {
+        Json(Problem::new(self.status(), error.to_string(), error.field()))
+    }
 }
 
 fn item_result(outcome: Result<Accepted, IngestError>) -> ItemResult {
@@ -286,15 +302,15 @@ impl From<Result<Vec<Result<Accepted, IngestError>>, IngestError>> for PostEvent
         let items = match outcome {
             Ok(items) => items,
             Err(error) => {
-                let body = Json(ErrorBody::new(error.to_string(), error.field()));
-                return match Refusal::of(&error) {
-                    Refusal::BadRequest => Self::BadRequest(body),
-                    Refusal::PayloadTooLarge => Self::PayloadTooLarge(body),
-                    Refusal::UnsupportedMediaType => Self::UnsupportedMediaType(body),
-                    Refusal::TooManyRequests { retry_after_secs } => Self::TooManyRequests(body, retry_after_secs),
+                let refusal = Refusal::of(&error);
+                return match refusal {
+                    Refusal::BadRequest => Self::BadRequest(refusal.problem(&error)),
+                    Refusal::PayloadTooLarge => Self::PayloadTooLarge(refusal.problem(&error)),
+                    Refusal::UnsupportedMediaType => Self::UnsupportedMediaType(refusal.problem(&error)),
+                    Refusal::TooManyRequests { retry_after_secs } => Self::TooManyRequests(refusal.problem(&error), retry_after_secs),
                     // A whole batch is never refused for one event's ad or for the stream: those
                     // answer per event.
-                    Refusal::Unprocessable | Refusal::Unavailable => Self::Unprocessable(body),
+                    Refusal::Unprocessable | Refusal::Unavailable => Self::Unprocessable(Refusal::Unprocessable.problem(&error)),
                 };
             }
         };
@@ -327,14 +343,15 @@ impl From<Result<Accepted, IngestError>> for PostEventResponse {
             }
             Err(error) => error,
         };
-        let body = Json(ErrorBody::new(error.to_string(), error.field()));
-        match Refusal::of(&error) {
-            Refusal::BadRequest => Self::BadRequest(body),
-            Refusal::Unprocessable => Self::Unprocessable(body),
-            Refusal::PayloadTooLarge => Self::PayloadTooLarge(body),
-            Refusal::UnsupportedMediaType => Self::UnsupportedMediaType(body),
-            Refusal::TooManyRequests { retry_after_secs } => Self::TooManyRequests(body, retry_after_secs),
-            Refusal::Unavailable => Self::Unavailable(Json(UnavailableBody { error: body.0.error, event_id: error.event_id() }), 1),
+        let refusal = Refusal::of(&error);
+        let problem = refusal.problem(&error);
+        match refusal {
+            Refusal::BadRequest => Self::BadRequest(problem),
+            Refusal::Unprocessable => Self::Unprocessable(problem),
+            Refusal::PayloadTooLarge => Self::PayloadTooLarge(problem),
+            Refusal::UnsupportedMediaType => Self::UnsupportedMediaType(problem),
+            Refusal::TooManyRequests { retry_after_secs } => Self::TooManyRequests(problem, retry_after_secs),
+            Refusal::Unavailable => Self::Unavailable(Json(UnavailableProblem { problem: problem.0, event_id: error.event_id() }), 1),
         }
     }
 }

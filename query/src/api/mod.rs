@@ -8,7 +8,8 @@ use std::sync::Arc;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
-use service_kit::ErrorBody;
+use poem::http::StatusCode;
+use service_kit::Problem;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -44,7 +45,7 @@ impl QueryApi {
     ) -> ListAdsResponse {
         match self.analytics.list_ads(page.0.unwrap_or(1), limit.0.unwrap_or(20)).await {
             Ok(list) => ListAdsResponse::Ok(Json(list)),
-            Err(e) => ListAdsResponse::Unavailable(error_body(&e)),
+            Err(e) => ListAdsResponse::Unavailable(problem(&e)),
         }
     }
 
@@ -53,8 +54,8 @@ impl QueryApi {
     async fn get_ad(&self, ad_id: Path<Uuid>) -> GetAdResponse {
         match self.analytics.ad(ad_id.0).await {
             Ok(ad) => GetAdResponse::Ok(Json(ad)),
-            Err(e @ QueryError::AdNotFound(_)) => GetAdResponse::NotFound(error_body(&e)),
-            Err(e) => GetAdResponse::Unavailable(error_body(&e)),
+            Err(e @ QueryError::AdNotFound(_)) => GetAdResponse::NotFound(problem(&e)),
+            Err(e) => GetAdResponse::Unavailable(problem(&e)),
         }
     }
 
@@ -106,18 +107,18 @@ impl QueryApi {
     }
 }
 
-fn error_body(error: &QueryError) -> Json<ErrorBody> {
-    Json(ErrorBody::new(error.to_string(), error.field()))
+fn problem(error: &QueryError) -> Json<Problem> {
+    Json(Problem::new(error.status(), error.to_string(), error.field()))
 }
 
 /// A parameter poem-openapi could not parse or validate, with the parameter's name. Every path
 /// of this API has one parameter, `ad_id`.
-fn bad_parameter(error: poem::Error) -> Json<ErrorBody> {
+fn bad_parameter(error: poem::Error) -> Json<Problem> {
     if let Some(e) = error.downcast_ref::<poem_openapi::error::ParsePathError>() {
-        return Json(ErrorBody::new(format!("ad_id: must be a UUID ({})", e.reason), Some("ad_id")));
+        return Json(Problem::new(StatusCode::BAD_REQUEST, format!("ad_id: must be a UUID ({})", e.reason), Some("ad_id")));
     }
     let field = error.downcast_ref::<poem_openapi::error::ParseParamError>().map(|e| e.name);
-    Json(ErrorBody::new(error.to_string(), field))
+    Json(Problem::new(StatusCode::BAD_REQUEST, error.to_string(), field))
 }
 
 #[derive(ApiResponse)]
@@ -127,11 +128,11 @@ pub enum ListAdsResponse {
     #[oai(status = 200)]
     Ok(Json<AdList>),
     /// `page` or `limit` is not a number in range.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
     /// ClickHouse did not answer.
-    #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>),
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>),
 }
 
 fn list_ads_bad_request(error: poem::Error) -> ListAdsResponse {
@@ -145,14 +146,14 @@ pub enum GetAdResponse {
     #[oai(status = 200)]
     Ok(Json<Ad>),
     /// `ad_id` is not a UUID.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
     /// No ad has this id.
-    #[oai(status = 404)]
-    NotFound(Json<ErrorBody>),
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
     /// ClickHouse did not answer.
-    #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>),
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>),
 }
 
 fn get_ad_bad_request(error: poem::Error) -> GetAdResponse {
@@ -166,17 +167,17 @@ pub enum AnalyticsResponse<T: poem_openapi::types::ToJSON> {
     #[oai(status = 200)]
     Ok(Json<T>),
     /// A parameter is not of its type (not a UUID, not RFC 3339, unknown enum value).
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
     /// The ad does not exist.
-    #[oai(status = 404)]
-    NotFound(Json<ErrorBody>),
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
     /// Parameters contradict each other (timeframe with from/to, from after to, too many buckets).
-    #[oai(status = 422)]
-    Unprocessable(Json<ErrorBody>),
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Json<Problem>),
     /// ClickHouse did not answer.
-    #[oai(status = 503)]
-    Unavailable(Json<ErrorBody>),
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>),
 }
 
 fn analytics_bad_request<T: poem_openapi::types::ToJSON>(error: poem::Error) -> AnalyticsResponse<T> {
@@ -187,9 +188,9 @@ impl<T: poem_openapi::types::ToJSON> From<Result<T, QueryError>> for AnalyticsRe
     fn from(result: Result<T, QueryError>) -> Self {
         match result {
             Ok(body) => Self::Ok(Json(body)),
-            Err(e @ QueryError::InvalidParameter { .. }) => Self::Unprocessable(error_body(&e)),
-            Err(e @ QueryError::AdNotFound(_)) => Self::NotFound(error_body(&e)),
-            Err(e @ QueryError::ClickHouse(_)) => Self::Unavailable(error_body(&e)),
+            Err(e @ QueryError::InvalidParameter { .. }) => Self::Unprocessable(problem(&e)),
+            Err(e @ QueryError::AdNotFound(_)) => Self::NotFound(problem(&e)),
+            Err(e @ QueryError::ClickHouse(_)) => Self::Unavailable(problem(&e)),
         }
     }
 }
