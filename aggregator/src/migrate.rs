@@ -11,6 +11,8 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_stored_event_ids.sql", include_str!("../../clickhouse/migrations/0004_stored_event_ids.sql")),
     ("0005_hourly_daily_rollups.sql", include_str!("../../clickhouse/migrations/0005_hourly_daily_rollups.sql")),
     ("0006_stored_event_ids_kv.sql", include_str!("../../clickhouse/migrations/0006_stored_event_ids_kv.sql")),
+    ("0007_analyst_views.sql", include_str!("../../clickhouse/migrations/0007_analyst_views.sql")),
+    ("0008_events_received_watermark.sql", include_str!("../../clickhouse/migrations/0008_events_received_watermark.sql")),
 ];
 
 /// Sample ads for a new installation.

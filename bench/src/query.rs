@@ -144,7 +144,7 @@ struct Case {
     url: Box<dyn Fn(usize) -> String>,
 }
 
-/// The six cases. Uncached requests name an explicit 30-day window, shifted one more minute
+/// The eight cases. Uncached requests name an explicit 30-day window, shifted one more minute
 /// back for each request: windows are whole minutes, so each is a new cache key.
 fn cases_at(now: OffsetDateTime) -> Vec<Case> {
     let to = now.replace_second(0).and_then(|t| t.replace_nanosecond(0)).unwrap_or(now) + time::Duration::MINUTE;
@@ -181,13 +181,25 @@ fn cases_at(now: OffsetDateTime) -> Vec<Case> {
             url: Box::new(move |i| format!("/ads/{}/analytics?{}&granularity=hour", popular(i), window(i))),
         },
         Case {
-            name: "all ads ranking, 30 days",
+            name: "top 10 ads by clicks, 30 days",
+            cache: "reports",
+            cached: true,
+            url: Box::new(|_| "/ads/analytics?timeframe=30d&sort=clicks&limit=10".to_owned()),
+        },
+        Case {
+            name: "top 10 ads by clicks, 30 days",
+            cache: "reports",
+            cached: false,
+            url: Box::new(move |i| format!("/ads/analytics?{}&sort=clicks&limit=10", window(i))),
+        },
+        Case {
+            name: "every ad's totals, 30 days",
             cache: "reports",
             cached: true,
             url: Box::new(|_| "/ads/analytics?timeframe=30d".to_owned()),
         },
         Case {
-            name: "all ads ranking, 30 days",
+            name: "every ad's totals, 30 days",
             cache: "reports",
             cached: false,
             url: Box::new(move |i| format!("/ads/analytics?{}", window(i))),
@@ -277,8 +289,8 @@ mod tests {
         let now = time::macros::datetime!(2026-11-22 06:30:17.5 UTC);
         let cases = cases_at(now);
         let ranking = &cases[5];
-        assert_eq!((ranking.url)(0), "/ads/analytics?from=2026-10-23T06:31:00Z&to=2026-11-22T06:31:00Z");
-        assert_eq!((ranking.url)(1), "/ads/analytics?from=2026-10-23T06:30:00Z&to=2026-11-22T06:30:00Z");
+        assert_eq!((ranking.url)(0), "/ads/analytics?from=2026-10-23T06:31:00Z&to=2026-11-22T06:31:00Z&sort=clicks&limit=10");
+        assert_eq!((ranking.url)(1), "/ads/analytics?from=2026-10-23T06:30:00Z&to=2026-11-22T06:30:00Z&sort=clicks&limit=10");
         assert_eq!((cases[0].url)(0), (cases[0].url)(7));
     }
 }

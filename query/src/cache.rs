@@ -28,6 +28,16 @@ where
         Self { name, cache, lookups }
     }
 
+    /// Forgets the answer for `key`.
+    pub async fn invalidate(&self, key: &K) {
+        self.cache.invalidate(key).await;
+    }
+
+    /// Forgets every answer.
+    pub fn invalidate_all(&self) {
+        self.cache.invalidate_all();
+    }
+
     /// The cached answer for `key`, or `compute`'s (errors are not cached).
     pub async fn get_or_compute<F>(&self, key: K, compute: F) -> Result<V, QueryError>
     where

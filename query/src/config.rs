@@ -19,6 +19,10 @@ pub struct Config {
     /// Most answers kept per cache.
     #[arg(long, env = "CACHE_MAX_ENTRIES", default_value_t = 10_000)]
     pub cache_max_entries: u64,
+    /// The API key (`Authorization: Bearer <key>`). Set: every operation needs it and ads can be
+    /// changed. Unset: reads are anonymous and ads cannot be changed.
+    #[arg(long, env = "API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 }
 
 impl Config {
@@ -28,6 +32,9 @@ impl Config {
         }
         if self.cache_max_entries == 0 {
             return Err("CACHE_MAX_ENTRIES must be at least 1".into());
+        }
+        if self.api_key.as_deref().is_some_and(|key| key.len() < 16) {
+            return Err("API_KEY must be at least 16 characters".into());
         }
         Ok(())
     }

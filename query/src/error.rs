@@ -8,6 +8,12 @@ pub enum QueryError {
     AdNotFound(uuid::Uuid),
     #[error("clickhouse is unavailable: {0}")]
     ClickHouse(String),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("ads cannot be changed: the query service runs without API_KEY")]
+    ManagementDisabled,
+    #[error("ad {0} already exists: change it with PATCH /ads/{0}")]
+    AdExists(uuid::Uuid),
 }
 
 impl QueryError {
@@ -22,6 +28,9 @@ impl QueryError {
             QueryError::InvalidParameter { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             QueryError::AdNotFound(_) => StatusCode::NOT_FOUND,
             QueryError::ClickHouse(_) => StatusCode::SERVICE_UNAVAILABLE,
+            QueryError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            QueryError::ManagementDisabled => StatusCode::FORBIDDEN,
+            QueryError::AdExists(_) => StatusCode::CONFLICT,
         }
     }
 
@@ -29,7 +38,8 @@ impl QueryError {
         match self {
             QueryError::InvalidParameter { field, .. } => Some(field),
             QueryError::AdNotFound(_) => Some("ad_id"),
-            QueryError::ClickHouse(_) => None,
+            QueryError::AdExists(_) => Some("id"),
+            QueryError::ClickHouse(_) | QueryError::Unauthorized(_) | QueryError::ManagementDisabled => None,
         }
     }
 }

@@ -1,14 +1,18 @@
 //! ClickHouse → analytics API.
 //!
 //! [`api`] is the HTTP surface (poem-openapi), [`range`] turns query parameters into aligned
-//! time windows, [`repo`] holds every SQL query (user input only as bound parameters), and
-//! [`cache`] keeps answers for a short TTL. **Invariant:** the query service only reads.
+//! time windows, [`ranking`] picks top-N ads by a metric, [`repo`] holds every SQL query (user input only as bound parameters), and
+//! [`cache`] keeps answers for a short TTL; [`catalog`] checks changes to the ad catalog and
+//! [`auth`] the API key. **Invariant:** the only writes are new versions of `ads` rows.
 
 pub mod api;
+pub mod auth;
 pub mod cache;
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod range;
+pub mod ranking;
 pub mod repo;
 pub mod service;

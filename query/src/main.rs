@@ -19,7 +19,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let clickhouse = config.clickhouse.client();
     let metrics = Metrics::new()?;
     let analytics = Analytics::new(Repo::new(clickhouse.clone()), config.cache_ttl(), config.cache_max_entries, &metrics);
-    let api = OpenApiService::new(QueryApi { analytics: Arc::new(analytics) }, "Ad analytics", env!("CARGO_PKG_VERSION"));
+    let api = OpenApiService::new(QueryApi { analytics: Arc::new(analytics), api_key: config.api_key.clone() }, "Ad analytics", env!("CARGO_PKG_VERSION"));
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     let app = service_kit::with_ops_routes(

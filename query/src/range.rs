@@ -3,8 +3,15 @@
 //! Rollups hold whole minutes, so a window is a set of whole minutes: `from` is rounded down and
 //! `to` up to the minute, and the window is `[from, to)`. Plain SQL over the raw tables agrees
 //! with the API over the same aligned window.
+//!
+//! Series buckets follow the caller's time zone ([`Zone`], daylight-saving changes included):
+//! a day bucket is a local day of 23, 24 or 25 hours. A window is read from the coarsest rollup
+//! whose rows each fall inside one bucket ([`Window::coarsest_rollup`]).
 
-use time::{Duration, OffsetDateTime};
+use jiff::civil::Weekday;
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, ToSpan, Unit, Zoned, ZonedRound};
+use time::{Duration, OffsetDateTime, UtcOffset};
 
 use crate::error::QueryError;
 
@@ -21,60 +28,143 @@ pub enum Timeframe {
     Last7Days,
     #[oai(rename = "30d")]
     Last30Days,
+    #[oai(rename = "90d")]
+    Last90Days,
     /// Everything since 1970.
     #[oai(rename = "all")]
     All,
 }
 
+/// What to compare a window with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, poem_openapi::Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum Compare {
+    /// The period of equal length that ends where the window starts.
+    Previous,
+}
+
+/// The size of a series bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, poem_openapi::Enum)]
 #[oai(rename_all = "lowercase")]
 pub enum Granularity {
     Minute,
     Hour,
     Day,
+    /// Monday to Sunday.
+    Week,
+    Month,
 }
 
 impl Granularity {
-    pub fn step(self) -> Duration {
+    /// The start of the bucket holding rollup time `t`, as unix seconds, in the zone bound as
+    /// `{tz:String}`: ClickHouse's time-zone rules, which [`Window::buckets`] mirrors. A fixed
+    /// string per variant, never user text.
+    pub fn bucket_start_sql(self) -> &'static str {
         match self {
-            Granularity::Minute => Duration::MINUTE,
-            Granularity::Hour => Duration::HOUR,
-            Granularity::Day => Duration::DAY,
+            Granularity::Minute => "toUnixTimestamp(toStartOfMinute(t))",
+            Granularity::Hour => "toUnixTimestamp(toStartOfHour(t, {tz:String}))",
+            Granularity::Day => "toUnixTimestamp(toStartOfDay(t, {tz:String}))",
+            Granularity::Week => "toUnixTimestamp(toDateTime(toStartOfWeek(t, 1, {tz:String}), {tz:String}))",
+            Granularity::Month => "toUnixTimestamp(toDateTime(toStartOfMonth(t, {tz:String}), {tz:String}))",
         }
     }
+}
 
-    /// The SQL interval; a fixed string per variant, never user text.
-    pub fn sql_interval(self) -> &'static str {
+/// A rollup granularity: `<kind>_per_minute`, `_per_hour` and `_per_day` (UTC days).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rollup {
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Rollup {
+    fn step(self) -> Duration {
         match self {
-            Granularity::Minute => "INTERVAL 1 MINUTE",
-            Granularity::Hour => "INTERVAL 1 HOUR",
-            Granularity::Day => "INTERVAL 1 DAY",
+            Rollup::Minute => Duration::MINUTE,
+            Rollup::Hour => Duration::HOUR,
+            Rollup::Day => Duration::DAY,
         }
     }
 
     /// The rollup tables' time column at this granularity (`click_events_per_<it>` holds it).
-    pub fn rollup_column(self) -> &'static str {
+    pub fn column(self) -> &'static str {
         match self {
-            Granularity::Minute => "minute",
-            Granularity::Hour => "hour",
-            Granularity::Day => "day",
+            Rollup::Minute => "minute",
+            Rollup::Hour => "hour",
+            Rollup::Day => "day",
         }
     }
 
-    /// The next finer granularity; `None` for minutes, the finest rollup.
-    fn finer(self) -> Option<Granularity> {
+    /// The next finer rollup; `None` for minutes, the finest.
+    fn finer(self) -> Option<Rollup> {
         match self {
-            Granularity::Minute => None,
-            Granularity::Hour => Some(Granularity::Minute),
-            Granularity::Day => Some(Granularity::Hour),
+            Rollup::Minute => None,
+            Rollup::Hour => Some(Rollup::Minute),
+            Rollup::Day => Some(Rollup::Hour),
         }
+    }
+}
+
+/// An IANA time zone, as named by the caller; `UTC` by default.
+#[derive(Debug, Clone)]
+pub struct Zone {
+    name: String,
+    tz: TimeZone,
+}
+
+impl Zone {
+    pub fn utc() -> Zone {
+        Zone { name: "UTC".to_owned(), tz: TimeZone::UTC }
+    }
+
+    /// The zone named `name` (e.g. `Europe/Paris`) in the time-zone database built into the
+    /// service.
+    pub fn parse(name: &str) -> Result<Zone, QueryError> {
+        let tz = TimeZone::get(name)
+            .map_err(|_| QueryError::invalid("tz", format!("unknown time zone {name:?}: use an IANA name such as Europe/Paris")))?;
+        Ok(Zone { name: name.to_owned(), tz })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `t` shown with this zone's offset at that instant.
+    pub fn local(&self, t: OffsetDateTime) -> OffsetDateTime {
+        let offset = Timestamp::from_second(t.unix_timestamp()).map(|ts| self.tz.to_offset(ts).seconds()).unwrap_or(0);
+        UtcOffset::from_whole_seconds(offset).map(|o| t.to_offset(o)).unwrap_or(t)
+    }
+
+    /// Every UTC offset the zone has during `[from, to)`.
+    fn offsets(&self, from: OffsetDateTime, to: OffsetDateTime) -> Vec<i32> {
+        let (Ok(from), Ok(to)) = (Timestamp::from_second(from.unix_timestamp()), Timestamp::from_second(to.unix_timestamp())) else {
+            return vec![0];
+        };
+        let mut offsets = vec![self.tz.to_offset(from).seconds()];
+        offsets.extend(self.tz.following(from).take_while(|t| t.timestamp() < to).map(|t| t.offset().seconds()));
+        offsets
+    }
+}
+
+impl PartialEq for Zone {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Zone {}
+
+impl std::hash::Hash for Zone {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
     }
 }
 
 /// A part of a window read from one rollup: `[from, to)` on whole `granularity` units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Segment {
-    pub granularity: Granularity,
+    pub rollup: Rollup,
     pub from: OffsetDateTime,
     pub to: OffsetDateTime,
 }
@@ -108,6 +198,7 @@ impl Window {
                     Timeframe::Last24Hours => now - Duration::DAY,
                     Timeframe::Last7Days => now - Duration::days(7),
                     Timeframe::Last30Days => now - Duration::days(30),
+                    Timeframe::Last90Days => now - Duration::days(90),
                     Timeframe::All => OffsetDateTime::UNIX_EPOCH,
                 };
                 (from, now)
@@ -132,43 +223,113 @@ impl Window {
         Ok(window)
     }
 
-    /// Bucket starts covering the window at `granularity`, oldest first.
-    pub fn buckets(&self, granularity: Granularity) -> Result<Vec<OffsetDateTime>, QueryError> {
-        let step = granularity.step();
-        let first = floor(self.from, step);
-        let (span, step_secs) = ((self.to - first).whole_seconds(), step.whole_seconds());
-        let count = (span + step_secs - 1) / step_secs;
-        if count > MAX_BUCKETS {
-            return Err(QueryError::invalid(
-                "granularity",
-                format!("{count} buckets requested; at most {MAX_BUCKETS}: use a coarser granularity or a shorter range"),
-            ));
+    /// The period of equal length just before this one, for `compare=previous`.
+    pub fn previous(&self) -> Result<Window, QueryError> {
+        let from = self.from - (self.to - self.from);
+        if from < OffsetDateTime::UNIX_EPOCH {
+            return Err(QueryError::invalid("compare", "the previous period would start before 1970-01-01T00:00:00Z"));
         }
-        Ok((0..count).map(|i| first + step * i as i32).collect())
+        Ok(Window { from, to: self.from })
     }
 
-    /// Splits the window into the fewest rollup reads: whole units of `coarsest` (at most
-    /// a day) in the middle, then ever finer units towards the edges. Together the segments
-    /// cover the window exactly once, so sums and unique-visitor merges over them are exact.
-    pub fn segments(&self, coarsest: Granularity) -> Vec<Segment> {
+    /// Bucket starts covering the window at `granularity` in `zone`, oldest first. The first
+    /// may start before `from`. More than [`MAX_BUCKETS`] is an error naming `granularity`.
+    pub fn buckets(&self, granularity: Granularity, zone: &Zone) -> Result<Vec<OffsetDateTime>, QueryError> {
+        let too_many = || {
+            QueryError::invalid(
+                "granularity",
+                format!("more than {MAX_BUCKETS} buckets requested: use a coarser granularity or a shorter range"),
+            )
+        };
+        let zoned = |t: OffsetDateTime| -> Result<Zoned, QueryError> {
+            Ok(Timestamp::from_second(t.unix_timestamp()).map_err(time_error)?.to_zoned(zone.tz.clone()))
+        };
+        let mut start = bucket_start(&zoned(self.from)?, granularity)?;
+        let to = zoned(self.to)?;
+        let mut starts = Vec::new();
+        while start < to {
+            if starts.len() as i64 == MAX_BUCKETS {
+                return Err(too_many());
+            }
+            starts.push(OffsetDateTime::from_unix_timestamp(start.timestamp().as_second()).map_err(|e| time_error(e.to_string()))?);
+            start = next_bucket_start(&start, granularity)?;
+        }
+        Ok(starts)
+    }
+
+    /// The coarsest rollup whose rows each fall inside one bucket of `granularity` in `zone`:
+    /// UTC days only when the zone is UTC all window long, hours when its offsets are whole
+    /// hours, minutes otherwise (e.g. India's +05:30).
+    pub fn coarsest_rollup(&self, granularity: Granularity, zone: &Zone) -> Rollup {
+        let offsets = zone.offsets(self.from, self.to);
+        let aligned = |unit: i32| offsets.iter().all(|o| o % unit == 0);
+        match granularity {
+            Granularity::Minute => Rollup::Minute,
+            Granularity::Day | Granularity::Week | Granularity::Month if aligned(86_400) => Rollup::Day,
+            Granularity::Hour | Granularity::Day | Granularity::Week | Granularity::Month if aligned(3_600) => Rollup::Hour,
+            _ => Rollup::Minute,
+        }
+    }
+
+    /// Splits the window into the fewest rollup reads: whole units of `coarsest` in the
+    /// middle, then ever finer units towards the edges. Together the segments cover the window
+    /// exactly once, so sums and unique-visitor merges over them are exact.
+    pub fn segments(&self, coarsest: Rollup) -> Vec<Segment> {
         let mut segments = Vec::new();
         split(self.from, self.to, coarsest, &mut segments);
         segments
     }
 }
 
-fn split(from: OffsetDateTime, to: OffsetDateTime, granularity: Granularity, out: &mut Vec<Segment>) {
+/// Time arithmetic that cannot fail on windows between 1970 and 2100, reported just in case.
+fn time_error(e: impl std::fmt::Display) -> QueryError {
+    QueryError::invalid("from", format!("the window cannot be divided into buckets: {e}"))
+}
+
+/// The start of the bucket holding `t`, in `t`'s zone.
+fn bucket_start(t: &Zoned, granularity: Granularity) -> Result<Zoned, QueryError> {
+    let truncated = |unit: Unit| t.round(ZonedRound::new().smallest(unit).mode(jiff::RoundMode::Trunc));
+    let start = match granularity {
+        Granularity::Minute => truncated(Unit::Minute),
+        Granularity::Hour => truncated(Unit::Hour),
+        Granularity::Day => t.start_of_day(),
+        Granularity::Week => {
+            let since_monday = i64::from(t.weekday().since(Weekday::Monday));
+            t.start_of_day().and_then(|day| day.checked_sub(since_monday.days())).and_then(|monday| monday.start_of_day())
+        }
+        Granularity::Month => t.first_of_month().and_then(|first| first.start_of_day()),
+    };
+    start.map_err(time_error)
+}
+
+/// The start of the bucket after the one starting at `start`.
+fn next_bucket_start(start: &Zoned, granularity: Granularity) -> Result<Zoned, QueryError> {
+    let later = match granularity {
+        Granularity::Minute => start.checked_add(1.minute()),
+        Granularity::Hour => start.checked_add(1.hour()),
+        Granularity::Day => start.checked_add(1.day()),
+        Granularity::Week => start.checked_add(1.week()),
+        Granularity::Month => start.checked_add(1.month()),
+    }
+    .map_err(time_error)?;
+    // Back to a bucket start: a day after a local midnight lands at 01:00 when that day's
+    // midnight does not exist, and a zone may shift its hours by half an hour.
+    let next = bucket_start(&later, granularity)?;
+    Ok(if next > *start { next } else { later })
+}
+
+fn split(from: OffsetDateTime, to: OffsetDateTime, rollup: Rollup, out: &mut Vec<Segment>) {
     if from >= to {
         return;
     }
-    let Some(finer) = granularity.finer() else {
-        out.push(Segment { granularity, from, to });
+    let Some(finer) = rollup.finer() else {
+        out.push(Segment { rollup, from, to });
         return;
     };
-    let (inner_from, inner_to) = (ceil(from, granularity.step()), floor(to, granularity.step()));
+    let (inner_from, inner_to) = (ceil(from, rollup.step()), floor(to, rollup.step()));
     if inner_from < inner_to {
         split(from, inner_from, finer, out);
-        out.push(Segment { granularity, from: inner_from, to: inner_to });
+        out.push(Segment { rollup, from: inner_from, to: inner_to });
         split(inner_to, to, finer, out);
     } else {
         split(from, to, finer, out);
@@ -195,13 +356,17 @@ mod tests {
 
     const NOW: OffsetDateTime = datetime!(2026-11-22 10:17:42.5 UTC);
 
-    fn shape(window: Window, coarsest: Granularity) -> Vec<(Granularity, OffsetDateTime, OffsetDateTime)> {
-        window.segments(coarsest).into_iter().map(|s| (s.granularity, s.from, s.to)).collect()
+    fn shape(window: Window, coarsest: Rollup) -> Vec<(Rollup, OffsetDateTime, OffsetDateTime)> {
+        window.segments(coarsest).into_iter().map(|s| (s.rollup, s.from, s.to)).collect()
+    }
+
+    fn zone(name: &str) -> Zone {
+        Zone::parse(name).unwrap()
     }
 
     #[test]
     fn windows_are_read_from_the_coarsest_rollups_that_fit() {
-        use Granularity::{Day, Hour, Minute};
+        use Rollup::{Day, Hour, Minute};
         let w = Window { from: datetime!(2026-10-23 10:17 UTC), to: datetime!(2026-11-22 10:18 UTC) };
         assert_eq!(
             shape(w, Day),
@@ -236,6 +401,14 @@ mod tests {
     }
 
     #[test]
+    fn the_previous_period_ends_where_the_window_starts() {
+        let w = Window { from: datetime!(2026-11-20 10:00 UTC), to: datetime!(2026-11-22 10:00 UTC) };
+        assert_eq!(w.previous().unwrap(), Window { from: datetime!(2026-11-18 10:00 UTC), to: w.from });
+        let all = Window::resolve(None, None, Some(Timeframe::All), NOW).unwrap();
+        assert!(matches!(all.previous(), Err(QueryError::InvalidParameter { field: "compare", .. })));
+    }
+
+    #[test]
     fn explicit_ranges_are_aligned() {
         let w = Window::resolve(Some(datetime!(2026-11-01 0:00:30 UTC)), Some(datetime!(2026-11-02 0:00 UTC)), None, NOW)
             .unwrap();
@@ -263,13 +436,49 @@ mod tests {
 
     #[test]
     fn buckets_cover_the_window() {
+        let utc = Zone::utc();
         let w = Window { from: datetime!(2026-11-22 9:17 UTC), to: datetime!(2026-11-22 11:01 UTC) };
-        let hours = w.buckets(Granularity::Hour).unwrap();
+        let hours = w.buckets(Granularity::Hour, &utc).unwrap();
         assert_eq!(hours, vec![datetime!(2026-11-22 9:00 UTC), datetime!(2026-11-22 10:00 UTC), datetime!(2026-11-22 11:00 UTC)]);
-        assert_eq!(w.buckets(Granularity::Minute).unwrap().len(), 104);
-        assert_eq!(w.buckets(Granularity::Day).unwrap(), vec![datetime!(2026-11-22 0:00 UTC)]);
+        assert_eq!(w.buckets(Granularity::Minute, &utc).unwrap().len(), 104);
+        assert_eq!(w.buckets(Granularity::Day, &utc).unwrap(), vec![datetime!(2026-11-22 0:00 UTC)]);
+        assert_eq!(w.buckets(Granularity::Week, &utc).unwrap(), vec![datetime!(2026-11-16 0:00 UTC)]);
+        assert_eq!(w.buckets(Granularity::Month, &utc).unwrap(), vec![datetime!(2026-11-01 0:00 UTC)]);
         let year = Window { from: datetime!(2025-01-01 0:00 UTC), to: datetime!(2026-01-01 0:00 UTC) };
-        assert!(matches!(year.buckets(Granularity::Minute), Err(QueryError::InvalidParameter { .. })));
-        assert_eq!(year.buckets(Granularity::Hour).unwrap().len(), 8760);
+        assert!(matches!(year.buckets(Granularity::Minute, &utc), Err(QueryError::InvalidParameter { field: "granularity", .. })));
+        assert_eq!(year.buckets(Granularity::Hour, &utc).unwrap().len(), 8760);
+        assert_eq!(year.buckets(Granularity::Month, &utc).unwrap().len(), 12);
+    }
+
+    #[test]
+    fn days_follow_the_zone_across_daylight_saving_changes() {
+        let paris = zone("Europe/Paris");
+        // Paris leaves summer time on 2026-10-25: that local day lasts 25 hours.
+        let w = Window { from: datetime!(2026-10-24 12:00 UTC), to: datetime!(2026-10-26 12:00 UTC) };
+        let days = w.buckets(Granularity::Day, &paris).unwrap();
+        assert_eq!(days, vec![datetime!(2026-10-23 22:00 UTC), datetime!(2026-10-24 22:00 UTC), datetime!(2026-10-25 23:00 UTC)]);
+        assert_eq!(paris.local(days[2]).offset(), time::macros::offset!(+1));
+        let months = Window { from: datetime!(2026-03-15 0:00 UTC), to: datetime!(2026-05-02 0:00 UTC) };
+        assert_eq!(
+            months.buckets(Granularity::Month, &paris).unwrap(),
+            vec![datetime!(2026-02-28 23:00 UTC), datetime!(2026-03-31 22:00 UTC), datetime!(2026-04-30 22:00 UTC)]
+        );
+        // Weeks start on Monday at local midnight (2026-10-26 is a Monday, in winter time).
+        assert_eq!(w.buckets(Granularity::Week, &paris).unwrap(), vec![datetime!(2026-10-18 22:00 UTC), datetime!(2026-10-25 23:00 UTC)]);
+        // Santiago's clocks jump from 00:00 to 01:00 on 2022-09-11: that day starts at 01:00.
+        let santiago = Window { from: datetime!(2022-09-10 12:00 UTC), to: datetime!(2022-09-11 12:00 UTC) };
+        assert_eq!(santiago.buckets(Granularity::Day, &zone("America/Santiago")).unwrap()[1], datetime!(2022-09-11 4:00 UTC));
+    }
+
+    #[test]
+    fn zones_pick_the_coarsest_rollup_aligned_with_their_buckets() {
+        let w = Window { from: datetime!(2026-10-01 0:00 UTC), to: datetime!(2026-11-01 0:00 UTC) };
+        assert_eq!(w.coarsest_rollup(Granularity::Month, &Zone::utc()), Rollup::Day);
+        assert_eq!(w.coarsest_rollup(Granularity::Day, &zone("Europe/Paris")), Rollup::Hour);
+        assert_eq!(w.coarsest_rollup(Granularity::Day, &zone("Asia/Kolkata")), Rollup::Minute);
+        assert_eq!(w.coarsest_rollup(Granularity::Hour, &zone("Asia/Kolkata")), Rollup::Minute);
+        assert_eq!(w.coarsest_rollup(Granularity::Hour, &zone("America/New_York")), Rollup::Hour);
+        assert_eq!(w.coarsest_rollup(Granularity::Minute, &Zone::utc()), Rollup::Minute);
+        assert!(matches!(Zone::parse("Mars/Olympus"), Err(QueryError::InvalidParameter { field: "tz", .. })));
     }
 }

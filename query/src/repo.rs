@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use clickhouse::{Client, Row};
 use schemas::rows::AdRow;
 use serde::Deserialize;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::QueryError;
-use crate::range::{Granularity, Segment, Window};
+use crate::range::{Granularity, Rollup, Segment, Window, Zone};
 
 /// Sums over a set of rollup rows: what every metric is computed from.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -17,8 +18,11 @@ pub struct Counts {
     pub clicks: u64,
     pub unique_clicks: u64,
     pub impressions: u64,
+    pub unique_viewers: u64,
     pub playback_time_secs_sum: f64,
     pub playback_count: u64,
+    pub watched_percent_sum: f64,
+    pub watched_percent_count: u64,
 }
 
 impl Counts {
@@ -31,6 +35,11 @@ impl Counts {
     pub fn avg_playback_time_secs(&self) -> Option<f64> {
         (self.playback_count > 0).then(|| self.playback_time_secs_sum / self.playback_count as f64)
     }
+
+    /// Mean share watched over the clicks that reported one.
+    pub fn avg_watched_percent(&self) -> Option<f64> {
+        (self.watched_percent_count > 0).then(|| self.watched_percent_sum / self.watched_percent_count as f64)
+    }
 }
 
 #[derive(Row, Deserialize)]
@@ -40,26 +49,57 @@ struct ClickAgg {
     unique_clicks: u64,
     playback_time_secs_sum: f64,
     playback_count: u64,
+    watched_percent_sum: f64,
+    watched_percent_count: u64,
 }
 
 #[derive(Row, Deserialize)]
 struct ImpressionAgg {
     key: String,
     impressions: u64,
+    unique_viewers: u64,
+}
+
+/// Which ads a read covers.
+#[derive(Debug, Clone, Copy)]
+pub enum Ads<'a> {
+    All,
+    One(Uuid),
+    These(&'a [Uuid]),
+}
+
+impl Ads<'_> {
+    /// The `WHERE` condition (with a trailing `AND`); ids are bound parameters.
+    fn condition(&self) -> &'static str {
+        match self {
+            Ads::All => "",
+            Ads::One(_) => "ad_id = {ad_id:UUID} AND ",
+            Ads::These(_) => "ad_id IN {ad_ids:Array(UUID)} AND ",
+        }
+    }
+}
+
+/// Whether unique clicks and viewers are computed. Merging unique-visitor states is most of the
+/// cost of a read over many ads, so a ranking by a plain sum computes them for its top ads only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uniques {
+    Merged,
+    Skipped,
 }
 
 /// How rollup rows are grouped: a fixed SQL expression, never user text.
 #[derive(Debug, Clone, Copy)]
-enum GroupBy {
+enum GroupBy<'a> {
     Ad,
-    Bucket(Granularity),
+    /// Buckets in a zone, whose name is bound as `{tz:String}`.
+    Bucket(Granularity, &'a Zone),
 }
 
-impl GroupBy {
+impl GroupBy<'_> {
     fn key_sql(self) -> String {
         match self {
             GroupBy::Ad => "toString(ad_id)".to_owned(),
-            GroupBy::Bucket(g) => format!("toString(toUnixTimestamp(toStartOfInterval(t, {})))", g.sql_interval()),
+            GroupBy::Bucket(g, _) => format!("toString({})", g.bucket_start_sql()),
         }
     }
 }
@@ -95,9 +135,28 @@ impl Repo {
             .await?)
     }
 
-    /// Totals per ad over the window, for one ad or all that have events.
-    pub async fn totals_by_ad(&self, window: Window, ad: Option<Uuid>) -> Result<BTreeMap<Uuid, Counts>, QueryError> {
-        let by_key = self.aggregate(window, ad, GroupBy::Ad).await?;
+    /// Stores a version of an ad; the one with the latest `updated_at` is the ad.
+    pub async fn insert_ad(&self, row: &AdRow) -> Result<(), QueryError> {
+        // Synchronously: the answer to a change must not precede the change being readable.
+        let mut insert = self.client.insert::<AdRow>("ads").await?.with_setting("async_insert", "0");
+        insert.write(row).await?;
+        insert.end().await?;
+        Ok(())
+    }
+
+    /// When ingest received the newest event stored so far; `None` before the first.
+    pub async fn newest_event_received_at(&self) -> Result<Option<OffsetDateTime>, QueryError> {
+        let newest: i64 = self
+            .client
+            .query("SELECT toUnixTimestamp64Milli(max(newest_received_at)) FROM events_received_watermark")
+            .fetch_one()
+            .await?;
+        Ok((newest > 0).then(|| OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(newest)))
+    }
+
+    /// Totals per ad over the window, for the ads that had events.
+    pub async fn totals_by_ad(&self, window: Window, ads: Ads<'_>, uniques: Uniques) -> Result<BTreeMap<Uuid, Counts>, QueryError> {
+        let by_key = self.aggregate(window, ads, GroupBy::Ad, uniques).await?;
         by_key
             .into_iter()
             .map(|(key, counts)| {
@@ -108,8 +167,8 @@ impl Repo {
     }
 
     /// Counts per bucket (keyed by the bucket's unix start) for one ad; empty buckets absent.
-    pub async fn series(&self, window: Window, ad: Uuid, granularity: Granularity) -> Result<BTreeMap<i64, Counts>, QueryError> {
-        let by_key = self.aggregate(window, Some(ad), GroupBy::Bucket(granularity)).await?;
+    pub async fn series(&self, window: Window, ad: Uuid, granularity: Granularity, zone: &Zone) -> Result<BTreeMap<i64, Counts>, QueryError> {
+        let by_key = self.aggregate(window, Ads::One(ad), GroupBy::Bucket(granularity, zone), Uniques::Merged).await?;
         by_key
             .into_iter()
             .map(|(key, counts)| {
@@ -119,22 +178,32 @@ impl Repo {
             .collect()
     }
 
-    async fn aggregate(&self, window: Window, ad: Option<Uuid>, group: GroupBy) -> Result<BTreeMap<String, Counts>, QueryError> {
+    async fn aggregate(&self, window: Window, ads: Ads<'_>, group: GroupBy<'_>, uniques: Uniques) -> Result<BTreeMap<String, Counts>, QueryError> {
         let coarsest = match group {
-            GroupBy::Ad => Granularity::Day,
-            GroupBy::Bucket(g) => g,
+            GroupBy::Ad => Rollup::Day,
+            GroupBy::Bucket(g, zone) => window.coarsest_rollup(g, zone),
         };
         let segments = window.segments(coarsest);
         let key = group.key_sql();
+        let (unique_visitors, merged) = match uniques {
+            Uniques::Merged => (", unique_visitors", "uniqMerge(unique_visitors)"),
+            Uniques::Skipped => ("", "toUInt64(0)"),
+        };
         let clicks_sql = format!(
-            "SELECT {key} AS key, sum(clicks) AS clicks, uniqMerge(unique_visitors) AS unique_clicks, \
-             sum(playback_time_secs_sum) AS playback_time_secs_sum, sum(playback_count) AS playback_count \
+            "SELECT {key} AS key, sum(clicks) AS clicks, {merged} AS unique_clicks, \
+             sum(playback_time_secs_sum) AS playback_time_secs_sum, sum(playback_count) AS playback_count, \
+             sum(watched_percent_sum) AS watched_percent_sum, sum(watched_percent_count) AS watched_percent_count \
              FROM ({}) GROUP BY key",
-            rollup_rows("click_events", "clicks, unique_visitors, playback_time_secs_sum, playback_count", &segments, ad.is_some())
+            rollup_rows(
+                "click_events",
+                &format!("clicks, playback_time_secs_sum, playback_count, watched_percent_sum, watched_percent_count{unique_visitors}"),
+                &segments,
+                ads
+            )
         );
         let impressions_sql = format!(
-            "SELECT {key} AS key, sum(impressions) AS impressions FROM ({}) GROUP BY key",
-            rollup_rows("impression_events", "impressions", &segments, ad.is_some())
+            "SELECT {key} AS key, sum(impressions) AS impressions, {merged} AS unique_viewers FROM ({}) GROUP BY key",
+            rollup_rows("impression_events", &format!("impressions{unique_visitors}"), &segments, ads)
         );
         let bind = |sql: &str| {
             let mut query = self.client.query(sql);
@@ -143,9 +212,13 @@ impl Repo {
                     .param(&format!("from{i}"), segment.from.unix_timestamp())
                     .param(&format!("to{i}"), segment.to.unix_timestamp());
             }
-            match ad {
-                Some(ad) => query.param("ad_id", ad.to_string()),
-                None => query,
+            if let GroupBy::Bucket(_, zone) = group {
+                query = query.param("tz", zone.name());
+            }
+            match ads {
+                Ads::All => query,
+                Ads::One(ad) => query.param("ad_id", ad.to_string()),
+                Ads::These(ids) => query.param("ad_ids", ids.iter().map(Uuid::to_string).collect::<Vec<_>>()),
             }
         };
         let (clicks, impressions) = tokio::try_join!(
@@ -159,9 +232,13 @@ impl Repo {
             counts.unique_clicks = row.unique_clicks;
             counts.playback_time_secs_sum = row.playback_time_secs_sum;
             counts.playback_count = row.playback_count;
+            counts.watched_percent_sum = row.watched_percent_sum;
+            counts.watched_percent_count = row.watched_percent_count;
         }
         for row in impressions {
-            out.entry(row.key).or_default().impressions = row.impressions;
+            let counts = out.entry(row.key).or_default();
+            counts.impressions = row.impressions;
+            counts.unique_viewers = row.unique_viewers;
         }
         Ok(out)
     }
@@ -170,13 +247,13 @@ impl Repo {
 /// The rollup rows of one kind (`click_events` or `impression_events`) covering the segments:
 /// one `SELECT` per segment on `<kind>_per_<minute|hour|day>`, each on the table's primary key,
 /// glued with `UNION ALL`. Every row has `ad_id`, its time as `t`, and `columns`.
-fn rollup_rows(kind: &str, columns: &str, segments: &[Segment], one_ad: bool) -> String {
+fn rollup_rows(kind: &str, columns: &str, segments: &[Segment], ads: Ads<'_>) -> String {
+    let ad = ads.condition();
     segments
         .iter()
         .enumerate()
         .map(|(i, segment)| {
-            let time = segment.granularity.rollup_column();
-            let ad = if one_ad { "ad_id = {ad_id:UUID} AND " } else { "" };
+            let time = segment.rollup.column();
             format!(
                 "SELECT ad_id, {time} AS t, {columns} FROM {kind}_per_{time} WHERE {ad}\
                  {time} >= toDateTime({{from{i}:Int64}}, 'UTC') AND {time} < toDateTime({{to{i}:Int64}}, 'UTC')"

@@ -5,19 +5,23 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::api::model::{Ad, AdAnalytics, AdList, AdMetrics, AnalyticsReport, Bucket, Pagination};
+use schemas::rows::AdRow;
+
+use crate::api::model::{Ad, AdAnalytics, AdChanges, NewAd, AdList, AdMetrics, AnalyticsReport, Bucket, Pagination, Period, PreviousReport};
 use crate::cache::AnswerCache;
+use crate::catalog;
 use crate::error::QueryError;
 use crate::metrics::Metrics;
-use crate::range::{Granularity, Window};
-use crate::repo::Repo;
+use crate::range::{Compare, Granularity, Window, Zone};
+use crate::ranking::{self, Ranking};
+use crate::repo::{Ads, Counts, Repo, Uniques};
 
 pub struct Analytics {
     repo: Repo,
     ad_lists: AnswerCache<(u32, u32), AdList>,
     ads: AnswerCache<Uuid, Option<Ad>>,
-    reports: AnswerCache<(Window, Option<Uuid>), AnalyticsReport>,
-    series: AnswerCache<(Window, Uuid, Granularity), AdAnalytics>,
+    reports: AnswerCache<ReportQuery, AnalyticsReport>,
+    series: AnswerCache<(Uuid, SeriesQuery), AdAnalytics>,
 }
 
 impl Analytics {
@@ -52,48 +56,177 @@ impl Analytics {
             .ok_or(QueryError::AdNotFound(id))
     }
 
-    /// Metrics per ad; with `ad`, exactly that ad (zeros when it had no events).
-    pub async fn report(&self, window: Window, ad: Option<Uuid>) -> Result<AnalyticsReport, QueryError> {
-        if let Some(id) = ad {
-            self.ad(id).await?;
+    /// Adds an ad to the catalog.
+    pub async fn create_ad(&self, ad: NewAd) -> Result<Ad, QueryError> {
+        let row = catalog::new_row(ad, now())?;
+        if self.repo.get_ad(row.id).await?.is_some() {
+            return Err(QueryError::AdExists(row.id));
         }
-        self.reports
-            .get_or_compute((window, ad), async {
-                let mut totals = self.repo.totals_by_ad(window, ad).await?;
-                if let Some(id) = ad {
-                    totals.entry(id).or_default();
-                }
-                let ads = totals.into_iter().map(|(ad_id, c)| AdMetrics { ad_id, metrics: c.into() }).collect();
-                Ok(AnalyticsReport { from: window.from, to: window.to, ads })
-            })
-            .await
+        self.store(row).await
     }
 
-    pub async fn ad_analytics(&self, ad: Uuid, window: Window, granularity: Granularity) -> Result<AdAnalytics, QueryError> {
-        let buckets = window.buckets(granularity)?;
-        self.ad(ad).await?;
-        self.series
-            .get_or_compute((window, ad, granularity), async {
-                let (totals, mut by_bucket) =
-                    tokio::try_join!(self.repo.totals_by_ad(window, Some(ad)), self.repo.series(window, ad, granularity))?;
-                let series = buckets
-                    .into_iter()
-                    .map(|start| Bucket {
-                        start,
-                        metrics: by_bucket.remove(&start.unix_timestamp()).unwrap_or_default().into(),
-                    })
-                    .collect();
-                Ok(AdAnalytics {
-                    ad_id: ad,
-                    from: window.from,
-                    to: window.to,
-                    granularity,
-                    totals: totals.get(&ad).copied().unwrap_or_default().into(),
-                    series,
+    /// Applies `changes` to an ad.
+    pub async fn update_ad(&self, id: Uuid, changes: AdChanges) -> Result<Ad, QueryError> {
+        let current = self.repo.get_ad(id).await?.ok_or(QueryError::AdNotFound(id))?;
+        self.store(catalog::changed_row(current, changes, now())?).await
+    }
+
+    /// Deactivates an ad (its events and numbers stay); deactivating it again changes nothing.
+    pub async fn deactivate_ad(&self, id: Uuid) -> Result<Ad, QueryError> {
+        let current = self.repo.get_ad(id).await?.ok_or(QueryError::AdNotFound(id))?;
+        if !current.active {
+            return Ok(current.into());
+        }
+        self.store(catalog::deactivated_row(current, now())).await
+    }
+
+    /// Writes the ad's new version and forgets cached answers that showed the old one.
+    async fn store(&self, row: AdRow) -> Result<Ad, QueryError> {
+        self.repo.insert_ad(&row).await?;
+        self.ads.invalidate(&row.id).await;
+        self.ad_lists.invalidate_all();
+        Ok(row.into())
+    }
+
+    /// Metrics per ad: see [`ReportQuery`].
+    pub async fn report(&self, query: ReportQuery) -> Result<AnalyticsReport, QueryError> {
+        if let Some(id) = query.ad {
+            self.ad(id).await?;
+        }
+        let previous_window = query.compare.map(|Compare::Previous| query.window.previous()).transpose()?;
+        self.reports
+            .get_or_compute(query, async {
+                let (ads, newest_event_received_at) =
+                    tokio::try_join!(self.report_ads(&query), self.repo.newest_event_received_at())?;
+                let previous = match previous_window {
+                    Some(window) => Some(self.previous_report(window, &query, &ads).await?),
+                    None => None,
+                };
+                Ok(AnalyticsReport {
+                    from: query.window.from,
+                    to: query.window.to,
+                    newest_event_received_at,
+                    ads: ads.into_iter().map(|(ad_id, c)| AdMetrics { ad_id, metrics: c.into() }).collect(),
+                    previous,
                 })
             })
             .await
     }
+
+    /// The report's ads and their counts, in answer order.
+    async fn report_ads(&self, query: &ReportQuery) -> Result<Vec<(Uuid, Counts)>, QueryError> {
+        let window = query.window;
+        if let Some(id) = query.ad {
+            let mut totals = self.repo.totals_by_ad(window, Ads::One(id), Uniques::Merged).await?;
+            return Ok(vec![(id, totals.remove(&id).unwrap_or_default())]);
+        }
+        let Some(ranking) = query.ranking else {
+            return Ok(self.repo.totals_by_ad(window, Ads::All, Uniques::Merged).await?.into_iter().collect());
+        };
+        if ranking.metric.needs_uniques() {
+            return Ok(ranking::top(self.repo.totals_by_ad(window, Ads::All, Uniques::Merged).await?, ranking));
+        }
+        // Rank on the sums alone, then merge unique visitors for the winners only.
+        let mut top = ranking::top(self.repo.totals_by_ad(window, Ads::All, Uniques::Skipped).await?, ranking);
+        if !top.is_empty() {
+            let ids: Vec<Uuid> = top.iter().map(|(id, _)| *id).collect();
+            let merged = self.repo.totals_by_ad(window, Ads::These(&ids), Uniques::Merged).await?;
+            for (id, counts) in &mut top {
+                if let Some(m) = merged.get(id) {
+                    counts.unique_clicks = m.unique_clicks;
+                    counts.unique_viewers = m.unique_viewers;
+                }
+            }
+        }
+        Ok(top)
+    }
+
+    /// The same ads over the previous period, in the same order.
+    async fn previous_report(&self, window: Window, query: &ReportQuery, ads: &[(Uuid, Counts)]) -> Result<PreviousReport, QueryError> {
+        let ids: Vec<Uuid> = ads.iter().map(|(id, _)| *id).collect();
+        // A ranking holds at most a page of ads: read just those. A full report reads every ad,
+        // as the current window did, rather than binding a list of all of them.
+        let scope = match (query.ad, query.ranking) {
+            (Some(id), _) => Ads::One(id),
+            (None, Some(_)) => Ads::These(&ids),
+            (None, None) => Ads::All,
+        };
+        let mut totals = if ids.is_empty() { Default::default() } else { self.repo.totals_by_ad(window, scope, Uniques::Merged).await? };
+        Ok(PreviousReport {
+            from: window.from,
+            to: window.to,
+            ads: ids.iter().map(|id| AdMetrics { ad_id: *id, metrics: totals.remove(id).unwrap_or_default().into() }).collect(),
+        })
+    }
+
+    pub async fn ad_analytics(&self, ad: Uuid, query: SeriesQuery) -> Result<AdAnalytics, QueryError> {
+        let buckets = query.window.buckets(query.granularity, &query.zone)?;
+        let previous_window = query.compare.map(|Compare::Previous| query.window.previous()).transpose()?;
+        let previous_buckets = previous_window.map(|w| w.buckets(query.granularity, &query.zone)).transpose()?;
+        self.ad(ad).await?;
+        self.series
+            .get_or_compute((ad, query.clone()), async {
+                let current = self.period(ad, query.window, &query, buckets);
+                let previous = async {
+                    match (previous_window, previous_buckets) {
+                        (Some(window), Some(buckets)) => Ok(Some(self.period(ad, window, &query, buckets).await?)),
+                        _ => Ok(None),
+                    }
+                };
+                let (current, previous, newest_event_received_at) =
+                    tokio::try_join!(current, previous, self.repo.newest_event_received_at())?;
+                Ok(AdAnalytics {
+                    ad_id: ad,
+                    granularity: query.granularity,
+                    tz: query.zone.name().to_owned(),
+                    newest_event_received_at,
+                    current,
+                    previous,
+                })
+            })
+            .await
+    }
+
+    /// One ad's totals and its series over the given buckets.
+    async fn period(&self, ad: Uuid, window: Window, query: &SeriesQuery, buckets: Vec<OffsetDateTime>) -> Result<Period, QueryError> {
+        let (mut totals, mut by_bucket) = tokio::try_join!(
+            self.repo.totals_by_ad(window, Ads::One(ad), Uniques::Merged),
+            self.repo.series(window, ad, query.granularity, &query.zone)
+        )?;
+        let series: Vec<Bucket> = buckets
+            .into_iter()
+            .map(|start| Bucket {
+                start: query.zone.local(start),
+                metrics: by_bucket.remove(&start.unix_timestamp()).unwrap_or_default().into(),
+            })
+            .collect();
+        // ClickHouse's zone rules and ours must name the same buckets, or counts would be lost.
+        if let Some(start) = by_bucket.keys().next() {
+            return Err(QueryError::ClickHouse(format!("ClickHouse counted a bucket starting at {start}, which is not one of the planned buckets")));
+        }
+        Ok(Period { from: window.from, to: window.to, totals: totals.remove(&ad).unwrap_or_default().into(), series })
+    }
+}
+
+/// What `GET /ads/analytics` asks, normalised: also the cache key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReportQuery {
+    pub window: Window,
+    /// Exactly this ad (zeros when it had no events); otherwise every ad with events.
+    pub ad: Option<Uuid>,
+    /// Only the top ads by a metric.
+    pub ranking: Option<Ranking>,
+    pub compare: Option<Compare>,
+}
+
+/// What `GET /ads/{ad_id}/analytics` asks besides the ad, normalised.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SeriesQuery {
+    pub window: Window,
+    pub granularity: Granularity,
+    /// The zone buckets follow.
+    pub zone: Zone,
+    pub compare: Option<Compare>,
 }
 
 /// Now, for resolving relative windows.

@@ -185,6 +185,9 @@ async fn query_parameters_are_checked() {
     assert_eq!(stack.post("/no/such/path", json!({})).await.0, 404);
     let wrong_method = stack.http.delete(stack.query.url("/ads")).send().await.expect("DELETE /ads");
     assert_eq!(e2e::read_answer("DELETE /ads", wrong_method).await.0, 405);
+    // Without API_KEY, reads are anonymous and the catalog cannot be changed.
+    let change = stack.http.patch(stack.query.url(&format!("/ads/{AD_TRAIL_RUNNER}"))).json(&json!({"title": "x"})).send().await.expect("PATCH");
+    assert_eq!(e2e::read_answer("PATCH /ads/{id}", change).await.0, 403);
 
     let (status, page) = stack.get("/ads?page=2&limit=3").await;
     assert_eq!(status, 200, "{page}");
@@ -192,4 +195,30 @@ async fn query_parameters_are_checked() {
     assert_eq!(page["ads"].as_array().map(Vec::len), Some(1));
     let (status, ad) = stack.get(&format!("/ads/{AD_INACTIVE}")).await;
     assert_eq!((status, ad["active"].as_bool()), (200, Some(false)), "{ad}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_event_shows_up_once_the_cache_ttl_has_passed() {
+    const TTL: std::time::Duration = std::time::Duration::from_secs(3);
+    let stack = e2e::Stack::start_with(e2e::StackOptions { query_env: vec![("CACHE_TTL_MS", "3000")], ..Default::default() }).await;
+    let path = format!("/ads/analytics?ad_id={AD_COFFEE_CLUB}&timeframe=1h");
+    let clicks = |report: &Value| entry(report, AD_COFFEE_CLUB).and_then(|e| e["clicks"].as_u64());
+    let asked = std::time::Instant::now();
+    let (_, before) = stack.get(&path).await;
+    assert_eq!(clicks(&before), Some(0), "{before}");
+
+    assert_eq!(stack.post("/ads/click", json!({"ad_id": AD_COFFEE_CLUB})).await.0, 202);
+    stack.wait_for_count("SELECT count() FROM click_events", 1).await;
+    let (_, cached) = stack.get(&path).await;
+    if asked.elapsed() < TTL {
+        assert_eq!(clicks(&cached), Some(0), "within the TTL the cached answer is served: {cached}");
+        let metrics = stack.metrics(&stack.query).await;
+        assert!(metrics.contains(r#"query_cache_lookups_total{cache="reports",outcome="hit"} 1"#), "{metrics}");
+    } else {
+        println!("storing the click outlasted the cache TTL; the cached answer was not observed");
+    }
+    // The entry was stored when the first answer was computed, a little after `asked`.
+    tokio::time::sleep(TTL.saturating_sub(asked.elapsed()) + std::time::Duration::from_millis(500)).await;
+    let (_, fresh) = stack.get(&path).await;
+    assert_eq!(clicks(&fresh), Some(1), "once the TTL has passed the click is counted: {fresh}");
 }

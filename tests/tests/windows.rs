@@ -1,9 +1,10 @@
 //! Windows that cut through days and hours: the API (which reads day, hour and minute rollups)
-//! must agree with plain SQL over the raw tables, for totals and for every series bucket.
+//! must agree with plain SQL over the raw tables, for totals, every series bucket, rankings by
+//! each metric, previous-period comparisons and the freshness watermark.
 
 use std::collections::BTreeMap;
 
-use e2e::{Stack, AD_COFFEE_CLUB, AD_TRAIL_RUNNER};
+use e2e::{Stack, AD_CITY_BREAK, AD_COFFEE_CLUB, AD_TRAIL_RUNNER};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
@@ -13,17 +14,71 @@ fn at(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).expect("format timestamp")
 }
 
-/// `(clicks, unique_clicks, impressions)` of `ad` over `[from, to)`, from the raw tables.
-async fn raw_totals(stack: &Stack, ad: &str, from: OffsetDateTime, to: OffsetDateTime) -> (u64, u64, u64) {
-    let filter = format!(
+const ADS: [&str; 3] = [AD_TRAIL_RUNNER, AD_COFFEE_CLUB, AD_CITY_BREAK];
+
+/// Every metric's value, as the API and as plain SQL give it.
+#[derive(Debug, PartialEq)]
+struct Totals {
+    clicks: u64,
+    unique_clicks: u64,
+    impressions: u64,
+    unique_viewers: u64,
+    /// Ratios, rounded to 9 digits: the API divides sums, SQL averages rows.
+    ctr: Option<String>,
+    avg_playback_time_secs: Option<String>,
+    avg_watched_percent: Option<String>,
+}
+
+fn rounded(v: &Value) -> Option<String> {
+    v.as_f64().map(|f| format!("{f:.9}"))
+}
+
+impl Totals {
+    fn of_api(entry: &Value) -> Totals {
+        let n = |k: &str| entry[k].as_u64().unwrap_or_else(|| panic!("{k} in {entry}"));
+        Totals {
+            clicks: n("clicks"),
+            unique_clicks: n("unique_clicks"),
+            impressions: n("impressions"),
+            unique_viewers: n("unique_viewers"),
+            ctr: rounded(&entry["ctr"]),
+            avg_playback_time_secs: rounded(&entry["avg_playback_time_secs"]),
+            avg_watched_percent: rounded(&entry["avg_watched_percent"]),
+        }
+    }
+}
+
+fn raw_filter(ad: &str, from: OffsetDateTime, to: OffsetDateTime) -> String {
+    format!(
         "ad_id = toUUID('{ad}') AND timestamp >= toDateTime64({}, 3, 'UTC') AND timestamp < toDateTime64({}, 3, 'UTC')",
         from.unix_timestamp(),
         to.unix_timestamp()
+    )
+}
+
+/// Every metric of `ad` over `[from, to)`, from the raw tables.
+async fn raw_totals(stack: &Stack, ad: &str, from: OffsetDateTime, to: OffsetDateTime) -> Totals {
+    let filter = raw_filter(ad, from, to);
+    let sql = format!(
+        "SELECT c.n, c.u, i.n, i.u, c.p, c.w FROM \
+         (SELECT count() AS n, uniq(visitor_id) AS u, avg(playback_time_secs) AS p, avg(watched_percent) AS w FROM click_events WHERE {filter}) AS c, \
+         (SELECT count() AS n, uniq(visitor_id) AS u FROM impression_events WHERE {filter}) AS i \
+         FORMAT JSONCompactEachRow"
     );
-    let clicks = stack.sql(&format!("SELECT count(), uniq(visitor_id) FROM click_events WHERE {filter}")).await.expect("clicks");
-    let (count, unique) = clicks.split_once('\t').expect("two columns");
-    let impressions = stack.count(&format!("SELECT count() FROM impression_events WHERE {filter}")).await;
-    (count.parse().expect("count"), unique.parse().expect("uniq"), impressions)
+    let row: Vec<Value> = serde_json::from_str(stack.sql(&sql).await.expect("raw totals").trim()).expect("one JSON row");
+    let n = |v: &Value| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).expect("a count");
+    let (clicks, impressions) = (n(&row[0]), n(&row[2]));
+    // avg over no rows is NaN (null in JSON), as the API's ratios over nothing are null.
+    let finite = |v: &Value| v.as_f64().filter(|f| f.is_finite()).map(|f| format!("{f:.9}"));
+    Totals {
+        clicks,
+        unique_clicks: n(&row[1]),
+        impressions,
+        unique_viewers: n(&row[3]),
+        ctr: (impressions > 0).then(|| format!("{:.9}", clicks as f64 / impressions as f64)),
+        avg_playback_time_secs: finite(&row[4]),
+        avg_watched_percent: finite(&row[5]),
+    }
 }
 
 /// Asserts the API's totals for `ad` over `[from, to)` equal the raw tables'.
@@ -31,10 +86,7 @@ async fn assert_totals_match(stack: &Stack, ad: &str, from: OffsetDateTime, to: 
     let (from_s, to_s) = (at(from), at(to));
     let (status, report) = stack.get(&format!("/ads/analytics?ad_id={ad}&from={from_s}&to={to_s}")).await;
     assert_eq!(status, 200, "{report}");
-    let api = &report["ads"][0];
-    let expected = raw_totals(stack, ad, from, to).await;
-    let got = (api["clicks"].as_u64().unwrap_or(0), api["unique_clicks"].as_u64().unwrap_or(0), api["impressions"].as_u64().unwrap_or(0));
-    assert_eq!(got, expected, "{ad} over [{from_s}, {to_s}): (clicks, unique_clicks, impressions)");
+    assert_eq!(Totals::of_api(&report["ads"][0]), raw_totals(stack, ad, from, to).await, "{ad} over [{from_s}, {to_s})");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,9 +100,17 @@ async fn windows_across_days_and_hours_match_the_raw_events() {
         let items: Vec<Value> = (0..100)
             .map(|_| {
                 let ts = now - Duration::seconds(rng.random_range(60..6 * 86_400));
-                let ad = if rng.random_bool(0.7) { AD_TRAIL_RUNNER } else { AD_COFFEE_CLUB };
+                let ad = match rng.random_range(0..10) {
+                    0..6 => AD_TRAIL_RUNNER,
+                    6..9 => AD_COFFEE_CLUB,
+                    _ => AD_CITY_BREAK,
+                };
                 if rng.random_bool(0.3) {
-                    json!({"type": "click", "ad_id": ad, "timestamp": at(ts), "playback_time_secs": rng.random_range(0..60)})
+                    let mut click = json!({"type": "click", "ad_id": ad, "timestamp": at(ts), "playback_time_secs": rng.random_range(0..60)});
+                    if rng.random_bool(0.5) {
+                        click["watched_percent"] = json!(rng.random_range(0..=100));
+                    }
+                    click
                 } else {
                     json!({"type": "impression", "ad_id": ad, "timestamp": at(ts)})
                 }
@@ -63,6 +123,11 @@ async fn windows_across_days_and_hours_match_the_raw_events() {
         sent += 100;
     }
     stack.wait_for_count("SELECT (SELECT count() FROM click_events) + (SELECT count() FROM impression_events)", sent).await;
+    // An insert's raw rows can be visible a moment before its rollup rows.
+    let in_every_rollup = ["minute", "hour", "day"]
+        .map(|r| format!("(SELECT sum(clicks) FROM click_events_per_{r}) + (SELECT sum(impressions) FROM impression_events_per_{r})"))
+        .join(", ");
+    stack.wait_for_count(&format!("SELECT least({in_every_rollup})"), sent).await;
 
     let minute = |t: OffsetDateTime| t - Duration::seconds(t.second() as i64) - Duration::nanoseconds(t.nanosecond() as i64);
     let mut windows = vec![(minute(now - Duration::days(7)), minute(now) + Duration::MINUTE)];
@@ -73,46 +138,63 @@ async fn windows_across_days_and_hours_match_the_raw_events() {
     }
     for (from, to) in windows {
         let (from_s, to_s) = (at(from), at(to));
-        for ad in [AD_TRAIL_RUNNER, AD_COFFEE_CLUB] {
+        for ad in ADS {
             assert_totals_match(&stack, ad, from, to).await;
         }
-        for granularity in ["hour", "day"] {
-            let path = format!("/ads/{AD_TRAIL_RUNNER}/analytics?from={from_s}&to={to_s}&granularity={granularity}");
+        assert_rankings_match(&stack, from, to).await;
+        // (granularity, zone, the bucket start of `timestamp` in plain SQL)
+        let bucketings = [
+            ("hour", "UTC", "toStartOfHour(timestamp)"),
+            ("day", "UTC", "toStartOfDay(timestamp)"),
+            ("day", "Asia/Kolkata", "toStartOfDay(timestamp, 'Asia/Kolkata')"),
+            ("hour", "Australia/Adelaide", "toStartOfHour(timestamp, 'Australia/Adelaide')"),
+            ("week", "America/New_York", "toDateTime(toStartOfWeek(timestamp, 1, 'America/New_York'), 'America/New_York')"),
+            ("month", "Europe/Paris", "toDateTime(toStartOfMonth(timestamp, 'Europe/Paris'), 'Europe/Paris')"),
+        ];
+        for (granularity, tz, bucket_sql) in bucketings {
+            let path = format!("/ads/{AD_TRAIL_RUNNER}/analytics?from={from_s}&to={to_s}&granularity={granularity}&tz={tz}");
             let (status, answer) = stack.get(&path).await;
             assert_eq!(status, 200, "{answer}");
             let series = answer["series"].as_array().expect("series");
-            let api: BTreeMap<String, u64> = series
+            let api: BTreeMap<i64, u64> = series
                 .iter()
                 .filter(|b| b["clicks"].as_u64().unwrap_or(0) + b["impressions"].as_u64().unwrap_or(0) > 0)
-                .map(|b| (b["start"].as_str().unwrap_or("").to_owned(), b["clicks"].as_u64().unwrap_or(0) * 1_000_000 + b["impressions"].as_u64().unwrap_or(0)))
+                .map(|b| {
+                    let start = OffsetDateTime::parse(b["start"].as_str().unwrap_or(""), &Rfc3339).expect("RFC 3339 start");
+                    (start.unix_timestamp(), b["clicks"].as_u64().unwrap_or(0) * 1_000_000 + b["impressions"].as_u64().unwrap_or(0))
+                })
                 .collect();
-            let unit = if granularity == "hour" { "toStartOfHour" } else { "toStartOfDay" };
-            let filter = format!(
-                "ad_id = toUUID('{AD_TRAIL_RUNNER}') AND timestamp >= toDateTime64({}, 3, 'UTC') AND timestamp < toDateTime64({}, 3, 'UTC')",
-                from.unix_timestamp(),
-                to.unix_timestamp()
-            );
+            let filter = raw_filter(AD_TRAIL_RUNNER, from, to);
             let sql = format!(
-                "SELECT formatDateTime(b, '%Y-%m-%dT%H:%i:%SZ', 'UTC'), sum(c) * 1000000 + sum(i) FROM ( \
-                 SELECT {unit}(timestamp) AS b, 1 AS c, 0 AS i FROM click_events WHERE {filter} \
-                 UNION ALL SELECT {unit}(timestamp) AS b, 0 AS c, 1 AS i FROM impression_events WHERE {filter}) \
+                "SELECT toUnixTimestamp(b), sum(c) * 1000000 + sum(i) FROM ( \
+                 SELECT {bucket_sql} AS b, 1 AS c, 0 AS i FROM click_events WHERE {filter} \
+                 UNION ALL SELECT {bucket_sql} AS b, 0 AS c, 1 AS i FROM impression_events WHERE {filter}) \
                  GROUP BY b ORDER BY b"
             );
             let rows = stack.sql(&sql).await.expect("series SQL");
-            let expected: BTreeMap<String, u64> = rows
+            let expected: BTreeMap<i64, u64> = rows
                 .lines()
                 .filter_map(|l| l.split_once('\t'))
-                .map(|(b, n)| (b.to_owned(), n.parse().expect("number")))
+                .map(|(b, n)| (b.parse().expect("unix start"), n.parse().expect("number")))
                 .collect();
             assert_eq!(api, expected, "{path}: buckets as clicks*1e6 + impressions");
         }
     }
+
+    assert_previous_period_matches(&stack, now).await;
+    let newest = stack.sql("SELECT toUnixTimestamp64Milli(max(received_at)) FROM (SELECT received_at FROM click_events UNION ALL SELECT received_at FROM impression_events)").await.expect("newest");
+    let (_, report) = stack.get("/ads/analytics?timeframe=7d").await;
+    let reported = OffsetDateTime::parse(report["newest_event_received_at"].as_str().expect("newest_event_received_at"), &Rfc3339).expect("RFC 3339");
+    assert_eq!((reported.unix_timestamp_nanos() / 1_000_000).to_string(), newest, "freshness is the newest stored event's receive time");
 
     // An installation that had events before the hour and day rollups existed: the migration
     // fills them from the raw tables once.
     for table in ["click_events_per_hour", "click_events_per_day", "impression_events_per_hour", "impression_events_per_day"] {
         stack.sql(&format!("DROP TABLE {table}_mv SYNC")).await.expect("drop view");
         stack.sql(&format!("DROP TABLE {table} SYNC")).await.expect("drop rollup");
+    }
+    for view in ["click_events_received_watermark_mv", "impression_events_received_watermark_mv", "events_received_watermark"] {
+        stack.sql(&format!("DROP TABLE {view} SYNC")).await.expect("drop watermark");
     }
     let migrate = stack.aggregator.run_command(&["migrate"]);
     assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
@@ -121,8 +203,75 @@ async fn windows_across_days_and_hours_match_the_raw_events() {
     let week = (minute(now - Duration::days(7)) + Duration::minutes(7), minute(now) + Duration::MINUTE);
     // Past the cache's TTL, so the answer is computed from the refilled rollups.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    for ad in [AD_TRAIL_RUNNER, AD_COFFEE_CLUB] {
+    for ad in ADS {
         assert_totals_match(&stack, ad, week.0, week.1).await;
     }
     assert_eq!(stack.count("SELECT sum(clicks) FROM click_events_per_day").await, stack.count("SELECT count() FROM click_events").await);
+    let refilled = stack.sql("SELECT toUnixTimestamp64Milli(max(newest_received_at)) FROM events_received_watermark").await.expect("watermark");
+    assert_eq!(refilled, newest, "the watermark is refilled from the raw tables");
+}
+
+/// Rankings by every metric, against the raw totals ranked the same way.
+async fn assert_rankings_match(stack: &Stack, from: OffsetDateTime, to: OffsetDateTime) {
+    let (from_s, to_s) = (at(from), at(to));
+    let mut raw = Vec::new();
+    for ad in ADS {
+        raw.push((ad, raw_totals(stack, ad, from, to).await));
+    }
+    raw.retain(|(_, t)| t.clicks + t.impressions > 0);
+    let metrics: [(&str, fn(&Totals) -> Option<f64>); 7] = [
+        ("clicks", |t| Some(t.clicks as f64)),
+        ("unique_clicks", |t| Some(t.unique_clicks as f64)),
+        ("impressions", |t| Some(t.impressions as f64)),
+        ("unique_viewers", |t| Some(t.unique_viewers as f64)),
+        ("ctr", |t| t.ctr.as_deref().and_then(|v| v.parse().ok())),
+        ("avg_playback_time_secs", |t| t.avg_playback_time_secs.as_deref().and_then(|v| v.parse().ok())),
+        ("avg_watched_percent", |t| t.avg_watched_percent.as_deref().and_then(|v| v.parse().ok())),
+    ];
+    for (metric, value) in metrics {
+        let mut expected: Vec<(&str, Option<f64>)> = raw.iter().map(|(ad, t)| (*ad, value(t))).collect();
+        // Highest first, no value last, ties by id: the documented order.
+        expected.sort_by(|a, b| match (a.1, b.1) {
+            (Some(x), Some(y)) => y.total_cmp(&x).then(a.0.cmp(b.0)),
+            (x, y) => y.is_some().cmp(&x.is_some()).then(a.0.cmp(b.0)),
+        });
+        expected.truncate(2);
+        let path = format!("/ads/analytics?from={from_s}&to={to_s}&sort={metric}&limit=2");
+        let (status, report) = stack.get(&path).await;
+        assert_eq!(status, 200, "{path}: {report}");
+        let entries = report["ads"].as_array().expect("ads");
+        let got: Vec<&str> = entries.iter().map(|e| e["ad_id"].as_str().unwrap_or("")).collect();
+        assert_eq!(got, expected.iter().map(|e| e.0).collect::<Vec<_>>(), "{path}: {expected:?}");
+        for entry in entries {
+            let ad = entry["ad_id"].as_str().unwrap_or("");
+            let (_, raw) = raw.iter().find(|(id, _)| *id == ad).expect("a ranked ad has events");
+            assert_eq!(&Totals::of_api(entry), raw, "{path}: every metric of {ad}, uniques included");
+        }
+    }
+}
+
+/// `compare=previous` on the report and on the series: the period of equal length just before.
+async fn assert_previous_period_matches(stack: &Stack, now: OffsetDateTime) {
+    let to = now - Duration::seconds(now.second() as i64) - Duration::nanoseconds(now.nanosecond() as i64) - Duration::days(1);
+    let from = to - Duration::hours(50);
+    let previous_from = from - Duration::hours(50);
+    let (status, report) = stack.get(&format!("/ads/analytics?from={}&to={}&sort=impressions&limit=3&compare=previous", at(from), at(to))).await;
+    assert_eq!(status, 200, "{report}");
+    let previous = &report["previous"];
+    assert_eq!((previous["from"].as_str(), previous["to"].as_str()), (Some(&*at(previous_from)), Some(&*at(from))), "{report}");
+    let current: Vec<&Value> = report["ads"].as_array().expect("ads").iter().map(|e| &e["ad_id"]).collect();
+    let before: Vec<&Value> = previous["ads"].as_array().expect("previous ads").iter().map(|e| &e["ad_id"]).collect();
+    assert_eq!(current, before, "the same ads, in the same order");
+    for entry in previous["ads"].as_array().expect("previous ads") {
+        let ad = entry["ad_id"].as_str().unwrap_or("");
+        assert_eq!(Totals::of_api(entry), raw_totals(stack, ad, previous_from, from).await, "previous period of {ad}");
+    }
+    let path = format!("/ads/{AD_COFFEE_CLUB}/analytics?from={}&to={}&granularity=day&compare=previous", at(from), at(to));
+    let (status, answer) = stack.get(&path).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(Totals::of_api(&answer["previous"]["totals"]), raw_totals(stack, AD_COFFEE_CLUB, previous_from, from).await, "{path}");
+    let series = answer["previous"]["series"].as_array().expect("previous series");
+    let clicks: u64 = series.iter().map(|b| b["clicks"].as_u64().unwrap_or(0)).sum();
+    assert_eq!(clicks, answer["previous"]["totals"]["clicks"].as_u64().unwrap_or(u64::MAX), "{path}: the series adds up to the totals");
+    assert_eq!(Totals::of_api(&answer["totals"]), raw_totals(stack, AD_COFFEE_CLUB, from, to).await, "{path}");
 }

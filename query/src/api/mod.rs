@@ -1,22 +1,25 @@
-//! The HTTP surface of the query service (poem-openapi). Handlers resolve parameters and map
-//! results; [`crate::service::Analytics`] computes.
+//! The HTTP surface of the query service (poem-openapi). Handlers check the caller, resolve
+//! parameters and map results; [`crate::service::Analytics`] computes. Each error kind maps to
+//! its status once, in [`QueryError::status`]; each operation's response lists the ones it has.
 
 pub mod model;
 
 use std::sync::Arc;
 
+use poem::http::StatusCode;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi, Tags};
-use poem::http::StatusCode;
 use service_kit::Problem;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use self::model::{Ad, AdAnalytics, AdList, AnalyticsReport};
+use self::model::{Ad, AdAnalytics, AdChanges, AdList, AnalyticsReport, NewAd};
+use crate::auth::{self, Access, Caller};
 use crate::error::QueryError;
-use crate::range::{Granularity, Timeframe, Window};
-use crate::service::{now, Analytics};
+use crate::range::{Compare, Granularity, Timeframe, Window, Zone};
+use crate::ranking::{Metric, Ranking};
+use crate::service::{now, Analytics, ReportQuery, SeriesQuery};
 
 #[derive(Tags)]
 pub enum QueryTags {
@@ -28,6 +31,8 @@ pub enum QueryTags {
 
 pub struct QueryApi {
     pub analytics: Arc<Analytics>,
+    /// `API_KEY`: with it every operation needs it; without it ads cannot be changed.
+    pub api_key: Option<String>,
 }
 
 #[OpenApi]
@@ -36,6 +41,7 @@ impl QueryApi {
     #[oai(path = "/ads", method = "get", operation_id = "listAds", tag = "QueryTags::Ads")]
     async fn list_ads(
         &self,
+        caller: Caller,
         /// 1-based page number.
         #[oai(validator(minimum(value = "1")))]
         page: Query<Option<u32>>,
@@ -43,29 +49,89 @@ impl QueryApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
     ) -> ListAdsResponse {
-        match self.analytics.list_ads(page.0.unwrap_or(1), limit.0.unwrap_or(20)).await {
+        let result = match self.authorize(&caller, Access::Read) {
+            Ok(()) => self.analytics.list_ads(page.0.unwrap_or(1), limit.0.unwrap_or(20)).await,
+            Err(e) => Err(e),
+        };
+        match result {
             Ok(list) => ListAdsResponse::Ok(Json(list)),
+            Err(e @ QueryError::Unauthorized(_)) => ListAdsResponse::Unauthorized(problem(&e), BEARER.to_owned()),
             Err(e) => ListAdsResponse::Unavailable(problem(&e)),
         }
     }
 
     /// Get one ad
     #[oai(path = "/ads/:ad_id", method = "get", operation_id = "getAd", tag = "QueryTags::Ads")]
-    async fn get_ad(&self, ad_id: Path<Uuid>) -> GetAdResponse {
-        match self.analytics.ad(ad_id.0).await {
-            Ok(ad) => GetAdResponse::Ok(Json(ad)),
-            Err(e @ QueryError::AdNotFound(_)) => GetAdResponse::NotFound(problem(&e)),
-            Err(e) => GetAdResponse::Unavailable(problem(&e)),
+    async fn get_ad(&self, caller: Caller, ad_id: Path<Uuid>) -> AdResponse {
+        let result = match self.authorize(&caller, Access::Read) {
+            Ok(()) => self.analytics.ad(ad_id.0).await,
+            Err(e) => Err(e),
+        };
+        result.into()
+    }
+
+    /// Create an ad
+    ///
+    /// Needs the API key. Ingest accepts events for it within `CATALOG_REFRESH_SECS` (5 s by
+    /// default).
+    #[oai(path = "/ads", method = "post", operation_id = "createAd", tag = "QueryTags::Ads")]
+    async fn create_ad(&self, caller: Caller, ad: Json<NewAd>) -> CreateAdResponse {
+        let result = match self.authorize(&caller, Access::Write) {
+            Ok(()) => self.analytics.create_ad(ad.0).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(ad) => {
+                let location = format!("/ads/{}", ad.id);
+                CreateAdResponse::Created(Json(ad), location)
+            }
+            Err(e) => match e {
+                QueryError::InvalidParameter { .. } => CreateAdResponse::Unprocessable(problem(&e)),
+                QueryError::Unauthorized(_) => CreateAdResponse::Unauthorized(problem(&e), BEARER.to_owned()),
+                QueryError::ManagementDisabled => CreateAdResponse::Forbidden(problem(&e)),
+                QueryError::AdExists(_) => CreateAdResponse::Conflict(problem(&e)),
+                QueryError::AdNotFound(_) | QueryError::ClickHouse(_) => CreateAdResponse::Unavailable(problem(&e)),
+            },
         }
+    }
+
+    /// Change an ad
+    ///
+    /// Needs the API key. Only the fields given change. Ingest sees the change within
+    /// `CATALOG_REFRESH_SECS`.
+    #[oai(path = "/ads/:ad_id", method = "patch", operation_id = "updateAd", tag = "QueryTags::Ads")]
+    async fn update_ad(&self, caller: Caller, ad_id: Path<Uuid>, changes: Json<AdChanges>) -> AdResponse {
+        let result = match self.authorize(&caller, Access::Write) {
+            Ok(()) => self.analytics.update_ad(ad_id.0, changes.0).await,
+            Err(e) => Err(e),
+        };
+        result.into()
+    }
+
+    /// Deactivate an ad
+    ///
+    /// Needs the API key. A soft delete: the ad stays in the catalog with `active: false`, its
+    /// numbers stay, and ingest refuses its new events (422) within `CATALOG_REFRESH_SECS`.
+    /// Deactivating it again changes nothing; `PATCH` with `active: true` reactivates it.
+    #[oai(path = "/ads/:ad_id", method = "delete", operation_id = "deactivateAd", tag = "QueryTags::Ads")]
+    async fn deactivate_ad(&self, caller: Caller, ad_id: Path<Uuid>) -> AdResponse {
+        let result = match self.authorize(&caller, Access::Write) {
+            Ok(()) => self.analytics.deactivate_ad(ad_id.0).await,
+            Err(e) => Err(e),
+        };
+        result.into()
     }
 
     /// Metrics per ad over a window
     ///
     /// Give `from` (and optionally `to`, default now) or a `timeframe` (default `24h`). The window
-    /// is `[from, to)` rounded out to whole minutes.
+    /// is `[from, to)` rounded out to whole minutes. With `sort`, only the top `limit` ads by
+    /// that metric, highest first (a ranking); without, every ad with events, by ad_id.
     #[oai(path = "/ads/analytics", method = "get", operation_id = "getAdsAnalytics", tag = "QueryTags::Analytics")]
+    #[allow(clippy::too_many_arguments)] // poem-openapi takes each query parameter as an argument
     async fn ads_analytics(
         &self,
+        caller: Caller,
         /// Only this ad (404 if it does not exist). Absent: every ad with events in the window.
         ad_id: Query<Option<Uuid>>,
         /// Start of the window (RFC 3339), inclusive.
@@ -74,9 +140,20 @@ impl QueryApi {
         to: Query<Option<OffsetDateTime>>,
         /// A preset window ending now, instead of from/to.
         timeframe: Query<Option<Timeframe>>,
+        /// Rank ads by this metric, highest first (ads without a value, e.g. a CTR without
+        /// impressions, last). Not with `ad_id`.
+        sort: Query<Option<Metric>>,
+        /// How many ads a ranking holds (default 10). Only with `sort`.
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<Option<u32>>,
+        /// `previous`: also the same ads' metrics over the period of equal length just before.
+        compare: Query<Option<Compare>>,
     ) -> AnalyticsResponse<AnalyticsReport> {
-        let result = match Window::resolve(from.0, to.0, timeframe.0, now()) {
-            Ok(window) => self.analytics.report(window, ad_id.0).await,
+        let query = self.authorize(&caller, Access::Read).and_then(|()| Window::resolve(from.0, to.0, timeframe.0, now())).and_then(|window| {
+            Ok(ReportQuery { window, ad: ad_id.0, ranking: Ranking::resolve(sort.0, limit.0, ad_id.0.is_some())?, compare: compare.0 })
+        });
+        let result = match query {
+            Ok(query) => self.analytics.report(query).await,
             Err(e) => Err(e),
         };
         result.into()
@@ -84,10 +161,12 @@ impl QueryApi {
 
     /// One ad's totals and time series
     ///
-    /// Same window rules as `getAdsAnalytics`; at most 10,000 buckets.
+    /// Same window rules as `getAdsAnalytics`; at most 10,000 buckets, each following `tz`.
     #[oai(path = "/ads/:ad_id/analytics", method = "get", operation_id = "getAdAnalytics", tag = "QueryTags::Analytics")]
+    #[allow(clippy::too_many_arguments)] // poem-openapi takes each query parameter as an argument
     async fn ad_analytics(
         &self,
+        caller: Caller,
         ad_id: Path<Uuid>,
         /// Start of the window (RFC 3339), inclusive.
         from: Query<Option<OffsetDateTime>>,
@@ -97,15 +176,34 @@ impl QueryApi {
         timeframe: Query<Option<Timeframe>>,
         /// Bucket size of the series. Default: hour.
         granularity: Query<Option<Granularity>>,
+        /// IANA time zone the buckets follow (e.g. `America/New_York`): days, weeks (from
+        /// Monday) and months start at its local midnight, daylight-saving changes included.
+        /// Default: `UTC`.
+        tz: Query<Option<String>>,
+        /// `previous`: also the totals and series of the period of equal length just before.
+        compare: Query<Option<Compare>>,
     ) -> AnalyticsResponse<AdAnalytics> {
         let granularity = granularity.0.unwrap_or(Granularity::Hour);
-        let result = match Window::resolve(from.0, to.0, timeframe.0, now()) {
-            Ok(window) => self.analytics.ad_analytics(ad_id.0, window, granularity).await,
+        let query = self.authorize(&caller, Access::Read).and_then(|()| Window::resolve(from.0, to.0, timeframe.0, now())).and_then(|window| {
+            let zone = tz.0.as_deref().map_or(Ok(Zone::utc()), Zone::parse)?;
+            Ok(SeriesQuery { window, granularity, zone, compare: compare.0 })
+        });
+        let result = match query {
+            Ok(query) => self.analytics.ad_analytics(ad_id.0, query).await,
             Err(e) => Err(e),
         };
         result.into()
     }
 }
+
+impl QueryApi {
+    fn authorize(&self, caller: &Caller, access: Access) -> Result<(), QueryError> {
+        auth::authorize(self.api_key.as_deref(), caller, access)
+    }
+}
+
+/// The `WWW-Authenticate` header of a 401 (RFC 6750).
+const BEARER: &str = "Bearer";
 
 fn problem(error: &QueryError) -> Json<Problem> {
     Json(Problem::new(error.status(), error.to_string(), error.field()))
@@ -130,6 +228,9 @@ pub enum ListAdsResponse {
     /// `page` or `limit` is not a number in range.
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
+    /// An API key is configured and the request lacks it or has another.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
     /// ClickHouse did not answer.
     #[oai(status = 503, content_type = "application/problem+json")]
     Unavailable(Json<Problem>),
@@ -139,25 +240,83 @@ fn list_ads_bad_request(error: poem::Error) -> ListAdsResponse {
     ListAdsResponse::BadRequest(bad_parameter(error))
 }
 
+/// The answer of the operations on one ad: get, change, deactivate.
 #[derive(ApiResponse)]
-#[oai(bad_request_handler = "get_ad_bad_request")]
-pub enum GetAdResponse {
-    /// The ad.
+#[oai(bad_request_handler = "ad_bad_request")]
+pub enum AdResponse {
+    /// The ad (after the change, for a change).
     #[oai(status = 200)]
     Ok(Json<Ad>),
-    /// `ad_id` is not a UUID.
+    /// `ad_id` is not a UUID, or the body is not JSON of the documented shape (unknown fields
+    /// included).
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
+    /// An API key is configured and the request lacks it or has another.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
+    /// Changes only: the service runs without `API_KEY`, so ads cannot be changed.
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
     /// No ad has this id.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
-    /// ClickHouse did not answer.
+    /// Changes only: a value breaks a rule (blank title or campaign, a URL that is not http(s)).
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Json<Problem>),
+    /// ClickHouse did not answer; for a change, it may or may not be stored (repeat it).
     #[oai(status = 503, content_type = "application/problem+json")]
     Unavailable(Json<Problem>),
 }
 
-fn get_ad_bad_request(error: poem::Error) -> GetAdResponse {
-    GetAdResponse::BadRequest(bad_parameter(error))
+fn ad_bad_request(error: poem::Error) -> AdResponse {
+    AdResponse::BadRequest(bad_parameter(error))
+}
+
+impl From<Result<Ad, QueryError>> for AdResponse {
+    fn from(result: Result<Ad, QueryError>) -> Self {
+        let e = match result {
+            Ok(ad) => return Self::Ok(Json(ad)),
+            Err(e) => e,
+        };
+        match e {
+            QueryError::Unauthorized(_) => Self::Unauthorized(problem(&e), BEARER.to_owned()),
+            QueryError::ManagementDisabled => Self::Forbidden(problem(&e)),
+            QueryError::AdNotFound(_) => Self::NotFound(problem(&e)),
+            QueryError::InvalidParameter { .. } => Self::Unprocessable(problem(&e)),
+            QueryError::ClickHouse(_) | QueryError::AdExists(_) => Self::Unavailable(problem(&e)),
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "create_ad_bad_request")]
+pub enum CreateAdResponse {
+    /// Created; `Location` is its address.
+    #[oai(status = 201)]
+    Created(Json<Ad>, #[oai(header = "Location")] String),
+    /// The body is not JSON of the documented shape (a missing or unknown field, a value of the
+    /// wrong type, a string too long, a URL that does not parse).
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// An API key is configured and the request lacks it or has another.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
+    /// The service runs without `API_KEY`, so ads cannot be changed.
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// An ad with this `id` exists already.
+    #[oai(status = 409, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// A value breaks a rule (blank title or campaign, a URL that is not http(s)).
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Json<Problem>),
+    /// ClickHouse did not answer; the ad may or may not be stored (repeat with its `id`).
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>),
+}
+
+fn create_ad_bad_request(error: poem::Error) -> CreateAdResponse {
+    CreateAdResponse::BadRequest(bad_parameter(error))
 }
 
 #[derive(ApiResponse)]
@@ -169,10 +328,15 @@ pub enum AnalyticsResponse<T: poem_openapi::types::ToJSON> {
     /// A parameter is not of its type (not a UUID, not RFC 3339, unknown enum value).
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
+    /// An API key is configured and the request lacks it or has another.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
     /// The ad does not exist.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
-    /// Parameters contradict each other (timeframe with from/to, from after to, too many buckets).
+    /// Parameters contradict each other (timeframe with from/to, from after to, too many buckets,
+    /// sort with ad_id, limit without sort, a previous period before 1970) or name an unknown
+    /// time zone.
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
     /// ClickHouse did not answer.
@@ -186,11 +350,15 @@ fn analytics_bad_request<T: poem_openapi::types::ToJSON>(error: poem::Error) -> 
 
 impl<T: poem_openapi::types::ToJSON> From<Result<T, QueryError>> for AnalyticsResponse<T> {
     fn from(result: Result<T, QueryError>) -> Self {
-        match result {
-            Ok(body) => Self::Ok(Json(body)),
-            Err(e @ QueryError::InvalidParameter { .. }) => Self::Unprocessable(problem(&e)),
-            Err(e @ QueryError::AdNotFound(_)) => Self::NotFound(problem(&e)),
-            Err(e @ QueryError::ClickHouse(_)) => Self::Unavailable(problem(&e)),
+        let e = match result {
+            Ok(body) => return Self::Ok(Json(body)),
+            Err(e) => e,
+        };
+        match e {
+            QueryError::InvalidParameter { .. } => Self::Unprocessable(problem(&e)),
+            QueryError::Unauthorized(_) => Self::Unauthorized(problem(&e), BEARER.to_owned()),
+            QueryError::AdNotFound(_) => Self::NotFound(problem(&e)),
+            QueryError::ClickHouse(_) | QueryError::ManagementDisabled | QueryError::AdExists(_) => Self::Unavailable(problem(&e)),
         }
     }
 }
