@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0006_stored_event_ids_kv.sql", include_str!("../../clickhouse/migrations/0006_stored_event_ids_kv.sql")),
     ("0007_analyst_views.sql", include_str!("../../clickhouse/migrations/0007_analyst_views.sql")),
     ("0008_events_received_watermark.sql", include_str!("../../clickhouse/migrations/0008_events_received_watermark.sql")),
+    ("0009_playback_quantiles.sql", include_str!("../../clickhouse/migrations/0009_playback_quantiles.sql")),
 ];
 
 /// Sample ads for a new installation.

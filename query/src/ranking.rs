@@ -17,13 +17,15 @@ pub enum Metric {
     UniqueViewers,
     Ctr,
     AvgPlaybackTimeSecs,
+    P50PlaybackTimeSecs,
+    P95PlaybackTimeSecs,
     AvgWatchedPercent,
 }
 
 impl Metric {
-    /// Whether ranking by it needs unique-visitor states merged for every ad.
-    pub fn needs_uniques(self) -> bool {
-        matches!(self, Metric::UniqueClicks | Metric::UniqueViewers)
+    /// Whether ranking by it needs states (unique visitors, percentiles) merged for every ad.
+    pub fn needs_states(self) -> bool {
+        matches!(self, Metric::UniqueClicks | Metric::UniqueViewers | Metric::P50PlaybackTimeSecs | Metric::P95PlaybackTimeSecs)
     }
 
     /// The value ranked by; `None` (a ratio over nothing) ranks below every number.
@@ -35,6 +37,8 @@ impl Metric {
             Metric::UniqueViewers => Some(c.unique_viewers as f64),
             Metric::Ctr => c.ctr(),
             Metric::AvgPlaybackTimeSecs => c.avg_playback_time_secs(),
+            Metric::P50PlaybackTimeSecs => c.playback_p50_secs,
+            Metric::P95PlaybackTimeSecs => c.playback_p95_secs,
             Metric::AvgWatchedPercent => c.avg_watched_percent(),
         }
     }

@@ -23,6 +23,9 @@ pub struct Counts {
     pub playback_count: u64,
     pub watched_percent_sum: f64,
     pub watched_percent_count: u64,
+    /// Median and 95th percentile of the playback times reported; `None` when none was.
+    pub playback_p50_secs: Option<f64>,
+    pub playback_p95_secs: Option<f64>,
 }
 
 impl Counts {
@@ -54,6 +57,13 @@ struct ClickAgg {
 }
 
 #[derive(Row, Deserialize)]
+struct PlaybackAgg {
+    key: String,
+    /// p50 and p95: t-digest answers in Float32.
+    quantiles: Vec<f32>,
+}
+
+#[derive(Row, Deserialize)]
 struct ImpressionAgg {
     key: String,
     impressions: u64,
@@ -79,10 +89,11 @@ impl Ads<'_> {
     }
 }
 
-/// Whether unique clicks and viewers are computed. Merging unique-visitor states is most of the
-/// cost of a read over many ads, so a ranking by a plain sum computes them for its top ads only.
+/// Whether the metrics kept as states are computed: unique clicks and viewers, playback
+/// percentiles. Merging states is most of the cost of a read over many ads, so a ranking by a
+/// plain sum computes them for its top ads only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Uniques {
+pub enum States {
     Merged,
     Skipped,
 }
@@ -155,8 +166,8 @@ impl Repo {
     }
 
     /// Totals per ad over the window, for the ads that had events.
-    pub async fn totals_by_ad(&self, window: Window, ads: Ads<'_>, uniques: Uniques) -> Result<BTreeMap<Uuid, Counts>, QueryError> {
-        let by_key = self.aggregate(window, ads, GroupBy::Ad, uniques).await?;
+    pub async fn totals_by_ad(&self, window: Window, ads: Ads<'_>, states: States) -> Result<BTreeMap<Uuid, Counts>, QueryError> {
+        let by_key = self.aggregate(window, ads, GroupBy::Ad, states).await?;
         by_key
             .into_iter()
             .map(|(key, counts)| {
@@ -168,7 +179,7 @@ impl Repo {
 
     /// Counts per bucket (keyed by the bucket's unix start) for one ad; empty buckets absent.
     pub async fn series(&self, window: Window, ad: Uuid, granularity: Granularity, zone: &Zone) -> Result<BTreeMap<i64, Counts>, QueryError> {
-        let by_key = self.aggregate(window, Ads::One(ad), GroupBy::Bucket(granularity, zone), Uniques::Merged).await?;
+        let by_key = self.aggregate(window, Ads::One(ad), GroupBy::Bucket(granularity, zone), States::Merged).await?;
         by_key
             .into_iter()
             .map(|(key, counts)| {
@@ -178,16 +189,16 @@ impl Repo {
             .collect()
     }
 
-    async fn aggregate(&self, window: Window, ads: Ads<'_>, group: GroupBy<'_>, uniques: Uniques) -> Result<BTreeMap<String, Counts>, QueryError> {
+    async fn aggregate(&self, window: Window, ads: Ads<'_>, group: GroupBy<'_>, states: States) -> Result<BTreeMap<String, Counts>, QueryError> {
         let coarsest = match group {
             GroupBy::Ad => Rollup::Day,
             GroupBy::Bucket(g, zone) => window.coarsest_rollup(g, zone),
         };
         let segments = window.segments(coarsest);
         let key = group.key_sql();
-        let (unique_visitors, merged) = match uniques {
-            Uniques::Merged => (", unique_visitors", "uniqMerge(unique_visitors)"),
-            Uniques::Skipped => ("", "toUInt64(0)"),
+        let (unique_visitors, merged) = match states {
+            States::Merged => (", unique_visitors", "uniqMerge(unique_visitors)"),
+            States::Skipped => ("", "toUInt64(0)"),
         };
         let clicks_sql = format!(
             "SELECT {key} AS key, sum(clicks) AS clicks, {merged} AS unique_clicks, \
@@ -205,6 +216,10 @@ impl Repo {
             "SELECT {key} AS key, sum(impressions) AS impressions, {merged} AS unique_viewers FROM ({}) GROUP BY key",
             rollup_rows("impression_events", &format!("impressions{unique_visitors}"), &segments, ads)
         );
+        let playback_sql = format!(
+            "SELECT {key} AS key, quantilesTDigestMerge(0.5, 0.95)(playback_time_secs_quantiles) AS quantiles FROM ({}) GROUP BY key",
+            rollup_rows("click_playback", "playback_time_secs_quantiles", &segments, ads)
+        );
         let bind = |sql: &str| {
             let mut query = self.client.query(sql);
             for (i, segment) in segments.iter().enumerate() {
@@ -221,9 +236,16 @@ impl Repo {
                 Ads::These(ids) => query.param("ad_ids", ids.iter().map(Uuid::to_string).collect::<Vec<_>>()),
             }
         };
-        let (clicks, impressions) = tokio::try_join!(
+        let playback = async {
+            match states {
+                States::Merged => bind(&playback_sql).fetch_all::<PlaybackAgg>().await,
+                States::Skipped => Ok(Vec::new()),
+            }
+        };
+        let (clicks, impressions, playback) = tokio::try_join!(
             bind(&clicks_sql).fetch_all::<ClickAgg>(),
-            bind(&impressions_sql).fetch_all::<ImpressionAgg>()
+            bind(&impressions_sql).fetch_all::<ImpressionAgg>(),
+            playback
         )?;
         let mut out: BTreeMap<String, Counts> = BTreeMap::new();
         for row in clicks {
@@ -239,6 +261,11 @@ impl Repo {
             let counts = out.entry(row.key).or_default();
             counts.impressions = row.impressions;
             counts.unique_viewers = row.unique_viewers;
+        }
+        for row in playback {
+            let counts = out.entry(row.key).or_default();
+            let finite = |i: usize| row.quantiles.get(i).map(|&q| f64::from(q)).filter(|q| q.is_finite());
+            (counts.playback_p50_secs, counts.playback_p95_secs) = (finite(0), finite(1));
         }
         Ok(out)
     }

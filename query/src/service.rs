@@ -14,7 +14,7 @@ use crate::error::QueryError;
 use crate::metrics::Metrics;
 use crate::range::{Compare, Granularity, Window, Zone};
 use crate::ranking::{self, Ranking};
-use crate::repo::{Ads, Counts, Repo, Uniques};
+use crate::repo::{Ads, Counts, Repo, States};
 
 pub struct Analytics {
     repo: Repo,
@@ -117,24 +117,26 @@ impl Analytics {
     async fn report_ads(&self, query: &ReportQuery) -> Result<Vec<(Uuid, Counts)>, QueryError> {
         let window = query.window;
         if let Some(id) = query.ad {
-            let mut totals = self.repo.totals_by_ad(window, Ads::One(id), Uniques::Merged).await?;
+            let mut totals = self.repo.totals_by_ad(window, Ads::One(id), States::Merged).await?;
             return Ok(vec![(id, totals.remove(&id).unwrap_or_default())]);
         }
         let Some(ranking) = query.ranking else {
-            return Ok(self.repo.totals_by_ad(window, Ads::All, Uniques::Merged).await?.into_iter().collect());
+            return Ok(self.repo.totals_by_ad(window, Ads::All, States::Merged).await?.into_iter().collect());
         };
-        if ranking.metric.needs_uniques() {
-            return Ok(ranking::top(self.repo.totals_by_ad(window, Ads::All, Uniques::Merged).await?, ranking));
+        if ranking.metric.needs_states() {
+            return Ok(ranking::top(self.repo.totals_by_ad(window, Ads::All, States::Merged).await?, ranking));
         }
-        // Rank on the sums alone, then merge unique visitors for the winners only.
-        let mut top = ranking::top(self.repo.totals_by_ad(window, Ads::All, Uniques::Skipped).await?, ranking);
+        // Rank on the sums alone, then merge the states for the winners only.
+        let mut top = ranking::top(self.repo.totals_by_ad(window, Ads::All, States::Skipped).await?, ranking);
         if !top.is_empty() {
             let ids: Vec<Uuid> = top.iter().map(|(id, _)| *id).collect();
-            let merged = self.repo.totals_by_ad(window, Ads::These(&ids), Uniques::Merged).await?;
+            let merged = self.repo.totals_by_ad(window, Ads::These(&ids), States::Merged).await?;
             for (id, counts) in &mut top {
                 if let Some(m) = merged.get(id) {
                     counts.unique_clicks = m.unique_clicks;
                     counts.unique_viewers = m.unique_viewers;
+                    counts.playback_p50_secs = m.playback_p50_secs;
+                    counts.playback_p95_secs = m.playback_p95_secs;
                 }
             }
         }
@@ -151,7 +153,7 @@ impl Analytics {
             (None, Some(_)) => Ads::These(&ids),
             (None, None) => Ads::All,
         };
-        let mut totals = if ids.is_empty() { Default::default() } else { self.repo.totals_by_ad(window, scope, Uniques::Merged).await? };
+        let mut totals = if ids.is_empty() { Default::default() } else { self.repo.totals_by_ad(window, scope, States::Merged).await? };
         Ok(PreviousReport {
             from: window.from,
             to: window.to,
@@ -190,7 +192,7 @@ impl Analytics {
     /// One ad's totals and its series over the given buckets.
     async fn period(&self, ad: Uuid, window: Window, query: &SeriesQuery, buckets: Vec<OffsetDateTime>) -> Result<Period, QueryError> {
         let (mut totals, mut by_bucket) = tokio::try_join!(
-            self.repo.totals_by_ad(window, Ads::One(ad), Uniques::Merged),
+            self.repo.totals_by_ad(window, Ads::One(ad), States::Merged),
             self.repo.series(window, ad, query.granularity, &query.zone)
         )?;
         let series: Vec<Bucket> = buckets

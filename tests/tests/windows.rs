@@ -27,6 +27,9 @@ struct Totals {
     ctr: Option<String>,
     avg_playback_time_secs: Option<String>,
     avg_watched_percent: Option<String>,
+    /// Percentiles, rounded to 3 digits: t-digests merged per bucket against one over the rows.
+    p50_playback_time_secs: Option<String>,
+    p95_playback_time_secs: Option<String>,
 }
 
 fn rounded(v: &Value) -> Option<String> {
@@ -44,6 +47,8 @@ impl Totals {
             ctr: rounded(&entry["ctr"]),
             avg_playback_time_secs: rounded(&entry["avg_playback_time_secs"]),
             avg_watched_percent: rounded(&entry["avg_watched_percent"]),
+            p50_playback_time_secs: entry["p50_playback_time_secs"].as_f64().map(|f| format!("{f:.3}")),
+            p95_playback_time_secs: entry["p95_playback_time_secs"].as_f64().map(|f| format!("{f:.3}")),
         }
     }
 }
@@ -60,8 +65,9 @@ fn raw_filter(ad: &str, from: OffsetDateTime, to: OffsetDateTime) -> String {
 async fn raw_totals(stack: &Stack, ad: &str, from: OffsetDateTime, to: OffsetDateTime) -> Totals {
     let filter = raw_filter(ad, from, to);
     let sql = format!(
-        "SELECT c.n, c.u, i.n, i.u, c.p, c.w FROM \
-         (SELECT count() AS n, uniq(visitor_id) AS u, avg(playback_time_secs) AS p, avg(watched_percent) AS w FROM click_events WHERE {filter}) AS c, \
+        "SELECT c.n, c.u, i.n, i.u, c.p, c.w, c.q FROM \
+         (SELECT count() AS n, uniq(visitor_id) AS u, avg(playback_time_secs) AS p, avg(watched_percent) AS w, \
+          quantilesTDigest(0.5, 0.95)(playback_time_secs) AS q FROM click_events WHERE {filter}) AS c, \
          (SELECT count() AS n, uniq(visitor_id) AS u FROM impression_events WHERE {filter}) AS i \
          FORMAT JSONCompactEachRow"
     );
@@ -78,6 +84,8 @@ async fn raw_totals(stack: &Stack, ad: &str, from: OffsetDateTime, to: OffsetDat
         ctr: (impressions > 0).then(|| format!("{:.9}", clicks as f64 / impressions as f64)),
         avg_playback_time_secs: finite(&row[4]),
         avg_watched_percent: finite(&row[5]),
+        p50_playback_time_secs: row[6][0].as_f64().filter(|f| f.is_finite()).map(|f| format!("{f:.3}")),
+        p95_playback_time_secs: row[6][1].as_f64().filter(|f| f.is_finite()).map(|f| format!("{f:.3}")),
     }
 }
 
@@ -187,9 +195,18 @@ async fn windows_across_days_and_hours_match_the_raw_events() {
     let reported = OffsetDateTime::parse(report["newest_event_received_at"].as_str().expect("newest_event_received_at"), &Rfc3339).expect("RFC 3339");
     assert_eq!((reported.unix_timestamp_nanos() / 1_000_000).to_string(), newest, "freshness is the newest stored event's receive time");
 
-    // An installation that had events before the hour and day rollups existed: the migration
-    // fills them from the raw tables once.
-    for table in ["click_events_per_hour", "click_events_per_day", "impression_events_per_hour", "impression_events_per_day"] {
+    // An installation that had events before the hour and day rollups (and the playback
+    // percentiles and the watermark) existed: the migrations fill them from the raw tables once.
+    let filled_once = [
+        "click_events_per_hour",
+        "click_events_per_day",
+        "impression_events_per_hour",
+        "impression_events_per_day",
+        "click_playback_per_minute",
+        "click_playback_per_hour",
+        "click_playback_per_day",
+    ];
+    for table in filled_once {
         stack.sql(&format!("DROP TABLE {table}_mv SYNC")).await.expect("drop view");
         stack.sql(&format!("DROP TABLE {table} SYNC")).await.expect("drop rollup");
     }
@@ -219,7 +236,7 @@ async fn assert_rankings_match(stack: &Stack, from: OffsetDateTime, to: OffsetDa
         raw.push((ad, raw_totals(stack, ad, from, to).await));
     }
     raw.retain(|(_, t)| t.clicks + t.impressions > 0);
-    let metrics: [(&str, fn(&Totals) -> Option<f64>); 7] = [
+    let metrics: [(&str, fn(&Totals) -> Option<f64>); 8] = [
         ("clicks", |t| Some(t.clicks as f64)),
         ("unique_clicks", |t| Some(t.unique_clicks as f64)),
         ("impressions", |t| Some(t.impressions as f64)),
@@ -227,6 +244,7 @@ async fn assert_rankings_match(stack: &Stack, from: OffsetDateTime, to: OffsetDa
         ("ctr", |t| t.ctr.as_deref().and_then(|v| v.parse().ok())),
         ("avg_playback_time_secs", |t| t.avg_playback_time_secs.as_deref().and_then(|v| v.parse().ok())),
         ("avg_watched_percent", |t| t.avg_watched_percent.as_deref().and_then(|v| v.parse().ok())),
+        ("p95_playback_time_secs", |t| t.p95_playback_time_secs.as_deref().and_then(|v| v.parse().ok())),
     ];
     for (metric, value) in metrics {
         let mut expected: Vec<(&str, Option<f64>)> = raw.iter().map(|(ad, t)| (*ad, value(t))).collect();

@@ -114,6 +114,11 @@ pub struct Metrics {
     pub ctr: Option<f64>,
     /// Mean playback before a click, over the clicks that reported one; null when none did.
     pub avg_playback_time_secs: Option<f64>,
+    /// Median playback before a click (t-digest: exact for small sets, within about 1 %
+    /// beyond); null when no click reported one.
+    pub p50_playback_time_secs: Option<f64>,
+    /// 95th percentile of playback before a click; null when no click reported one.
+    pub p95_playback_time_secs: Option<f64>,
     /// Mean share of the ad watched before a click, in percent, over the clicks that reported
     /// one; null when none did.
     pub avg_watched_percent: Option<f64>,
@@ -128,6 +133,8 @@ impl From<Counts> for Metrics {
             unique_viewers: c.unique_viewers,
             ctr: c.ctr(),
             avg_playback_time_secs: c.avg_playback_time_secs(),
+            p50_playback_time_secs: c.playback_p50_secs,
+            p95_playback_time_secs: c.playback_p95_secs,
             avg_watched_percent: c.avg_watched_percent(),
         }
     }
