@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0007_analyst_views.sql", include_str!("../../clickhouse/migrations/0007_analyst_views.sql")),
     ("0008_events_received_watermark.sql", include_str!("../../clickhouse/migrations/0008_events_received_watermark.sql")),
     ("0009_playback_quantiles.sql", include_str!("../../clickhouse/migrations/0009_playback_quantiles.sql")),
+    ("0010_audience_breakdowns.sql", include_str!("../../clickhouse/migrations/0010_audience_breakdowns.sql")),
 ];
 
 /// Sample ads for a new installation.

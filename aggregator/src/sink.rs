@@ -224,6 +224,9 @@ mod tests {
             watched_percent: None,
             schema_version: 1,
             stream_seq: seq,
+            device_type: String::new(),
+            browser: String::new(),
+            country: String::new(),
         })
     }
 

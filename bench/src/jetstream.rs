@@ -8,6 +8,7 @@ use std::time::Instant;
 use anyhow::Context;
 use async_nats::jetstream::{self, message::PublishMessage};
 use futures::stream::{FuturesUnordered, StreamExt};
+use schemas::audience::{Browser, DeviceType};
 use schemas::stream::SCHEMA_VERSION_HEADER;
 use schemas::{AdEvent, SCHEMA_VERSION};
 use serde::Serialize;
@@ -106,5 +107,8 @@ fn ad_event(event: &Event) -> AdEvent {
         user_agent: Some(BENCH_USER_AGENT.to_owned()),
         playback_time_secs: event.playback.map(|(secs, _)| secs),
         watched_percent: event.playback.map(|(_, percent)| percent),
+        device_type: Some(DeviceType::of(BENCH_USER_AGENT)),
+        browser: Some(Browser::of(BENCH_USER_AGENT)),
+        country: None,
     }
 }

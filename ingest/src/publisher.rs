@@ -182,6 +182,9 @@ mod tests {
             user_agent: None,
             playback_time_secs: None,
             watched_percent: None,
+            device_type: None,
+            browser: None,
+            country: None,
         }
     }
 

@@ -2,8 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use uuid::Uuid;
-
 use crate::error::QueryError;
 use crate::repo::Counts;
 
@@ -66,12 +64,12 @@ impl Ranking {
     }
 }
 
-/// The `limit` ads ranking highest by the metric, highest first; ads without a value (a ratio
-/// over nothing) come last, and ties go by ad_id so that answers are stable.
-pub fn top(totals: BTreeMap<Uuid, Counts>, ranking: Ranking) -> Vec<(Uuid, Counts)> {
+/// The `limit` ads (or groups) ranking highest by the metric, highest first; those without a
+/// value (a ratio over nothing) come last, and ties go by key so that answers are stable.
+pub fn top<K: Ord>(totals: BTreeMap<K, Counts>, ranking: Ranking) -> Vec<(K, Counts)> {
     use std::cmp::Ordering;
     let value = |c: &Counts| ranking.metric.value(c);
-    let mut ads: Vec<(Uuid, Counts)> = totals.into_iter().collect();
+    let mut ads: Vec<(K, Counts)> = totals.into_iter().collect();
     ads.sort_by(|(a_id, a), (b_id, b)| {
         let by_value = match (value(a), value(b)) {
             (Some(a), Some(b)) => b.total_cmp(&a),
@@ -87,6 +85,8 @@ pub fn top(totals: BTreeMap<Uuid, Counts>, ranking: Ranking) -> Vec<(Uuid, Count
 
 #[cfg(test)]
 mod tests {
+    use uuid::Uuid;
+
     use super::*;
 
     fn ad(n: u128) -> Uuid {

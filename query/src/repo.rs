@@ -9,6 +9,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::breakdown::{Dimension, Filters};
 use crate::error::QueryError;
 use crate::range::{Granularity, Rollup, Segment, Window, Zone};
 
@@ -269,6 +270,104 @@ impl Repo {
         }
         Ok(out)
     }
+}
+
+/// One group of a breakdown: clicks and their unique visitors, or impressions and theirs.
+#[derive(Row, Deserialize)]
+struct BreakdownAgg {
+    key: String,
+    events: u64,
+    unique_visitors: u64,
+}
+
+impl Repo {
+    /// Counts per value of `by` over the window, for the events matching `filters`. Only the
+    /// counts and unique visitors are filled: the audience rollups keep nothing else.
+    pub async fn breakdown(&self, window: Window, by: Dimension, filters: &Filters) -> Result<BTreeMap<String, Counts>, QueryError> {
+        let segments = window.segments(Rollup::Day);
+        let (key, join) = match by {
+            Dimension::Campaign => ("c.campaign_id", " LEFT JOIN (SELECT id, campaign_id FROM ads FINAL) AS c ON c.id = r.ad_id"),
+            Dimension::DeviceType => ("if(r.device_type = '', 'unknown', r.device_type)", ""),
+            Dimension::Browser => ("if(r.browser = '', 'unknown', r.browser)", ""),
+            Dimension::Country => ("if(r.country = '', 'unknown', r.country)", ""),
+        };
+        let sql = |kind: &str, count: &str| {
+            format!(
+                "SELECT {key} AS key, sum(r.{count}) AS events, uniqMerge(r.unique_visitors) AS unique_visitors \
+                 FROM ({}) AS r{join} GROUP BY key",
+                audience_rows(kind, count, &segments, filters)
+            )
+        };
+        let bind = |sql: String| {
+            let mut query = self.client.query(&sql);
+            for (i, segment) in segments.iter().enumerate() {
+                query = query
+                    .param(&format!("from{i}"), segment.from.unix_timestamp())
+                    .param(&format!("to{i}"), segment.to.unix_timestamp());
+            }
+            if let Some(ad) = filters.ad_id {
+                query = query.param("ad_id", ad.to_string());
+            }
+            if let Some(campaign) = &filters.campaign_id {
+                query = query.param("campaign_id", campaign.as_str());
+            }
+            for (name, value) in [("device_type", filters.device_type), ("browser", filters.browser), ("country", filters.country.as_deref())] {
+                if let Some(value) = value {
+                    query = query.param(name, value);
+                }
+            }
+            query.fetch_all::<BreakdownAgg>()
+        };
+        let (clicks, impressions) = tokio::try_join!(bind(sql("click", "clicks")), bind(sql("impression", "impressions")))?;
+        let mut out: BTreeMap<String, Counts> = BTreeMap::new();
+        for row in clicks {
+            let counts = out.entry(row.key).or_default();
+            (counts.clicks, counts.unique_clicks) = (row.events, row.unique_visitors);
+        }
+        for row in impressions {
+            let counts = out.entry(row.key).or_default();
+            (counts.impressions, counts.unique_viewers) = (row.events, row.unique_visitors);
+        }
+        Ok(out)
+    }
+}
+
+/// The audience rows of one kind covering the segments, with `ad_id`, the three dimensions,
+/// `count` and `unique_visitors`: hour and day segments from `<kind>_audience_per_<unit>`, the
+/// minutes at the edges aggregated from the raw table. Filter values are bound parameters.
+fn audience_rows(kind: &str, count: &str, segments: &[Segment], filters: &Filters) -> String {
+    let mut conditions = String::new();
+    if filters.ad_id.is_some() {
+        conditions.push_str("ad_id = {ad_id:UUID} AND ");
+    }
+    if filters.campaign_id.is_some() {
+        conditions.push_str("ad_id IN (SELECT id FROM ads FINAL WHERE campaign_id = {campaign_id:String}) AND ");
+    }
+    for (name, set) in [("device_type", filters.device_type.is_some()), ("browser", filters.browser.is_some()), ("country", filters.country.is_some())] {
+        if set {
+            conditions.push_str(&format!("{name} = {{{name}:String}} AND "));
+        }
+    }
+    segments
+        .iter()
+        .enumerate()
+        .map(|(i, segment)| match segment.rollup {
+            Rollup::Minute => format!(
+                "SELECT ad_id, device_type, browser, country, count() AS {count}, uniqState(visitor_id) AS unique_visitors \
+                 FROM {kind}_events WHERE {conditions}\
+                 timestamp >= toDateTime64({{from{i}:Int64}}, 3, 'UTC') AND timestamp < toDateTime64({{to{i}:Int64}}, 3, 'UTC') \
+                 GROUP BY ad_id, device_type, browser, country"
+            ),
+            Rollup::Hour | Rollup::Day => {
+                let time = segment.rollup.column();
+                format!(
+                    "SELECT ad_id, device_type, browser, country, {count}, unique_visitors FROM {kind}_audience_per_{time} \
+                     WHERE {conditions}{time} >= toDateTime({{from{i}:Int64}}, 'UTC') AND {time} < toDateTime({{to{i}:Int64}}, 'UTC')"
+                )
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
 }
 
 /// The rollup rows of one kind (`click_events` or `impression_events`) covering the segments:

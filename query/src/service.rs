@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use schemas::rows::AdRow;
 
-use crate::api::model::{Ad, AdAnalytics, AdChanges, NewAd, AdList, AdMetrics, AnalyticsReport, Bucket, Pagination, Period, PreviousReport};
+use crate::api::model::{Ad, AdAnalytics, AdChanges, Breakdown, BreakdownGroup, NewAd, AdList, AdMetrics, AnalyticsReport, Bucket, Pagination, Period, PreviousReport};
+use crate::breakdown::{Dimension, Filters};
 use crate::cache::AnswerCache;
 use crate::catalog;
 use crate::error::QueryError;
@@ -22,6 +23,7 @@ pub struct Analytics {
     ads: AnswerCache<Uuid, Option<Ad>>,
     reports: AnswerCache<ReportQuery, AnalyticsReport>,
     series: AnswerCache<(Uuid, SeriesQuery), AdAnalytics>,
+    breakdowns: AnswerCache<BreakdownQuery, Breakdown>,
 }
 
 impl Analytics {
@@ -32,7 +34,8 @@ impl Analytics {
             ad_lists: AnswerCache::new("ad_lists", ttl, max_entries, lookups.clone()),
             ads: AnswerCache::new("ads", ttl, max_entries, lookups.clone()),
             reports: AnswerCache::new("reports", ttl, max_entries, lookups.clone()),
-            series: AnswerCache::new("series", ttl, max_entries, lookups),
+            series: AnswerCache::new("series", ttl, max_entries, lookups.clone()),
+            breakdowns: AnswerCache::new("breakdowns", ttl, max_entries, lookups),
         }
     }
 
@@ -54,6 +57,28 @@ impl Analytics {
             .get_or_compute(id, async { Ok(self.repo.get_ad(id).await?.map(Ad::from)) })
             .await?
             .ok_or(QueryError::AdNotFound(id))
+    }
+
+    /// The window's metrics grouped by one dimension: see [`BreakdownQuery`].
+    pub async fn breakdown(&self, query: BreakdownQuery) -> Result<Breakdown, QueryError> {
+        if let Some(id) = query.filters.ad_id {
+            self.ad(id).await?;
+        }
+        self.breakdowns
+            .get_or_compute(query.clone(), async {
+                let (groups, newest_event_received_at) = tokio::try_join!(
+                    self.repo.breakdown(query.window, query.by, &query.filters),
+                    self.repo.newest_event_received_at()
+                )?;
+                Ok(Breakdown {
+                    from: query.window.from,
+                    to: query.window.to,
+                    by: query.by,
+                    newest_event_received_at,
+                    groups: ranking::top(groups, query.ranking).into_iter().map(|(value, c)| BreakdownGroup::new(value, c)).collect(),
+                })
+            })
+            .await
     }
 
     /// Adds an ad to the catalog.
@@ -219,6 +244,16 @@ pub struct ReportQuery {
     /// Only the top ads by a metric.
     pub ranking: Option<Ranking>,
     pub compare: Option<Compare>,
+}
+
+/// What `GET /ads/analytics/breakdown` asks, normalised.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BreakdownQuery {
+    pub window: Window,
+    pub by: Dimension,
+    pub filters: Filters,
+    /// The order and number of groups.
+    pub ranking: Ranking,
 }
 
 /// What `GET /ads/{ad_id}/analytics` asks besides the ad, normalised.

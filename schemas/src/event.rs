@@ -10,7 +10,11 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// Version of the [`AdEvent`] JSON layout. Consumers reject versions they do not know.
+use crate::audience::{Browser, DeviceType};
+
+/// Version of the [`AdEvent`] JSON layout. Consumers reject versions they do not know. Optional
+/// fields added later (`device_type`, `browser`, `country`) keep the version: older events lack
+/// them, and readers ignore fields they do not know.
 pub const SCHEMA_VERSION: u16 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +54,16 @@ pub struct AdEvent {
     /// Clicks only: share of the ad watched before the click, 0 to 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watched_percent: Option<f64>,
+    /// Derived from `user_agent` by ingest. Absent in events published before it did: readers
+    /// derive it from `user_agent` the same way ([`DeviceType::of`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_type: Option<DeviceType>,
+    /// Derived from `user_agent` by ingest, like `device_type` ([`Browser::of`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser: Option<Browser>,
+    /// ISO 3166-1 alpha-2 country code, when the client sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -11,14 +11,15 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::audience::{self, Browser, DeviceType};
 use crate::{AdEvent, EventKind, SCHEMA_VERSION};
 
 /// Largest `playback_time_secs` accepted: one day.
 pub const MAX_PLAYBACK_TIME_SECS: f64 = 86_400.0;
 /// Every field an impression may have.
-pub const IMPRESSION_FIELDS: &[&str] = &["event_id", "ad_id", "timestamp"];
+pub const IMPRESSION_FIELDS: &[&str] = &["event_id", "ad_id", "timestamp", "country"];
 /// Every field a click may have.
-pub const CLICK_FIELDS: &[&str] = &["event_id", "ad_id", "timestamp", "playback_time_secs", "watched_percent"];
+pub const CLICK_FIELDS: &[&str] = &["event_id", "ad_id", "timestamp", "country", "playback_time_secs", "watched_percent"];
 
 /// Longest user agent kept; longer ones are cut (at a character boundary), never rejected.
 pub const MAX_USER_AGENT_BYTES: usize = 512;
@@ -64,6 +65,8 @@ pub struct ImpressionInput {
     pub event_id: Option<Uuid>,
     pub ad_id: Uuid,
     pub timestamp: Option<OffsetDateTime>,
+    /// ISO 3166-1 alpha-2, upper-cased.
+    pub country: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -143,9 +146,12 @@ fn into_event(
         timestamp,
         received_at: ctx.received_at,
         client_ip: ctx.client_ip,
+        device_type: Some(DeviceType::of(ctx.user_agent.as_deref().unwrap_or(""))),
+        browser: Some(Browser::of(ctx.user_agent.as_deref().unwrap_or(""))),
         user_agent: ctx.user_agent.map(truncate_user_agent),
         playback_time_secs,
         watched_percent,
+        country: common.country,
     })
 }
 
@@ -219,7 +225,14 @@ impl Fields {
                 InputError::invalid("timestamp", "must be an RFC 3339 date-time, e.g. 2026-11-22T10:15:30Z")
             })?),
         };
-        Ok(ImpressionInput { event_id, ad_id, timestamp })
+        let country = match self.string("country")? {
+            None => None,
+            Some(s) => Some(
+                audience::country_code(&s)
+                    .ok_or_else(|| InputError::invalid("country", "must be an ISO 3166-1 alpha-2 code, e.g. FR"))?,
+            ),
+        };
+        Ok(ImpressionInput { event_id, ad_id, timestamp, country })
     }
 
     /// A present, non-null field; `null` counts as absent.

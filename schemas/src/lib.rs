@@ -1,5 +1,6 @@
 //! The ad-event contract shared by every service.
 //!
+//! - [`audience`]: device type and browser from the user agent, and countries, for breakdowns.
 //! - [`input`]: what clients send over HTTP, parsed and validated here and nowhere else;
 //!   [`batch`]: the same, many events per request.
 //! - [`event`]: what travels through NATS JetStream (versioned JSON, readable with the `nats` CLI).
@@ -9,6 +10,7 @@
 //! Changing a wire type is a contract change: bump [`event::SCHEMA_VERSION`] and keep the
 //! fixtures under `schemas/test-data/` parsing.
 
+pub mod audience;
 pub mod batch;
 pub mod event;
 pub mod input;

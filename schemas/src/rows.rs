@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::audience::{Browser, DeviceType};
 use crate::{AdEvent, EventKind};
 
 /// A row of `click_events`. `visitor_id` is computed by ClickHouse (column DEFAULT).
@@ -26,6 +27,11 @@ pub struct ClickRow {
     pub schema_version: u16,
     /// The JetStream sequence the event was read from: how redeliveries are recognised.
     pub stream_seq: u64,
+    /// [`crate::audience`]: breakdown dimensions.
+    pub device_type: String,
+    pub browser: String,
+    /// Empty when the client sent none.
+    pub country: String,
 }
 
 /// A row of `impression_events`.
@@ -43,6 +49,9 @@ pub struct ImpressionRow {
     pub user_agent: String,
     pub schema_version: u16,
     pub stream_seq: u64,
+    pub device_type: String,
+    pub browser: String,
+    pub country: String,
 }
 
 /// The ad catalog (`ads` table, a ReplacingMergeTree on `updated_at`: read it with `FINAL`).
@@ -87,6 +96,10 @@ impl EventRow {
     pub fn from_event(event: AdEvent, stream_seq: u64) -> Self {
         let client_ip = event.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
         let user_agent = event.user_agent.unwrap_or_default();
+        // Events published before ingest derived these get them the same way now.
+        let device_type = event.device_type.unwrap_or_else(|| DeviceType::of(&user_agent)).as_str().to_owned();
+        let browser = event.browser.unwrap_or_else(|| Browser::of(&user_agent)).as_str().to_owned();
+        let country = event.country.unwrap_or_default();
         match event.kind {
             EventKind::Click => EventRow::Click(ClickRow {
                 event_id: event.event_id,
@@ -99,6 +112,9 @@ impl EventRow {
                 watched_percent: event.watched_percent,
                 schema_version: event.schema_version,
                 stream_seq,
+                device_type,
+                browser,
+                country,
             }),
             EventKind::Impression => EventRow::Impression(ImpressionRow {
                 event_id: event.event_id,
@@ -109,6 +125,9 @@ impl EventRow {
                 user_agent,
                 schema_version: event.schema_version,
                 stream_seq,
+                device_type,
+                browser,
+                country,
             }),
         }
     }

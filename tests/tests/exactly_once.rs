@@ -141,6 +141,9 @@ fn click(seq: u64) -> EventRow {
             user_agent: Some("test".into()),
             playback_time_secs: None,
             watched_percent: None,
+            device_type: None,
+            browser: None,
+            country: None,
         },
         seq,
     )

@@ -125,6 +125,7 @@ async fn bad_input_gets_its_error_and_changes_no_count() {
         ("malformed JSON", "application/json", b"{\"ad_id\": ".to_vec(), 400, None),
         ("wrong type", "application/json", json!({"ad_id": AD_TRAIL_RUNNER, "watched_percent": "all"}).to_string().into(), 400, Some("watched_percent")),
         ("unknown field", "application/json", json!({"ad_id": AD_TRAIL_RUNNER, "adid": 1}).to_string().into(), 400, Some("adid")),
+        ("not a country code", "application/json", json!({"ad_id": AD_TRAIL_RUNNER, "country": "France"}).to_string().into(), 422, Some("country")),
         ("out of range", "application/json", json!({"ad_id": AD_TRAIL_RUNNER, "playback_time_secs": 90000}).to_string().into(), 422, Some("playback_time_secs")),
         ("future", "application/json", json!({"ad_id": AD_TRAIL_RUNNER, "timestamp": at(OffsetDateTime::now_utc() + Duration::minutes(10))}).to_string().into(), 422, Some("timestamp")),
         ("too old for the stream", "application/json", json!({"ad_id": AD_TRAIL_RUNNER, "timestamp": "2020-01-01T00:00:00Z"}).to_string().into(), 422, Some("timestamp")),

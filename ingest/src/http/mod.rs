@@ -89,6 +89,9 @@ pub struct ClickRequest {
     /// Share of the ad watched before the click, in percent.
     #[oai(validator(minimum(value = "0"), maximum(value = "100")))]
     pub watched_percent: Option<f64>,
+    /// The viewer's country, ISO 3166-1 alpha-2 (any case), for breakdowns.
+    #[oai(validator(pattern = "^[A-Za-z]{2}$"))]
+    pub country: Option<String>,
 }
 
 /// An impression. Unknown fields are rejected (400).
@@ -101,6 +104,9 @@ pub struct ImpressionRequest {
     pub ad_id: Uuid,
     /// When the ad was shown (RFC 3339); same rules as for clicks.
     pub timestamp: Option<OffsetDateTime>,
+    /// The viewer's country, ISO 3166-1 alpha-2 (any case), for breakdowns.
+    #[oai(validator(pattern = "^[A-Za-z]{2}$"))]
+    pub country: Option<String>,
 }
 
 /// One event of a batch: a click or an impression, told apart by `type`.

@@ -14,12 +14,13 @@ use service_kit::Problem;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use self::model::{Ad, AdAnalytics, AdChanges, AdList, AnalyticsReport, NewAd};
+use self::model::{Ad, AdAnalytics, AdChanges, AdList, AnalyticsReport, Breakdown, NewAd};
 use crate::auth::{self, Access, Caller};
+use crate::breakdown::{self, BrowserFilter, DeviceTypeFilter, Dimension, Filters};
 use crate::error::QueryError;
 use crate::range::{Compare, Granularity, Timeframe, Window, Zone};
 use crate::ranking::{Metric, Ranking};
-use crate::service::{now, Analytics, ReportQuery, SeriesQuery};
+use crate::service::{now, Analytics, BreakdownQuery, ReportQuery, SeriesQuery};
 
 #[derive(Tags)]
 pub enum QueryTags {
@@ -154,6 +155,59 @@ impl QueryApi {
         });
         let result = match query {
             Ok(query) => self.analytics.report(query).await,
+            Err(e) => Err(e),
+        };
+        result.into()
+    }
+
+    /// Metrics grouped by campaign, device type, browser or country
+    ///
+    /// Same window rules as `getAdsAnalytics`. The filters combine with AND. Groups come
+    /// highest `sort` first (default `impressions`), at most `limit` of them.
+    #[oai(path = "/ads/analytics/breakdown", method = "get", operation_id = "getBreakdown", tag = "QueryTags::Analytics")]
+    #[allow(clippy::too_many_arguments)] // poem-openapi takes each query parameter as an argument
+    async fn breakdown(
+        &self,
+        caller: Caller,
+        /// What to group by.
+        by: Query<Dimension>,
+        /// Start of the window (RFC 3339), inclusive.
+        from: Query<Option<OffsetDateTime>>,
+        /// End of the window (RFC 3339), exclusive. Default: now.
+        to: Query<Option<OffsetDateTime>>,
+        /// A preset window ending now, instead of from/to.
+        timeframe: Query<Option<Timeframe>>,
+        /// Only this ad's events (404 if it does not exist).
+        ad_id: Query<Option<Uuid>>,
+        /// Only the events of this campaign's ads.
+        #[oai(validator(max_length = 100))]
+        campaign_id: Query<Option<String>>,
+        /// Only events from this device type.
+        device_type: Query<Option<DeviceTypeFilter>>,
+        /// Only events from this browser.
+        browser: Query<Option<BrowserFilter>>,
+        /// Only events from this country (ISO 3166-1 alpha-2), or `unknown`.
+        country: Query<Option<String>>,
+        /// Order groups by this metric, highest first: clicks, unique_clicks, impressions,
+        /// unique_viewers or ctr. Default: impressions.
+        sort: Query<Option<Metric>>,
+        /// How many groups at most (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "250")))]
+        limit: Query<Option<u32>>,
+    ) -> AnalyticsResponse<Breakdown> {
+        let query = self.authorize(&caller, Access::Read).and_then(|()| {
+            Ok(BreakdownQuery {
+                window: Window::resolve(from.0, to.0, timeframe.0, now())?,
+                by: by.0,
+                filters: Filters::new(ad_id.0, campaign_id.0, device_type.0, browser.0, country.0)?,
+                ranking: Ranking {
+                    metric: breakdown::check_sort(sort.0.unwrap_or(Metric::Impressions))?,
+                    limit: limit.0.unwrap_or(breakdown::DEFAULT_GROUPS),
+                },
+            })
+        });
+        let result = match query {
+            Ok(query) => self.analytics.breakdown(query).await,
             Err(e) => Err(e),
         };
         result.into()
@@ -335,8 +389,8 @@ pub enum AnalyticsResponse<T: poem_openapi::types::ToJSON> {
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
     /// Parameters contradict each other (timeframe with from/to, from after to, too many buckets,
-    /// sort with ad_id, limit without sort, a previous period before 1970) or name an unknown
-    /// time zone.
+    /// sort with ad_id, limit without sort, a previous period before 1970), name an unknown
+    /// time zone, or sort a breakdown by a metric it does not have.
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
     /// ClickHouse did not answer.

@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use url::Url;
 use uuid::Uuid;
 
+use crate::breakdown::Dimension;
 use crate::range::Granularity;
 use crate::repo::Counts;
 
@@ -206,4 +207,34 @@ pub struct AdAnalytics {
     /// With `compare=previous`: the period of equal length just before, bucketed alike.
     #[oai(skip_serializing_if_is_none)]
     pub previous: Option<Period>,
+}
+
+/// The metrics of one group of a breakdown.
+#[derive(Object, Clone, Debug, PartialEq)]
+pub struct BreakdownGroup {
+    /// The campaign id, device type, browser or country; `unknown` for events stored without it.
+    pub value: String,
+    pub clicks: u64,
+    pub unique_clicks: u64,
+    pub impressions: u64,
+    pub unique_viewers: u64,
+    /// clicks / impressions; null when there were no impressions.
+    pub ctr: Option<f64>,
+}
+
+impl BreakdownGroup {
+    pub fn new(value: String, c: Counts) -> Self {
+        Self { value, clicks: c.clicks, unique_clicks: c.unique_clicks, impressions: c.impressions, unique_viewers: c.unique_viewers, ctr: c.ctr() }
+    }
+}
+
+/// The window's metrics grouped by one dimension, highest `sort` first.
+#[derive(Object, Clone)]
+pub struct Breakdown {
+    pub from: OffsetDateTime,
+    pub to: OffsetDateTime,
+    pub by: Dimension,
+    /// When ingest received the newest event stored so far (any ad).
+    pub newest_event_received_at: Option<OffsetDateTime>,
+    pub groups: Vec<BreakdownGroup>,
 }
