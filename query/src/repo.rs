@@ -103,6 +103,8 @@ pub enum States {
 #[derive(Debug, Clone, Copy)]
 enum GroupBy<'a> {
     Ad,
+    /// Everything in one group.
+    Total,
     /// Buckets in a zone, whose name is bound as `{tz:String}`.
     Bucket(Granularity, &'a Zone),
 }
@@ -111,6 +113,7 @@ impl GroupBy<'_> {
     fn key_sql(self) -> String {
         match self {
             GroupBy::Ad => "toString(ad_id)".to_owned(),
+            GroupBy::Total => "'total'".to_owned(),
             GroupBy::Bucket(g, _) => format!("toString({})", g.bucket_start_sql()),
         }
     }
@@ -178,6 +181,12 @@ impl Repo {
             .collect()
     }
 
+    /// The counts of every ad together (unique visitors counted once across ads).
+    pub async fn total(&self, window: Window) -> Result<Counts, QueryError> {
+        let mut by_key = self.aggregate(window, Ads::All, GroupBy::Total, States::Merged).await?;
+        Ok(by_key.remove("total").unwrap_or_default())
+    }
+
     /// Counts per bucket (keyed by the bucket's unix start) for one ad; empty buckets absent.
     pub async fn series(&self, window: Window, ad: Uuid, granularity: Granularity, zone: &Zone) -> Result<BTreeMap<i64, Counts>, QueryError> {
         let by_key = self.aggregate(window, Ads::One(ad), GroupBy::Bucket(granularity, zone), States::Merged).await?;
@@ -192,7 +201,7 @@ impl Repo {
 
     async fn aggregate(&self, window: Window, ads: Ads<'_>, group: GroupBy<'_>, states: States) -> Result<BTreeMap<String, Counts>, QueryError> {
         let coarsest = match group {
-            GroupBy::Ad => Rollup::Day,
+            GroupBy::Ad | GroupBy::Total => Rollup::Day,
             GroupBy::Bucket(g, zone) => window.coarsest_rollup(g, zone),
         };
         let segments = window.segments(coarsest);

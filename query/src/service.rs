@@ -121,8 +121,16 @@ impl Analytics {
         let previous_window = query.compare.map(|Compare::Previous| query.window.previous()).transpose()?;
         self.reports
             .get_or_compute(query, async {
-                let (ads, newest_event_received_at) =
-                    tokio::try_join!(self.report_ads(&query), self.repo.newest_event_received_at())?;
+                let total = async {
+                    match query.ad {
+                        Some(_) => Ok(None),
+                        None => self.repo.total(query.window).await.map(Some),
+                    }
+                };
+                let (ads, total, newest_event_received_at) =
+                    tokio::try_join!(self.report_ads(&query), total, self.repo.newest_event_received_at())?;
+                // With one ad, its own metrics are the total.
+                let total = total.or_else(|| ads.first().map(|(_, c)| *c)).unwrap_or_default();
                 let previous = match previous_window {
                     Some(window) => Some(self.previous_report(window, &query, &ads).await?),
                     None => None,
@@ -131,6 +139,7 @@ impl Analytics {
                     from: query.window.from,
                     to: query.window.to,
                     newest_event_received_at,
+                    total: total.into(),
                     ads: ads.into_iter().map(|(ad_id, c)| AdMetrics { ad_id, metrics: c.into() }).collect(),
                     previous,
                 })

@@ -54,16 +54,20 @@ impl Totals {
 }
 
 fn raw_filter(ad: &str, from: OffsetDateTime, to: OffsetDateTime) -> String {
-    format!(
-        "ad_id = toUUID('{ad}') AND timestamp >= toDateTime64({}, 3, 'UTC') AND timestamp < toDateTime64({}, 3, 'UTC')",
-        from.unix_timestamp(),
-        to.unix_timestamp()
-    )
+    format!("ad_id = toUUID('{ad}') AND {}", raw_window(from, to))
+}
+
+fn raw_window(from: OffsetDateTime, to: OffsetDateTime) -> String {
+    format!("timestamp >= toDateTime64({}, 3, 'UTC') AND timestamp < toDateTime64({}, 3, 'UTC')", from.unix_timestamp(), to.unix_timestamp())
 }
 
 /// Every metric of `ad` over `[from, to)`, from the raw tables.
 async fn raw_totals(stack: &Stack, ad: &str, from: OffsetDateTime, to: OffsetDateTime) -> Totals {
-    let filter = raw_filter(ad, from, to);
+    raw_totals_where(stack, &raw_filter(ad, from, to)).await
+}
+
+/// Every metric of the events matching `filter`, from the raw tables.
+async fn raw_totals_where(stack: &Stack, filter: &str) -> Totals {
     let sql = format!(
         "SELECT c.n, c.u, i.n, i.u, c.p, c.w, c.q FROM \
          (SELECT count() AS n, uniq(visitor_id) AS u, avg(playback_time_secs) AS p, avg(watched_percent) AS w, \
@@ -228,6 +232,9 @@ async fn windows_across_days_and_hours_match_the_raw_events() {
     assert_eq!(refilled, newest, "the watermark is refilled from the raw tables");
 }
 
+/// One metric's value out of [`Totals`].
+type MetricOf = fn(&Totals) -> Option<f64>;
+
 /// Rankings by every metric, against the raw totals ranked the same way.
 async fn assert_rankings_match(stack: &Stack, from: OffsetDateTime, to: OffsetDateTime) {
     let (from_s, to_s) = (at(from), at(to));
@@ -236,7 +243,7 @@ async fn assert_rankings_match(stack: &Stack, from: OffsetDateTime, to: OffsetDa
         raw.push((ad, raw_totals(stack, ad, from, to).await));
     }
     raw.retain(|(_, t)| t.clicks + t.impressions > 0);
-    let metrics: [(&str, fn(&Totals) -> Option<f64>); 8] = [
+    let metrics: [(&str, MetricOf); 8] = [
         ("clicks", |t| Some(t.clicks as f64)),
         ("unique_clicks", |t| Some(t.unique_clicks as f64)),
         ("impressions", |t| Some(t.impressions as f64)),
@@ -257,6 +264,7 @@ async fn assert_rankings_match(stack: &Stack, from: OffsetDateTime, to: OffsetDa
         let path = format!("/ads/analytics?from={from_s}&to={to_s}&sort={metric}&limit=2");
         let (status, report) = stack.get(&path).await;
         assert_eq!(status, 200, "{path}: {report}");
+        assert_eq!(Totals::of_api(&report["total"]), raw_totals_where(stack, &raw_window(from, to)).await, "{path}: the total of every ad");
         let entries = report["ads"].as_array().expect("ads");
         let got: Vec<&str> = entries.iter().map(|e| e["ad_id"].as_str().unwrap_or("")).collect();
         assert_eq!(got, expected.iter().map(|e| e.0).collect::<Vec<_>>(), "{path}: {expected:?}");

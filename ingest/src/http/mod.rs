@@ -74,7 +74,7 @@ fn sender(req: &Request) -> Sender {
 
 /// A click. Unknown fields are rejected (400) so that a misspelt field is not silently lost.
 #[derive(Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct ClickRequest {
     /// Idempotency key. Absent: the server assigns a UUIDv7 and returns it.
     pub event_id: Option<Uuid>,
@@ -96,7 +96,7 @@ pub struct ClickRequest {
 
 /// An impression. Unknown fields are rejected (400).
 #[derive(Object)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct ImpressionRequest {
     /// Idempotency key. Absent: the server assigns a UUIDv7 and returns it.
     pub event_id: Option<Uuid>,
@@ -130,6 +130,7 @@ pub enum AcceptStatus {
 }
 
 #[derive(Object)]
+#[oai(example)]
 pub struct AcceptedBody {
     pub event_id: Uuid,
     pub status: AcceptStatus,
@@ -137,6 +138,7 @@ pub struct AcceptedBody {
 
 /// The answer when the event may or may not have been stored: a problem with the event's id.
 #[derive(Object)]
+#[oai(example)]
 pub struct UnavailableProblem {
     #[oai(flatten)]
     pub problem: Problem,
@@ -144,6 +146,72 @@ pub struct UnavailableProblem {
     /// Absent when the event was not published at all (the catalog is not loaded yet).
     #[oai(skip_serializing_if_is_none)]
     pub event_id: Option<Uuid>,
+}
+
+/// The examples shown in the spec and Swagger UI.
+mod examples {
+    use poem_openapi::types::Example;
+    use time::macros::datetime;
+    use uuid::uuid;
+
+    use super::*;
+
+    const EVENT_ID: Uuid = uuid!("0193a5c2-7b1e-7c3d-9f00-2a6b1c4d5e6f");
+    const AD_ID: Uuid = uuid!("a1000000-0000-4000-8000-000000000001");
+
+    impl Example for ClickRequest {
+        fn example() -> Self {
+            ClickRequest {
+                event_id: Some(EVENT_ID),
+                ad_id: AD_ID,
+                timestamp: Some(datetime!(2026-11-22 10:15:30 UTC)),
+                playback_time_secs: Some(12.5),
+                watched_percent: Some(40.0),
+                country: Some("FR".to_owned()),
+            }
+        }
+    }
+
+    impl Example for ImpressionRequest {
+        fn example() -> Self {
+            ImpressionRequest { event_id: Some(EVENT_ID), ad_id: AD_ID, timestamp: Some(datetime!(2026-11-22 10:15:00 UTC)), country: None }
+        }
+    }
+
+    impl Example for AcceptedBody {
+        fn example() -> Self {
+            AcceptedBody { event_id: EVENT_ID, status: AcceptStatus::Accepted }
+        }
+    }
+
+    impl Example for UnavailableProblem {
+        fn example() -> Self {
+            UnavailableProblem {
+                problem: Problem::new(StatusCode::SERVICE_UNAVAILABLE, "JetStream did not confirm the event within 5000 ms", None),
+                event_id: Some(EVENT_ID),
+            }
+        }
+    }
+
+    impl Example for BatchResult {
+        fn example() -> Self {
+            BatchResult {
+                accepted: 1,
+                duplicates: 0,
+                rejected: 1,
+                unavailable: 0,
+                results: vec![
+                    ItemResult { status: ItemStatus::Accepted, event_id: Some(EVENT_ID), error: None, field: None },
+                    ItemResult {
+                        status: ItemStatus::Rejected,
+                        event_id: None,
+                        error: Some("ad a1000000-0000-4000-8000-000000000004 is inactive".to_owned()),
+                        field: Some("ad_id".to_owned()),
+                    },
+                ],
+            }
+        }
+    }
 }
 
 #[derive(ApiResponse)]
@@ -206,6 +274,7 @@ pub struct ItemResult {
 
 /// Per-event results of a batch, in request order, and how many ended each way.
 #[derive(Object)]
+#[oai(example)]
 pub struct BatchResult {
     pub accepted: u32,
     pub duplicates: u32,

@@ -12,6 +12,7 @@ use crate::repo::Counts;
 
 /// An ad of the catalog.
 #[derive(Object, Clone)]
+#[oai(example)]
 pub struct Ad {
     pub id: Uuid,
     pub title: String,
@@ -45,7 +46,7 @@ impl From<AdRow> for Ad {
 
 /// A new ad. Unknown fields are rejected.
 #[derive(Object, Debug)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct NewAd {
     /// Its id. Absent: the server assigns one (a UUIDv7).
     pub id: Option<Uuid>,
@@ -70,7 +71,7 @@ fn active_by_default() -> bool {
 
 /// Changes to an ad: the fields given replace the ad's, the others stay.
 #[derive(Object, Debug, Default)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 pub struct AdChanges {
     #[oai(validator(min_length = 1, max_length = 200))]
     pub title: Option<String>,
@@ -95,6 +96,7 @@ pub struct Pagination {
 }
 
 #[derive(Object, Clone)]
+#[oai(example)]
 pub struct AdList {
     pub ads: Vec<Ad>,
     pub pagination: Pagination,
@@ -150,12 +152,16 @@ pub struct AdMetrics {
 
 /// Metrics per ad over `[from, to)`, both rounded to whole minutes.
 #[derive(Object, Clone)]
+#[oai(example)]
 pub struct AnalyticsReport {
     pub from: OffsetDateTime,
     pub to: OffsetDateTime,
     /// When ingest received the newest event stored so far (any ad): events received before
     /// it are counted, later ones not yet. Null before the first event.
     pub newest_event_received_at: Option<OffsetDateTime>,
+    /// Every ad of the window together (with `ad_id`: that ad). Unique clicks and viewers count
+    /// a visitor once across ads, so they are not the sums of the ads'.
+    pub total: Metrics,
     /// Without `sort`: one entry per ad with events in the window (or exactly the ad asked for),
     /// by ad_id. With `sort`: the top `limit` ads, highest first.
     pub ads: Vec<AdMetrics>,
@@ -194,6 +200,7 @@ pub struct Period {
 
 /// One ad's totals and time series over `[from, to)`.
 #[derive(Object, Clone)]
+#[oai(example)]
 pub struct AdAnalytics {
     pub ad_id: Uuid,
     pub granularity: Granularity,
@@ -230,6 +237,7 @@ impl BreakdownGroup {
 
 /// The window's metrics grouped by one dimension, highest `sort` first.
 #[derive(Object, Clone)]
+#[oai(example)]
 pub struct Breakdown {
     pub from: OffsetDateTime,
     pub to: OffsetDateTime,
@@ -237,4 +245,128 @@ pub struct Breakdown {
     /// When ingest received the newest event stored so far (any ad).
     pub newest_event_received_at: Option<OffsetDateTime>,
     pub groups: Vec<BreakdownGroup>,
+}
+
+/// The examples shown in the spec and Swagger UI.
+mod examples {
+    use poem_openapi::types::Example;
+    use time::macros::datetime;
+    use uuid::uuid;
+
+    use super::*;
+
+    const AD_ID: Uuid = uuid!("a1000000-0000-4000-8000-000000000001");
+
+    fn url(s: &str) -> Url {
+        // Fixed, valid literals.
+        Url::parse(s).expect("example URL")
+    }
+
+    fn metrics(clicks: u64, impressions: u64) -> Metrics {
+        Metrics {
+            clicks,
+            unique_clicks: clicks * 9 / 10,
+            impressions,
+            unique_viewers: impressions * 8 / 10,
+            ctr: Some(clicks as f64 / impressions as f64),
+            avg_playback_time_secs: Some(11.2),
+            p50_playback_time_secs: Some(9.0),
+            p95_playback_time_secs: Some(28.5),
+            avg_watched_percent: Some(46.0),
+        }
+    }
+
+    impl Example for Ad {
+        fn example() -> Self {
+            Ad {
+                id: AD_ID,
+                title: "Trail Runner 3".to_owned(),
+                description: "15 s pre-roll for the new running shoe".to_owned(),
+                media_url: "https://cdn.example.com/ads/trail-runner-3.mp4".to_owned(),
+                target_url: "https://shop.example.com/trail-runner-3".to_owned(),
+                campaign_id: "spring-launch".to_owned(),
+                active: true,
+                created_at: datetime!(2026-01-01 0:00 UTC),
+                updated_at: datetime!(2026-03-02 9:30 UTC),
+            }
+        }
+    }
+
+    impl Example for NewAd {
+        fn example() -> Self {
+            NewAd {
+                id: None,
+                title: "Winter boots".to_owned(),
+                description: "20 s pre-roll".to_owned(),
+                media_url: url("https://cdn.example.com/ads/boots.mp4"),
+                target_url: url("https://shop.example.com/boots"),
+                campaign_id: "winter".to_owned(),
+                active: true,
+            }
+        }
+    }
+
+    impl Example for AdChanges {
+        fn example() -> Self {
+            AdChanges { title: Some("Snow boots".to_owned()), active: Some(true), ..AdChanges::default() }
+        }
+    }
+
+    impl Example for AdList {
+        fn example() -> Self {
+            AdList { ads: vec![Ad::example()], pagination: Pagination { page: 1, limit: 20, total: 1, total_pages: 1 } }
+        }
+    }
+
+    impl Example for AnalyticsReport {
+        fn example() -> Self {
+            AnalyticsReport {
+                from: datetime!(2026-11-21 10:15 UTC),
+                to: datetime!(2026-11-22 10:16 UTC),
+                newest_event_received_at: Some(datetime!(2026-11-22 10:15:59.412 UTC)),
+                total: metrics(120, 4_000),
+                ads: vec![AdMetrics { ad_id: AD_ID, metrics: metrics(120, 4_000) }],
+                previous: None,
+            }
+        }
+    }
+
+    impl Example for AdAnalytics {
+        fn example() -> Self {
+            let bucket = |start, clicks, impressions| Bucket { start, metrics: metrics(clicks, impressions) };
+            AdAnalytics {
+                ad_id: AD_ID,
+                granularity: Granularity::Day,
+                tz: "Europe/Paris".to_owned(),
+                newest_event_received_at: Some(datetime!(2026-11-22 10:15:59.412 UTC)),
+                current: Period {
+                    from: datetime!(2026-11-20 23:00 UTC),
+                    to: datetime!(2026-11-22 10:16 UTC),
+                    totals: metrics(120, 4_000),
+                    series: vec![bucket(datetime!(2026-11-21 0:00 +01:00), 70, 2_500), bucket(datetime!(2026-11-22 0:00 +01:00), 50, 1_500)],
+                },
+                previous: None,
+            }
+        }
+    }
+
+    impl Example for Breakdown {
+        fn example() -> Self {
+            let group = |value: &str, clicks: u64, impressions: u64| BreakdownGroup {
+                value: value.to_owned(),
+                clicks,
+                unique_clicks: clicks * 9 / 10,
+                impressions,
+                unique_viewers: impressions * 8 / 10,
+                ctr: Some(clicks as f64 / impressions as f64),
+            };
+            Breakdown {
+                from: datetime!(2026-11-15 10:16 UTC),
+                to: datetime!(2026-11-22 10:16 UTC),
+                by: Dimension::DeviceType,
+                newest_event_received_at: Some(datetime!(2026-11-22 10:15:59.412 UTC)),
+                groups: vec![group("mobile", 300, 9_000), group("desktop", 180, 4_500), group("tablet", 20, 800)],
+            }
+        }
+    }
 }
