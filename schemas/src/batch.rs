@@ -155,7 +155,7 @@ mod tests {
             parse_batch(body.as_bytes(), BatchFormat::Ndjson, 2),
             Err(BatchRejection::TooManyEvents { count: 3, max: 2 })
         );
-        let array = format!("[{}]", vec![line.trim(); 3].join(","));
+        let array = format!("[{}]", [line.trim(); 3].join(","));
         assert_eq!(
             parse_batch(array.as_bytes(), BatchFormat::JsonArray, 2),
             Err(BatchRejection::TooManyEvents { count: 3, max: 2 })
