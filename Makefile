@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Debian installs nats-server in /usr/sbin, which is not on every user's PATH.
 export NATS_SERVER ?= $(shell command -v nats-server || echo /usr/sbin/nats-server)
 
-.PHONY: all deps debian-packages build run test test-unit openapi bench clean
+.PHONY: all deps debian-packages test-deps test-packages build run test test-unit test-contract openapi bench clean
 
 all: build
 
@@ -32,6 +32,21 @@ $(VENV)/.chdb-$(CHDB_VERSION):
 	$(VENV)/bin/pip install --quiet --no-deps chdb-core==$(CHDB_VERSION)
 	touch $@
 
+## test-deps: what the contract tests add (tests/tests/contract.rs): Chromium (Debian package,
+## for Swagger UI) and the pinned Python tools of tests/contract/ in the same venv
+test-deps: deps test-packages $(VENV)/.contract-deps
+
+test-packages:
+	@command -v chromium >/dev/null || { \
+		echo "installing: chromium"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; \
+	}
+
+$(VENV)/.contract-deps: $(VENV)/.chdb-$(CHDB_VERSION) tests/contract/requirements.txt tests/contract/constraints.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
+		-r tests/contract/requirements.txt -c tests/contract/constraints.txt
+	touch $@
+
 build:
 	cargo build --workspace --bins
 
@@ -40,7 +55,7 @@ run: deps build
 	dev/run.sh
 
 ## test: unit tests, then end-to-end tests against real servers on free ports
-test: deps build
+test: test-deps build
 	rm -rf .data/test && mkdir -p .data/test
 	set -o pipefail; E2E_TMP=$(CURDIR)/.data/test cargo test --workspace --all-targets --no-fail-fast -- --show-output 2>&1 \
 		| tee .data/test/cargo-test.log
@@ -48,6 +63,11 @@ test: deps build
 
 test-unit:
 	cargo test --workspace --lib --bins
+
+## test-contract: only the contract tests (spec validator, generated client, schemathesis, Swagger UI)
+test-contract: test-deps build
+	mkdir -p .data/test
+	E2E_TMP=$(CURDIR)/.data/test cargo test -p e2e --test contract -- --show-output
 
 ## bench: release build, then every benchmark phase (about 12 minutes); figures in bench/results/.
 ## Pass options with BENCH_ARGS, e.g. make bench BENCH_ARGS="--only ingest,query --duration-secs 10"

@@ -52,13 +52,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     });
     let api = OpenApiService::new(IngestApi { ingest: ingest.clone() }, "Ad event ingest", env!("CARGO_PKG_VERSION"));
     let docs = api.swagger_ui();
-    let spec = api.spec_endpoint();
+    let spec = service_kit::spec::close_objects(&api.spec(), ingest::http::CLOSED_SCHEMAS)?;
     let catalog_check = service_kit::readiness_check(move || {
         let loaded = catalog.is_loaded();
         async move { if loaded { Ok(()) } else { Err("catalog: not loaded yet".to_owned()) } }
     });
     let routes = service_kit::with_ops_routes(
-        Route::new().nest("/", api).nest("/docs", docs).at("/openapi.json", spec),
+        Route::new().nest("/", api).nest("/docs", docs).at("/openapi.json", service_kit::spec_endpoint(spec)),
         metrics.registry.clone(),
         vec![("nats", service_kit::nats_check(nats.clone())), ("catalog", catalog_check)],
     );

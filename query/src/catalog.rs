@@ -15,11 +15,11 @@ pub fn new_row(ad: NewAd, now: OffsetDateTime) -> Result<AdRow, QueryError> {
     let now = whole_millis(now);
     Ok(AdRow {
         id: ad.id.unwrap_or_else(Uuid::now_v7),
-        title: non_blank("title", ad.title)?,
-        description: ad.description,
-        media_url: web_url("media_url", &ad.media_url)?,
-        target_url: web_url("target_url", &ad.target_url)?,
-        campaign_id: non_blank("campaign_id", ad.campaign_id)?,
+        title: non_blank("title", ad.title.0)?,
+        description: ad.description.0,
+        media_url: web_url("media_url", &ad.media_url.0)?,
+        target_url: web_url("target_url", &ad.target_url.0)?,
+        campaign_id: non_blank("campaign_id", ad.campaign_id.0)?,
         active: ad.active,
         created_at: now,
         updated_at: now,
@@ -29,11 +29,11 @@ pub fn new_row(ad: NewAd, now: OffsetDateTime) -> Result<AdRow, QueryError> {
 /// `current` with `changes` applied: the row that supersedes it.
 pub fn changed_row(current: AdRow, changes: AdChanges, now: OffsetDateTime) -> Result<AdRow, QueryError> {
     Ok(AdRow {
-        title: changes.title.map(|t| non_blank("title", t)).transpose()?.unwrap_or(current.title),
-        description: changes.description.unwrap_or(current.description),
-        media_url: changes.media_url.map(|u| web_url("media_url", &u)).transpose()?.unwrap_or(current.media_url),
-        target_url: changes.target_url.map(|u| web_url("target_url", &u)).transpose()?.unwrap_or(current.target_url),
-        campaign_id: changes.campaign_id.map(|c| non_blank("campaign_id", c)).transpose()?.unwrap_or(current.campaign_id),
+        title: changes.title.map(|t| non_blank("title", t.0)).transpose()?.unwrap_or(current.title),
+        description: changes.description.map_or(current.description, |d| d.0),
+        media_url: changes.media_url.map(|u| web_url("media_url", &u.0)).transpose()?.unwrap_or(current.media_url),
+        target_url: changes.target_url.map(|u| web_url("target_url", &u.0)).transpose()?.unwrap_or(current.target_url),
+        campaign_id: changes.campaign_id.map(|c| non_blank("campaign_id", c.0)).transpose()?.unwrap_or(current.campaign_id),
         active: changes.active.unwrap_or(current.active),
         updated_at: next_version(current.updated_at, now),
         ..current
@@ -65,9 +65,12 @@ fn non_blank(field: &'static str, value: String) -> Result<String, QueryError> {
 }
 
 /// Only web addresses: a target is where clicks are sent, so no `javascript:` or `file:`.
-fn web_url(field: &'static str, url: &Url) -> Result<String, QueryError> {
+/// Stored normalised (as the `url` crate writes it).
+fn web_url(field: &'static str, url: &str) -> Result<String, QueryError> {
+    let invalid = || QueryError::invalid(field, "must be an http or https URL with a host");
+    let url = Url::parse(url).map_err(|_| invalid())?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-        return Err(QueryError::invalid(field, "must be an http or https URL with a host"));
+        return Err(invalid());
     }
     Ok(url.to_string())
 }
@@ -77,17 +80,18 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+    use crate::api::Text;
 
     const NOW: OffsetDateTime = datetime!(2026-11-22 10:00 UTC);
 
     fn new_ad() -> NewAd {
         NewAd {
             id: None,
-            title: " Trail shoes ".to_owned(),
-            description: String::new(),
-            media_url: Url::parse("https://cdn.example.com/a.mp4").unwrap(),
-            target_url: Url::parse("https://shop.example.com/trail").unwrap(),
-            campaign_id: "autumn".to_owned(),
+            title: " Trail shoes ".into(),
+            description: Text::default(),
+            media_url: "https://cdn.example.com/a.mp4".into(),
+            target_url: "https://shop.example.com/trail".into(),
+            campaign_id: "autumn".into(),
             active: true,
         }
     }
@@ -104,9 +108,9 @@ mod tests {
         let row = new_row(new_ad(), NOW + Duration::nanoseconds(1_999_999)).unwrap();
         assert_eq!((row.title.as_str(), row.created_at, row.updated_at), ("Trail shoes", NOW + Duration::milliseconds(1), row.created_at));
         assert_eq!(field(new_row(NewAd { title: "  ".into(), ..new_ad() }, NOW)), "title");
-        let script = Url::parse("javascript:alert(1)").unwrap();
-        assert_eq!(field(new_row(NewAd { target_url: script, ..new_ad() }, NOW)), "target_url");
-        assert_eq!(field(new_row(NewAd { media_url: Url::parse("file:///etc/passwd").unwrap(), ..new_ad() }, NOW)), "media_url");
+        assert_eq!(field(new_row(NewAd { target_url: "javascript:alert(1)".into(), ..new_ad() }, NOW)), "target_url");
+        assert_eq!(field(new_row(NewAd { media_url: "file:///etc/passwd".into(), ..new_ad() }, NOW)), "media_url");
+        assert_eq!(field(new_row(NewAd { media_url: "https://exa mple.com/".into(), ..new_ad() }, NOW)), "media_url");
     }
 
     #[test]
@@ -121,6 +125,6 @@ mod tests {
         assert_eq!(changed.updated_at, NOW + Duration::milliseconds(1));
         let off = deactivated_row(changed, NOW + Duration::minutes(1));
         assert!(!off.active);
-        assert_eq!(field(changed_row(off, AdChanges { campaign_id: Some(String::new()), ..AdChanges::default() }, NOW)), "campaign_id");
+        assert_eq!(field(changed_row(off, AdChanges { campaign_id: Some(Text::default()), ..AdChanges::default() }, NOW)), "campaign_id");
     }
 }

@@ -21,9 +21,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let analytics = Analytics::new(Repo::new(clickhouse.clone()), config.cache_ttl(), config.cache_max_entries, &metrics);
     let api = OpenApiService::new(QueryApi { analytics: Arc::new(analytics), api_key: config.api_key.clone() }, "Ad analytics", env!("CARGO_PKG_VERSION"));
     let docs = api.swagger_ui();
-    let spec = api.spec_endpoint();
+    let spec = service_kit::spec::close_objects(&api.spec(), query::api::CLOSED_SCHEMAS)?;
     let app = service_kit::with_ops_routes(
-        Route::new().nest("/", api).nest("/docs", docs).at("/openapi.json", spec),
+        Route::new().nest("/", api).nest("/docs", docs).at("/openapi.json", service_kit::spec_endpoint(spec)),
         metrics.registry.clone(),
         vec![("clickhouse", service_kit::clickhouse_check(clickhouse))],
     )

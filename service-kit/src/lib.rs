@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod limits;
+pub mod spec;
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -237,6 +238,11 @@ fn metrics(registry: &Registry) -> Response {
         Ok(()) => Response::builder().content_type(prometheus::TEXT_FORMAT).body(buffer),
         Err(error) => Response::builder().status(StatusCode::INTERNAL_SERVER_ERROR).body(error.to_string()),
     }
+}
+
+/// Serves `spec` (JSON) as is: the service's amended OpenAPI document (see [`spec`]).
+pub fn spec_endpoint(spec: String) -> impl poem::Endpoint<Output = Response> {
+    poem::endpoint::make_sync(move |_| Response::builder().content_type("application/json; charset=utf-8").body(spec.clone()))
 }
 
 /// The media type of every error answer (RFC 9457).

@@ -97,7 +97,15 @@ async fn ads_are_managed_with_the_api_key_and_ingest_follows() {
     unknown["budget"] = json!(100);
     let mut taken = new_ad();
     taken["id"] = json!(AD_TRAIL_RUNNER);
-    let cases = [(script, 422, Some("target_url")), (blank, 422, Some("campaign_id")), (unknown, 400, None), (taken, 409, Some("id"))];
+    let mut unparsable = new_ad();
+    unparsable["media_url"] = json!("http://[::1/boots.mp4");
+    let cases = [
+        (script, 400, None),
+        (unparsable, 422, Some("media_url")),
+        (blank, 422, Some("campaign_id")),
+        (unknown, 400, None),
+        (taken, 409, Some("id")),
+    ];
     for (body, expected, field) in cases {
         let (status, answer) = call(&stack, "POST", "/ads", Some(KEY), Some(body.clone())).await;
         assert_eq!((status, answer["field"].as_str()), (expected, field), "{body}: {answer}");

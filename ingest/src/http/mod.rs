@@ -19,6 +19,9 @@ use crate::error::IngestError;
 use crate::publisher::Published;
 use crate::service::{Accepted, Ingest, Sender};
 
+/// Request bodies that reject unknown fields (400): closed objects in the spec.
+pub const CLOSED_SCHEMAS: &[&str] = &["ClickRequest", "ImpressionRequest"];
+
 #[derive(Tags)]
 pub enum IngestTags {
     /// Record ad events. A 202 means the event is stored durably and will be counted once.
@@ -77,20 +80,22 @@ fn sender(req: &Request) -> Sender {
 #[oai(deny_unknown_fields, example)]
 pub struct ClickRequest {
     /// Idempotency key. Absent: the server assigns a UUIDv7 and returns it.
+    #[oai(nullable)]
     pub event_id: Option<Uuid>,
     /// A known, active ad.
     pub ad_id: Uuid,
     /// When the click happened (RFC 3339). Absent: the time the server received it. At most
     /// 5 minutes ahead of the server's clock, and no older than the stream keeps events.
+    #[oai(nullable)]
     pub timestamp: Option<OffsetDateTime>,
     /// Seconds of the ad watched before the click.
-    #[oai(validator(minimum(value = "0"), maximum(value = "86400")))]
+    #[oai(nullable, validator(minimum(value = "0"), maximum(value = "86400")))]
     pub playback_time_secs: Option<f64>,
     /// Share of the ad watched before the click, in percent.
-    #[oai(validator(minimum(value = "0"), maximum(value = "100")))]
+    #[oai(nullable, validator(minimum(value = "0"), maximum(value = "100")))]
     pub watched_percent: Option<f64>,
     /// The viewer's country, ISO 3166-1 alpha-2 (any case), for breakdowns.
-    #[oai(validator(pattern = "^[A-Za-z]{2}$"))]
+    #[oai(nullable, validator(pattern = "^[A-Za-z]{2}$"))]
     pub country: Option<String>,
 }
 
@@ -99,13 +104,15 @@ pub struct ClickRequest {
 #[oai(deny_unknown_fields, example)]
 pub struct ImpressionRequest {
     /// Idempotency key. Absent: the server assigns a UUIDv7 and returns it.
+    #[oai(nullable)]
     pub event_id: Option<Uuid>,
     /// A known, active ad.
     pub ad_id: Uuid,
     /// When the ad was shown (RFC 3339); same rules as for clicks.
+    #[oai(nullable)]
     pub timestamp: Option<OffsetDateTime>,
     /// The viewer's country, ISO 3166-1 alpha-2 (any case), for breakdowns.
-    #[oai(validator(pattern = "^[A-Za-z]{2}$"))]
+    #[oai(nullable, validator(pattern = "^[A-Za-z]{2}$"))]
     pub country: Option<String>,
 }
 

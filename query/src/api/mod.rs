@@ -3,6 +3,9 @@
 //! its status once, in [`QueryError::status`]; each operation's response lists the ones it has.
 
 pub mod model;
+mod text;
+
+pub use self::text::Text;
 
 use std::sync::Arc;
 
@@ -21,6 +24,9 @@ use crate::error::QueryError;
 use crate::range::{Compare, Granularity, Timeframe, Window, Zone};
 use crate::ranking::{Metric, Ranking};
 use crate::service::{now, Analytics, BreakdownQuery, ReportQuery, SeriesQuery};
+
+/// Request bodies that reject unknown fields (400): closed objects in the spec.
+pub const CLOSED_SCHEMAS: &[&str] = &["NewAd", "AdChanges"];
 
 #[derive(Tags)]
 pub enum QueryTags {
@@ -44,7 +50,7 @@ impl QueryApi {
         &self,
         caller: Caller,
         /// 1-based page number.
-        #[oai(validator(minimum(value = "1")))]
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
         page: Query<Option<u32>>,
         /// Ads per page.
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]

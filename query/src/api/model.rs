@@ -3,9 +3,9 @@
 use poem_openapi::Object;
 use schemas::rows::AdRow;
 use time::OffsetDateTime;
-use url::Url;
 use uuid::Uuid;
 
+use super::text::Text;
 use crate::breakdown::Dimension;
 use crate::range::Granularity;
 use crate::repo::Counts;
@@ -49,19 +49,24 @@ impl From<AdRow> for Ad {
 #[oai(deny_unknown_fields, example)]
 pub struct NewAd {
     /// Its id. Absent: the server assigns one (a UUIDv7).
+    #[oai(nullable)]
     pub id: Option<Uuid>,
     #[oai(validator(min_length = 1, max_length = 200))]
-    pub title: String,
-    #[oai(default, validator(max_length = 2000))]
-    pub description: String,
-    /// Where the creative (video or image) is served from: an http(s) URL.
-    pub media_url: Url,
-    /// Where a click sends the person: an http(s) URL.
-    pub target_url: Url,
+    pub title: Text,
+    /// Default (also for null): empty.
+    #[oai(default, nullable, validator(max_length = 2000))]
+    pub description: Text,
+    /// Where the creative (video or image) is served from: an http(s) URL, in ASCII
+    /// (percent-encode anything else).
+    #[oai(validator(pattern = "^https?://[!-~]+$", max_length = 2048))]
+    pub media_url: Text,
+    /// Where a click sends the person: an http(s) URL, in ASCII.
+    #[oai(validator(pattern = "^https?://[!-~]+$", max_length = 2048))]
+    pub target_url: Text,
     #[oai(validator(min_length = 1, max_length = 100))]
-    pub campaign_id: String,
-    /// Whether ingest accepts its events. Default: true.
-    #[oai(default = "active_by_default")]
+    pub campaign_id: Text,
+    /// Whether ingest accepts its events. Default (also for null): true.
+    #[oai(default = "active_by_default", nullable)]
     pub active: bool,
 }
 
@@ -73,15 +78,20 @@ fn active_by_default() -> bool {
 #[derive(Object, Debug, Default)]
 #[oai(deny_unknown_fields, example)]
 pub struct AdChanges {
-    #[oai(validator(min_length = 1, max_length = 200))]
-    pub title: Option<String>,
-    #[oai(validator(max_length = 2000))]
-    pub description: Option<String>,
-    pub media_url: Option<Url>,
-    pub target_url: Option<Url>,
-    #[oai(validator(min_length = 1, max_length = 100))]
-    pub campaign_id: Option<String>,
+    #[oai(nullable, validator(min_length = 1, max_length = 200))]
+    pub title: Option<Text>,
+    #[oai(nullable, validator(max_length = 2000))]
+    pub description: Option<Text>,
+    /// An http(s) URL.
+    #[oai(nullable, validator(pattern = "^https?://[!-~]+$", max_length = 2048))]
+    pub media_url: Option<Text>,
+    /// An http(s) URL.
+    #[oai(nullable, validator(pattern = "^https?://[!-~]+$", max_length = 2048))]
+    pub target_url: Option<Text>,
+    #[oai(nullable, validator(min_length = 1, max_length = 100))]
+    pub campaign_id: Option<Text>,
     /// false stops ingest from accepting its events (within `CATALOG_REFRESH_SECS`).
+    #[oai(nullable)]
     pub active: Option<bool>,
 }
 
@@ -114,16 +124,21 @@ pub struct Metrics {
     /// `unique_clicks`).
     pub unique_viewers: u64,
     /// clicks / impressions; null when there were no impressions.
+    #[oai(nullable)]
     pub ctr: Option<f64>,
     /// Mean playback before a click, over the clicks that reported one; null when none did.
+    #[oai(nullable)]
     pub avg_playback_time_secs: Option<f64>,
     /// Median playback before a click (t-digest: exact for small sets, within about 1 %
     /// beyond); null when no click reported one.
+    #[oai(nullable)]
     pub p50_playback_time_secs: Option<f64>,
     /// 95th percentile of playback before a click; null when no click reported one.
+    #[oai(nullable)]
     pub p95_playback_time_secs: Option<f64>,
     /// Mean share of the ad watched before a click, in percent, over the clicks that reported
     /// one; null when none did.
+    #[oai(nullable)]
     pub avg_watched_percent: Option<f64>,
 }
 
@@ -158,6 +173,7 @@ pub struct AnalyticsReport {
     pub to: OffsetDateTime,
     /// When ingest received the newest event stored so far (any ad): events received before
     /// it are counted, later ones not yet. Null before the first event.
+    #[oai(nullable)]
     pub newest_event_received_at: Option<OffsetDateTime>,
     /// Every ad of the window together (with `ad_id`: that ad). Unique clicks and viewers count
     /// a visitor once across ads, so they are not the sums of the ads'.
@@ -208,6 +224,7 @@ pub struct AdAnalytics {
     pub tz: String,
     /// When ingest received the newest event stored so far (any ad): events received before
     /// it are counted, later ones not yet. Null before the first event.
+    #[oai(nullable)]
     pub newest_event_received_at: Option<OffsetDateTime>,
     #[oai(flatten)]
     pub current: Period,
@@ -226,6 +243,7 @@ pub struct BreakdownGroup {
     pub impressions: u64,
     pub unique_viewers: u64,
     /// clicks / impressions; null when there were no impressions.
+    #[oai(nullable)]
     pub ctr: Option<f64>,
 }
 
@@ -243,6 +261,7 @@ pub struct Breakdown {
     pub to: OffsetDateTime,
     pub by: Dimension,
     /// When ingest received the newest event stored so far (any ad).
+    #[oai(nullable)]
     pub newest_event_received_at: Option<OffsetDateTime>,
     pub groups: Vec<BreakdownGroup>,
 }
@@ -256,11 +275,6 @@ mod examples {
     use super::*;
 
     const AD_ID: Uuid = uuid!("a1000000-0000-4000-8000-000000000001");
-
-    fn url(s: &str) -> Url {
-        // Fixed, valid literals.
-        Url::parse(s).expect("example URL")
-    }
 
     fn metrics(clicks: u64, impressions: u64) -> Metrics {
         Metrics {
@@ -296,11 +310,11 @@ mod examples {
         fn example() -> Self {
             NewAd {
                 id: None,
-                title: "Winter boots".to_owned(),
-                description: "20 s pre-roll".to_owned(),
-                media_url: url("https://cdn.example.com/ads/boots.mp4"),
-                target_url: url("https://shop.example.com/boots"),
-                campaign_id: "winter".to_owned(),
+                title: Text("Winter boots".to_owned()),
+                description: Text("20 s pre-roll".to_owned()),
+                media_url: Text("https://cdn.example.com/ads/boots.mp4".to_owned()),
+                target_url: Text("https://shop.example.com/boots".to_owned()),
+                campaign_id: Text("winter".to_owned()),
                 active: true,
             }
         }
@@ -308,7 +322,7 @@ mod examples {
 
     impl Example for AdChanges {
         fn example() -> Self {
-            AdChanges { title: Some("Snow boots".to_owned()), active: Some(true), ..AdChanges::default() }
+            AdChanges { title: Some(Text("Snow boots".to_owned())), active: Some(true), ..AdChanges::default() }
         }
     }
 
