@@ -33,6 +33,9 @@ pub struct Consumer {
     pub args: ConsumerArgs,
 }
 
+/// How long a pull may go unanswered (beyond the wait it asked for) before it is given up.
+const PULL_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Consumer {
     /// Runs until `shutdown` turns true. The batch in hand is then given `grace` to be
     /// written and acked; past that it is abandoned, which loses nothing: unacked messages are
@@ -80,12 +83,13 @@ impl Consumer {
     async fn pull(&self) -> Vec<Message> {
         let max = self.args.batch_max_messages;
         let fetch = |max: usize| self.consumer.fetch().max_messages(max).max_bytes(self.args.batch_max_bytes).messages();
-        let mut batch = collect(fetch(max).await).await;
+        let mut batch = collect(fetch(max).await, Instant::now() + PULL_ANSWER_TIMEOUT).await;
         if batch.is_empty() {
-            let first = self.consumer.batch().max_messages(1).expires(self.args.batch_max_wait()).messages().await;
-            batch = collect(first).await;
+            let wait = self.args.batch_max_wait();
+            let first = self.consumer.batch().max_messages(1).expires(wait).messages().await;
+            batch = collect(first, Instant::now() + wait + PULL_ANSWER_TIMEOUT).await;
             if !batch.is_empty() && max > 1 {
-                batch.extend(collect(fetch(max - 1).await).await);
+                batch.extend(collect(fetch(max - 1).await, Instant::now() + PULL_ANSWER_TIMEOUT).await);
             }
         }
         batch
@@ -166,7 +170,7 @@ fn decode(message: &Message) -> Result<Vec<EventRow>, (Reason, String)> {
 }
 
 /// The messages of one pull request; a broken request yields what arrived before it broke.
-async fn collect<E: std::fmt::Display>(request: Result<Batch, E>) -> Vec<Message> {
+async fn collect<E: std::fmt::Display>(request: Result<Batch, E>, deadline: Instant) -> Vec<Message> {
     let mut messages = match request {
         Ok(messages) => messages,
         Err(error) => {
@@ -175,12 +179,19 @@ async fn collect<E: std::fmt::Display>(request: Result<Batch, E>) -> Vec<Message
         }
     };
     let mut batch = Vec::new();
-    while let Some(message) = messages.next().await {
-        match message {
-            Ok(message) => batch.push(message),
-            Err(error) => {
+    loop {
+        match tokio::time::timeout_at(deadline.into(), messages.next()).await {
+            Ok(Some(Ok(message))) => batch.push(message),
+            Ok(None) => break,
+            Ok(Some(Err(error))) => {
                 // Messages of a broken pull are not acked, so they are redelivered.
                 tracing::warn!(%error, "pull interrupted");
+                break;
+            }
+            Err(_) => {
+                // A request the server never answers (its consumer leader died with it, when a
+                // NATS node fails) would stall the consumer for good: go on with what came.
+                tracing::warn!(messages = batch.len(), "pull not answered in time; pulling again");
                 break;
             }
         }
