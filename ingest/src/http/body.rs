@@ -3,6 +3,8 @@
 
 use std::marker::PhantomData;
 
+use futures::{Stream, StreamExt};
+
 use poem::{Request, RequestBody};
 use poem_openapi::registry::{MetaMediaType, MetaRequest, Registry};
 use poem_openapi::types::Type;
@@ -55,22 +57,55 @@ fn unsupported(content_type: &str, expected: &str) -> IngestError {
     IngestError::UnsupportedMediaType { got: shown.to_owned(), expected: expected.to_owned() }
 }
 
+/// How much of an oversized body is still read, as a multiple of the limit, before its 413 is
+/// sent. A server that answers without reading the body and closes the connection makes the
+/// kernel reset it while the client is still sending, and most clients then report a broken
+/// connection instead of the 413. Reading the rest (and throwing it away) lets them see the
+/// answer; a body past this bound is not worth reading and gets the reset.
+const DISCARD_UP_TO_LIMITS: u64 = 4;
+
 /// Reads the whole body, refusing more than `limit` bytes (early, when Content-Length says so).
 async fn read(request: &Request, body: &mut RequestBody, limit: usize) -> Result<Vec<u8>, IngestError> {
     let too_large = || IngestError::PayloadTooLarge { limit };
+    let discard_budget = DISCARD_UP_TO_LIMITS.saturating_mul(limit as u64);
     let declared = request
         .headers()
         .get(poem::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
+    if let Some(declared) = declared.filter(|len| *len > limit as u64) {
+        // A client waiting for `100 Continue` has sent nothing yet and will send nothing: the
+        // 413 reaches it as it is.
+        let waits_for_continue = request.headers().get(poem::http::header::EXPECT).is_some();
+        if declared <= discard_budget && !waits_for_continue {
+            if let Ok(body) = body.take() {
+                discard(std::pin::pin!(body.into_bytes_stream()), discard_budget).await;
+            }
+        }
         return Err(too_large());
     }
     let body = body.take().map_err(|e| IngestError::BodyRead(e.to_string()))?;
-    match body.into_bytes_limit(limit).await {
-        Ok(bytes) => Ok(bytes.to_vec()),
-        Err(poem::error::ReadBodyError::PayloadTooLarge) => Err(too_large()),
-        Err(e) => Err(IngestError::BodyRead(e.to_string())),
+    let mut chunks = std::pin::pin!(body.into_bytes_stream());
+    let mut bytes = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| IngestError::BodyRead(e.to_string()))?;
+        if bytes.len() + chunk.len() > limit {
+            discard(chunks, discard_budget.saturating_sub(bytes.len() as u64)).await;
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// Reads and drops what remains of a body, up to `budget` bytes.
+async fn discard(mut chunks: impl Stream<Item = std::io::Result<bytes::Bytes>> + Unpin, budget: u64) {
+    let mut read = 0u64;
+    while let Some(Ok(chunk)) = chunks.next().await {
+        read += chunk.len() as u64;
+        if read > budget {
+            return;
+        }
     }
 }
 
