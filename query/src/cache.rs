@@ -1,6 +1,7 @@
 //! Short-lived answer cache (moka). Keys are the normalised query (aligned window included),
 //! so "the last hour" asked twice in the same minute is one entry. A short TTL keeps numbers
-//! real-time; misses for the same key are computed once.
+//! real-time; misses for the same key are computed once. Each cache holds at most a budget of
+//! bytes, weighed by [`Footprint`]: a 10,000-bucket series weighs what it holds, not "one entry".
 
 use std::hash::Hash;
 use std::sync::Arc;
@@ -9,7 +10,52 @@ use std::time::Duration;
 use moka::future::Cache;
 use prometheus::IntCounterVec;
 
+use crate::api::model::{Ad, AdAnalytics, AdList, AnalyticsReport, AdMetrics, Bucket, Breakdown, BreakdownGroup};
 use crate::error::QueryError;
+
+/// About how many bytes a cached answer occupies: its own size and what it points to.
+pub trait Footprint {
+    fn footprint(&self) -> usize;
+}
+
+impl Footprint for Ad {
+    fn footprint(&self) -> usize {
+        let text = [&self.title, &self.description, &self.media_url, &self.target_url, &self.campaign_id];
+        std::mem::size_of::<Ad>() + text.iter().map(|s| s.capacity()).sum::<usize>()
+    }
+}
+
+impl Footprint for Option<Ad> {
+    fn footprint(&self) -> usize {
+        self.as_ref().map_or(std::mem::size_of::<Self>(), Ad::footprint)
+    }
+}
+
+impl Footprint for AdList {
+    fn footprint(&self) -> usize {
+        std::mem::size_of::<Self>() + self.ads.iter().map(Ad::footprint).sum::<usize>()
+    }
+}
+
+impl Footprint for AnalyticsReport {
+    fn footprint(&self) -> usize {
+        let previous = self.previous.as_ref().map_or(0, |p| p.ads.capacity());
+        std::mem::size_of::<Self>() + (self.ads.capacity() + previous) * std::mem::size_of::<AdMetrics>()
+    }
+}
+
+impl Footprint for AdAnalytics {
+    fn footprint(&self) -> usize {
+        let previous = self.previous.as_ref().map_or(0, |p| p.series.capacity());
+        std::mem::size_of::<Self>() + self.tz.capacity() + (self.current.series.capacity() + previous) * std::mem::size_of::<Bucket>()
+    }
+}
+
+impl Footprint for Breakdown {
+    fn footprint(&self) -> usize {
+        std::mem::size_of::<Self>() + self.groups.iter().map(|g| std::mem::size_of::<BreakdownGroup>() + g.value.capacity()).sum::<usize>()
+    }
+}
 
 #[derive(Clone)]
 pub struct AnswerCache<K, V> {
@@ -23,8 +69,19 @@ where
     K: Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    pub fn new(name: &'static str, ttl: Duration, max_entries: u64, lookups: IntCounterVec) -> Self {
-        let cache = Cache::builder().time_to_live(ttl).max_capacity(max_entries).build();
+    /// A cache named `name` (the metric's `cache` label) of at most `max_bytes`.
+    pub fn new(name: &'static str, ttl: Duration, max_bytes: u64, lookups: IntCounterVec) -> Self
+    where
+        V: Footprint,
+    {
+        let cache = Cache::builder()
+            .time_to_live(ttl)
+            .max_capacity(max_bytes)
+            .weigher(|_key: &K, value: &V| {
+                let bytes = std::mem::size_of::<K>() + value.footprint();
+                u32::try_from(bytes).unwrap_or(u32::MAX)
+            })
+            .build();
         Self { name, cache, lookups }
     }
 
@@ -55,5 +112,51 @@ where
         let outcome = if computed { "miss" } else { "hit" };
         self.lookups.with_label_values(&[self.name, outcome]).inc();
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus::Opts;
+
+    use super::*;
+
+    /// A value that says what it weighs.
+    #[derive(Clone)]
+    struct Weighs(usize);
+
+    impl Footprint for Weighs {
+        fn footprint(&self) -> usize {
+            self.0
+        }
+    }
+
+    fn lookups() -> IntCounterVec {
+        IntCounterVec::new(Opts::new("lookups", "test"), &["cache", "outcome"]).expect("counter")
+    }
+
+    #[tokio::test]
+    async fn holds_no_more_bytes_than_its_budget() {
+        let cache = AnswerCache::new("test", Duration::from_secs(60), 100_000, lookups());
+        for key in 0..100u32 {
+            cache.get_or_compute(key, async { Ok(Weighs(10_000)) }).await.expect("computed");
+        }
+        cache.cache.run_pending_tasks().await;
+        assert!(cache.cache.weighted_size() <= 100_000, "{} bytes kept", cache.cache.weighted_size());
+        assert!(cache.cache.entry_count() <= 10, "{} entries kept", cache.cache.entry_count());
+        assert!(cache.cache.entry_count() > 0);
+    }
+
+    #[tokio::test]
+    async fn counts_hits_and_misses_and_does_not_keep_errors() {
+        let counter = lookups();
+        let cache = AnswerCache::new("test", Duration::from_secs(60), 1_000_000, counter.clone());
+        let failed = cache.get_or_compute(1u32, async { Err::<Weighs, _>(QueryError::ClickHouse("down".into())) }).await;
+        assert!(failed.is_err());
+        let computed = cache.get_or_compute(1u32, async { Ok(Weighs(8)) }).await.expect("computed");
+        let again = cache.get_or_compute(1u32, async { Ok(Weighs(9)) }).await.expect("cached");
+        assert_eq!((computed.0, again.0), (8, 8));
+        assert_eq!(counter.with_label_values(&["test", "miss"]).get(), 2);
+        assert_eq!(counter.with_label_values(&["test", "hit"]).get(), 1);
     }
 }

@@ -16,9 +16,10 @@ pub struct Config {
     /// How long an answer is reused; keep it short so numbers stay real-time.
     #[arg(long, env = "CACHE_TTL_MS", default_value_t = 250)]
     pub cache_ttl_ms: u64,
-    /// Most answers kept per cache.
-    #[arg(long, env = "CACHE_MAX_ENTRIES", default_value_t = 10_000)]
-    pub cache_max_entries: u64,
+    /// Most memory the cached answers take, all caches together (each of the five kinds of
+    /// answer gets an equal share), in MiB.
+    #[arg(long, env = "CACHE_MAX_MIB", default_value_t = 64)]
+    pub cache_max_mib: u64,
     /// The API key (`Authorization: Bearer <key>`). Set: every operation needs it and ads can be
     /// changed. Unset: reads are anonymous and ads cannot be changed.
     #[arg(long, env = "API_KEY", hide_env_values = true)]
@@ -30,8 +31,8 @@ impl Config {
         if self.cache_ttl_ms == 0 {
             return Err("CACHE_TTL_MS must be at least 1 (caching cannot be turned off)".into());
         }
-        if self.cache_max_entries == 0 {
-            return Err("CACHE_MAX_ENTRIES must be at least 1".into());
+        if self.cache_max_mib == 0 {
+            return Err("CACHE_MAX_MIB must be at least 1".into());
         }
         if self.api_key.as_deref().is_some_and(|key| key.len() < 16) {
             return Err("API_KEY must be at least 16 characters".into());
@@ -41,6 +42,11 @@ impl Config {
 
     pub fn cache_ttl(&self) -> Duration {
         Duration::from_millis(self.cache_ttl_ms)
+    }
+
+    /// The whole cache budget in bytes.
+    pub fn cache_max_bytes(&self) -> u64 {
+        self.cache_max_mib.saturating_mul(1024 * 1024)
     }
 }
 

@@ -18,7 +18,7 @@ async fn main() -> ExitCode {
 async fn run(config: Config) -> anyhow::Result<()> {
     let clickhouse = config.clickhouse.client();
     let metrics = Metrics::new()?;
-    let analytics = Analytics::new(Repo::new(clickhouse.clone()), config.cache_ttl(), config.cache_max_entries, &metrics);
+    let analytics = Analytics::new(Repo::new(clickhouse.clone()), config.cache_ttl(), config.cache_max_bytes(), &metrics);
     let api = OpenApiService::new(QueryApi { analytics: Arc::new(analytics), api_key: config.api_key.clone() }, "Ad analytics", env!("CARGO_PKG_VERSION"));
     let docs = api.swagger_ui();
     let spec = service_kit::spec::close_objects(&api.spec(), query::api::CLOSED_SCHEMAS)?;

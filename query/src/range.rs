@@ -118,12 +118,14 @@ impl Zone {
         Zone { name: "UTC".to_owned(), tz: TimeZone::UTC }
     }
 
-    /// The zone named `name` (e.g. `Europe/Paris`) in the time-zone database built into the
-    /// service.
+    /// The zone named `name` (e.g. `Europe/Paris`, in any case) in the time-zone database built
+    /// into the service. It keeps the database's spelling of the name: that is what ClickHouse
+    /// is given, what the answer echoes and what the cache is keyed by.
     pub fn parse(name: &str) -> Result<Zone, QueryError> {
-        let tz = TimeZone::get(name)
-            .map_err(|_| QueryError::invalid("tz", format!("unknown time zone {name:?}: use an IANA name such as Europe/Paris")))?;
-        Ok(Zone { name: name.to_owned(), tz })
+        let unknown = || QueryError::invalid("tz", format!("unknown time zone {name:?}: use an IANA name such as Europe/Paris"));
+        let tz = TimeZone::get(name).map_err(|_| unknown())?;
+        let canonical = tz.iana_name().ok_or_else(unknown)?.to_owned();
+        Ok(Zone { name: canonical, tz })
     }
 
     pub fn name(&self) -> &str {
@@ -480,5 +482,7 @@ mod tests {
         assert_eq!(w.coarsest_rollup(Granularity::Hour, &zone("America/New_York")), Rollup::Hour);
         assert_eq!(w.coarsest_rollup(Granularity::Minute, &Zone::utc()), Rollup::Minute);
         assert!(matches!(Zone::parse("Mars/Olympus"), Err(QueryError::InvalidParameter { field: "tz", .. })));
+        assert_eq!(Zone::parse("america/NEW_YORK").unwrap().name(), "America/New_York");
+        assert_eq!(Zone::parse("utc").unwrap(), Zone::utc());
     }
 }

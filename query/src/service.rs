@@ -27,15 +27,17 @@ pub struct Analytics {
 }
 
 impl Analytics {
-    pub fn new(repo: Repo, ttl: Duration, max_entries: u64, metrics: &Metrics) -> Self {
+    /// `max_bytes` is the budget of all caches together; each gets an equal share.
+    pub fn new(repo: Repo, ttl: Duration, max_bytes: u64, metrics: &Metrics) -> Self {
         let lookups = metrics.cache_lookups.clone();
+        let share = max_bytes / 5;
         Self {
             repo,
-            ad_lists: AnswerCache::new("ad_lists", ttl, max_entries, lookups.clone()),
-            ads: AnswerCache::new("ads", ttl, max_entries, lookups.clone()),
-            reports: AnswerCache::new("reports", ttl, max_entries, lookups.clone()),
-            series: AnswerCache::new("series", ttl, max_entries, lookups.clone()),
-            breakdowns: AnswerCache::new("breakdowns", ttl, max_entries, lookups),
+            ad_lists: AnswerCache::new("ad_lists", ttl, share, lookups.clone()),
+            ads: AnswerCache::new("ads", ttl, share, lookups.clone()),
+            reports: AnswerCache::new("reports", ttl, share, lookups.clone()),
+            series: AnswerCache::new("series", ttl, share, lookups.clone()),
+            breakdowns: AnswerCache::new("breakdowns", ttl, share, lookups),
         }
     }
 
@@ -187,10 +189,25 @@ impl Analytics {
             (None, Some(_)) => Ads::These(&ids),
             (None, None) => Ads::All,
         };
-        let mut totals = if ids.is_empty() { Default::default() } else { self.repo.totals_by_ad(window, scope, States::Merged).await? };
+        let totals = async {
+            match ids.is_empty() {
+                true => Ok(Default::default()),
+                false => self.repo.totals_by_ad(window, scope, States::Merged).await,
+            }
+        };
+        let total = async {
+            match query.ad {
+                Some(_) => Ok(None),
+                None => self.repo.total(window).await.map(Some),
+            }
+        };
+        let (mut totals, total) = tokio::try_join!(totals, total)?;
+        // With one ad, its own metrics are the total, as in the current period.
+        let total = total.or_else(|| query.ad.and_then(|id| totals.get(&id).copied())).unwrap_or_default();
         Ok(PreviousReport {
             from: window.from,
             to: window.to,
+            total: total.into(),
             ads: ids.iter().map(|id| AdMetrics { ad_id: *id, metrics: totals.remove(id).unwrap_or_default().into() }).collect(),
         })
     }

@@ -4,7 +4,8 @@
 //! Request bodies that reject unknown fields (`deny_unknown_fields`) are closed objects:
 //! `additionalProperties: false`, so that SDKs and fuzzers know a misspelt field is an error. A
 //! union variant poem-openapi builds as `allOf: [{type}, {$ref: closed}]` would then reject its
-//! own `type`; such variants become one closed object with the `type` property merged in.
+//! own `type`; such variants become one closed object with the `type` property merged in, and
+//! with the closed object's example (plus its `type`) as theirs.
 
 use serde_json::{Map, Value};
 
@@ -36,7 +37,7 @@ fn close_schemas(schemas: &mut Map<String, Value>, closed: &[&str]) {
         if let Some(description) = schema.get("description") {
             merged.insert("description".into(), description.clone());
         }
-        let (mut required, mut properties) = (Vec::new(), Map::new());
+        let (mut required, mut properties, mut example) = (Vec::new(), Map::new(), Map::new());
         for part in parts {
             let part = match part.get("$ref").and_then(Value::as_str) {
                 Some(r) => originals.get(r.trim_start_matches("#/components/schemas/")).cloned().unwrap_or_default(),
@@ -44,6 +45,12 @@ fn close_schemas(schemas: &mut Map<String, Value>, closed: &[&str]) {
             };
             required.extend(part.get("required").and_then(Value::as_array).cloned().unwrap_or_default());
             properties.extend(part.get("properties").and_then(Value::as_object).cloned().unwrap_or_default());
+            example.extend(part.get("example").and_then(Value::as_object).cloned().unwrap_or_default());
+        }
+        let discriminator = properties.get("type").and_then(|t| t.pointer("/enum/0")).cloned();
+        if let (Some(kind), false) = (discriminator, example.is_empty()) {
+            example.insert("type".into(), kind);
+            merged.insert("example".into(), Value::Object(example));
         }
         merged.insert("required".into(), Value::Array(required));
         merged.insert("properties".into(), Value::Object(properties));
@@ -61,7 +68,7 @@ mod tests {
     #[test]
     fn closed_objects_and_their_union_variants() {
         let spec = json!({"components": {"schemas": {
-            "Click": {"type": "object", "required": ["ad_id"], "properties": {"ad_id": {"type": "string"}}},
+            "Click": {"type": "object", "required": ["ad_id"], "properties": {"ad_id": {"type": "string"}}, "example": {"ad_id": "a1"}},
             "Open": {"type": "object", "properties": {"x": {"type": "string"}}},
             "Event_Click": {"description": "a click", "allOf": [
                 {"type": "object", "required": ["type"], "properties": {"type": {"type": "string", "enum": ["click"]}}},
@@ -75,7 +82,8 @@ mod tests {
         assert_eq!(
             schemas["Event_Click"],
             json!({"type": "object", "description": "a click", "required": ["type", "ad_id"], "additionalProperties": false,
-                   "properties": {"type": {"type": "string", "enum": ["click"]}, "ad_id": {"type": "string"}}})
+                   "properties": {"type": {"type": "string", "enum": ["click"]}, "ad_id": {"type": "string"}},
+                   "example": {"type": "click", "ad_id": "a1"}})
         );
     }
 }

@@ -1,5 +1,6 @@
-"""Validates every OpenAPI document we publish with openapi-spec-validator, and checks that the
-committed `openapi.yaml` describes exactly the operations each service serves at `/openapi.json`.
+"""Validates every OpenAPI document we publish with openapi-spec-validator, checks that the
+committed `openapi.yaml` describes exactly the operations each service serves at `/openapi.json`,
+and that every request and response body shows an example.
 
 usage: validate_specs.py OPENAPI_YAML SERVICE_URL...
 """
@@ -47,6 +48,40 @@ def referenced_schemas(value, components, seen=None):
     return seen
 
 
+def lacks_example(schema, components, seen=()):
+    """Why `schema` (a body's) shows no example, or None: an example on it, on the schema it
+    refers to, on an array's items, or on every variant of a union."""
+    if "example" in schema:
+        return None
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        name = ref.rsplit("/", 1)[1]
+        if name in seen:
+            return f"{name} refers to itself"
+        return lacks_example(components.get(name, {}), components, (*seen, name))
+    if schema.get("type") == "array" and "items" in schema:
+        return lacks_example(schema["items"], components, seen)
+    variants = schema.get("anyOf") or schema.get("oneOf")
+    if variants:
+        reasons = [r for r in (lacks_example(v, components, seen) for v in variants) if r]
+        return "; ".join(reasons) or None
+    return f"{' > '.join(seen) or 'an inline schema'} has no example"
+
+
+def bodies_without_examples(spec):
+    components = spec.get("components", {}).get("schemas", {})
+    for (path, method), op in operations(spec).items():
+        bodies = [("request", op.get("requestBody", {}))]
+        bodies += [(f"response {status}", response) for status, response in op.get("responses", {}).items()]
+        for what, body in bodies:
+            for media_type, content in body.get("content", {}).items():
+                if "example" in content or "examples" in content:
+                    continue
+                reason = lacks_example(content.get("schema", {}), components)
+                if reason:
+                    yield f"{method.upper()} {path} {what} ({media_type}): {reason}"
+
+
 def main():
     yaml_path, service_urls = sys.argv[1], sys.argv[2:]
     failures = []
@@ -64,6 +99,9 @@ def main():
             print(f"valid OpenAPI {spec.get('openapi')}: {name} ({len(operations(spec))} operations)")
         except Exception as error:  # the validator's errors carry the path to the fault
             failures.append(f"{name} is not a valid OpenAPI document: {error}")
+
+    for missing in bodies_without_examples(spec_dict):
+        failures.append(f"{yaml_path}: {missing}")
 
     # The combined file must be the union of what the services serve, operation for operation.
     combined = operations(spec_dict)
@@ -92,7 +130,7 @@ def main():
     if failures:
         print("\n".join(["FAILED:"] + sorted(set(failures))))
         sys.exit(1)
-    print(f"{yaml_path} holds exactly the {len(served)} operations the services serve")
+    print(f"{yaml_path} holds exactly the {len(served)} operations the services serve, every body with an example")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ async fn ads_are_managed_with_the_api_key_and_ingest_follows() {
     let stack = Stack::start_with(StackOptions { query_env: vec![("API_KEY", KEY)], ..StackOptions::default() }).await;
 
     // Every operation needs the key once one is configured.
-    for path in ["/ads", &format!("/ads/{AD_TRAIL_RUNNER}"), "/ads/analytics", &format!("/ads/{AD_TRAIL_RUNNER}/analytics")] {
+    for path in ["/ads", &format!("/ads/{AD_TRAIL_RUNNER}"), "/ads/analytics", "/ads/analytics/breakdown?by=country", &format!("/ads/{AD_TRAIL_RUNNER}/analytics")] {
         assert_eq!(call(&stack, "GET", path, None, None).await.0, 401, "{path} without the key");
         assert_eq!(call(&stack, "GET", path, Some("wrong-key-0123456789"), None).await.0, 401, "{path} with another key");
         assert_eq!(call(&stack, "GET", path, Some(KEY), None).await.0, 200, "{path} with the key");
@@ -99,11 +99,17 @@ async fn ads_are_managed_with_the_api_key_and_ingest_follows() {
     taken["id"] = json!(AD_TRAIL_RUNNER);
     let mut unparsable = new_ad();
     unparsable["media_url"] = json!("http://[::1/boots.mp4");
+    let mut wrong_type = new_ad();
+    wrong_type["active"] = json!("yes");
+    let mut missing = new_ad();
+    missing.as_object_mut().expect("an object").remove("title");
     let cases = [
-        (script, 400, None),
+        (script, 400, Some("target_url")),
         (unparsable, 422, Some("media_url")),
         (blank, 422, Some("campaign_id")),
-        (unknown, 400, None),
+        (unknown, 400, Some("budget")),
+        (wrong_type, 400, Some("active")),
+        (missing, 400, Some("title")),
         (taken, 409, Some("id")),
     ];
     for (body, expected, field) in cases {
@@ -112,6 +118,10 @@ async fn ads_are_managed_with_the_api_key_and_ingest_follows() {
     }
     let (status, _) = call(&stack, "PATCH", "/ads/00000000-0000-4000-8000-000000000000", Some(KEY), Some(json!({"title": "x"}))).await;
     assert_eq!(status, 404);
+    for (changes, field) in [(json!({"colour": "red"}), "colour"), (json!({"title": ""}), "title"), (json!({"media_url": 7}), "media_url")] {
+        let (status, answer) = call(&stack, "PATCH", &format!("/ads/{AD_TRAIL_RUNNER}"), Some(KEY), Some(changes.clone())).await;
+        assert_eq!((status, answer["field"].as_str()), (400, Some(field)), "{changes}: {answer}");
+    }
     let (_, list) = call(&stack, "GET", "/ads?limit=100", Some(KEY), None).await;
     assert_eq!(list["pagination"]["total"], 5, "the four seed ads and the one created: {list}");
 }

@@ -200,8 +200,8 @@ async fn query_parameters_are_checked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_event_shows_up_once_the_cache_ttl_has_passed() {
-    const TTL: std::time::Duration = std::time::Duration::from_secs(3);
-    let stack = e2e::Stack::start_with(e2e::StackOptions { query_env: vec![("CACHE_TTL_MS", "3000")], ..Default::default() }).await;
+    const TTL: std::time::Duration = std::time::Duration::from_secs(6);
+    let stack = e2e::Stack::start_with(e2e::StackOptions { query_env: vec![("CACHE_TTL_MS", "6000")], ..Default::default() }).await;
     let path = format!("/ads/analytics?ad_id={AD_COFFEE_CLUB}&timeframe=1h");
     let clicks = |report: &Value| entry(report, AD_COFFEE_CLUB).and_then(|e| e["clicks"].as_u64());
     let asked = std::time::Instant::now();
@@ -214,6 +214,7 @@ async fn a_new_event_shows_up_once_the_cache_ttl_has_passed() {
     if asked.elapsed() < TTL {
         assert_eq!(clicks(&cached), Some(0), "within the TTL the cached answer is served: {cached}");
         let metrics = stack.metrics(&stack.query).await;
+        assert!(metrics.contains(r#"query_cache_lookups_total{cache="reports",outcome="miss"} 1"#), "{metrics}");
         assert!(metrics.contains(r#"query_cache_lookups_total{cache="reports",outcome="hit"} 1"#), "{metrics}");
     } else {
         println!("storing the click outlasted the cache TTL; the cached answer was not observed");
@@ -222,4 +223,6 @@ async fn a_new_event_shows_up_once_the_cache_ttl_has_passed() {
     tokio::time::sleep(TTL.saturating_sub(asked.elapsed()) + std::time::Duration::from_millis(500)).await;
     let (_, fresh) = stack.get(&path).await;
     assert_eq!(clicks(&fresh), Some(1), "once the TTL has passed the click is counted: {fresh}");
+    let metrics = stack.metrics(&stack.query).await;
+    assert!(metrics.contains(r#"query_cache_lookups_total{cache="reports",outcome="miss"} 2"#), "the expired answer was computed again: {metrics}");
 }

@@ -106,3 +106,33 @@ async fn buckets_follow_the_callers_time_zone() {
     assert_eq!(starts.len(), 11, "{by_new_york_day}");
     assert_eq!((starts[0], starts[10]), ("2026-10-23T00:00:00-04:00", "2026-11-02T00:00:00-05:00"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_day_summer_time_starts_lasts_23_hours() {
+    let stack = Stack::start().await;
+    impressions_at(
+        &stack,
+        &[
+            "2026-03-28T22:30:00Z", // Paris 23:30 on the 28th (winter time, +01:00)
+            "2026-03-28T23:30:00Z", // Paris 00:30 on the 29th
+            "2026-03-29T00:30:00Z", // Paris 01:30; at 02:00 the clocks go to 03:00
+            "2026-03-29T01:30:00Z", // Paris 03:30 (+02:00)
+            "2026-03-29T21:30:00Z", // Paris 23:30 on the 29th
+            "2026-03-29T22:30:00Z", // Paris 00:30 on the 30th
+        ],
+    )
+    .await;
+    stack.wait_for_count("SELECT sum(impressions) FROM impression_events_per_minute", 6).await;
+    let window = "from=2026-03-28T00:00:00Z&to=2026-03-31T00:00:00Z";
+    assert_eq!(
+        buckets(&stack, &format!("{window}&granularity=day&tz=Europe/Paris")).await,
+        expect(&[("2026-03-28T00:00:00+01:00", 1), ("2026-03-29T00:00:00+01:00", 4), ("2026-03-30T00:00:00+02:00", 1)])
+    );
+    // The hour from 02:00 does not exist that night: 01:00 (+01:00) is followed by 03:00 (+02:00).
+    let (status, answer) = stack.get(&format!("/ads/{AD_TRAIL_RUNNER}/analytics?from=2026-03-29T00:00:00Z&to=2026-03-29T02:00:00Z&granularity=hour&tz=europe/paris")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["tz"], "Europe/Paris", "the zone's name as the database spells it");
+    let hours: Vec<(&str, u64)> =
+        answer["series"].as_array().expect("series").iter().map(|b| (b["start"].as_str().unwrap_or(""), b["impressions"].as_u64().unwrap_or(0))).collect();
+    assert_eq!(hours, [("2026-03-29T01:00:00+01:00", 1), ("2026-03-29T03:00:00+02:00", 1)]);
+}

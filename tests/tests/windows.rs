@@ -292,6 +292,7 @@ async fn assert_previous_period_matches(stack: &Stack, now: OffsetDateTime) {
         let ad = entry["ad_id"].as_str().unwrap_or("");
         assert_eq!(Totals::of_api(entry), raw_totals(stack, ad, previous_from, from).await, "previous period of {ad}");
     }
+    assert_eq!(Totals::of_api(&previous["total"]), raw_totals_where(stack, &raw_window(previous_from, from)).await, "previous period, every ad");
     let path = format!("/ads/{AD_COFFEE_CLUB}/analytics?from={}&to={}&granularity=day&compare=previous", at(from), at(to));
     let (status, answer) = stack.get(&path).await;
     assert_eq!(status, 200, "{answer}");

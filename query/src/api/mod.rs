@@ -2,6 +2,7 @@
 //! parameters and map results; [`crate::service::Analytics`] computes. Each error kind maps to
 //! its status once, in [`QueryError::status`]; each operation's response lists the ones it has.
 
+mod body;
 pub mod model;
 mod text;
 
@@ -17,6 +18,7 @@ use service_kit::Problem;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use self::body::{InvalidBody, JsonBody};
 use self::model::{Ad, AdAnalytics, AdChanges, AdList, AnalyticsReport, Breakdown, NewAd};
 use crate::auth::{self, Access, Caller};
 use crate::breakdown::{self, BrowserFilter, DeviceTypeFilter, Dimension, Filters};
@@ -82,7 +84,7 @@ impl QueryApi {
     /// Needs the API key. Ingest accepts events for it within `CATALOG_REFRESH_SECS` (5 s by
     /// default).
     #[oai(path = "/ads", method = "post", operation_id = "createAd", tag = "QueryTags::Ads")]
-    async fn create_ad(&self, caller: Caller, ad: Json<NewAd>) -> CreateAdResponse {
+    async fn create_ad(&self, caller: Caller, ad: JsonBody<NewAd>) -> CreateAdResponse {
         let result = match self.authorize(&caller, Access::Write) {
             Ok(()) => self.analytics.create_ad(ad.0).await,
             Err(e) => Err(e),
@@ -107,7 +109,7 @@ impl QueryApi {
     /// Needs the API key. Only the fields given change. Ingest sees the change within
     /// `CATALOG_REFRESH_SECS`.
     #[oai(path = "/ads/:ad_id", method = "patch", operation_id = "updateAd", tag = "QueryTags::Ads")]
-    async fn update_ad(&self, caller: Caller, ad_id: Path<Uuid>, changes: Json<AdChanges>) -> AdResponse {
+    async fn update_ad(&self, caller: Caller, ad_id: Path<Uuid>, changes: JsonBody<AdChanges>) -> AdResponse {
         let result = match self.authorize(&caller, Access::Write) {
             Ok(()) => self.analytics.update_ad(ad_id.0, changes.0).await,
             Err(e) => Err(e),
@@ -238,7 +240,9 @@ impl QueryApi {
         granularity: Query<Option<Granularity>>,
         /// IANA time zone the buckets follow (e.g. `America/New_York`): days, weeks (from
         /// Monday) and months start at its local midnight, daylight-saving changes included.
-        /// Default: `UTC`.
+        /// Default: `UTC`. Names are matched ignoring case; the answer's `tz` is the
+        /// database's spelling.
+        #[oai(validator(max_length = 64))]
         tz: Query<Option<String>>,
         /// `previous`: also the totals and series of the period of equal length just before.
         compare: Query<Option<Compare>>,
@@ -269,9 +273,12 @@ fn problem(error: &QueryError) -> Json<Problem> {
     Json(Problem::new(error.status(), error.to_string(), error.field()))
 }
 
-/// A parameter poem-openapi could not parse or validate, with the parameter's name. Every path
-/// of this API has one parameter, `ad_id`.
+/// A parameter or body poem-openapi could not parse or validate, with the parameter's or
+/// property's name. Every path of this API has one parameter, `ad_id`.
 fn bad_parameter(error: poem::Error) -> Json<Problem> {
+    if let Some(e) = error.downcast_ref::<InvalidBody>() {
+        return Json(Problem::new(StatusCode::BAD_REQUEST, e.detail.clone(), e.field.as_deref()));
+    }
     if let Some(e) = error.downcast_ref::<poem_openapi::error::ParsePathError>() {
         return Json(Problem::new(StatusCode::BAD_REQUEST, format!("ad_id: must be a UUID ({})", e.reason), Some("ad_id")));
     }

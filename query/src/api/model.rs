@@ -171,8 +171,10 @@ pub struct AdMetrics {
 pub struct AnalyticsReport {
     pub from: OffsetDateTime,
     pub to: OffsetDateTime,
-    /// When ingest received the newest event stored so far (any ad): events received before
-    /// it are counted, later ones not yet. Null before the first event.
+    /// When ingest received the newest event stored so far (any ad). The numbers hold every
+    /// stored event; events still on their way from ingest to ClickHouse (normally under a
+    /// second; longer while the aggregator works off a backlog) are not in them yet, even if
+    /// received earlier. Null before the first event.
     #[oai(nullable)]
     pub newest_event_received_at: Option<OffsetDateTime>,
     /// Every ad of the window together (with `ad_id`: that ad). Unique clicks and viewers count
@@ -191,6 +193,9 @@ pub struct AnalyticsReport {
 pub struct PreviousReport {
     pub from: OffsetDateTime,
     pub to: OffsetDateTime,
+    /// Every ad of the previous period together (with `ad_id`: that ad), as the report's
+    /// `total`.
+    pub total: Metrics,
     /// In the order of the report's `ads`; zeros for an ad without events then.
     pub ads: Vec<AdMetrics>,
 }
@@ -222,8 +227,10 @@ pub struct AdAnalytics {
     pub granularity: Granularity,
     /// The time zone buckets follow.
     pub tz: String,
-    /// When ingest received the newest event stored so far (any ad): events received before
-    /// it are counted, later ones not yet. Null before the first event.
+    /// When ingest received the newest event stored so far (any ad). The numbers hold every
+    /// stored event; events still on their way from ingest to ClickHouse (normally under a
+    /// second; longer while the aggregator works off a backlog) are not in them yet, even if
+    /// received earlier. Null before the first event.
     #[oai(nullable)]
     pub newest_event_received_at: Option<OffsetDateTime>,
     #[oai(flatten)]
