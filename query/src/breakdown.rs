@@ -1,4 +1,4 @@
-//! Breakdowns: the metrics of a window grouped by campaign, device type, browser or country,
+//! Breakdowns: the metrics of a window grouped by ad, campaign, device type, browser or country,
 //! optionally filtered by any of them and by ad.
 
 use schemas::audience::{Browser, DeviceType};
@@ -11,6 +11,8 @@ use crate::ranking::Metric;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, poem_openapi::Enum)]
 #[oai(rename_all = "snake_case")]
 pub enum Dimension {
+    /// The ad (its id): with filters, e.g. every ad's numbers on mobile devices in France.
+    Ad,
     /// The ad's `campaign_id` in the catalog.
     Campaign,
     /// Derived from the user agent by ingest: desktop, mobile, tablet, bot or other.

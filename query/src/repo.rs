@@ -295,6 +295,7 @@ impl Repo {
     pub async fn breakdown(&self, window: Window, by: Dimension, filters: &Filters) -> Result<BTreeMap<String, Counts>, QueryError> {
         let segments = window.segments(Rollup::Day);
         let (key, join) = match by {
+            Dimension::Ad => ("toString(r.ad_id)", ""),
             Dimension::Campaign => ("c.campaign_id", " LEFT JOIN (SELECT id, campaign_id FROM ads FINAL) AS c ON c.id = r.ad_id"),
             Dimension::DeviceType => ("if(r.device_type = '', 'unknown', r.device_type)", ""),
             Dimension::Browser => ("if(r.browser = '', 'unknown', r.browser)", ""),

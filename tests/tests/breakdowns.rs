@@ -1,4 +1,4 @@
-//! Breakdowns by campaign, device type, browser and country, with filters: the API (audience
+//! Breakdowns by ad, campaign, device type, browser and country, with filters: the API (audience
 //! rollups for whole hours and days, raw rows for the minutes at the edges) against plain SQL
 //! over the raw tables.
 
@@ -96,6 +96,7 @@ async fn breakdowns_and_filters_match_the_raw_events() {
         (minute(now - Duration::minutes(rng.random_range(1500..2500))), minute(now - Duration::minutes(rng.random_range(10..600)))),
     ];
     let dimensions = [
+        ("ad", "toString(e.ad_id)"),
         ("campaign", "a.campaign_id"),
         ("device_type", "if(e.device_type = '', 'unknown', e.device_type)"),
         ("browser", "if(e.browser = '', 'unknown', e.browser)"),
@@ -118,6 +119,10 @@ async fn breakdowns_and_filters_match_the_raw_events() {
         let (_, answer) = stack.get(&path).await;
         let condition = format!("{window} AND e.device_type = 'mobile' AND e.country = 'FR'");
         assert_eq!(api_groups(&answer), raw_groups(&stack, "a.campaign_id", &condition).await, "{path}");
+        let path = format!("/ads/analytics/breakdown?by=ad&from={}&to={}&browser=safari&country=us", at(from), at(to));
+        let (_, answer) = stack.get(&path).await;
+        let condition = format!("{window} AND e.browser = 'safari' AND e.country = 'US'");
+        assert_eq!(api_groups(&answer), raw_groups(&stack, "toString(e.ad_id)", &condition).await, "{path}");
         let path = format!("/ads/analytics/breakdown?by=browser&from={}&to={}&campaign_id=coffee-club&ad_id={AD_COFFEE_CLUB}", at(from), at(to));
         let (_, answer) = stack.get(&path).await;
         let condition = format!("{window} AND e.ad_id = '{AD_COFFEE_CLUB}'");

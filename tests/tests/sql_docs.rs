@@ -271,6 +271,27 @@ async fn every_example_of_the_sql_doc_runs_and_gives_the_sent_numbers() {
     assert_eq!((rows[0]["user_agent"].as_str(), int(&rows[0], "clicks")), (Some("v1"), 2));
     close(float(&rows[0], "avg_playback_time_secs"), 20.0, "v1's playback");
 
+    // 10. Percentiles over 7 days: the API's, from the same states.
+    let rows = answer("10.");
+    let runner = rows.iter().find(|r| r["ad_id"] == AD_TRAIL_RUNNER).expect("Trail Runner in example 10");
+    let (status, week) = stack.get(&format!("/ads/analytics?ad_id={AD_TRAIL_RUNNER}&timeframe=7d")).await;
+    assert_eq!(status, 200, "{week}");
+    for column in ["p50_playback_time_secs", "p95_playback_time_secs"] {
+        let api = week["ads"][0][column].as_f64().unwrap_or_else(|| panic!("{column} in {week}"));
+        close(float(runner, column), (api * 100.0).round() / 100.0, column);
+    }
+
+    // 11. By device type and country over 7 days: every event of the sample, once.
+    let rows = answer("11.");
+    assert_eq!(rows.iter().map(|r| int(r, "clicks")).sum::<u64>(), 8, "{rows:?}");
+    assert_eq!(rows.iter().map(|r| int(r, "impressions")).sum::<u64>(), 14, "{rows:?}");
+    let (_, by_device) = stack.get("/ads/analytics/breakdown?by=device_type&timeframe=7d").await;
+    for group in by_device["groups"].as_array().expect("groups") {
+        let device = group["value"].as_str().unwrap_or("");
+        let clicks: u64 = rows.iter().filter(|r| r["device"] == device).map(|r| int(r, "clicks")).sum();
+        assert_eq!(Some(clicks), group["clicks"].as_u64(), "{device}: example 11 against the breakdown API");
+    }
+
     // The views answer what the API answers, for the same UTC day and its hours.
     let window = format!("from={}&to={}", at(yesterday), at(today));
     let (status, report) = stack.get(&format!("/ads/analytics?{window}")).await;

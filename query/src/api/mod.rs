@@ -168,7 +168,7 @@ impl QueryApi {
         result.into()
     }
 
-    /// Metrics grouped by campaign, device type, browser or country
+    /// Metrics grouped by ad, campaign, device type, browser or country
     ///
     /// Same window rules as `getAdsAnalytics`. The filters combine with AND. Groups come
     /// highest `sort` first (default `impressions`), at most `limit` of them.
