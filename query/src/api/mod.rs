@@ -58,10 +58,7 @@ impl QueryApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
     ) -> ListAdsResponse {
-        let result = match self.authorize(&caller, Access::Read) {
-            Ok(()) => self.analytics.list_ads(page.0.unwrap_or(1), limit.0.unwrap_or(20)).await,
-            Err(e) => Err(e),
-        };
+        let result = self.authorized(&caller, Access::Read, self.analytics.list_ads(page.0.unwrap_or(1), limit.0.unwrap_or(20))).await;
         match result {
             Ok(list) => ListAdsResponse::Ok(Json(list)),
             Err(e @ QueryError::Unauthorized(_)) => ListAdsResponse::Unauthorized(problem(&e), BEARER.to_owned()),
@@ -72,10 +69,7 @@ impl QueryApi {
     /// Get one ad
     #[oai(path = "/ads/:ad_id", method = "get", operation_id = "getAd", tag = "QueryTags::Ads")]
     async fn get_ad(&self, caller: Caller, ad_id: Path<Uuid>) -> AdResponse {
-        let result = match self.authorize(&caller, Access::Read) {
-            Ok(()) => self.analytics.ad(ad_id.0).await,
-            Err(e) => Err(e),
-        };
+        let result = self.authorized(&caller, Access::Read, self.analytics.ad(ad_id.0)).await;
         result.into()
     }
 
@@ -85,10 +79,7 @@ impl QueryApi {
     /// default).
     #[oai(path = "/ads", method = "post", operation_id = "createAd", tag = "QueryTags::Ads")]
     async fn create_ad(&self, caller: Caller, ad: JsonBody<NewAd>) -> CreateAdResponse {
-        let result = match self.authorize(&caller, Access::Write) {
-            Ok(()) => self.analytics.create_ad(ad.0).await,
-            Err(e) => Err(e),
-        };
+        let result = self.authorized(&caller, Access::Write, self.analytics.create_ad(ad.0)).await;
         match result {
             Ok(ad) => {
                 let location = format!("/ads/{}", ad.id);
@@ -110,10 +101,7 @@ impl QueryApi {
     /// `CATALOG_REFRESH_SECS`.
     #[oai(path = "/ads/:ad_id", method = "patch", operation_id = "updateAd", tag = "QueryTags::Ads")]
     async fn update_ad(&self, caller: Caller, ad_id: Path<Uuid>, changes: JsonBody<AdChanges>) -> AdResponse {
-        let result = match self.authorize(&caller, Access::Write) {
-            Ok(()) => self.analytics.update_ad(ad_id.0, changes.0).await,
-            Err(e) => Err(e),
-        };
+        let result = self.authorized(&caller, Access::Write, self.analytics.update_ad(ad_id.0, changes.0)).await;
         result.into()
     }
 
@@ -124,10 +112,7 @@ impl QueryApi {
     /// Deactivating it again changes nothing; `PATCH` with `active: true` reactivates it.
     #[oai(path = "/ads/:ad_id", method = "delete", operation_id = "deactivateAd", tag = "QueryTags::Ads")]
     async fn deactivate_ad(&self, caller: Caller, ad_id: Path<Uuid>) -> AdResponse {
-        let result = match self.authorize(&caller, Access::Write) {
-            Ok(()) => self.analytics.deactivate_ad(ad_id.0).await,
-            Err(e) => Err(e),
-        };
+        let result = self.authorized(&caller, Access::Write, self.analytics.deactivate_ad(ad_id.0)).await;
         result.into()
     }
 
@@ -263,6 +248,12 @@ impl QueryApi {
 impl QueryApi {
     fn authorize(&self, caller: &Caller, access: Access) -> Result<(), QueryError> {
         auth::authorize(self.api_key.as_deref(), caller, access)
+    }
+
+    /// `answer`, if the caller may have it (it is not started otherwise).
+    async fn authorized<T>(&self, caller: &Caller, access: Access, answer: impl std::future::Future<Output = Result<T, QueryError>>) -> Result<T, QueryError> {
+        self.authorize(caller, access)?;
+        answer.await
     }
 }
 
