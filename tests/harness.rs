@@ -525,6 +525,12 @@ impl Stack {
     }
 }
 
+/// One series' value in Prometheus text: `series` is the name with its labels as printed
+/// (`name{a="x",b="y"}`, labels in the order the service prints them), or the bare name.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// The status and JSON body of an answer. Every error answer of every test is checked to be an
 /// RFC 9457 problem (`application/problem+json` with `type`, `title` and the same `status`).
 pub async fn read_answer(request: &str, response: reqwest::Response) -> (u16, Value) {

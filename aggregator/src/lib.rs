@@ -3,12 +3,13 @@
 //! [`consumer`] pulls batches from the durable consumer, [`sink`] writes them to the raw tables
 //! (whose materialized views feed the rollups) and only then are the messages acked.
 //! [`dead_letter`] keeps what can never become a row, [`setup`] creates the stream and
-//! consumer, [`migrate`] the ClickHouse schema.
+//! consumer, [`migrate`] the ClickHouse schema, [`lag`] samples how far the consumer is behind.
 
 pub mod backoff;
 pub mod config;
 pub mod consumer;
 pub mod dead_letter;
+pub mod lag;
 pub mod metrics;
 pub mod migrate;
 pub mod rebuild;

@@ -9,7 +9,7 @@ use aggregator::metrics::Metrics;
 use aggregator::sink::Sink;
 use aggregator::{migrate, setup};
 use poem::listener::TcpListener;
-use poem::Server;
+use poem::{EndpointExt, Server};
 use service_kit::catalog::Catalog;
 
 #[tokio::main]
@@ -49,6 +49,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(catalog.clone().refresh_forever(clickhouse.clone(), config.catalog.refresh()));
 
     let metrics = Metrics::new()?;
+    let metrics_registry = metrics.registry.clone();
     let ops = service_kit::with_ops_routes(
         poem::Route::new(),
         metrics.registry.clone(),
@@ -57,6 +58,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
             ("nats", service_kit::nats_check(nats.clone())),
         ],
     );
+    let stream = js.get_stream(&config.nats.nats_stream).await.map_err(|e| anyhow::anyhow!("looking up the stream: {e}"))?;
+    let subjects = schemas::stream::stream_subjects(&config.nats.nats_subject_prefix);
+    tokio::spawn(aggregator::lag::watch(pull.clone(), stream, subjects, metrics.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let consumer = Consumer {
         consumer: pull,
@@ -69,6 +73,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
     let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
     let consuming = tokio::spawn(consumer.run(stop_rx, grace));
+    let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics_registry, "{}")?;
+    let ops = ops.around(move |next, req| {
+        let http_metrics = http_metrics.clone();
+        async move { http_metrics.observe(next, req).await }
+    });
     let server = Server::new(TcpListener::bind(config.addr));
     tracing::info!(addr = %config.addr, "aggregator running");
     server

@@ -1,6 +1,6 @@
 //! Prometheus metrics of the aggregator (`aggregator_*`).
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -15,6 +15,10 @@ pub struct Metrics {
     /// Where a batch's time goes: `pull`, `lookup` (stored event ids), `write` (lookup and
     /// inserts), `ack`.
     pub stage_seconds: HistogramVec,
+    /// Sampled by [`crate::lag`].
+    pub consumer_pending: IntGauge,
+    pub consumer_ack_pending: IntGauge,
+    pub oldest_unprocessed_age_seconds: Gauge,
 }
 
 impl Metrics {
@@ -48,6 +52,17 @@ impl Metrics {
                 .buckets(prometheus::exponential_buckets(0.001, 2.0, 14)?),
             &["stage"],
         )?;
+        let consumer_pending =
+            IntGauge::new("aggregator_consumer_pending_messages", "Messages in the stream not yet delivered to the consumer (sampled)")?;
+        let consumer_ack_pending =
+            IntGauge::new("aggregator_consumer_ack_pending_messages", "Messages delivered and not yet acked (sampled)")?;
+        let oldest_unprocessed_age_seconds = Gauge::new(
+            "aggregator_oldest_unprocessed_event_age_seconds",
+            "How long ago the oldest message not yet acked was stored in the stream; 0 when none waits (sampled)",
+        )?;
+        registry.register(Box::new(consumer_pending.clone()))?;
+        registry.register(Box::new(consumer_ack_pending.clone()))?;
+        registry.register(Box::new(oldest_unprocessed_age_seconds.clone()))?;
         registry.register(Box::new(consumed.clone()))?;
         registry.register(Box::new(inserted.clone()))?;
         registry.register(Box::new(already_stored.clone()))?;
@@ -56,6 +71,19 @@ impl Metrics {
         registry.register(Box::new(batch_size.clone()))?;
         registry.register(Box::new(insert_seconds.clone()))?;
         registry.register(Box::new(stage_seconds.clone()))?;
-        Ok(Self { registry, consumed, inserted, already_stored, dead_letters, insert_retries, batch_size, insert_seconds, stage_seconds })
+        Ok(Self {
+            registry,
+            consumed,
+            inserted,
+            already_stored,
+            dead_letters,
+            insert_retries,
+            batch_size,
+            insert_seconds,
+            stage_seconds,
+            consumer_pending,
+            consumer_ack_pending,
+            oldest_unprocessed_age_seconds,
+        })
     }
 }

@@ -53,6 +53,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let api = OpenApiService::new(IngestApi { ingest: ingest.clone() }, "Ad event ingest", env!("CARGO_PKG_VERSION"));
     let docs = api.swagger_ui();
     let spec = service_kit::spec::close_objects(&api.spec(), ingest::http::CLOSED_SCHEMAS)?;
+    let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics.registry, &spec)?;
     let catalog_check = service_kit::readiness_check(move || {
         let loaded = catalog.is_loaded();
         async move { if loaded { Ok(()) } else { Err("catalog: not loaded yet".to_owned()) } }
@@ -66,7 +67,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let app = routes
         .data(BodyLimits { event: config.max_body_bytes, batch: config.max_batch_body_bytes })
         .around(move |next, req| limit_header_size(next, req, max_header_bytes))
-        .catch_all_error(service_kit::problem_for_error);
+        .catch_all_error(service_kit::problem_for_error)
+        .around(move |next, req| {
+            let http_metrics = http_metrics.clone();
+            async move { http_metrics.observe(next, req).await }
+        });
     // Forget idle IPs now and then, so the limiter's memory stays bounded.
     if ingest.rate_limiter.is_some() {
         let ingest = ingest.clone();

@@ -9,6 +9,9 @@ pub struct Metrics {
     pub accepted: IntCounterVec,
     pub rejected: IntCounterVec,
     pub publish_seconds: Histogram,
+    /// Messages JetStream answered for, by outcome: `stored`, `duplicate` (it held the id
+    /// already), `failed` (an error or no ack in time).
+    pub messages_published: IntCounterVec,
 }
 
 impl Metrics {
@@ -27,10 +30,15 @@ impl Metrics {
             "ingest_publish_duration_seconds",
             "From publish to JetStream's ack",
         ))?;
+        let messages_published = IntCounterVec::new(
+            Opts::new("ingest_messages_published_total", "Messages published to JetStream (one holds one or many events), by outcome"),
+            &["outcome"],
+        )?;
         registry.register(Box::new(received.clone()))?;
+        registry.register(Box::new(messages_published.clone()))?;
         registry.register(Box::new(accepted.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
         registry.register(Box::new(publish_seconds.clone()))?;
-        Ok(Self { registry, received, accepted, rejected, publish_seconds })
+        Ok(Self { registry, received, accepted, rejected, publish_seconds, messages_published })
     }
 }

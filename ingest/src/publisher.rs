@@ -56,7 +56,18 @@ impl Publisher {
         let subject = subject(&self.subject_prefix, event.kind);
         let ack = tokio::time::timeout(self.timeout, async { self.js.send_publish(subject, message).await?.await }).await;
         self.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
-        outcome(ack, self.timeout).map_err(|reason| IngestError::Publish { event_id: event.event_id, reason })
+        let outcome = outcome(ack, self.timeout);
+        self.count(&outcome);
+        outcome.map_err(|reason| IngestError::Publish { event_id: event.event_id, reason })
+    }
+
+    fn count(&self, outcome: &Result<Published, String>) {
+        let label = match outcome {
+            Ok(Published::Stored) => "stored",
+            Ok(Published::Duplicate) => "duplicate",
+            Err(_) => "failed",
+        };
+        self.metrics.messages_published.with_label_values(&[label]).inc();
     }
 
     /// Publishes many events with every message's ack in flight at once; returns each event's
@@ -94,6 +105,7 @@ impl Publisher {
         self.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
         let mut outcomes: Vec<Result<Published, String>> = vec![Err("not published".to_owned()); events.len()];
         for (indices, chunk_outcome) in groups.into_iter().zip(acks) {
+            self.count(&chunk_outcome);
             for i in indices {
                 outcomes[i] = chunk_outcome.clone();
             }

@@ -18,16 +18,21 @@ async fn main() -> ExitCode {
 async fn run(config: Config) -> anyhow::Result<()> {
     let clickhouse = config.clickhouse.client();
     let metrics = Metrics::new()?;
-    let analytics = Analytics::new(Repo::new(clickhouse.clone()), config.cache_ttl(), config.cache_max_bytes(), &metrics);
+    let analytics = Analytics::new(Repo::new(clickhouse.clone(), metrics.clickhouse_seconds.clone()), config.cache_ttl(), config.cache_max_bytes(), &metrics);
     let api = OpenApiService::new(QueryApi { analytics: Arc::new(analytics), api_key: config.api_key.clone() }, "Ad analytics", env!("CARGO_PKG_VERSION"));
     let docs = api.swagger_ui();
     let spec = service_kit::spec::close_objects(&api.spec(), query::api::CLOSED_SCHEMAS)?;
+    let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics.registry, &spec)?;
     let app = service_kit::with_ops_routes(
         Route::new().nest("/", api).nest("/docs", docs).at("/openapi.json", service_kit::spec_endpoint(spec)),
         metrics.registry.clone(),
         vec![("clickhouse", service_kit::clickhouse_check(clickhouse))],
     )
-    .catch_all_error(service_kit::problem_for_error);
+    .catch_all_error(service_kit::problem_for_error)
+    .around(move |next, req| {
+        let http_metrics = http_metrics.clone();
+        async move { http_metrics.observe(next, req).await }
+    });
     tracing::info!(addr = %config.addr, "query listening");
     Server::new(TcpListener::bind(config.addr))
         .run_with_graceful_shutdown(app, service_kit::shutdown_signal(), Some(std::time::Duration::from_secs(10)))

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use std::time::Instant;
+
 use clickhouse::{Client, Row};
+use prometheus::HistogramVec;
 use schemas::rows::AdRow;
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -122,11 +125,22 @@ impl GroupBy<'_> {
 #[derive(Clone)]
 pub struct Repo {
     client: Client,
+    /// `query_clickhouse_query_duration_seconds{query}`.
+    durations: HistogramVec,
 }
 
 impl Repo {
-    pub fn new(client: Client) -> Self {
-        Self { client }
+    pub fn new(client: Client, durations: HistogramVec) -> Self {
+        Self { client, durations }
+    }
+
+    /// Runs `query`, recording its duration as `name`'s (errors included: a slow failure is a
+    /// slow query too).
+    async fn timed<T>(&self, name: &str, query: impl std::future::Future<Output = T>) -> T {
+        let started = Instant::now();
+        let result = query.await;
+        self.durations.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
+        result
     }
 
     pub async fn list_ads(&self, offset: u64, limit: u32) -> Result<(Vec<AdRow>, u64), QueryError> {
@@ -137,17 +151,13 @@ impl Repo {
             .param("offset", offset)
             .fetch_all::<AdRow>();
         let total = self.client.query("SELECT count() FROM ads FINAL").fetch_one::<u64>();
-        let (ads, total) = tokio::try_join!(ads, total)?;
+        let (ads, total) = self.timed("ads", async { tokio::try_join!(ads, total) }).await?;
         Ok((ads, total))
     }
 
     pub async fn get_ad(&self, id: Uuid) -> Result<Option<AdRow>, QueryError> {
-        Ok(self
-            .client
-            .query("SELECT ?fields FROM ads FINAL WHERE id = {id:UUID}")
-            .param("id", id.to_string())
-            .fetch_optional::<AdRow>()
-            .await?)
+        let query = self.client.query("SELECT ?fields FROM ads FINAL WHERE id = {id:UUID}").param("id", id.to_string());
+        Ok(self.timed("ad", query.fetch_optional::<AdRow>()).await?)
     }
 
     /// Stores a version of an ad; the one with the latest `updated_at` is the ad.
@@ -161,11 +171,8 @@ impl Repo {
 
     /// When ingest received the newest event stored so far; `None` before the first.
     pub async fn newest_event_received_at(&self) -> Result<Option<OffsetDateTime>, QueryError> {
-        let newest: i64 = self
-            .client
-            .query("SELECT toUnixTimestamp64Milli(max(newest_received_at)) FROM events_received_watermark")
-            .fetch_one()
-            .await?;
+        let query = self.client.query("SELECT toUnixTimestamp64Milli(max(newest_received_at)) FROM events_received_watermark");
+        let newest: i64 = self.timed("watermark", query.fetch_one()).await?;
         Ok((newest > 0).then(|| OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(newest)))
     }
 
@@ -248,13 +255,13 @@ impl Repo {
         };
         let playback = async {
             match states {
-                States::Merged => bind(&playback_sql).fetch_all::<PlaybackAgg>().await,
+                States::Merged => self.timed("playback", bind(&playback_sql).fetch_all::<PlaybackAgg>()).await,
                 States::Skipped => Ok(Vec::new()),
             }
         };
         let (clicks, impressions, playback) = tokio::try_join!(
-            bind(&clicks_sql).fetch_all::<ClickAgg>(),
-            bind(&impressions_sql).fetch_all::<ImpressionAgg>(),
+            self.timed("clicks", bind(&clicks_sql).fetch_all::<ClickAgg>()),
+            self.timed("impressions", bind(&impressions_sql).fetch_all::<ImpressionAgg>()),
             playback
         )?;
         let mut out: BTreeMap<String, Counts> = BTreeMap::new();
@@ -328,7 +335,10 @@ impl Repo {
             }
             query.fetch_all::<BreakdownAgg>()
         };
-        let (clicks, impressions) = tokio::try_join!(bind(sql("click", "clicks")), bind(sql("impression", "impressions")))?;
+        let (clicks, impressions) = tokio::try_join!(
+            self.timed("breakdown_clicks", bind(sql("click", "clicks"))),
+            self.timed("breakdown_impressions", bind(sql("impression", "impressions")))
+        )?;
         let mut out: BTreeMap<String, Counts> = BTreeMap::new();
         for row in clicks {
             let counts = out.entry(row.key).or_default();

@@ -3,6 +3,7 @@
 //! `/readyz` and `/metrics` endpoints, and the shutdown signal.
 
 pub mod catalog;
+pub mod http_metrics;
 pub mod limits;
 pub mod spec;
 

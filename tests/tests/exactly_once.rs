@@ -238,6 +238,13 @@ async fn clickhouse_stopped_for_30_s_under_load_loses_nothing() {
     let (status, answer) = stack.post("/ads/click", json!({"ad_id": uuid::Uuid::new_v4()})).await;
     assert_eq!(status, 422, "unknown ads are still rejected: {answer}");
     tokio::time::sleep(Duration::from_secs(28)).await;
+    // The lag the operator sees: messages waiting, and the oldest of them about 30 s old.
+    let lag = stack.metrics(&stack.aggregator).await;
+    let waiting = e2e::metric(&lag, "aggregator_consumer_pending_messages").unwrap_or(0.0)
+        + e2e::metric(&lag, "aggregator_consumer_ack_pending_messages").unwrap_or(0.0);
+    let oldest = e2e::metric(&lag, "aggregator_oldest_unprocessed_event_age_seconds").unwrap_or(0.0);
+    println!("lag while ClickHouse was down: {waiting} messages waiting, the oldest {oldest:.0} s old");
+    assert!(waiting > 0.0 && oldest >= 15.0, "lag metrics during the outage:\n{lag}");
     clickhouse.restart().await;
     println!("ClickHouse back");
 
@@ -252,6 +259,15 @@ async fn clickhouse_stopped_for_30_s_under_load_loses_nothing() {
         .unwrap_or(0);
     println!("aggregator retries while ClickHouse was down: {retries}");
     assert!(retries > 0, "the aggregator backed off and retried");
+    eventually("the lag metrics to return to zero", || async {
+        let lag = stack.metrics(&stack.aggregator).await;
+        let series = ["aggregator_consumer_pending_messages", "aggregator_consumer_ack_pending_messages", "aggregator_oldest_unprocessed_event_age_seconds"];
+        match series.iter().all(|s| e2e::metric(&lag, s) == Some(0.0)) {
+            true => Ok(()),
+            false => Err(lag),
+        }
+    })
+    .await;
     drop(stack);
     clickhouse.stop();
     let _ = std::fs::remove_dir_all(dir);

@@ -157,6 +157,26 @@ async fn bad_input_gets_its_error_and_changes_no_count() {
     let metrics = stack.metrics(&stack.ingest).await;
     assert!(metrics.contains(r#"ingest_events_rejected_total{kind="click",reason="unknown_ad"} 1"#), "{metrics}");
     assert!(metrics.contains(r#"ingest_events_rejected_total{kind="click",reason="payload_too_large"} 1"#), "{metrics}");
+    // Requests by route template and status, and the one message JetStream stored.
+    let count = |text: &str, series: &str| e2e::metric(text, series).unwrap_or(0.0);
+    assert_eq!(count(&metrics, r#"http_request_duration_seconds_count{method="POST",route="/ads/click",status="202"}"#), 1.0, "{metrics}");
+    assert_eq!(count(&metrics, r#"http_request_duration_seconds_count{method="POST",route="/ads/click",status="413"}"#), 1.0, "{metrics}");
+    assert_eq!(count(&metrics, r#"ingest_messages_published_total{outcome="stored"}"#), 1.0, "{metrics}");
+    let (status, _) = stack.get("/no/such/path/0193a5c2-7b1e-7c3d-9f00-2a6b1c4d5e6f").await;
+    assert_eq!(status, 404);
+    let metrics = stack.metrics(&stack.query).await;
+    assert!(count(&metrics, r#"http_request_duration_seconds_count{method="GET",route="/ads/analytics",status="200"}"#) >= 1.0, "{metrics}");
+    assert_eq!(count(&metrics, r#"http_request_duration_seconds_count{method="GET",route="unmatched",status="404"}"#), 1.0, "ids do not make series: {metrics}");
+    assert!(count(&metrics, r#"query_clickhouse_query_duration_seconds_count{query="clicks"}"#) >= 1.0, "{metrics}");
+    // The aggregator has caught up: nothing waits.
+    eventually("the aggregator's lag metrics at zero", || async {
+        let metrics = stack.metrics(&stack.aggregator).await;
+        match (e2e::metric(&metrics, "aggregator_consumer_pending_messages"), e2e::metric(&metrics, "aggregator_oldest_unprocessed_event_age_seconds")) {
+            (Some(0.0), Some(0.0)) => Ok(()),
+            _ => Err(metrics),
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

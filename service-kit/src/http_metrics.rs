@@ -1,0 +1,104 @@
+//! `http_request_duration_seconds{method, route, status}`: every answer of every service, timed
+//! from the request's arrival to its response.
+//!
+//! `route` is the path's template (`/ads/{ad_id}/analytics`), never the path itself, so that
+//! ids do not make a series each; a path no template matches is `unmatched`. The templates come
+//! from the service's OpenAPI document plus the operational routes.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use poem::{Endpoint, IntoResponse, Request, Response};
+use prometheus::{HistogramOpts, HistogramVec, Registry};
+
+/// The routes every service has besides its API (see [`crate::with_ops_routes`]); `/docs`
+/// stands for Swagger UI and its assets.
+const OPS_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"];
+
+/// The label of a path that matches no route.
+pub const UNMATCHED: &str = "unmatched";
+
+#[derive(Clone)]
+pub struct HttpMetrics {
+    durations: HistogramVec,
+    /// Each template's segments; `None` stands for a `{parameter}`.
+    routes: Arc<Vec<(String, Vec<Option<String>>)>>,
+}
+
+impl HttpMetrics {
+    /// Registers the histogram in `registry`; `spec` is the service's OpenAPI document (JSON),
+    /// whose paths are the templates.
+    pub fn new(registry: &Registry, spec: &str) -> Result<Self, prometheus::Error> {
+        let durations = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "From a request's arrival to its response, by route template and status")
+                .buckets(prometheus::exponential_buckets(0.0005, 2.0, 16)?),
+            &["method", "route", "status"],
+        )?;
+        registry.register(Box::new(durations.clone()))?;
+        let paths: Vec<String> = serde_json::from_str::<serde_json::Value>(spec)
+            .ok()
+            .and_then(|doc| doc.get("paths").and_then(|p| p.as_object()).map(|p| p.keys().cloned().collect()))
+            .unwrap_or_default();
+        let mut routes: Vec<(String, Vec<Option<String>>)> = paths
+            .into_iter()
+            .chain(OPS_ROUTES.iter().map(|r| (*r).to_owned()))
+            .map(|t| {
+                let segments = segments(&t).map(|s| (!s.starts_with('{')).then(|| s.to_owned())).collect();
+                (t, segments)
+            })
+            .collect();
+        // `/ads/analytics` before `/ads/{ad_id}`: the template with fewer parameters wins.
+        routes.sort_by_key(|(_, segments)| segments.iter().filter(|s| s.is_none()).count());
+        Ok(Self { durations, routes: Arc::new(routes) })
+    }
+
+    /// The template `path` matches, or [`UNMATCHED`]. Swagger UI's assets count as `/docs`.
+    pub fn route(&self, path: &str) -> &str {
+        if path == "/docs" || path.starts_with("/docs/") {
+            return "/docs";
+        }
+        let given: Vec<&str> = segments(path).collect();
+        self.routes
+            .iter()
+            .find(|(_, template)| {
+                template.len() == given.len() && template.iter().zip(&given).all(|(t, g)| t.as_deref().is_none_or(|t| t == *g))
+            })
+            .map_or(UNMATCHED, |(name, _)| name.as_str())
+    }
+
+    /// Answers `req` with `next` and records how long that took. Wrap the app after
+    /// `catch_all_error`, so that errors are counted with the status they are answered with.
+    pub async fn observe<E: Endpoint>(&self, next: E, req: Request) -> poem::Result<Response> {
+        let started = Instant::now();
+        let method = req.method().to_string();
+        let route = self.route(req.uri().path()).to_owned();
+        let response = next.call(req).await?.into_response();
+        self.durations
+            .with_label_values(&[method.as_str(), route.as_str(), response.status().as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        Ok(response)
+    }
+}
+
+fn segments(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_labelled_by_their_template() {
+        let spec = r#"{"paths": {"/ads": {}, "/ads/analytics": {}, "/ads/{ad_id}": {}, "/ads/{ad_id}/analytics": {}}}"#;
+        let metrics = HttpMetrics::new(&Registry::new(), spec).unwrap();
+        assert_eq!(metrics.route("/ads"), "/ads");
+        assert_eq!(metrics.route("/ads/analytics"), "/ads/analytics");
+        assert_eq!(metrics.route("/ads/0193a5c2-7b1e-7c3d-9f00-2a6b1c4d5e6f"), "/ads/{ad_id}");
+        assert_eq!(metrics.route("/ads/0193a5c2-7b1e-7c3d-9f00-2a6b1c4d5e6f/analytics"), "/ads/{ad_id}/analytics");
+        assert_eq!(metrics.route("/readyz"), "/readyz");
+        assert_eq!(metrics.route("/docs/swagger-ui.css"), "/docs");
+        assert_eq!(metrics.route("/ads/x/y/z"), UNMATCHED);
+        assert_eq!(metrics.route("/wp-login.php"), UNMATCHED);
+    }
+}
