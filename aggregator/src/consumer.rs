@@ -13,6 +13,7 @@ use async_nats::jetstream::{AckKind, Message};
 use futures::StreamExt;
 use schemas::event::DecodeError;
 use schemas::rows::EventRow;
+use schemas::stream::REQUEST_ID_HEADER;
 use schemas::AdEvent;
 use service_kit::catalog::{AdStatus, Catalog};
 use tokio::sync::watch;
@@ -31,6 +32,19 @@ pub struct Consumer {
     pub catalog: Arc<Catalog>,
     pub metrics: Metrics,
     pub args: ConsumerArgs,
+}
+
+/// The ids of the requests a message's events came in, for the logs: its `Ads-Request-Id`
+/// header, else those its events carry (none when it cannot be read).
+fn request_ids(message: &Message) -> Vec<String> {
+    let header = message.headers.as_ref().and_then(|h| h.get(REQUEST_ID_HEADER)).map(|v| v.as_str().to_owned());
+    if let Some(id) = header {
+        return vec![id];
+    }
+    let mut ids: Vec<String> = AdEvent::from_message(&message.payload).unwrap_or_default().into_iter().filter_map(|e| e.request_id).collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 /// How long a pull may go unanswered (beyond the wait it asked for) before it is given up.
@@ -142,7 +156,8 @@ impl Consumer {
     /// A message that can never become a row: copied to the dead-letter stream, then
     /// terminated, so it neither blocks the consumer nor disappears.
     async fn dead_letter(&self, message: Message, reason: Reason, detail: &str) {
-        tracing::error!(subject = %message.subject, reason = reason.as_str(), detail, "dead-lettering a message");
+        let request_ids = request_ids(&message).join(",");
+        tracing::error!(subject = %message.subject, reason = reason.as_str(), detail, request_id = request_ids, "dead-lettering a message");
         self.metrics.dead_letters.with_label_values(&[reason.as_str()]).inc();
         match self.dead_letters.send(&message, reason, detail).await {
             Ok(()) => {

@@ -110,5 +110,7 @@ fn ad_event(event: &Event) -> AdEvent {
         device_type: Some(DeviceType::of(BENCH_USER_AGENT)),
         browser: Some(Browser::of(BENCH_USER_AGENT)),
         country: None,
+        // Ingest records each request's id (a UUIDv7 when the client sends none).
+        request_id: Some(uuid::Uuid::now_v7().to_string()),
     }
 }

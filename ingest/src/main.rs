@@ -68,6 +68,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .data(BodyLimits { event: config.max_body_bytes, batch: config.max_batch_body_bytes })
         .around(move |next, req| limit_header_size(next, req, max_header_bytes))
         .catch_all_error(service_kit::problem_for_error)
+        .around(service_kit::request_id::with_request_id)
         .around(move |next, req| {
             let http_metrics = http_metrics.clone();
             async move { http_metrics.observe(next, req).await }

@@ -16,7 +16,7 @@ use async_nats::jetstream::context::PublishError;
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{self, message::PublishMessage};
 use schemas::input::TimestampLimits;
-use schemas::stream::{subject, SCHEMA_VERSION_HEADER};
+use schemas::stream::{subject, REQUEST_ID_HEADER, SCHEMA_VERSION_HEADER};
 use schemas::{AdEvent, EventKind, SCHEMA_VERSION};
 use tokio::time::error::Elapsed;
 
@@ -49,10 +49,13 @@ impl Publisher {
     /// Returns once JetStream has stored the event (or already had it).
     pub async fn publish(&self, event: &AdEvent) -> Result<Published, IngestError> {
         let started = Instant::now();
-        let message = PublishMessage::build()
-            .payload(event.to_json().into())
-            .message_id(event.event_id.to_string())
-            .header(SCHEMA_VERSION_HEADER, event.schema_version.to_string().as_str());
+        let message = with_request_id(
+            PublishMessage::build()
+                .payload(event.to_json().into())
+                .message_id(event.event_id.to_string())
+                .header(SCHEMA_VERSION_HEADER, event.schema_version.to_string().as_str()),
+            [event],
+        );
         let subject = subject(&self.subject_prefix, event.kind);
         let ack = tokio::time::timeout(self.timeout, async { self.js.send_publish(subject, message).await?.await }).await;
         self.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
@@ -81,10 +84,13 @@ impl Publisher {
         for Chunk { indices, payload } in chunk(events, max_payload) {
             let batch: Vec<&AdEvent> = indices.iter().map(|&i| &events[i]).collect();
             let kind = batch[0].kind;
-            let message = PublishMessage::build()
-                .payload(payload.into())
-                .message_id(batch_message_id(kind, &batch))
-                .header(SCHEMA_VERSION_HEADER, SCHEMA_VERSION.to_string().as_str());
+            let message = with_request_id(
+                PublishMessage::build()
+                    .payload(payload.into())
+                    .message_id(batch_message_id(kind, &batch))
+                    .header(SCHEMA_VERSION_HEADER, SCHEMA_VERSION.to_string().as_str()),
+                batch.iter().copied(),
+            );
             // Sending only queues the message; the acks are awaited together below.
             let sent = match tokio::time::timeout_at(deadline, self.js.send_publish(subject(&self.subject_prefix, kind), message)).await {
                 Ok(Ok(ack)) => Ok(ack),
@@ -116,6 +122,22 @@ impl Publisher {
             .map(|(event, outcome)| outcome.map_err(|reason| IngestError::Publish { event_id: event.event_id, reason }))
             .collect()
     }
+}
+
+/// Adds the `Ads-Request-Id` header when every event of the message came in one request (a
+/// group of single events from many requests has none; each event carries its own).
+fn with_request_id<'a>(message: PublishMessage, events: impl IntoIterator<Item = &'a AdEvent>) -> PublishMessage {
+    match one_request_id(events) {
+        Some(id) => message.header(REQUEST_ID_HEADER, id),
+        None => message,
+    }
+}
+
+/// The request id all `events` share, if they share one.
+fn one_request_id<'a>(events: impl IntoIterator<Item = &'a AdEvent>) -> Option<&'a str> {
+    let mut ids = events.into_iter().map(|e| e.request_id.as_deref());
+    let first = ids.next()??;
+    ids.all(|id| id == Some(first)).then_some(first)
 }
 
 /// What one publish came to; `Err` holds the reason, for people.
@@ -197,7 +219,18 @@ mod tests {
             device_type: None,
             browser: None,
             country: None,
+            request_id: None,
         }
+    }
+
+    #[test]
+    fn a_message_names_its_request_only_when_all_its_events_share_one() {
+        let with = |id: Option<&str>| AdEvent { request_id: id.map(str::to_owned), ..event(EventKind::Click, 1) };
+        let (a, a2, b, none) = (with(Some("a")), with(Some("a")), with(Some("b")), with(None));
+        assert_eq!(one_request_id([&a, &a2]), Some("a"));
+        assert_eq!(one_request_id([&a, &b]), None);
+        assert_eq!(one_request_id([&a, &none]), None);
+        assert_eq!(one_request_id([&none]), None);
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct Sender {
     pub peer: Option<IpAddr>,
     pub forwarded_for: Option<String>,
     pub user_agent: Option<String>,
+    /// [`service_kit::request_id`]: recorded with each event.
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +81,7 @@ impl Ingest {
         let ip = client_ip(sender.peer, sender.forwarded_for.as_deref(), &self.trusted_proxies);
         self.check_rate(ip)?;
         let body = body?;
-        let ctx = RequestContext { received_at: OffsetDateTime::now_utc(), client_ip: ip, user_agent: sender.user_agent };
+        let ctx = RequestContext { received_at: OffsetDateTime::now_utc(), client_ip: ip, user_agent: sender.user_agent, request_id: sender.request_id };
         let event = match kind {
             EventKind::Click => ClickInput::parse(&body)?.into_event(ctx, self.limits)?,
             EventKind::Impression => ImpressionInput::parse(&body)?.into_event(ctx, self.limits)?,
@@ -123,7 +125,7 @@ impl Ingest {
         let (body, format) = body?;
         let items = parse_batch(&body, format, self.max_batch_events)?;
         self.check_rate_n(ip, items.len())?;
-        let ctx = RequestContext { received_at: OffsetDateTime::now_utc(), client_ip: ip, user_agent: sender.user_agent };
+        let ctx = RequestContext { received_at: OffsetDateTime::now_utc(), client_ip: ip, user_agent: sender.user_agent, request_id: sender.request_id };
         // The valid events go to the publisher; `checked` keeps each item's place.
         let mut valid = Vec::with_capacity(items.len());
         let checked: Vec<Result<(), IngestError>> = items

@@ -29,6 +29,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         vec![("clickhouse", service_kit::clickhouse_check(clickhouse))],
     )
     .catch_all_error(service_kit::problem_for_error)
+    .around(service_kit::request_id::with_request_id)
     .around(move |next, req| {
         let http_metrics = http_metrics.clone();
         async move { http_metrics.observe(next, req).await }

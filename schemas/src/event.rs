@@ -64,6 +64,11 @@ pub struct AdEvent {
     /// ISO 3166-1 alpha-2 country code, when the client sent one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub country: Option<String>,
+    /// The id of the HTTP request that brought the event (the caller's `X-Request-Id`, or one
+    /// ingest made), for following it through the logs. Absent in events published before
+    /// ingest recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

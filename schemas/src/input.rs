@@ -88,6 +88,7 @@ pub struct RequestContext {
     pub received_at: OffsetDateTime,
     pub client_ip: Option<IpAddr>,
     pub user_agent: Option<String>,
+    pub request_id: Option<String>,
 }
 
 impl ImpressionInput {
@@ -152,6 +153,7 @@ fn into_event(
         playback_time_secs,
         watched_percent,
         country: common.country,
+        request_id: ctx.request_id,
     })
 }
 
@@ -289,7 +291,7 @@ mod tests {
     const NOW: OffsetDateTime = datetime!(2026-11-22 10:00 UTC);
 
     fn ctx() -> RequestContext {
-        RequestContext { received_at: NOW, client_ip: None, user_agent: None }
+        RequestContext { received_at: NOW, client_ip: None, user_agent: None, request_id: None }
     }
 
     fn limits() -> TimestampLimits {

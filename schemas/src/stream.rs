@@ -13,6 +13,10 @@ pub const DEFAULT_CONSUMER: &str = "aggregator";
 /// Header carrying the event's schema version, so tools can route without parsing the body.
 pub const SCHEMA_VERSION_HEADER: &str = "Ads-Schema-Version";
 
+/// Header carrying the id of the HTTP request whose events a message holds, when they all came
+/// in one request (a single event, or a batch); each event also carries it as `request_id`.
+pub const REQUEST_ID_HEADER: &str = "Ads-Request-Id";
+
 /// The subject an event of `kind` is published on.
 pub fn subject(prefix: &str, kind: EventKind) -> String {
     format!("{prefix}.{}", kind.as_str())

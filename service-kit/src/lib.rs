@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod http_metrics;
 pub mod limits;
+pub mod request_id;
 pub mod spec;
 
 use std::future::Future;
@@ -133,7 +134,9 @@ pub fn init_logging() {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
-        .with_current_span(false)
+        // The `request` span (request_id) on every line written while a request is handled.
+        .with_current_span(true)
+        .with_span_list(false)
         .with_writer(std::io::stderr)
         .init();
 }

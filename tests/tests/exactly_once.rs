@@ -144,6 +144,7 @@ fn click(seq: u64) -> EventRow {
             device_type: None,
             browser: None,
             country: None,
+            request_id: None,
         },
         seq,
     )

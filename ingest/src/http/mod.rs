@@ -72,6 +72,7 @@ fn sender(req: &Request) -> Sender {
         peer: req.remote_addr().as_socket_addr().map(|a| a.ip()),
         forwarded_for: (!forwarded.is_empty()).then(|| forwarded.join(",")),
         user_agent,
+        request_id: req.extensions().get::<service_kit::request_id::RequestId>().map(|id| id.0.clone()),
     }
 }
 
