@@ -141,6 +141,12 @@ mod tests {
             AdEvent::from_json(include_bytes!("../test-data/v1/impression.json")).unwrap();
         assert_eq!(impression.kind, EventKind::Impression);
         assert_eq!(impression.playback_time_secs, None);
+        assert_eq!(click.request_id, None, "events from before ingest recorded request ids");
+        // Optional fields added since (audience, request id) need no new version: readers
+        // that do not know them ignore them.
+        let newer = AdEvent::from_json(include_bytes!("../test-data/v1/click_with_request_id.json")).unwrap();
+        assert_eq!(newer.request_id.as_deref(), Some("checkout-page-42"));
+        assert_eq!((newer.device_type, newer.browser, newer.country.as_deref()), (Some(DeviceType::Mobile), Some(Browser::Safari), Some("FR")));
     }
 
     #[test]
