@@ -32,8 +32,9 @@ $(VENV)/.chdb-$(CHDB_VERSION):
 	$(VENV)/bin/pip install --quiet --no-deps chdb-core==$(CHDB_VERSION)
 	touch $@
 
-## test-deps: what the contract tests add (tests/tests/contract.rs): Chromium (Debian package,
-## for Swagger UI) and the pinned Python tools of tests/contract/ in the same venv
+## test-deps: what the contract and deploy tests add (tests/tests/contract.rs, deploy.rs):
+## Chromium (Debian package, for Swagger UI), promtool (Debian package prometheus), and the
+## pinned Python tools of tests/contract/ and tests/deploy/ in the same venv
 test-deps: deps test-packages $(VENV)/.contract-deps
 
 test-packages:
@@ -41,10 +42,16 @@ test-packages:
 		echo "installing: chromium"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; \
 	}
+	@# promtool ships with the server package; the server itself is not used (or started here).
+	@command -v promtool >/dev/null || { \
+		echo "installing: prometheus (for promtool)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; \
+	}
 
-$(VENV)/.contract-deps: $(VENV)/.chdb-$(CHDB_VERSION) tests/contract/requirements.txt tests/contract/constraints.txt
+$(VENV)/.contract-deps: $(VENV)/.chdb-$(CHDB_VERSION) tests/contract/requirements.txt tests/contract/constraints.txt tests/deploy/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
-		-r tests/contract/requirements.txt -c tests/contract/constraints.txt
+		-r tests/contract/requirements.txt -r tests/deploy/requirements.txt -c tests/contract/constraints.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps check-jsonschema==0.39.0
 	touch $@
 
 build:
