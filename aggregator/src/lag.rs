@@ -1,6 +1,8 @@
 //! Consumer lag, sampled every few seconds for `/metrics`: how many messages wait to be
 //! delivered, how many were delivered and wait for their ack, and how long ago the oldest
 //! message not yet acked was stored in the stream (the age of the oldest unprocessed event).
+//! Reading that message's time fetches the whole message from the stream: one message every
+//! few seconds, while anything waits.
 
 use std::time::Duration;
 
@@ -16,6 +18,8 @@ pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// Samples forever; a failed sample leaves the gauges as they were, and is logged.
 pub async fn watch(mut consumer: PullConsumer, stream: Stream, subjects: String, metrics: Metrics) {
     let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    // After a stall, one sample, not a burst of the missed ones.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         if let Err(error) = sample(&mut consumer, &stream, &subjects, &metrics).await {

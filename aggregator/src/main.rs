@@ -74,7 +74,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
     let consuming = tokio::spawn(consumer.run(stop_rx, grace));
     let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics_registry, "{}")?;
-    let ops = ops.around(move |next, req| {
+    let ops = ops.catch_all_error(service_kit::problem_for_error).around(move |next, req| {
         let http_metrics = http_metrics.clone();
         async move { http_metrics.observe(next, req).await }
     });

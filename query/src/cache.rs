@@ -13,6 +13,9 @@ use prometheus::IntCounterVec;
 use crate::api::model::{Ad, AdAnalytics, AdList, AnalyticsReport, AdMetrics, Bucket, Breakdown, BreakdownGroup};
 use crate::error::QueryError;
 
+/// What moka and the key's own heap parts add to an entry, about.
+const ENTRY_OVERHEAD: usize = 160;
+
 /// About how many bytes a cached answer occupies: its own size and what it points to.
 pub trait Footprint {
     fn footprint(&self) -> usize;
@@ -78,7 +81,7 @@ where
             .time_to_live(ttl)
             .max_capacity(max_bytes)
             .weigher(|_key: &K, value: &V| {
-                let bytes = std::mem::size_of::<K>() + value.footprint();
+                let bytes = ENTRY_OVERHEAD + std::mem::size_of::<K>() + value.footprint();
                 u32::try_from(bytes).unwrap_or(u32::MAX)
             })
             .build();

@@ -70,14 +70,32 @@ impl HttpMetrics {
     /// `catch_all_error`, so that errors are counted with the status they are answered with.
     pub async fn observe<E: Endpoint>(&self, next: E, req: Request) -> poem::Result<Response> {
         let started = Instant::now();
-        let method = req.method().to_string();
+        let method = method_label(req.method());
         let route = self.route(req.uri().path()).to_owned();
         let response = next.call(req).await?.into_response();
         self.durations
-            .with_label_values(&[method.as_str(), route.as_str(), response.status().as_str()])
+            .with_label_values(&[method, route.as_str(), response.status().as_str()])
             .observe(started.elapsed().as_secs_f64());
         Ok(response)
     }
+}
+
+/// The standard methods by name; any other (a client may send any token) is `other`, so that
+/// clients cannot make new series.
+fn method_label(method: &poem::http::Method) -> &'static str {
+    use poem::http::Method;
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::HEAD, "HEAD"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::PATCH, "PATCH"),
+        (Method::DELETE, "DELETE"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    KNOWN.iter().find(|(known, _)| known == method).map_or("other", |(_, name)| name)
 }
 
 fn segments(path: &str) -> impl Iterator<Item = &str> {
@@ -100,5 +118,11 @@ mod tests {
         assert_eq!(metrics.route("/docs/swagger-ui.css"), "/docs");
         assert_eq!(metrics.route("/ads/x/y/z"), UNMATCHED);
         assert_eq!(metrics.route("/wp-login.php"), UNMATCHED);
+    }
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label(&poem::http::Method::POST), "POST");
+        assert_eq!(method_label(&poem::http::Method::from_bytes(b"FOO1").unwrap()), "other");
     }
 }

@@ -118,6 +118,17 @@ async fn ads_are_managed_with_the_api_key_and_ingest_follows() {
     }
     let (status, _) = call(&stack, "PATCH", "/ads/00000000-0000-4000-8000-000000000000", Some(KEY), Some(json!({"title": "x"}))).await;
     assert_eq!(status, 404);
+    // Not JSON, or far larger than an ad: refused before anything is parsed.
+    let raw = |content_type: &'static str, body: Vec<u8>| {
+        let request = stack.http.post(stack.query.url("/ads")).bearer_auth(KEY).header("content-type", content_type).body(body);
+        async move { read_answer("POST /ads", request.send().await.expect("POST /ads")).await }
+    };
+    let (status, answer) = raw("text/plain", new_ad().to_string().into_bytes()).await;
+    assert_eq!(status, 400, "text/plain: {answer}");
+    let mut huge = new_ad();
+    huge["description"] = json!("x".repeat(100_000));
+    let (status, answer) = raw("application/json", huge.to_string().into_bytes()).await;
+    assert!(status == 400 && answer["detail"].as_str().is_some_and(|d| d.contains("larger than")), "{answer}");
     for (changes, field) in [(json!({"colour": "red"}), "colour"), (json!({"title": ""}), "title"), (json!({"media_url": 7}), "media_url")] {
         let (status, answer) = call(&stack, "PATCH", &format!("/ads/{AD_TRAIL_RUNNER}"), Some(KEY), Some(changes.clone())).await;
         assert_eq!((status, answer["field"].as_str()), (400, Some(field)), "{changes}: {answer}");

@@ -64,6 +64,9 @@ fn unsupported(content_type: &str, expected: &str) -> IngestError {
 /// answer; a body past this bound is not worth reading and gets the reset.
 const DISCARD_UP_TO_LIMITS: u64 = 4;
 
+/// Longest a refused body is read for: a client trickling it gets the reset after this.
+const DISCARD_FOR_AT_MOST: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Reads the whole body, refusing more than `limit` bytes (early, when Content-Length says so).
 async fn read(request: &Request, body: &mut RequestBody, limit: usize) -> Result<Vec<u8>, IngestError> {
     let too_large = || IngestError::PayloadTooLarge { limit };
@@ -76,7 +79,11 @@ async fn read(request: &Request, body: &mut RequestBody, limit: usize) -> Result
     if let Some(declared) = declared.filter(|len| *len > limit as u64) {
         // A client waiting for `100 Continue` has sent nothing yet and will send nothing: the
         // 413 reaches it as it is.
-        let waits_for_continue = request.headers().get(poem::http::header::EXPECT).is_some();
+        let waits_for_continue = request
+            .headers()
+            .get(poem::http::header::EXPECT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
         if declared <= discard_budget && !waits_for_continue {
             if let Ok(body) = body.take() {
                 discard(std::pin::pin!(body.into_bytes_stream()), discard_budget).await;
@@ -98,15 +105,18 @@ async fn read(request: &Request, body: &mut RequestBody, limit: usize) -> Result
     Ok(bytes)
 }
 
-/// Reads and drops what remains of a body, up to `budget` bytes.
+/// Reads and drops what remains of a body, up to `budget` bytes and [`DISCARD_FOR_AT_MOST`].
 async fn discard(mut chunks: impl Stream<Item = std::io::Result<bytes::Bytes>> + Unpin, budget: u64) {
-    let mut read = 0u64;
-    while let Some(Ok(chunk)) = chunks.next().await {
-        read += chunk.len() as u64;
-        if read > budget {
-            return;
+    let drain = async {
+        let mut read = 0u64;
+        while let Some(Ok(chunk)) = chunks.next().await {
+            read += chunk.len() as u64;
+            if read > budget {
+                return;
+            }
         }
-    }
+    };
+    let _ = tokio::time::timeout(DISCARD_FOR_AT_MOST, drain).await;
 }
 
 /// The route's limits; the configuration's defaults if none were attached.

@@ -6,7 +6,8 @@
 //! problem has its `field` like every other error of the API.
 
 use poem::{Request, RequestBody};
-use poem_openapi::payload::{Json, ParsePayload};
+use poem_openapi::error::ContentTypeError;
+use poem_openapi::payload::{Json, Payload};
 use poem_openapi::registry::{MetaRequest, Registry};
 use poem_openapi::types::{Example, ParseFromJSON, ToJSON};
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
@@ -14,6 +15,9 @@ use serde_json::{Map, Value};
 
 /// A JSON object body, documented and parsed as `Json<T>`.
 pub struct JsonBody<T>(pub T);
+
+/// Largest body read: an ad is a few hundred bytes; anything near this is not one.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The body is JSON but not a valid `T`.
 #[derive(Debug, thiserror::Error)]
@@ -47,8 +51,18 @@ where
     }
 
     async fn from_request(request: &'a Request, body: &mut RequestBody, _param_opts: ExtractParamOptions<Self::ParamType>) -> poem::Result<Self> {
-        // Content type and JSON syntax: exactly as `Json<T>` checks them.
-        let Json(value) = <Json<Value> as ParsePayload>::from_request(request, body).await?;
+        // The content type as `Json<T>` checks it.
+        match request.content_type() {
+            Some(content_type) if <Json<Value> as Payload>::check_content_type(content_type) => {}
+            Some(content_type) => return Err(ContentTypeError::NotSupported { content_type: content_type.to_owned() }.into()),
+            None => return Err(ContentTypeError::ExpectContentType.into()),
+        }
+        let bytes = body.take()?.into_bytes_limit(MAX_BODY_BYTES).await.map_err(|e| match e {
+            poem::error::ReadBodyError::PayloadTooLarge => InvalidBody { field: None, detail: format!("the body is larger than {MAX_BODY_BYTES} bytes") },
+            other => InvalidBody { field: None, detail: format!("the body could not be read: {other}") },
+        })?;
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| InvalidBody { field: None, detail: format!("the body is not JSON: {e}") })?;
         parse(value).map(JsonBody).map_err(poem::Error::from)
     }
 }
