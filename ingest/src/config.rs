@@ -62,6 +62,11 @@ pub struct Config {
     /// How long in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+    /// Web origins (`https://publisher.example`, comma-separated) whose pages may send events
+    /// from the browser (`fetch`, `sendBeacon`): their CORS preflights are answered. Empty: no
+    /// cross-origin requests.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Config {
@@ -69,6 +74,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.trusted_proxy_nets()?;
         self.catalog.validate()?;
+        if let Some(origin) = self.cors_allowed_origins.iter().find(|o| !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/')) {
+            return Err(format!("CORS_ALLOWED_ORIGINS: {origin:?} is not an origin (scheme://host[:port], no path)"));
+        }
         if self.publish_timeout_ms == 0 {
             return Err("PUBLISH_TIMEOUT_MS must be at least 1".into());
         }

@@ -64,9 +64,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
         vec![("nats", service_kit::nats_check(nats.clone())), ("catalog", catalog_check)],
     );
     let max_header_bytes = config.max_header_bytes;
+    // Without origins, no CORS headers at all: browsers then refuse cross-origin calls.
+    let cors = (!config.cors_allowed_origins.is_empty()).then(|| {
+        poem::middleware::Cors::new()
+            .allow_origins(config.cors_allowed_origins.iter().map(String::as_str))
+            .allow_methods([poem::http::Method::GET, poem::http::Method::POST])
+            .allow_headers(["content-type", service_kit::request_id::HEADER])
+            .expose_headers([service_kit::request_id::HEADER])
+            .max_age(600)
+    });
     let app = routes
         .data(BodyLimits { event: config.max_body_bytes, batch: config.max_batch_body_bytes })
         .around(move |next, req| limit_header_size(next, req, max_header_bytes))
+        .with_if(cors.is_some(), cors.unwrap_or_default())
         .catch_all_error(service_kit::problem_for_error)
         .around(service_kit::request_id::with_request_id)
         .around(move |next, req| {

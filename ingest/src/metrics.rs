@@ -12,6 +12,9 @@ pub struct Metrics {
     /// Messages JetStream answered for, by outcome: `stored`, `duplicate` (it held the id
     /// already), `failed` (an error or no ack in time).
     pub messages_published: IntCounterVec,
+    /// Tracking requests (`GET /c/...`, `GET /i/...`) answered although their event was not
+    /// recorded, by endpoint and reason: the person was redirected, the pixel sent.
+    pub tracking_unrecorded: IntCounterVec,
 }
 
 impl Metrics {
@@ -34,11 +37,16 @@ impl Metrics {
             Opts::new("ingest_messages_published_total", "Messages published to JetStream (one holds one or many events), by outcome"),
             &["outcome"],
         )?;
+        let tracking_unrecorded = IntCounterVec::new(
+            Opts::new("ingest_tracking_unrecorded_total", "Redirects and pixels answered whose event was not recorded, by endpoint and reason"),
+            &["endpoint", "reason"],
+        )?;
+        registry.register(Box::new(tracking_unrecorded.clone()))?;
         registry.register(Box::new(received.clone()))?;
         registry.register(Box::new(messages_published.clone()))?;
         registry.register(Box::new(accepted.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
         registry.register(Box::new(publish_seconds.clone()))?;
-        Ok(Self { registry, received, accepted, rejected, publish_seconds, messages_published })
+        Ok(Self { registry, received, accepted, rejected, publish_seconds, messages_published, tracking_unrecorded })
     }
 }

@@ -92,6 +92,38 @@ impl Ingest {
         Ok(Accepted { event_id, kind, published })
     }
 
+    /// A click-through: records the click on the same path as `POST /ads/click` and returns
+    /// where to send the person, the ad's target URL from the catalog. The person is sent there
+    /// even when the click could not be recorded (counted and logged). `Err` only when there is
+    /// nowhere to send them: the ad is unknown, or the catalog never loaded.
+    pub async fn track_click(&self, ad_id: Uuid, click_id: Option<&str>, sender: Sender) -> Result<String, IngestError> {
+        let Some(ad) = self.catalog.ad(ad_id) else {
+            let error = match self.catalog.status(ad_id) {
+                AdStatus::NotLoaded => IngestError::CatalogNotLoaded,
+                _ => IngestError::UnknownAd(ad_id),
+            };
+            self.metrics.received.with_label_values(&[EventKind::Click.as_str()]).inc();
+            self.count_rejected(EventKind::Click.as_str(), &error);
+            return Err(error);
+        };
+        self.record_tracked(EventKind::Click, ad_id, sender, "click").await;
+        Ok(crate::tracking::landing_url(&ad.target_url, click_id))
+    }
+
+    /// An impression pixel: records the impression on the same path as `POST /ads/impression`;
+    /// the pixel is answered whatever came of it (counted and logged).
+    pub async fn track_impression(&self, ad_id: Uuid, sender: Sender) {
+        self.record_tracked(EventKind::Impression, ad_id, sender, "impression").await;
+    }
+
+    async fn record_tracked(&self, kind: EventKind, ad_id: Uuid, sender: Sender, endpoint: &str) {
+        let body = serde_json::json!({ "ad_id": ad_id }).to_string().into_bytes();
+        if let Err(error) = self.accept(kind, Ok(body), sender).await {
+            self.metrics.tracking_unrecorded.with_label_values(&[endpoint, error.reason()]).inc();
+            tracing::warn!(%error, endpoint, "tracked event not recorded; answered anyway");
+        }
+    }
+
     /// Validates each item of a batch on its own and publishes the valid ones together.
     /// `Err` refuses the whole batch; otherwise each item has its outcome, in request order,
     /// and each `Ok` item is durable.

@@ -1,6 +1,6 @@
 //! A service's copy of the ad catalog (`ads`), re-read every few seconds: ingest keeps accepting
-//! events for known ads while ClickHouse is down, and the aggregator recognises events for ads
-//! that do not exist.
+//! events for known ads (and redirecting their clicks) while ClickHouse is down, and the
+//! aggregator recognises events for ads that do not exist.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -19,23 +19,32 @@ pub enum AdStatus {
     NotLoaded,
 }
 
+/// What a service needs to know of an ad.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogAd {
+    pub active: bool,
+    /// Where a click sends the person (`GET /c/{ad_id}` redirects there).
+    pub target_url: String,
+}
+
 #[derive(Default)]
 pub struct Catalog {
-    ads: RwLock<Option<Arc<HashMap<Uuid, bool>>>>,
+    ads: RwLock<Option<Arc<HashMap<Uuid, CatalogAd>>>>,
     loaded_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 #[derive(Row, Deserialize)]
-struct AdActive {
+struct AdEntry {
     #[serde(with = "clickhouse::serde::uuid")]
     id: Uuid,
     active: bool,
+    target_url: String,
 }
 
 impl Catalog {
     pub fn status(&self, ad_id: Uuid) -> AdStatus {
         let guard = self.ads.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        match guard.as_ref().map(|ads| ads.get(&ad_id).copied()) {
+        match guard.as_ref().map(|ads| ads.get(&ad_id).map(|ad| ad.active)) {
             None => AdStatus::NotLoaded,
             Some(None) => AdStatus::Unknown,
             Some(Some(true)) => AdStatus::Active,
@@ -43,19 +52,26 @@ impl Catalog {
         }
     }
 
+    /// The ad's entry; `None` when it is unknown or the catalog never loaded ([`Self::status`]
+    /// tells which).
+    pub fn ad(&self, ad_id: Uuid) -> Option<CatalogAd> {
+        let guard = self.ads.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        guard.as_ref().and_then(|ads| ads.get(&ad_id).cloned())
+    }
+
     pub fn is_loaded(&self) -> bool {
         self.ads.read().unwrap_or_else(|poisoned| poisoned.into_inner()).is_some()
     }
 
-    pub fn replace(&self, ads: HashMap<Uuid, bool>) {
+    pub fn replace(&self, ads: HashMap<Uuid, CatalogAd>) {
         let mut guard = self.ads.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         *guard = Some(Arc::new(ads));
     }
 
     pub async fn load(&self, client: &Client) -> Result<usize, clickhouse::error::Error> {
-        let rows = client.query("SELECT id, active FROM ads FINAL").fetch_all::<AdActive>().await?;
+        let rows = client.query("SELECT id, active, target_url FROM ads FINAL").fetch_all::<AdEntry>().await?;
         let count = rows.len();
-        self.replace(rows.into_iter().map(|r| (r.id, r.active)).collect());
+        self.replace(rows.into_iter().map(|r| (r.id, CatalogAd { active: r.active, target_url: r.target_url })).collect());
         *self.loaded_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(std::time::Instant::now());
         Ok(count)
     }
@@ -99,7 +115,9 @@ mod tests {
         let (active, inactive) = (Uuid::now_v7(), Uuid::now_v7());
         assert_eq!(catalog.status(active), AdStatus::NotLoaded);
         assert!(!catalog.is_loaded());
-        catalog.replace(HashMap::from([(active, true), (inactive, false)]));
+        let entry = |active| CatalogAd { active, target_url: "https://shop.example.com/".into() };
+        catalog.replace(HashMap::from([(active, entry(true)), (inactive, entry(false))]));
+        assert_eq!(catalog.ad(active).map(|ad| ad.target_url), Some("https://shop.example.com/".into()));
         assert_eq!(catalog.status(active), AdStatus::Active);
         assert_eq!(catalog.status(inactive), AdStatus::Inactive);
         assert_eq!(catalog.status(Uuid::now_v7()), AdStatus::Unknown);

@@ -292,6 +292,17 @@ impl Problem {
     }
 }
 
+/// A query or path parameter poem-openapi could not parse or validate, as a 400 problem naming
+/// it; `path_param` is the name of the operation's one path parameter (poem-openapi's path
+/// errors do not carry it).
+pub fn parameter_problem(error: &poem::Error, path_param: &'static str) -> Problem {
+    if let Some(e) = error.downcast_ref::<poem_openapi::error::ParsePathError>() {
+        return Problem::new(StatusCode::BAD_REQUEST, format!("{path_param}: {}", e.reason), Some(path_param));
+    }
+    let field = error.downcast_ref::<poem_openapi::error::ParseParamError>().map(|e| e.name);
+    Problem::new(StatusCode::BAD_REQUEST, error.to_string(), field)
+}
+
 impl poem_openapi::types::Example for Problem {
     fn example() -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "ad 0b0e7a4c-5a0e-4a53-9d8f-1f2e3d4c5b6a is inactive", Some("ad_id"))

@@ -27,6 +27,8 @@ SEEDED_ADS = 4
 KNOWN_WARNINGS = {
     # It generates the JSON-array form of POST /ads/events; NDJSON is the other accepted body.
     "WARNING parsing POST /ads/events within events.": r"Unsupported content type application/x-ndjson",
+    # The pixel's answer is a GIF, which it leaves unparsed; the call and its status are there.
+    "WARNING parsing GET /i/{file} within tracking.": r"Unsupported content_type image/gif",
 }
 
 operations_called = set()
@@ -84,6 +86,7 @@ def main():
     from adtrack_client.api.ads import create_ad, deactivate_ad, get_ad, list_ads, update_ad
     from adtrack_client.api.analytics import get_ad_analytics, get_ads_analytics, get_breakdown
     from adtrack_client.api.events import post_click, post_events, post_impression
+    from adtrack_client.api.tracking import track_click, track_impression
     from adtrack_client import models
 
     # Undocumented status codes raise errors.UnexpectedStatus.
@@ -213,6 +216,20 @@ def main():
     expect(call(create_ad, query, body=models.NewAd(
         id=TRAIL_RUNNER, title="Copy", media_url="https://cdn.example.com/x.mp4", target_url="https://shop.example.com/x",
         campaign_id="copy")), 409, "createAd with an existing id")
+
+    # --- tracking links and pixels (after the exact counts above)
+    redirect = call(track_click, ingest, ad_id=TRAIL_RUNNER, click_id="sdk-1")
+    landing = "https://shop.example.com/trail-runner-3?click_id=sdk-1"
+    check(redirect.status_code == 302 and redirect.headers.get("location") == landing, "trackClick redirects to the ad's page",
+          f"{redirect.status_code} {dict(redirect.headers)}")
+    print("ok  trackClick: 302")
+    expect(call(track_click, ingest, ad_id=uuid.uuid4()), 404, "trackClick unknown ad")
+    # The generator leaves the GIF answer out (see KNOWN_WARNINGS), so 200 is "unexpected" to it.
+    lenient = Client(base_url=ingest_url, raise_on_unexpected_status=False, timeout=30)
+    pixel = call(track_impression, lenient, file=f"{TRAIL_RUNNER}.gif")
+    check(pixel.status_code == 200 and pixel.content[:6] == b"GIF89a", "trackImpression answers the pixel",
+          f"{pixel.status_code} {pixel.content[:20]!r}")
+    print("ok  trackImpression: 200")
 
     # Every operation the SDK has was driven.
     generated = {p.stem for p in (work / "adtrack_client" / "api").rglob("*.py") if p.stem != "__init__"}

@@ -51,7 +51,8 @@ def referenced_schemas(value, components, seen=None):
 def lacks_example(schema, components, seen=()):
     """Why `schema` (a body's) shows no example, or None: an example on it, on the schema it
     refers to, on an array's items, or on every variant of a union."""
-    if "example" in schema:
+    if "example" in schema or (schema.get("type") == "string" and schema.get("format") == "binary"):
+        # A binary body (the pixel's GIF) is shown by its media type; there is no text to show.
         return None
     ref = schema.get("$ref")
     if isinstance(ref, str):

@@ -33,6 +33,7 @@ METRICS = {
     "ingest_events_rejected_total": ("counter", {"kind", "reason"}),
     "ingest_publish_duration_seconds": ("histogram", set()),
     "ingest_messages_published_total": ("counter", {"outcome"}),
+    "ingest_tracking_unrecorded_total": ("counter", {"endpoint", "reason"}),
     # aggregator
     "aggregator_messages_consumed_total": ("counter", set()),
     "aggregator_events_inserted_total": ("counter", {"table"}),

@@ -101,7 +101,7 @@ async fn whole_batches_are_refused_with_a_reason() {
     let stack = Stack::start_with(StackOptions { ingest_env: vec![("MAX_BATCH_EVENTS", "5")], ..StackOptions::default() }).await;
     let item = json!({"type": "impression", "ad_id": AD_TRAIL_RUNNER});
     let cases: [(&str, Vec<u8>, u16, &str); 5] = [
-        ("text/plain", ndjson(std::slice::from_ref(&item)), 415, "application/x-ndjson"),
+        ("application/xml", ndjson(std::slice::from_ref(&item)), 415, "text/plain"),
         ("application/json", b"[{\"type\":".to_vec(), 400, "malformed JSON"),
         ("application/json", b"{\"type\": \"click\"}".to_vec(), 400, "JSON array"),
         (NDJSON, b"\n \n".to_vec(), 422, "no events"),

@@ -130,7 +130,7 @@ async fn bad_input_gets_its_error_and_changes_no_count() {
         ("future", "application/json", json!({"ad_id": AD_TRAIL_RUNNER, "timestamp": at(OffsetDateTime::now_utc() + Duration::minutes(10))}).to_string().into(), 422, Some("timestamp")),
         ("too old for the stream", "application/json", json!({"ad_id": AD_TRAIL_RUNNER, "timestamp": "2020-01-01T00:00:00Z"}).to_string().into(), 422, Some("timestamp")),
         ("oversized", "application/json", vec![b' '; 17 * 1024], 413, None),
-        ("wrong content type", "text/plain", json!({"ad_id": AD_TRAIL_RUNNER}).to_string().into(), 415, None),
+        ("wrong content type", "application/xml", json!({"ad_id": AD_TRAIL_RUNNER}).to_string().into(), 415, None),
     ];
     for (what, content_type, body, expected, field) in cases {
         let (status, answer) = stack.post_raw("/ads/click", content_type, body, &[]).await;

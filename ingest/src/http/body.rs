@@ -47,6 +47,8 @@ impl<T> BatchBody<T> {
 
 const JSON: &str = "application/json";
 const NDJSON: &str = "application/x-ndjson";
+/// What `navigator.sendBeacon` sends a string as: read as JSON (an array or NDJSON for a batch).
+const TEXT: &str = "text/plain";
 
 fn essence(content_type: &str) -> &str {
     content_type.split(';').next().unwrap_or("").trim()
@@ -126,8 +128,9 @@ fn limits(request: &Request) -> BodyLimits {
 
 async fn read_event(request: &Request, body: &mut RequestBody) -> Result<Vec<u8>, IngestError> {
     let content_type = request.content_type().unwrap_or("");
-    if !essence(content_type).eq_ignore_ascii_case(JSON) {
-        return Err(unsupported(content_type, JSON));
+    let essence = essence(content_type);
+    if !essence.eq_ignore_ascii_case(JSON) && !essence.eq_ignore_ascii_case(TEXT) {
+        return Err(unsupported(content_type, &format!("{JSON} (or {TEXT}, as sendBeacon sends it)")));
     }
     read(request, body, limits(request).event).await
 }
@@ -135,11 +138,18 @@ async fn read_event(request: &Request, body: &mut RequestBody) -> Result<Vec<u8>
 async fn read_batch(request: &Request, body: &mut RequestBody) -> Result<(Vec<u8>, BatchFormat), IngestError> {
     let content_type = request.content_type().unwrap_or("");
     let format = match essence(content_type) {
-        t if t.eq_ignore_ascii_case(JSON) => BatchFormat::JsonArray,
-        t if t.eq_ignore_ascii_case(NDJSON) => BatchFormat::Ndjson,
-        _ => return Err(unsupported(content_type, &format!("{JSON} or {NDJSON}"))),
+        t if t.eq_ignore_ascii_case(JSON) => Some(BatchFormat::JsonArray),
+        t if t.eq_ignore_ascii_case(NDJSON) => Some(BatchFormat::Ndjson),
+        // sendBeacon: the text says which, by its first character.
+        t if t.eq_ignore_ascii_case(TEXT) => None,
+        _ => return Err(unsupported(content_type, &format!("{JSON}, {NDJSON} or {TEXT}"))),
     };
-    Ok((read(request, body, limits(request).batch).await?, format))
+    let bytes = read(request, body, limits(request).batch).await?;
+    let format = format.unwrap_or_else(|| match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => BatchFormat::JsonArray,
+        _ => BatchFormat::Ndjson,
+    });
+    Ok((bytes, format))
 }
 
 impl<'a, T: Type + Send> ApiExtractor<'a> for EventBody<T> {
@@ -153,7 +163,8 @@ impl<'a, T: Type + Send> ApiExtractor<'a> for EventBody<T> {
 
     fn request_meta() -> Option<MetaRequest> {
         Some(MetaRequest {
-            description: None,
+            description: Some("The event as JSON; `text/plain` (what `navigator.sendBeacon` sends a string as) is read as JSON too."),
+            // `text/plain` is accepted but not listed: SDK generators refuse a JSON schema on it.
             content: vec![MetaMediaType { content_type: JSON, schema: T::schema_ref() }],
             required: true,
         })
@@ -179,7 +190,9 @@ impl<'a, T: Type + Send> ApiExtractor<'a> for BatchBody<T> {
 
     fn request_meta() -> Option<MetaRequest> {
         Some(MetaRequest {
-            description: Some("A JSON array of events, or NDJSON: one event object per line."),
+            description: Some(
+                "A JSON array of events, or NDJSON: one event object per line. `text/plain` (what `navigator.sendBeacon` sends a string as) holds either.",
+            ),
             content: vec![
                 MetaMediaType { content_type: JSON, schema: Vec::<T>::schema_ref() },
                 MetaMediaType { content_type: NDJSON, schema: T::schema_ref() },

@@ -5,7 +5,8 @@ mod body;
 use std::sync::Arc;
 
 use poem::Request;
-use poem_openapi::payload::Json;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::{Binary, Json};
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags, Union};
 use schemas::EventKind;
 use time::OffsetDateTime;
@@ -18,6 +19,7 @@ use service_kit::Problem;
 use crate::error::IngestError;
 use crate::publisher::Published;
 use crate::service::{Accepted, Ingest, Sender};
+use crate::tracking::{pixel_ad_id, NO_CACHE, PIXEL_GIF};
 
 /// Request bodies that reject unknown fields (400): closed objects in the spec.
 pub const CLOSED_SCHEMAS: &[&str] = &["ClickRequest", "ImpressionRequest"];
@@ -26,6 +28,9 @@ pub const CLOSED_SCHEMAS: &[&str] = &["ClickRequest", "ImpressionRequest"];
 pub enum IngestTags {
     /// Record ad events. A 202 means the event is stored durably and will be counted once.
     Events,
+    /// Links and pixels for pages and players that cannot send JSON: a click-through redirect
+    /// and an impression pixel, each recording its event on the same durable path.
+    Tracking,
 }
 
 pub struct IngestApi {
@@ -61,6 +66,97 @@ impl IngestApi {
     async fn post_events(&self, req: &Request, body: BatchBody<BatchEvent>) -> PostEventsResponse {
         self.ingest.accept_batch(body.into_parts(), sender(req)).await.into()
     }
+
+    /// Click through to an ad's page
+    ///
+    /// Records a click on the ad (as `POST /ads/click` would, without playback figures) and
+    /// redirects (302) to the ad's registered target URL, never to one from the request, with
+    /// `click_id` added to its query when given. The person is redirected even when the click
+    /// could not be recorded (counted in `ingest_tracking_unrecorded_total`): a repeated visit
+    /// of the link counts again. An inactive ad still redirects; its click is not counted.
+    #[oai(path = "/c/:ad_id", method = "get", operation_id = "trackClick", tag = "IngestTags::Tracking")]
+    async fn track_click(
+        &self,
+        req: &Request,
+        /// The ad clicked.
+        ad_id: Path<Uuid>,
+        /// Passed on to the target URL as `click_id`, for the advertiser's own attribution.
+        #[oai(validator(pattern = "^[A-Za-z0-9._~-]{1,128}$"))]
+        click_id: Query<Option<String>>,
+    ) -> TrackClickResponse {
+        match self.ingest.track_click(ad_id.0, click_id.0.as_deref(), sender(req)).await {
+            Ok(location) => TrackClickResponse::Found(location, NO_CACHE.to_owned()),
+            Err(error) => {
+                let refusal = Refusal::of(&error);
+                match refusal {
+                    Refusal::Unavailable => TrackClickResponse::Unavailable(refusal.problem(&error), 1),
+                    _ => TrackClickResponse::NotFound(Json(Problem::new(StatusCode::NOT_FOUND, error.to_string(), error.field()))),
+                }
+            }
+        }
+    }
+
+    /// Impression pixel
+    ///
+    /// Records an impression of the ad (as `POST /ads/impression` would) and answers a
+    /// transparent 1×1 GIF that no cache keeps, whatever came of the impression: a page never
+    /// shows a broken image for it. Impressions not recorded (unknown or inactive ad, JetStream
+    /// down) are counted in `ingest_tracking_unrecorded_total`.
+    #[oai(path = "/i/:file", method = "get", operation_id = "trackImpression", tag = "IngestTags::Tracking")]
+    async fn track_impression(
+        &self,
+        req: &Request,
+        /// `<ad_id>.gif`, e.g. `a1000000-0000-4000-8000-000000000001.gif`.
+        #[oai(validator(pattern = "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\\.gif$"))]
+        file: Path<String>,
+    ) -> PixelResponse {
+        let Some(ad_id) = pixel_ad_id(&file.0) else {
+            return PixelResponse::BadRequest(Json(Problem::new(StatusCode::BAD_REQUEST, "file: must be <ad_id>.gif", Some("file"))));
+        };
+        self.ingest.track_impression(ad_id, sender(req)).await;
+        PixelResponse::Ok(Binary(PIXEL_GIF.to_vec()), NO_CACHE.to_owned(), "no-cache".to_owned(), "0".to_owned())
+    }
+}
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "track_click_bad_request")]
+pub enum TrackClickResponse {
+    /// The click is recorded (or counted as not recorded); go to the ad's page.
+    #[oai(status = 302)]
+    Found(#[oai(header = "Location")] String, #[oai(header = "Cache-Control")] String),
+    /// `ad_id` is not a UUID, or `click_id` breaks its pattern.
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No ad has this id: there is nowhere to send the person.
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// The catalog has not loaded yet, so the ad's page is not known; retry after `Retry-After`.
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>, #[oai(header = "Retry-After")] u32),
+}
+
+fn track_click_bad_request(error: poem::Error) -> TrackClickResponse {
+    TrackClickResponse::BadRequest(Json(service_kit::parameter_problem(&error, "ad_id")))
+}
+
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "pixel_bad_request")]
+pub enum PixelResponse {
+    /// A transparent 1×1 GIF, not to be cached.
+    #[oai(status = 200, content_type = "image/gif")]
+    Ok(
+        Binary<Vec<u8>>,
+        #[oai(header = "Cache-Control")] String,
+        #[oai(header = "Pragma")] String,
+        #[oai(header = "Expires")] String,
+    ),
+    /// The file name is not `<ad_id>.gif`.
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+}
+
+fn pixel_bad_request(error: poem::Error) -> PixelResponse {
+    PixelResponse::BadRequest(Json(service_kit::parameter_problem(&error, "file")))
 }
 
 fn sender(req: &Request) -> Sender {
@@ -233,7 +329,7 @@ pub enum PostEventResponse {
     /// The body is larger than the limit (16 KiB by default).
     #[oai(status = 413, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
-    /// The body is not `application/json`.
+    /// The body is neither `application/json` nor `text/plain`.
     #[oai(status = 415, content_type = "application/problem+json")]
     UnsupportedMediaType(Json<Problem>),
     /// A value breaks a rule (required, range, format, timestamp window) or the ad is unknown or
@@ -307,7 +403,7 @@ pub enum PostEventsResponse {
     /// burst; nothing was recorded. Split the batch.
     #[oai(status = 413, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
-    /// Neither `application/json` nor `application/x-ndjson`.
+    /// Neither `application/json`, `application/x-ndjson` nor `text/plain`.
     #[oai(status = 415, content_type = "application/problem+json")]
     UnsupportedMediaType(Json<Problem>),
     /// The batch holds no events.

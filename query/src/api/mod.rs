@@ -270,11 +270,7 @@ fn bad_parameter(error: poem::Error) -> Json<Problem> {
     if let Some(e) = error.downcast_ref::<InvalidBody>() {
         return Json(Problem::new(StatusCode::BAD_REQUEST, e.detail.clone(), e.field.as_deref()));
     }
-    if let Some(e) = error.downcast_ref::<poem_openapi::error::ParsePathError>() {
-        return Json(Problem::new(StatusCode::BAD_REQUEST, format!("ad_id: must be a UUID ({})", e.reason), Some("ad_id")));
-    }
-    let field = error.downcast_ref::<poem_openapi::error::ParseParamError>().map(|e| e.name);
-    Json(Problem::new(StatusCode::BAD_REQUEST, error.to_string(), field))
+    Json(service_kit::parameter_problem(&error, "ad_id"))
 }
 
 #[derive(ApiResponse)]
