@@ -49,7 +49,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(catalog.clone().refresh_forever(clickhouse.clone(), config.catalog.refresh()));
 
     let metrics = Metrics::new()?;
-    let metrics_registry = metrics.registry.clone();
+    let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics.registry, "{}")?;
     let ops = service_kit::with_ops_routes(
         poem::Route::new(),
         metrics.registry.clone(),
@@ -73,11 +73,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
     let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
     let consuming = tokio::spawn(consumer.run(stop_rx, grace));
-    let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics_registry, "{}")?;
-    let ops = ops.catch_all_error(service_kit::problem_for_error).around(move |next, req| {
-        let http_metrics = http_metrics.clone();
-        async move { http_metrics.observe(next, req).await }
-    });
+    let ops = ops.catch_all_error(service_kit::problem_for_error).with(http_metrics);
     let server = Server::new(TcpListener::bind(config.addr));
     tracing::info!(addr = %config.addr, "aggregator running");
     server

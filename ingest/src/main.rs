@@ -79,10 +79,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .with_if(cors.is_some(), cors.unwrap_or_default())
         .catch_all_error(service_kit::problem_for_error)
         .around(service_kit::request_id::with_request_id)
-        .around(move |next, req| {
-            let http_metrics = http_metrics.clone();
-            async move { http_metrics.observe(next, req).await }
-        });
+        .with(http_metrics);
     // Forget idle IPs now and then, so the limiter's memory stays bounded.
     if ingest.rate_limiter.is_some() {
         let ingest = ingest.clone();

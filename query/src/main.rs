@@ -30,10 +30,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     )
     .catch_all_error(service_kit::problem_for_error)
     .around(service_kit::request_id::with_request_id)
-    .around(move |next, req| {
-        let http_metrics = http_metrics.clone();
-        async move { http_metrics.observe(next, req).await }
-    });
+    .with(http_metrics);
     tracing::info!(addr = %config.addr, "query listening");
     Server::new(TcpListener::bind(config.addr))
         .run_with_graceful_shutdown(app, service_kit::shutdown_signal(), Some(std::time::Duration::from_secs(10)))

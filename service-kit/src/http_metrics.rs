@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use poem::{Endpoint, IntoResponse, Request, Response};
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use prometheus::{HistogramOpts, HistogramVec, Registry};
 
 /// The routes every service has besides its API (see [`crate::with_ops_routes`]); `/docs`
@@ -66,9 +66,8 @@ impl HttpMetrics {
             .map_or(UNMATCHED, |(name, _)| name.as_str())
     }
 
-    /// Answers `req` with `next` and records how long that took. Wrap the app after
-    /// `catch_all_error`, so that errors are counted with the status they are answered with.
-    pub async fn observe<E: Endpoint>(&self, next: E, req: Request) -> poem::Result<Response> {
+    /// Answers `req` with `next` and records how long that took.
+    async fn observe<E: Endpoint>(&self, next: &E, req: Request) -> poem::Result<Response> {
         let started = Instant::now();
         let method = method_label(req.method());
         let route = self.route(req.uri().path()).to_owned();
@@ -96,6 +95,30 @@ fn method_label(method: &poem::http::Method) -> &'static str {
         (Method::TRACE, "TRACE"),
     ];
     KNOWN.iter().find(|(known, _)| known == method).map_or("other", |(_, name)| name)
+}
+
+/// `app.with(http_metrics)` times every answer of `app`. Apply it after `catch_all_error`, so
+/// that errors are counted with the status they are answered with.
+impl<E: Endpoint> Middleware<E> for HttpMetrics {
+    type Output = Observed<E>;
+
+    fn transform(&self, inner: E) -> Observed<E> {
+        Observed { inner, metrics: self.clone() }
+    }
+}
+
+/// An endpoint whose answers [`HttpMetrics`] times.
+pub struct Observed<E> {
+    inner: E,
+    metrics: HttpMetrics,
+}
+
+impl<E: Endpoint> Endpoint for Observed<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        self.metrics.observe(&self.inner, req).await
+    }
 }
 
 fn segments(path: &str) -> impl Iterator<Item = &str> {
