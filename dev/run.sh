@@ -16,6 +16,13 @@ export INGEST_ADDR="${INGEST_ADDR:-127.0.0.1:8080}"
 export QUERY_ADDR="${QUERY_ADDR:-127.0.0.1:8081}"
 export AGGREGATOR_ADDR="${AGGREGATOR_ADDR:-127.0.0.1:8082}"
 mkdir -p "$DATA/logs"
+# Ingest's key for daily visitor ids: made once per checkout and kept, so that visitors stay
+# the same across restarts (README "Privacy").
+if [ -z "${VISITOR_HASH_SECRET:-}" ]; then
+    [ -s "$DATA/visitor-hash-secret" ] || od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$DATA/visitor-hash-secret"
+    VISITOR_HASH_SECRET="$(cat "$DATA/visitor-hash-secret")"
+fi
+export VISITOR_HASH_SECRET
 
 pids=()
 stop() {

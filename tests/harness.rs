@@ -27,6 +27,9 @@ pub const AD_CITY_BREAK: &str = "a1000000-0000-4000-8000-000000000003";
 pub const AD_INACTIVE: &str = "a1000000-0000-4000-8000-000000000004";
 
 /// How long any condition is waited for before the test fails.
+/// Ingest's `VISITOR_HASH_SECRET` in every test stack.
+pub const TEST_VISITOR_HASH_SECRET: &str = "e2e-visitor-hash-secret";
+
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
 pub fn workspace_root() -> PathBuf {
@@ -305,7 +308,7 @@ impl Service {
         self.process.as_ref().map(Child::id)
     }
 
-    fn command(&self) -> Command {
+    pub fn command(&self) -> Command {
         let bin = bin_dir().join(self.name);
         assert!(bin.exists(), "{} not built: run `cargo build --workspace --bins` (make test does)", bin.display());
         let mut command = Command::new(bin);
@@ -447,14 +450,22 @@ impl Stack {
         let mut aggregator_env = if options.aggregator_defaults {
             Vec::new()
         } else {
-            vec![("BATCH_MAX_WAIT_MS", "100"), ("ACK_WAIT_SECS", "3"), ("CATALOG_REFRESH_SECS", "1")]
+            // The click rules of invalid traffic off: most tests send clicks from one address
+            // with no impression first (invalid_traffic.rs turns them on).
+            vec![
+                ("BATCH_MAX_WAIT_MS", "100"),
+                ("ACK_WAIT_SECS", "3"),
+                ("CATALOG_REFRESH_SECS", "1"),
+                ("IVT_DUPLICATE_CLICK_WINDOW_SECS", "0"),
+                ("IVT_CLICK_IMPRESSION_WINDOW_SECS", "0"),
+            ]
         };
         if options.nats_cluster {
             aggregator_env.push(("STREAM_REPLICAS", "3"));
         }
         aggregator_env.extend(options.aggregator_env);
         let aggregator = Service::new("aggregator", "AGGREGATOR_ADDR", &dir, with(&aggregator_env));
-        let mut ingest_env = vec![("CATALOG_REFRESH_SECS", "1")];
+        let mut ingest_env = vec![("CATALOG_REFRESH_SECS", "1"), ("VISITOR_HASH_SECRET", TEST_VISITOR_HASH_SECRET)];
         ingest_env.extend(options.ingest_env);
         let ingest = Service::new("ingest", "INGEST_ADDR", &dir, with(&ingest_env));
         let mut query_env = vec![("CACHE_TTL_MS", "200")];

@@ -24,6 +24,13 @@ pub struct Config {
     pub dead_letters: DeadLetterArgs,
     #[command(flatten)]
     pub catalog: CatalogArgs,
+    #[command(flatten)]
+    pub invalid_traffic: InvalidTrafficArgs,
+    /// Days the raw event tables (`click_events`, `impression_events`, `invalid_events`) keep
+    /// a row, by its `timestamp`; the rollups keep their counts for good. 0 keeps rows forever.
+    /// Applied by `migrate` (and at every start) as the tables' ClickHouse TTL.
+    #[arg(long, env = "RAW_EVENTS_TTL_DAYS", default_value_t = 90)]
+    pub raw_events_ttl_days: u32,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "AGGREGATOR_ADDR", default_value = "0.0.0.0:8082")]
     pub addr: SocketAddr,
@@ -102,6 +109,28 @@ pub struct ConsumerArgs {
     pub ack_wait_secs: u64,
 }
 
+/// The invalid-traffic rules that need the visitor's history (ingest applies the others).
+#[derive(Debug, Clone, clap::Args)]
+pub struct InvalidTrafficArgs {
+    /// A click by the same visitor on the same ad within this many seconds of their previous
+    /// click is flagged `duplicate_click`. 0 turns the rule off.
+    #[arg(long, env = "IVT_DUPLICATE_CLICK_WINDOW_SECS", default_value_t = 30)]
+    pub ivt_duplicate_click_window_secs: u64,
+    /// A click whose visitor was not shown that ad within this many seconds before is flagged
+    /// `click_without_impression`. 0 turns the rule off.
+    #[arg(long, env = "IVT_CLICK_IMPRESSION_WINDOW_SECS", default_value_t = 3_600)]
+    pub ivt_click_impression_window_secs: u64,
+}
+
+impl InvalidTrafficArgs {
+    pub fn duplicate_click_window(&self) -> Option<Duration> {
+        (self.ivt_duplicate_click_window_secs > 0).then(|| Duration::from_secs(self.ivt_duplicate_click_window_secs))
+    }
+    pub fn click_impression_window(&self) -> Option<Duration> {
+        (self.ivt_click_impression_window_secs > 0).then(|| Duration::from_secs(self.ivt_click_impression_window_secs))
+    }
+}
+
 impl StreamArgs {
     pub fn max_age(&self) -> Duration {
         Duration::from_secs(self.stream_max_age_secs)
@@ -142,6 +171,16 @@ impl Config {
         }
         if !(1..=5).contains(&self.stream.stream_replicas) {
             return Err("STREAM_REPLICAS must be between 1 and 5".into());
+        }
+        // A day's worth of seconds or more in a lookup window would read whole days of raw
+        // events per batch.
+        for (name, secs) in [
+            ("IVT_DUPLICATE_CLICK_WINDOW_SECS", self.invalid_traffic.ivt_duplicate_click_window_secs),
+            ("IVT_CLICK_IMPRESSION_WINDOW_SECS", self.invalid_traffic.ivt_click_impression_window_secs),
+        ] {
+            if secs > 86_400 {
+                return Err(format!("{name} must be at most 86400 (one day)"));
+            }
         }
         if self.consumer.ack_wait_secs == 0 {
             return Err("ACK_WAIT_SECS must be at least 1".into());

@@ -1,7 +1,8 @@
 //! JetStream → ClickHouse.
 //!
 //! [`consumer`] pulls batches from the durable consumer, [`sink`] writes them to the raw tables
-//! (whose materialized views feed the rollups) and only then are the messages acked.
+//! (whose materialized views feed the rollups) and only then are the messages acked; [`ivt`]
+//! flags the clicks that need a visitor's history to be recognised as invalid traffic.
 //! [`dead_letter`] keeps what can never become a row, [`setup`] creates the stream and
 //! consumer, [`migrate`] the ClickHouse schema, [`lag`] samples how far the consumer is behind.
 
@@ -9,6 +10,7 @@ pub mod backoff;
 pub mod config;
 pub mod consumer;
 pub mod dead_letter;
+pub mod ivt;
 pub mod lag;
 pub mod metrics;
 pub mod migrate;

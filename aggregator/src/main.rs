@@ -32,6 +32,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     migrate::apply(&config.clickhouse.server_client(), &clickhouse, &config.clickhouse.clickhouse_database, seed)
         .await
         .map_err(|e| anyhow::anyhow!("applying clickhouse migrations: {e}"))?;
+    migrate::apply_retention(&clickhouse, config.raw_events_ttl_days)
+        .await
+        .map_err(|e| anyhow::anyhow!("applying RAW_EVENTS_TTL_DAYS: {e}"))?;
     setup::ensure_stream(&js, &config).await.map_err(|e| anyhow::anyhow!("creating the stream: {e}"))?;
     dead_letter::ensure_stream(&js, &config.dead_letters, config.stream.stream_replicas)
         .await
@@ -65,7 +68,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let consumer = Consumer {
         consumer: pull,
         clickhouse: clickhouse.clone(),
-        sink: Sink::new(clickhouse, Backoff::default(), metrics.clone()),
+        sink: Sink::new(clickhouse, Backoff::default(), metrics.clone())
+            .with_invalid_traffic_rules(aggregator::ivt::Rules::from_args(&config.invalid_traffic)),
         dead_letters: DeadLetters::new(js, &config.dead_letters),
         catalog,
         metrics,

@@ -12,8 +12,8 @@ pub struct Metrics {
     pub insert_retries: IntCounter,
     pub batch_size: Histogram,
     pub insert_seconds: Histogram,
-    /// Where a batch's time goes: `pull`, `lookup` (stored event ids), `write` (lookup and
-    /// inserts), `ack`.
+    /// Where a batch's time goes: `pull`, `lookup` (stored event ids), `ivt_lookup` (visitors'
+    /// earlier events, [`crate::ivt`]), `write` (lookups and inserts), `ack`.
     pub stage_seconds: HistogramVec,
     /// Sampled by [`crate::lag`].
     pub consumer_pending: IntGauge,

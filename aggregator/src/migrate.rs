@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0008_events_received_watermark.sql", include_str!("../../clickhouse/migrations/0008_events_received_watermark.sql")),
     ("0009_playback_quantiles.sql", include_str!("../../clickhouse/migrations/0009_playback_quantiles.sql")),
     ("0010_audience_breakdowns.sql", include_str!("../../clickhouse/migrations/0010_audience_breakdowns.sql")),
+    ("0011_invalid_traffic.sql", include_str!("../../clickhouse/migrations/0011_invalid_traffic.sql")),
 ];
 
 /// Sample ads for a new installation.
@@ -61,6 +62,38 @@ pub async fn apply(server: &Client, client: &Client, database: &str, seed: bool)
             client.query(&statement).execute().await?;
         }
         tracing::info!("sample ads loaded");
+    }
+    Ok(())
+}
+
+/// The tables holding one row per event: what `RAW_EVENTS_TTL_DAYS` expires.
+pub const RAW_EVENT_TABLES: [&str; 3] = ["click_events", "impression_events", "invalid_events"];
+
+/// The TTL of the raw tables, as ClickHouse prints it back in `system.tables.engine_full`.
+pub fn ttl_clause(days: u32) -> String {
+    format!("TTL toDateTime(timestamp) + toIntervalDay({days})")
+}
+
+/// Gives each raw table the TTL `RAW_EVENTS_TTL_DAYS` asks for (none for 0). A table that
+/// already has it is left alone: changing a TTL rewrites the table's parts, so it is done only
+/// when the setting changed. Rollups have no TTL: their counts outlive the rows.
+pub async fn apply_retention(client: &Client, days: u32) -> Result<(), clickhouse::error::Error> {
+    let wanted = (days > 0).then(|| ttl_clause(days));
+    for table in RAW_EVENT_TABLES {
+        let engine: String = client
+            .query("SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = ?")
+            .bind(table)
+            .fetch_one()
+            .await?;
+        let change = match &wanted {
+            Some(clause) if !engine.contains(&format!(" {clause} ")) && !engine.ends_with(&format!(" {clause}")) => {
+                format!("ALTER TABLE {table} MODIFY {clause}")
+            }
+            None if engine.contains(" TTL ") => format!("ALTER TABLE {table} REMOVE TTL"),
+            _ => continue,
+        };
+        client.query(&change).execute().await?;
+        tracing::info!(table, days, "raw event retention changed");
     }
     Ok(())
 }

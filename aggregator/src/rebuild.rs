@@ -36,6 +36,11 @@ pub const DERIVED: &[&str] = &[
     "click_playback_per_hour_mv",
     "click_playback_per_day_mv",
     "impression_events_received_watermark_mv",
+    "invalid_event_ids_kv_mv",
+    "invalid_events_received_watermark_mv",
+    "invalid_events_per_minute_mv",
+    "invalid_events_per_hour_mv",
+    "invalid_events_per_day_mv",
     "click_events_per_minute",
     "impression_events_per_minute",
     "click_events_per_hour",
@@ -52,8 +57,12 @@ pub const DERIVED: &[&str] = &[
     "click_playback_per_minute",
     "click_playback_per_hour",
     "click_playback_per_day",
+    "invalid_events_per_minute",
+    "invalid_events_per_hour",
+    "invalid_events_per_day",
     "click_events",
     "impression_events",
+    "invalid_events",
 ];
 
 pub async fn run(server: &Client, client: &Client, js: &jetstream::Context, config: &Config) -> anyhow::Result<()> {
@@ -64,6 +73,7 @@ pub async fn run(server: &Client, client: &Client, js: &jetstream::Context, conf
     }
     tracing::info!(tables = DERIVED.len(), "derived tables dropped");
     migrate::apply(server, client, &config.clickhouse.clickhouse_database, false).await?;
+    migrate::apply_retention(client, config.raw_events_ttl_days).await?;
     match stream.delete_consumer(&config.consumer.nats_consumer).await {
         Ok(_) => tracing::info!(consumer = %config.consumer.nats_consumer, "consumer reset"),
         Err(error) => tracing::warn!(%error, "no consumer to reset"),

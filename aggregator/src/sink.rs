@@ -18,15 +18,17 @@ use std::time::Instant;
 
 use clickhouse::Client;
 use futures::StreamExt;
-use schemas::rows::{ClickRow, EventRow, ImpressionRow};
+use schemas::rows::{ClickRow, EventRow, ImpressionRow, InvalidEventRow};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::backoff::Backoff;
+use crate::ivt::{self, History};
 use crate::metrics::Metrics;
 
 pub const CLICK_TABLE: &str = "click_events";
 pub const IMPRESSION_TABLE: &str = "impression_events";
+pub const INVALID_TABLE: &str = "invalid_events";
 /// Event ids per `stored_event_ids_kv` lookup.
 const LOOKUP_CHUNK: usize = 1_000;
 /// Lookups of one batch in flight at once.
@@ -49,11 +51,19 @@ impl SequencedRow for ImpressionRow {
     }
 }
 
+impl SequencedRow for InvalidEventRow {
+    fn key(&self) -> (u64, Uuid) {
+        (self.stream_seq, self.event_id)
+    }
+}
+
 #[derive(Clone)]
 pub struct Sink {
     client: Client,
     backoff: Backoff,
     metrics: Metrics,
+    /// The invalid-traffic rules that read visitors' history; none: no such rule.
+    history: Option<History>,
 }
 
 /// What a write did, for logs and tests.
@@ -65,7 +75,13 @@ pub struct WriteOutcome {
 
 impl Sink {
     pub fn new(client: Client, backoff: Backoff, metrics: Metrics) -> Self {
-        Self { client, backoff, metrics }
+        Self { client, backoff, metrics, history: None }
+    }
+
+    /// Applies [`ivt`]'s rules to every batch before writing it.
+    pub fn with_invalid_traffic_rules(mut self, rules: ivt::Rules) -> Self {
+        self.history = Some(History::new(self.client.clone(), rules));
+        self
     }
 
     /// Writes every event not stored yet, retrying temporary failures with backoff until they
@@ -83,16 +99,31 @@ impl Sink {
             tracing::warn!(events = already_stored, "skipping events already stored");
             self.metrics.already_stored.inc_by(already_stored as u64);
         }
+        let fresh = match &self.history {
+            Some(history) => {
+                let started = Instant::now();
+                let before = self.retry("look up visitors' earlier events", || history.before(&fresh)).await;
+                self.metrics.stage_seconds.with_label_values(&["ivt_lookup"]).observe(started.elapsed().as_secs_f64());
+                ivt::flag(fresh, history.rules(), &before)
+            }
+            None => fresh,
+        };
         let mut clicks = Vec::new();
         let mut impressions = Vec::new();
+        let mut invalid = Vec::new();
         for row in fresh {
             match row {
                 EventRow::Click(row) => clicks.push(row),
                 EventRow::Impression(row) => impressions.push(row),
+                EventRow::Invalid(row) => invalid.push(row),
             }
         }
-        let inserted = clicks.len() + impressions.len();
-        tokio::join!(self.insert_all(CLICK_TABLE, clicks), self.insert_all(IMPRESSION_TABLE, impressions));
+        let inserted = clicks.len() + impressions.len() + invalid.len();
+        tokio::join!(
+            self.insert_all(CLICK_TABLE, clicks),
+            self.insert_all(IMPRESSION_TABLE, impressions),
+            self.insert_all(INVALID_TABLE, invalid)
+        );
         WriteOutcome { inserted, already_stored }
     }
 
@@ -220,6 +251,7 @@ mod tests {
             received_at: OffsetDateTime::UNIX_EPOCH,
             client_ip: String::new(),
             user_agent: String::new(),
+            visitor_id: 0,
             playback_time_secs: None,
             watched_percent: None,
             schema_version: 1,
@@ -241,6 +273,7 @@ mod tests {
             .map(|r| match r {
                 EventRow::Click(c) => c.key(),
                 EventRow::Impression(i) => i.key(),
+                EventRow::Invalid(i) => i.key(),
             })
             .collect();
         assert_eq!(kept, vec![(10, Uuid::from_u128(1)), (12, Uuid::from_u128(3))]);

@@ -103,7 +103,8 @@ fn ad_event(event: &Event) -> AdEvent {
         ad_id: event.ad,
         timestamp: now,
         received_at: now,
-        client_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        // Truncated, as ingest stores it.
+        client_ip: Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0))),
         user_agent: Some(BENCH_USER_AGENT.to_owned()),
         playback_time_secs: event.playback.map(|(secs, _)| secs),
         watched_percent: event.playback.map(|(_, percent)| percent),
@@ -112,5 +113,8 @@ fn ad_event(event: &Event) -> AdEvent {
         country: None,
         // Ingest records each request's id (a UUIDv7 when the client sends none).
         request_id: Some(uuid::Uuid::now_v7().to_string()),
+        // Ingest hashes each sender into a visitor id (the value matters not, the size does).
+        visitor_id: Some(0x5eed_0000_0000_0001),
+        invalid_reason: None,
     }
 }

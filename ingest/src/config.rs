@@ -67,12 +67,32 @@ pub struct Config {
     /// cross-origin requests.
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub cors_allowed_origins: Vec<String>,
+    /// The secret behind visitor ids (keyed daily hashes of IP and user agent; README
+    /// "Privacy"): at least 16 characters, the same on every ingest replica, kept secret.
+    /// Changing it makes every visitor new from then on.
+    #[arg(long, env = "VISITOR_HASH_SECRET", hide_env_values = true)]
+    pub visitor_hash_secret: String,
+    /// Store client IPs whole instead of truncated to their /24 (IPv4) or /48 (IPv6).
+    #[arg(long, env = "KEEP_RAW_IPS", default_value_t = false)]
+    pub keep_raw_ips: bool,
+    /// Data-centre address ranges (CIDRs or addresses, comma-separated): events from them are
+    /// flagged `datacenter_ip` (invalid traffic, never billed).
+    #[arg(long, env = "IVT_DATACENTER_RANGES", default_value = "")]
+    pub ivt_datacenter_ranges: String,
+    /// A file of more data-centre ranges, one CIDR per line (`#` comments), e.g. a cloud
+    /// provider's published list. Read at start.
+    #[arg(long, env = "IVT_DATACENTER_RANGES_FILE")]
+    pub ivt_datacenter_ranges_file: Option<std::path::PathBuf>,
 }
 
 impl Config {
     /// Fails fast with the name of the variable that is wrong.
     pub fn validate(&self) -> Result<(), String> {
         self.trusted_proxy_nets()?;
+        self.datacenter_ranges()?;
+        if self.visitor_hash_secret.chars().count() < 16 {
+            return Err("VISITOR_HASH_SECRET must be at least 16 characters (e.g. `openssl rand -hex 32`)".into());
+        }
         self.catalog.validate()?;
         if let Some(origin) = self.cors_allowed_origins.iter().find(|o| !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/')) {
             return Err(format!("CORS_ALLOWED_ORIGINS: {origin:?} is not an origin (scheme://host[:port], no path)"));
@@ -117,6 +137,17 @@ impl Config {
             .collect()
     }
 
+    /// `IVT_DATACENTER_RANGES` and the ranges in `IVT_DATACENTER_RANGES_FILE`.
+    pub fn datacenter_ranges(&self) -> Result<Vec<IpNet>, String> {
+        let mut ranges = crate::ivt::parse_ranges(&self.ivt_datacenter_ranges, "IVT_DATACENTER_RANGES")?;
+        if let Some(path) = &self.ivt_datacenter_ranges_file {
+            let source = format!("IVT_DATACENTER_RANGES_FILE {}", path.display());
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{source}: {e}"))?;
+            ranges.extend(crate::ivt::parse_ranges(&text, &source)?);
+        }
+        Ok(ranges)
+    }
+
     /// Per-IP quota, if rate limiting is on.
     pub fn rate_limit(&self) -> Option<governor::Quota> {
         let rate = std::num::NonZeroU32::new(self.rate_limit_per_ip)?;
@@ -135,19 +166,48 @@ mod tests {
 
     use super::*;
 
+    const SECRET: [&str; 2] = ["--visitor-hash-secret", "0123456789abcdef"];
+
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(["ingest"].iter().chain(&SECRET).chain(args)).unwrap()
+    }
+
     #[test]
     fn defaults_are_valid() {
-        let config = Config::try_parse_from(["ingest"]).unwrap();
+        let config = parse(&[]);
         config.validate().unwrap();
         assert_eq!(config.max_body_bytes, 16 * 1024);
         assert!(config.trusted_proxy_nets().unwrap().is_empty());
+        assert!(config.datacenter_ranges().unwrap().is_empty());
+        assert!(!config.keep_raw_ips);
     }
 
     #[test]
     fn trusted_proxies_take_ips_and_cidrs() {
-        let config = Config::try_parse_from(["ingest", "--trusted-proxies", "10.0.0.0/8, 127.0.0.1"]).unwrap();
+        let config = parse(&["--trusted-proxies", "10.0.0.0/8, 127.0.0.1"]);
         assert_eq!(config.trusted_proxy_nets().unwrap().len(), 2);
-        let config = Config::try_parse_from(["ingest", "--trusted-proxies", "nope"]).unwrap();
+        let config = parse(&["--trusted-proxies", "nope"]);
         assert!(config.validate().unwrap_err().contains("TRUSTED_PROXIES"));
+    }
+
+    #[test]
+    fn the_visitor_secret_is_required_and_not_short() {
+        let error = Config::try_parse_from(["ingest"]).unwrap_err().to_string();
+        assert!(error.contains("VISITOR_HASH_SECRET") || error.contains("--visitor-hash-secret"), "{error}");
+        let config = Config::try_parse_from(["ingest", "--visitor-hash-secret", "short"]).unwrap();
+        assert!(config.validate().unwrap_err().contains("VISITOR_HASH_SECRET"));
+    }
+
+    #[test]
+    fn datacenter_ranges_come_from_the_setting_and_the_file() {
+        let file = std::env::temp_dir().join(format!("dc-ranges-{}.txt", std::process::id()));
+        std::fs::write(&file, "# a provider\n192.0.2.0/24\n2001:db8::/32\n").unwrap();
+        let config = parse(&["--ivt-datacenter-ranges", "198.51.100.0/24", "--ivt-datacenter-ranges-file", file.to_str().unwrap()]);
+        assert_eq!(config.datacenter_ranges().unwrap().len(), 3);
+        std::fs::write(&file, "192.0.2.0/33\n").unwrap();
+        assert!(config.validate().unwrap_err().contains("IVT_DATACENTER_RANGES_FILE"));
+        std::fs::remove_file(&file).unwrap();
+        let missing = parse(&["--ivt-datacenter-ranges-file", "/nonexistent/ranges.txt"]);
+        assert!(missing.validate().unwrap_err().contains("/nonexistent/ranges.txt"));
     }
 }

@@ -48,6 +48,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         limits,
         trusted_proxies: config.trusted_proxy_nets().map_err(anyhow::Error::msg)?,
         max_batch_events: config.max_batch_events,
+        request_rules: ingest::ivt::RequestRules::new(config.datacenter_ranges().map_err(anyhow::Error::msg)?),
+        privacy: ingest::privacy::Privacy::new(&config.visitor_hash_secret, config.keep_raw_ips),
         metrics: metrics.clone(),
     });
     let api = OpenApiService::new(IngestApi { ingest: ingest.clone() }, "Ad event ingest", env!("CARGO_PKG_VERSION"));

@@ -220,6 +220,8 @@ mod tests {
             browser: None,
             country: None,
             request_id: None,
+            visitor_id: None,
+            invalid_reason: None,
         }
     }
 

@@ -14,7 +14,9 @@ use service_kit::catalog::{AdStatus, Catalog};
 use crate::client_ip::client_ip;
 use crate::coalesce::Coalescer;
 use crate::error::IngestError;
+use crate::ivt::RequestRules;
 use crate::metrics::Metrics;
+use crate::privacy::Privacy;
 use crate::publisher::{Published, Publisher};
 
 /// What the connection tells about the sender.
@@ -59,6 +61,8 @@ pub struct Ingest {
     pub limits: TimestampLimits,
     pub trusted_proxies: Vec<IpNet>,
     pub max_batch_events: usize,
+    pub request_rules: RequestRules,
+    pub privacy: Privacy,
     pub metrics: Metrics,
 }
 
@@ -87,6 +91,7 @@ impl Ingest {
             EventKind::Impression => ImpressionInput::parse(&body)?.into_event(ctx, self.limits)?,
         };
         self.check_ad(&event)?;
+        let event = self.screen(event);
         let (event_id, kind) = (event.event_id, event.kind);
         let published = self.singles.publish(event).await?;
         Ok(Accepted { event_id, kind, published })
@@ -165,7 +170,7 @@ impl Ingest {
             .map(|item| {
                 let event = item?.into_event(ctx.clone(), self.limits)?;
                 self.check_ad(&event)?;
-                valid.push(event);
+                valid.push(self.screen(event));
                 Ok(())
             })
             .collect();
@@ -179,6 +184,14 @@ impl Ingest {
                 Ok(Accepted { event_id: event.event_id, kind: event.kind, published: outcome? })
             })
             .collect())
+    }
+
+    /// Flags what the request shows of invalid traffic (on the full address), then replaces
+    /// the sender with a visitor id and, unless raw IPs are kept, a truncated IP.
+    fn screen(&self, mut event: AdEvent) -> AdEvent {
+        event.invalid_reason = self.request_rules.reason(event.client_ip, event.user_agent.as_deref());
+        self.privacy.apply(&mut event);
+        event
     }
 
     fn check_ad(&self, event: &AdEvent) -> Result<(), IngestError> {

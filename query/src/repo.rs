@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use clickhouse::{Client, Row};
 use prometheus::HistogramVec;
+use schemas::ivt::InvalidReason;
 use schemas::rows::AdRow;
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -30,6 +31,23 @@ pub struct Counts {
     /// Median and 95th percentile of the playback times reported; `None` when none was.
     pub playback_p50_secs: Option<f64>,
     pub playback_p95_secs: Option<f64>,
+    /// Events flagged as invalid traffic, in none of the numbers above.
+    pub invalid_clicks: ByReason,
+    pub invalid_impressions: ByReason,
+}
+
+/// Invalid events per reason, in [`InvalidReason::ALL`]'s order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByReason(pub [u64; InvalidReason::ALL.len()]);
+
+impl ByReason {
+    pub fn get(&self, reason: InvalidReason) -> u64 {
+        self.0[reason.index()]
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
 }
 
 impl Counts {
@@ -65,6 +83,14 @@ struct PlaybackAgg {
     key: String,
     /// p50 and p95: t-digest answers in Float32.
     quantiles: Vec<f32>,
+}
+
+#[derive(Row, Deserialize)]
+struct InvalidAgg {
+    key: String,
+    kind: String,
+    invalid_reason: String,
+    events: u64,
 }
 
 #[derive(Row, Deserialize)]
@@ -237,6 +263,10 @@ impl Repo {
             "SELECT {key} AS key, quantilesTDigestMerge(0.5, 0.95)(playback_time_secs_quantiles) AS quantiles FROM ({}) GROUP BY key",
             rollup_rows("click_playback", "playback_time_secs_quantiles", &segments, ads)
         );
+        let invalid_sql = format!(
+            "SELECT {key} AS key, kind, invalid_reason, sum(events) AS events FROM ({}) GROUP BY key, kind, invalid_reason",
+            rollup_rows("invalid_events", "kind, invalid_reason, events", &segments, ads)
+        );
         let bind = |sql: &str| {
             let mut query = self.client.query(sql);
             for (i, segment) in segments.iter().enumerate() {
@@ -259,10 +289,13 @@ impl Repo {
                 States::Skipped => Ok(Vec::new()),
             }
         };
-        let (clicks, impressions, playback) = tokio::try_join!(
-            self.timed("clicks", bind(&clicks_sql).fetch_all::<ClickAgg>()),
-            self.timed("impressions", bind(&impressions_sql).fetch_all::<ImpressionAgg>()),
-            playback
+        // Boxed: four fetches side by side make a future large enough to overflow a worker
+        // thread's stack in debug builds when several windows are read at once.
+        let (clicks, impressions, playback, invalid) = tokio::try_join!(
+            Box::pin(self.timed("clicks", bind(&clicks_sql).fetch_all::<ClickAgg>())),
+            Box::pin(self.timed("impressions", bind(&impressions_sql).fetch_all::<ImpressionAgg>())),
+            Box::pin(playback),
+            Box::pin(self.timed("invalid", bind(&invalid_sql).fetch_all::<InvalidAgg>()))
         )?;
         let mut out: BTreeMap<String, Counts> = BTreeMap::new();
         for row in clicks {
@@ -283,6 +316,16 @@ impl Repo {
             let counts = out.entry(row.key).or_default();
             let finite = |i: usize| row.quantiles.get(i).map(|&q| f64::from(q)).filter(|q| q.is_finite());
             (counts.playback_p50_secs, counts.playback_p95_secs) = (finite(0), finite(1));
+        }
+        for row in invalid {
+            // A reason or kind this build does not know yet is left out rather than misfiled.
+            let Some(reason) = InvalidReason::parse(&row.invalid_reason) else { continue };
+            let counts = out.entry(row.key).or_default();
+            match row.kind.as_str() {
+                "click" => counts.invalid_clicks.0[reason.index()] = row.events,
+                "impression" => counts.invalid_impressions.0[reason.index()] = row.events,
+                _ => {}
+            }
         }
         Ok(out)
     }

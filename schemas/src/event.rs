@@ -11,13 +11,15 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::audience::{Browser, DeviceType};
+use crate::ivt::InvalidReason;
 
 /// Version of the [`AdEvent`] JSON layout. Consumers reject versions they do not know. Optional
-/// fields added later (`device_type`, `browser`, `country`) keep the version: older events lack
-/// them, and readers ignore fields they do not know.
+/// fields added later (`device_type`, `browser`, `country`, `request_id`, `visitor_id`,
+/// `invalid_reason`) keep the version: older events lack them, and readers ignore fields they
+/// do not know.
 pub const SCHEMA_VERSION: u16 = 1;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     Click,
@@ -69,6 +71,15 @@ pub struct AdEvent {
     /// ingest recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// Who the visitor is, for unique counts and the invalid-traffic rules: a keyed hash of the
+    /// client IP and user agent whose key changes every UTC day (ingest's `VISITOR_HASH_SECRET`),
+    /// so one day's visitors cannot be linked to another's. Absent in events published before
+    /// ingest computed it: readers then use [`crate::rows::unkeyed_visitor_id`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visitor_id: Option<u64>,
+    /// Set by ingest when the request itself shows invalid traffic ([`InvalidReason`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid_reason: Option<InvalidReason>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +158,10 @@ mod tests {
         let newer = AdEvent::from_json(include_bytes!("../test-data/v1/click_with_request_id.json")).unwrap();
         assert_eq!(newer.request_id.as_deref(), Some("checkout-page-42"));
         assert_eq!((newer.device_type, newer.browser, newer.country.as_deref()), (Some(DeviceType::Mobile), Some(Browser::Safari), Some("FR")));
+        assert_eq!((newer.visitor_id, newer.invalid_reason), (None, None), "events from before ingest hashed visitors");
+        let flagged = AdEvent::from_json(include_bytes!("../test-data/v1/click_flagged_bot.json")).unwrap();
+        assert_eq!(flagged.visitor_id, Some(9_876_543_210_123_456_789));
+        assert_eq!(flagged.invalid_reason, Some(InvalidReason::BotUserAgent));
     }
 
     #[test]

@@ -154,6 +154,9 @@ fn into_event(
         watched_percent,
         country: common.country,
         request_id: ctx.request_id,
+        // Ingest's business, after validation: see `ingest::privacy` and `ingest::ivt`.
+        visitor_id: None,
+        invalid_reason: None,
     })
 }
 

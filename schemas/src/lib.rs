@@ -4,6 +4,7 @@
 //! - [`input`]: what clients send over HTTP, parsed and validated here and nowhere else;
 //!   [`batch`]: the same, many events per request.
 //! - [`event`]: what travels through NATS JetStream (versioned JSON, readable with the `nats` CLI).
+//! - [`ivt`]: why an event is invalid traffic (flagged, stored apart, never billed).
 //! - [`stream`]: stream and subject names.
 //! - [`rows`]: the ClickHouse row types the aggregator writes and the query service reads.
 //!
@@ -14,6 +15,7 @@ pub mod audience;
 pub mod batch;
 pub mod event;
 pub mod input;
+pub mod ivt;
 pub mod rows;
 pub mod stream;
 

@@ -7,9 +7,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::audience::{Browser, DeviceType};
+use crate::ivt::InvalidReason;
 use crate::{AdEvent, EventKind};
 
-/// A row of `click_events`. `visitor_id` is computed by ClickHouse (column DEFAULT).
+/// A row of `click_events`: a billable click.
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct ClickRow {
     #[serde(with = "clickhouse::serde::uuid")]
@@ -20,8 +21,11 @@ pub struct ClickRow {
     pub timestamp: OffsetDateTime,
     #[serde(with = "clickhouse::serde::time::datetime64::millis")]
     pub received_at: OffsetDateTime,
+    /// As ingest stored it: truncated to its /24 or /48 unless ingest keeps raw IPs.
     pub client_ip: String,
     pub user_agent: String,
+    /// [`AdEvent::visitor_id`].
+    pub visitor_id: u64,
     pub playback_time_secs: Option<f64>,
     pub watched_percent: Option<f64>,
     pub schema_version: u16,
@@ -34,7 +38,7 @@ pub struct ClickRow {
     pub country: String,
 }
 
-/// A row of `impression_events`.
+/// A row of `impression_events`: a billable impression.
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct ImpressionRow {
     #[serde(with = "clickhouse::serde::uuid")]
@@ -47,11 +51,51 @@ pub struct ImpressionRow {
     pub received_at: OffsetDateTime,
     pub client_ip: String,
     pub user_agent: String,
+    pub visitor_id: u64,
     pub schema_version: u16,
     pub stream_seq: u64,
     pub device_type: String,
     pub browser: String,
     pub country: String,
+}
+
+/// A row of `invalid_events`: a click or impression flagged as invalid traffic, kept with its
+/// reason and counted apart from the billable events.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct InvalidEventRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub event_id: Uuid,
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub ad_id: Uuid,
+    /// `click` or `impression`.
+    pub kind: String,
+    /// [`InvalidReason::as_str`].
+    pub invalid_reason: String,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+    pub timestamp: OffsetDateTime,
+    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+    pub received_at: OffsetDateTime,
+    pub client_ip: String,
+    pub user_agent: String,
+    pub visitor_id: u64,
+    pub playback_time_secs: Option<f64>,
+    pub watched_percent: Option<f64>,
+    pub schema_version: u16,
+    pub stream_seq: u64,
+    pub device_type: String,
+    pub browser: String,
+    pub country: String,
+}
+
+/// The visitor of an event published before ingest computed [`AdEvent::visitor_id`]: FNV-1a
+/// of the stored client IP and user agent. Stable across builds, and unkeyed (those events
+/// carry their raw IP anyway).
+pub fn unkeyed_visitor_id(client_ip: &str, user_agent: &str) -> u64 {
+    client_ip
+        .bytes()
+        .chain([0])
+        .chain(user_agent.bytes())
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// The ad catalog (`ads` table, a ReplacingMergeTree on `updated_at`: read it with `FINAL`).
@@ -76,6 +120,7 @@ pub struct AdRow {
 pub enum EventRow {
     Click(ClickRow),
     Impression(ImpressionRow),
+    Invalid(InvalidEventRow),
 }
 
 impl EventRow {
@@ -83,6 +128,7 @@ impl EventRow {
         match self {
             EventRow::Click(row) => row.ad_id,
             EventRow::Impression(row) => row.ad_id,
+            EventRow::Invalid(row) => row.ad_id,
         }
     }
 
@@ -90,6 +136,51 @@ impl EventRow {
         match self {
             EventRow::Click(row) => row.event_id,
             EventRow::Impression(row) => row.event_id,
+            EventRow::Invalid(row) => row.event_id,
+        }
+    }
+
+    /// The same event as invalid traffic (an event already flagged keeps its first reason).
+    pub fn flagged(self, reason: InvalidReason) -> Self {
+        let invalid = |kind: EventKind, row: ImpressionRow, playback_time_secs, watched_percent| InvalidEventRow {
+            event_id: row.event_id,
+            ad_id: row.ad_id,
+            kind: kind.as_str().to_owned(),
+            invalid_reason: reason.as_str().to_owned(),
+            timestamp: row.timestamp,
+            received_at: row.received_at,
+            client_ip: row.client_ip,
+            user_agent: row.user_agent,
+            visitor_id: row.visitor_id,
+            playback_time_secs,
+            watched_percent,
+            schema_version: row.schema_version,
+            stream_seq: row.stream_seq,
+            device_type: row.device_type,
+            browser: row.browser,
+            country: row.country,
+        };
+        match self {
+            EventRow::Click(c) => {
+                let (playback, watched) = (c.playback_time_secs, c.watched_percent);
+                let common = ImpressionRow {
+                    event_id: c.event_id,
+                    ad_id: c.ad_id,
+                    timestamp: c.timestamp,
+                    received_at: c.received_at,
+                    client_ip: c.client_ip,
+                    user_agent: c.user_agent,
+                    visitor_id: c.visitor_id,
+                    schema_version: c.schema_version,
+                    stream_seq: c.stream_seq,
+                    device_type: c.device_type,
+                    browser: c.browser,
+                    country: c.country,
+                };
+                EventRow::Invalid(invalid(EventKind::Click, common, playback, watched))
+            }
+            EventRow::Impression(row) => EventRow::Invalid(invalid(EventKind::Impression, row, None, None)),
+            flagged @ EventRow::Invalid(_) => flagged,
         }
     }
 
@@ -100,7 +191,8 @@ impl EventRow {
         let device_type = event.device_type.unwrap_or_else(|| DeviceType::of(&user_agent)).as_str().to_owned();
         let browser = event.browser.unwrap_or_else(|| Browser::of(&user_agent)).as_str().to_owned();
         let country = event.country.unwrap_or_default();
-        match event.kind {
+        let visitor_id = event.visitor_id.unwrap_or_else(|| unkeyed_visitor_id(&client_ip, &user_agent));
+        let row = match event.kind {
             EventKind::Click => EventRow::Click(ClickRow {
                 event_id: event.event_id,
                 ad_id: event.ad_id,
@@ -108,6 +200,7 @@ impl EventRow {
                 received_at: event.received_at,
                 client_ip,
                 user_agent,
+                visitor_id,
                 playback_time_secs: event.playback_time_secs,
                 watched_percent: event.watched_percent,
                 schema_version: event.schema_version,
@@ -123,12 +216,50 @@ impl EventRow {
                 received_at: event.received_at,
                 client_ip,
                 user_agent,
+                visitor_id,
                 schema_version: event.schema_version,
                 stream_seq,
                 device_type,
                 browser,
                 country,
             }),
+        };
+        match event.invalid_reason {
+            Some(reason) => row.flagged(reason),
+            None => row,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(name: &str) -> AdEvent {
+        let path = format!("{}/test-data/v1/{name}", env!("CARGO_MANIFEST_DIR"));
+        AdEvent::from_json(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn flagged_events_become_invalid_rows_with_their_reason() {
+        let EventRow::Invalid(row) = EventRow::from_event(event("click_flagged_bot.json"), 7) else { panic!("not flagged") };
+        assert_eq!((row.kind.as_str(), row.invalid_reason.as_str()), ("click", "bot_user_agent"));
+        assert_eq!((row.visitor_id, row.stream_seq, row.client_ip.as_str()), (9_876_543_210_123_456_789, 7, "203.0.113.0"));
+
+        let click = EventRow::from_event(event("click.json"), 8);
+        let EventRow::Click(billable) = click.clone() else { panic!("a click") };
+        let EventRow::Invalid(row) = click.flagged(InvalidReason::DuplicateClick) else { panic!("not flagged") };
+        assert_eq!((row.kind.as_str(), row.invalid_reason.as_str()), ("click", "duplicate_click"));
+        assert_eq!((row.playback_time_secs, row.watched_percent), (billable.playback_time_secs, billable.watched_percent));
+        let again = EventRow::Invalid(row.clone()).flagged(InvalidReason::ClickWithoutImpression);
+        assert_eq!(again, EventRow::Invalid(row), "the first reason stays");
+    }
+
+    #[test]
+    fn events_without_a_visitor_id_get_a_stable_unkeyed_one() {
+        let EventRow::Click(row) = EventRow::from_event(event("click.json"), 1) else { panic!("a click") };
+        assert_eq!(row.visitor_id, unkeyed_visitor_id(&row.client_ip, &row.user_agent));
+        assert_eq!(unkeyed_visitor_id("203.0.113.7", "a"), 0x868e_9d24_06e3_bc73, "FNV-1a (checked against a Python FNV-1a), fixed across builds");
+        assert_ne!(unkeyed_visitor_id("203.0.113.7", "a"), unkeyed_visitor_id("203.0.113.7a", ""));
     }
 }

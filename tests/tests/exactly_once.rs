@@ -156,6 +156,8 @@ fn click(seq: u64) -> EventRow {
             browser: None,
             country: None,
             request_id: None,
+            visitor_id: None,
+            invalid_reason: None,
         },
         seq,
     )

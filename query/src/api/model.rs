@@ -1,6 +1,7 @@
 //! Response bodies of the query API.
 
 use poem_openapi::Object;
+use schemas::ivt::InvalidReason;
 use schemas::rows::AdRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -8,7 +9,7 @@ use uuid::Uuid;
 use super::text::Text;
 use crate::breakdown::Dimension;
 use crate::range::Granularity;
-use crate::repo::Counts;
+use crate::repo::{ByReason, Counts};
 
 /// An ad of the catalog.
 #[derive(Object, Clone)]
@@ -140,6 +141,37 @@ pub struct Metrics {
     /// one; null when none did.
     #[oai(nullable)]
     pub avg_watched_percent: Option<f64>,
+    /// Clicks flagged as invalid traffic: stored, but in none of the numbers above.
+    pub invalid_clicks: InvalidTraffic,
+    /// Impressions flagged as invalid traffic (the two click rules never apply: always 0).
+    pub invalid_impressions: InvalidTraffic,
+}
+
+/// Events flagged as invalid traffic (general invalid traffic, MRC), by reason. Each event has
+/// one reason, the first that applies in this order.
+#[derive(Object, Clone, Debug, PartialEq)]
+pub struct InvalidTraffic {
+    pub total: u64,
+    /// The user agent is on the list of known bots, crawlers and HTTP libraries.
+    pub bot_user_agent: u64,
+    /// The client address is in a configured data-centre range.
+    pub datacenter_ip: u64,
+    /// The same visitor clicked the same ad shortly before (30 s by default).
+    pub duplicate_click: u64,
+    /// The visitor had not been shown the ad in the preceding period (an hour by default).
+    pub click_without_impression: u64,
+}
+
+impl From<ByReason> for InvalidTraffic {
+    fn from(counts: ByReason) -> Self {
+        Self {
+            total: counts.total(),
+            bot_user_agent: counts.get(InvalidReason::BotUserAgent),
+            datacenter_ip: counts.get(InvalidReason::DatacenterIp),
+            duplicate_click: counts.get(InvalidReason::DuplicateClick),
+            click_without_impression: counts.get(InvalidReason::ClickWithoutImpression),
+        }
+    }
 }
 
 impl From<Counts> for Metrics {
@@ -154,6 +186,8 @@ impl From<Counts> for Metrics {
             p50_playback_time_secs: c.playback_p50_secs,
             p95_playback_time_secs: c.playback_p95_secs,
             avg_watched_percent: c.avg_watched_percent(),
+            invalid_clicks: c.invalid_clicks.into(),
+            invalid_impressions: c.invalid_impressions.into(),
         }
     }
 }
@@ -294,6 +328,8 @@ mod examples {
             p50_playback_time_secs: Some(9.0),
             p95_playback_time_secs: Some(28.5),
             avg_watched_percent: Some(46.0),
+            invalid_clicks: ByReason([clicks / 50, 0, clicks / 40, clicks / 25]).into(),
+            invalid_impressions: ByReason([impressions / 30, impressions / 100, 0, 0]).into(),
         }
     }
 

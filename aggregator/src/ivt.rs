@@ -1,0 +1,344 @@
+//! The invalid-traffic rules that need a visitor's history, applied to each batch before it is
+//! written (ingest applies the rules one request shows: bot user agents, data-centre ranges).
+//!
+//! - `duplicate_click`: the same visitor clicked the same ad within
+//!   `IVT_DUPLICATE_CLICK_WINDOW_SECS` before (any stored click counts, flagged or not).
+//! - `click_without_impression`: the visitor was not shown that ad within
+//!   `IVT_CLICK_IMPRESSION_WINDOW_SECS` before the click.
+//!
+//! "Before" is by event `timestamp`, over what ClickHouse holds plus the batch itself. A visitor
+//! is `visitor_id`, whose key changes at 00:00 UTC: a click just after midnight cannot be linked
+//! to its impression just before, and is flagged. An impression that reaches the aggregator
+//! after its click (in a later batch) does not clear the click: flags are final once written.
+//! Replaying the stream (`aggregator rebuild`) reads the events in the same order and flags
+//! the same ones.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use clickhouse::Client;
+use futures::StreamExt;
+use schemas::ivt::InvalidReason;
+use schemas::rows::EventRow;
+use schemas::EventKind;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::config::InvalidTrafficArgs;
+
+/// Clicks per lookup: each travels as a bound parameter (~80 bytes), below ClickHouse's
+/// 128 KiB cap on a form field.
+const LOOKUP_CHUNK: usize = 1_000;
+const PARALLEL_LOOKUPS: usize = 4;
+
+/// The rules' windows; `None` turns a rule off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rules {
+    pub duplicate_click_window: Option<Duration>,
+    pub click_impression_window: Option<Duration>,
+}
+
+impl Rules {
+    pub fn from_args(args: &InvalidTrafficArgs) -> Self {
+        Self { duplicate_click_window: args.duplicate_click_window(), click_impression_window: args.click_impression_window() }
+    }
+
+    fn any(&self) -> bool {
+        self.duplicate_click_window.is_some() || self.click_impression_window.is_some()
+    }
+}
+
+/// What ClickHouse held, before a batch, about one of its clicks: the newest click and the
+/// newest impression by the same visitor on the same ad at or before the click's time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Before {
+    pub click: Option<OffsetDateTime>,
+    pub impression: Option<OffsetDateTime>,
+}
+
+/// Flags the batch's billable clicks that break a rule, given what ClickHouse held (`stored`,
+/// by click event id). Events are taken in time order, so a batch's earlier events count as
+/// history for its later ones; the rows come back in their original order.
+pub fn flag(rows: Vec<EventRow>, rules: Rules, stored: &HashMap<Uuid, Before>) -> Vec<EventRow> {
+    if !rules.any() {
+        return rows;
+    }
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| facts(&rows[i]).map(|f| (f.timestamp, f.stream_seq)));
+    let mut newest: HashMap<(u64, Uuid, EventKind), OffsetDateTime> = HashMap::new();
+    let mut reasons: Vec<Option<InvalidReason>> = vec![None; rows.len()];
+    for i in order {
+        let Some(f) = facts(&rows[i]) else { continue };
+        if f.billable_click {
+            let before = stored.get(&f.event_id).copied().unwrap_or_default();
+            let newest_of = |kind, stored: Option<OffsetDateTime>| newest.get(&(f.visitor_id, f.ad_id, kind)).copied().max(stored);
+            let within = |at: Option<OffsetDateTime>, window: Duration| at.is_some_and(|at| f.timestamp - at <= window);
+            let click = newest_of(EventKind::Click, before.click);
+            let impression = newest_of(EventKind::Impression, before.impression);
+            reasons[i] = if rules.duplicate_click_window.is_some_and(|w| within(click, w)) {
+                Some(InvalidReason::DuplicateClick)
+            } else if rules.click_impression_window.is_some_and(|w| !within(impression, w)) {
+                Some(InvalidReason::ClickWithoutImpression)
+            } else {
+                None
+            };
+        }
+        newest.insert((f.visitor_id, f.ad_id, f.kind), f.timestamp);
+    }
+    rows.into_iter()
+        .zip(reasons)
+        .map(|(row, reason)| match reason {
+            Some(reason) => row.flagged(reason),
+            None => row,
+        })
+        .collect()
+}
+
+/// What the rules read of a row.
+struct Facts {
+    event_id: Uuid,
+    ad_id: Uuid,
+    visitor_id: u64,
+    kind: EventKind,
+    timestamp: OffsetDateTime,
+    stream_seq: u64,
+    /// A click not flagged yet: the only rows the rules judge.
+    billable_click: bool,
+}
+
+fn facts(row: &EventRow) -> Option<Facts> {
+    Some(match row {
+        EventRow::Click(r) => Facts {
+            event_id: r.event_id,
+            ad_id: r.ad_id,
+            visitor_id: r.visitor_id,
+            kind: EventKind::Click,
+            timestamp: r.timestamp,
+            stream_seq: r.stream_seq,
+            billable_click: true,
+        },
+        EventRow::Impression(r) => Facts {
+            event_id: r.event_id,
+            ad_id: r.ad_id,
+            visitor_id: r.visitor_id,
+            kind: EventKind::Impression,
+            timestamp: r.timestamp,
+            stream_seq: r.stream_seq,
+            billable_click: false,
+        },
+        EventRow::Invalid(r) => Facts {
+            event_id: r.event_id,
+            ad_id: r.ad_id,
+            visitor_id: r.visitor_id,
+            // A flagged event of a kind this build does not know is no one's history.
+            kind: match r.kind.as_str() {
+                "click" => EventKind::Click,
+                "impression" => EventKind::Impression,
+                _ => return None,
+            },
+            timestamp: r.timestamp,
+            stream_seq: r.stream_seq,
+            billable_click: false,
+        },
+    })
+}
+
+/// Reads [`Before`] for the batch's billable clicks from ClickHouse.
+#[derive(Clone)]
+pub struct History {
+    client: Client,
+    rules: Rules,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct Found {
+    #[serde(with = "clickhouse::serde::uuid")]
+    event_id: Uuid,
+    /// 0 when there is none (an unmatched ASOF join gives the epoch).
+    click_ms: i64,
+    impression_ms: i64,
+}
+
+impl History {
+    pub fn new(client: Client, rules: Rules) -> Self {
+        Self { client, rules }
+    }
+
+    pub fn rules(&self) -> Rules {
+        self.rules
+    }
+
+    /// One lookup per chunk of clicks: for each, the newest earlier click and impression of
+    /// its visitor and ad (ASOF joins), read from the raw tables within the rules' windows.
+    pub async fn before(&self, rows: &[EventRow]) -> Result<HashMap<Uuid, Before>, clickhouse::error::Error> {
+        let clicks: Vec<(Uuid, u64, Uuid, i64)> = rows
+            .iter()
+            .filter_map(|row| match row {
+                EventRow::Click(c) => Some((c.event_id, c.visitor_id, c.ad_id, (c.timestamp.unix_timestamp_nanos() / 1_000_000) as i64)),
+                _ => None,
+            })
+            .collect();
+        if clicks.is_empty() || !self.rules.any() {
+            return Ok(HashMap::new());
+        }
+        let window_ms = [self.rules.duplicate_click_window, self.rules.click_impression_window]
+            .into_iter()
+            .flatten()
+            .map(|w| w.as_millis() as i64)
+            .max()
+            .unwrap_or(0);
+        let lookups: Vec<_> = clicks.chunks(LOOKUP_CHUNK).map(|chunk| self.lookup(chunk, window_ms)).collect();
+        let mut found = futures::stream::iter(lookups).buffer_unordered(PARALLEL_LOOKUPS);
+        let mut before = HashMap::with_capacity(clicks.len());
+        let at = |ms: i64| (ms > 0).then(|| OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms));
+        while let Some(rows) = found.next().await {
+            for row in rows? {
+                before.insert(row.event_id, Before { click: at(row.click_ms), impression: at(row.impression_ms) });
+            }
+        }
+        Ok(before)
+    }
+
+    async fn lookup(&self, clicks: &[(Uuid, u64, Uuid, i64)], window_ms: i64) -> Result<Vec<Found>, clickhouse::error::Error> {
+        let from = clicks.iter().map(|c| c.3).min().unwrap_or(0) - window_ms;
+        let to = clicks.iter().map(|c| c.3).max().unwrap_or(0);
+        let mut visitors: Vec<u64> = clicks.iter().map(|c| c.1).collect();
+        visitors.sort_unstable();
+        visitors.dedup();
+        let mut ads: Vec<String> = clicks.iter().map(|c| c.2.to_string()).collect();
+        ads.sort_unstable();
+        ads.dedup();
+        let tuples: Vec<(String, u64, String, i64)> = clicks.iter().map(|c| (c.0.to_string(), c.1, c.2.to_string(), c.3)).collect();
+        // Each side reads only the batch's ads and visitors (primary key and bloom-filter
+        // index) within the window; flagged events count as history too.
+        let history = |table: &str, kind: &str| {
+            format!(
+                "SELECT visitor_id, ad_id, timestamp FROM {table} WHERE ad_id IN {{ads:Array(UUID)}} \
+                 AND visitor_id IN {{visitors:Array(UInt64)}} \
+                 AND timestamp >= fromUnixTimestamp64Milli({{from:Int64}}, 'UTC') AND timestamp <= fromUnixTimestamp64Milli({{to:Int64}}, 'UTC') \
+                 UNION ALL SELECT visitor_id, ad_id, timestamp FROM invalid_events WHERE kind = '{kind}' AND ad_id IN {{ads:Array(UUID)}} \
+                 AND visitor_id IN {{visitors:Array(UInt64)}} \
+                 AND timestamp >= fromUnixTimestamp64Milli({{from:Int64}}, 'UTC') AND timestamp <= fromUnixTimestamp64Milli({{to:Int64}}, 'UTC')"
+            )
+        };
+        let sql = format!(
+            "SELECT c.event_id AS event_id, toUnixTimestamp64Milli(k.timestamp) AS click_ms, toUnixTimestamp64Milli(i.timestamp) AS impression_ms \
+             FROM (SELECT tupleElement(t, 1) AS event_id, tupleElement(t, 2) AS visitor_id, tupleElement(t, 3) AS ad_id, \
+                   fromUnixTimestamp64Milli(tupleElement(t, 4), 'UTC') AS timestamp \
+                   FROM (SELECT arrayJoin({{clicks:Array(Tuple(UUID, UInt64, UUID, Int64))}}) AS t)) AS c \
+             ASOF LEFT JOIN ({}) AS k ON c.visitor_id = k.visitor_id AND c.ad_id = k.ad_id AND c.timestamp >= k.timestamp \
+             ASOF LEFT JOIN ({}) AS i ON c.visitor_id = i.visitor_id AND c.ad_id = i.ad_id AND c.timestamp >= i.timestamp",
+            history("click_events", "click"),
+            history("impression_events", "impression"),
+        );
+        self.client
+            .query(&sql)
+            .param("clicks", tuples)
+            .param("ads", ads)
+            .param("visitors", visitors)
+            .param("from", from)
+            .param("to", to)
+            .fetch_all::<Found>()
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use schemas::rows::{ClickRow, ImpressionRow};
+
+    use super::*;
+
+    const AD: Uuid = Uuid::from_u128(0xa1);
+    const SECONDS_30: Duration = Duration::from_secs(30);
+    const HOUR: Duration = Duration::from_secs(3_600);
+    const RULES: Rules = Rules { duplicate_click_window: Some(SECONDS_30), click_impression_window: Some(HOUR) };
+
+    fn at(secs: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000 + secs).unwrap()
+    }
+
+    fn click(id: u128, visitor: u64, secs: i64) -> EventRow {
+        EventRow::Click(ClickRow {
+            event_id: Uuid::from_u128(id),
+            ad_id: AD,
+            timestamp: at(secs),
+            received_at: at(secs),
+            client_ip: String::new(),
+            user_agent: String::new(),
+            visitor_id: visitor,
+            playback_time_secs: None,
+            watched_percent: None,
+            schema_version: 1,
+            stream_seq: id as u64,
+            device_type: String::new(),
+            browser: String::new(),
+            country: String::new(),
+        })
+    }
+
+    fn impression(id: u128, visitor: u64, secs: i64) -> EventRow {
+        let EventRow::Click(c) = click(id, visitor, secs) else { unreachable!() };
+        EventRow::Impression(ImpressionRow {
+            event_id: c.event_id,
+            ad_id: c.ad_id,
+            timestamp: c.timestamp,
+            received_at: c.received_at,
+            client_ip: c.client_ip,
+            user_agent: c.user_agent,
+            visitor_id: c.visitor_id,
+            schema_version: 1,
+            stream_seq: c.stream_seq,
+            device_type: c.device_type,
+            browser: c.browser,
+            country: c.country,
+        })
+    }
+
+    fn reasons(rows: &[EventRow]) -> Vec<Option<&str>> {
+        rows.iter()
+            .map(|row| match row {
+                EventRow::Invalid(r) => Some(r.invalid_reason.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_click_needs_an_earlier_impression_of_the_same_ad_by_the_same_visitor() {
+        // Out of order on purpose: the rules go by time, not by position.
+        let rows = vec![click(3, 1, 100), impression(1, 1, 10), impression(2, 2, 10), click(4, 3, 100), click(5, 2, 5_000)];
+        let flagged = flag(rows, RULES, &HashMap::new());
+        assert_eq!(reasons(&flagged), [None, None, None, Some("click_without_impression"), Some("click_without_impression")]);
+        let EventRow::Click(first) = &flagged[0] else { panic!("kept as a click") };
+        assert_eq!(first.event_id, Uuid::from_u128(3), "rows keep their order");
+    }
+
+    #[test]
+    fn a_second_click_within_the_window_is_a_duplicate_and_one_after_it_is_not() {
+        let rows = vec![impression(1, 1, 0), click(2, 1, 10), click(3, 1, 39), click(4, 1, 70), click(5, 1, 70)];
+        // 39 is 29 s after 10; 70 is 31 s after 39 (a flagged click is history too); the second
+        // click at 70 repeats the first.
+        assert_eq!(reasons(&flag(rows, RULES, &HashMap::new())), [None, None, Some("duplicate_click"), None, Some("duplicate_click")]);
+    }
+
+    #[test]
+    fn what_clickhouse_held_counts_like_the_batch() {
+        let stored = HashMap::from([
+            (Uuid::from_u128(1), Before { click: None, impression: Some(at(-60)) }),
+            (Uuid::from_u128(2), Before { click: Some(at(-10)), impression: Some(at(-60)) }),
+            (Uuid::from_u128(3), Before { click: None, impression: Some(at(-3_601)) }),
+        ]);
+        let rows = vec![click(1, 1, 0), click(2, 2, 0), click(3, 3, 0)];
+        assert_eq!(reasons(&flag(rows, RULES, &stored)), [None, Some("duplicate_click"), Some("click_without_impression")]);
+    }
+
+    #[test]
+    fn rules_can_be_turned_off_and_ingest_flags_stay() {
+        let rows = vec![click(1, 1, 0), click(2, 1, 1), click(3, 2, 0).flagged(InvalidReason::BotUserAgent)];
+        let only_duplicates = Rules { click_impression_window: None, ..RULES };
+        assert_eq!(reasons(&flag(rows.clone(), only_duplicates, &HashMap::new())), [None, Some("duplicate_click"), Some("bot_user_agent")]);
+        assert_eq!(reasons(&flag(rows, Rules::default(), &HashMap::new())), [None, None, Some("bot_user_agent")]);
+    }
+}

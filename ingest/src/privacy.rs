@@ -1,0 +1,108 @@
+//! What ingest keeps of who sent an event (README "Privacy"), before it is published.
+//!
+//! - The client IP is truncated to its /24 (IPv4) or /48 (IPv6) unless `KEEP_RAW_IPS` is set:
+//!   neither the stream nor ClickHouse then ever holds a full address.
+//! - `visitor_id`, the identity behind unique counts and the click rules, is HMAC-SHA256 of the
+//!   full IP and user agent under a key that changes every UTC day. The day's key is itself an
+//!   HMAC of the day under `VISITOR_HASH_SECRET`, so every ingest replica derives the same one
+//!   with nothing to share at runtime, and ids of different days cannot be linked without the
+//!   secret. "Unique" therefore means distinct IP + user agent within one UTC day: a visitor
+//!   seen on two days counts once per day in a multi-day window.
+
+use std::net::IpAddr;
+
+use ring::hmac;
+use schemas::AdEvent;
+
+pub struct Privacy {
+    secret: hmac::Key,
+    keep_raw_ips: bool,
+}
+
+impl Privacy {
+    pub fn new(secret: &str, keep_raw_ips: bool) -> Self {
+        Self { secret: hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()), keep_raw_ips }
+    }
+
+    /// Sets the event's visitor id from its sender, then truncates its IP.
+    pub fn apply(&self, event: &mut AdEvent) {
+        event.visitor_id = Some(self.visitor_id(event.received_at.date(), event.client_ip, event.user_agent.as_deref()));
+        if !self.keep_raw_ips {
+            event.client_ip = event.client_ip.map(truncate);
+        }
+    }
+
+    pub fn visitor_id(&self, day: time::Date, ip: Option<IpAddr>, user_agent: Option<&str>) -> u64 {
+        let day_key = hmac::sign(&self.secret, format!("adtrack visitor key {day}").as_bytes());
+        let mut mac = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, day_key.as_ref()));
+        // Fixed-width address, then the agent: no two (ip, agent) pairs give the same input.
+        let address = match ip {
+            Some(IpAddr::V4(v4)) => v4.to_ipv6_mapped().octets(),
+            Some(IpAddr::V6(v6)) => v6.octets(),
+            None => [0; 16],
+        };
+        mac.update(&[u8::from(ip.is_some())]);
+        mac.update(&address);
+        mac.update(user_agent.unwrap_or("").as_bytes());
+        let tag = mac.sign();
+        let mut id = [0; 8];
+        id.copy_from_slice(&tag.as_ref()[..8]);
+        u64::from_be_bytes(id)
+    }
+}
+
+/// The network an address belongs to: its /24 for IPv4, its /48 for IPv6 (a site's prefix).
+pub fn truncate(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & 0xffff_ff00).into()),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => truncate(IpAddr::V4(v4)),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 80) - 1)).into()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::date;
+
+    use super::*;
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn addresses_are_cut_to_their_network() {
+        assert_eq!(truncate("203.0.113.77".parse().unwrap()), "203.0.113.0".parse::<IpAddr>().unwrap());
+        assert_eq!(truncate("2001:db8:1234:5678::9".parse().unwrap()), "2001:db8:1234::".parse::<IpAddr>().unwrap());
+        assert_eq!(truncate("::ffff:198.51.100.9".parse().unwrap()), "198.51.100.0".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn a_visitor_is_the_same_within_a_day_and_unlinkable_across_days() {
+        let privacy = Privacy::new("a secret of some length", false);
+        let day = date!(2026 - 12 - 01);
+        let id = privacy.visitor_id(day, ip("203.0.113.7"), Some("Mozilla/5.0"));
+        assert_eq!(id, privacy.visitor_id(day, ip("203.0.113.7"), Some("Mozilla/5.0")));
+        assert_ne!(id, privacy.visitor_id(day.next_day().unwrap(), ip("203.0.113.7"), Some("Mozilla/5.0")), "the key rotates daily");
+        // The full address counts, not its truncation: neighbours are different visitors.
+        assert_ne!(id, privacy.visitor_id(day, ip("203.0.113.8"), Some("Mozilla/5.0")));
+        assert_ne!(id, privacy.visitor_id(day, ip("203.0.113.7"), Some("Mozilla/5.1")));
+        assert_ne!(id, Privacy::new("another secret entirely", false).visitor_id(day, ip("203.0.113.7"), Some("Mozilla/5.0")));
+        assert_ne!(privacy.visitor_id(day, None, None), privacy.visitor_id(day, ip("::"), None));
+    }
+
+    #[test]
+    fn events_keep_a_truncated_ip_unless_raw_ips_are_kept() {
+        let mut event = AdEvent::from_json(include_bytes!("../../schemas/test-data/v1/click.json")).unwrap();
+        let raw = event.client_ip;
+        let mut kept = event.clone();
+        Privacy::new("a secret of some length", false).apply(&mut event);
+        assert_eq!(event.client_ip, ip("203.0.113.0"));
+        Privacy::new("a secret of some length", true).apply(&mut kept);
+        assert_eq!(kept.client_ip, raw);
+        assert!(event.visitor_id.is_some());
+        assert_eq!(event.visitor_id, kept.visitor_id, "the visitor is the full address either way");
+    }
+}

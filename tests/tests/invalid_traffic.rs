@@ -1,0 +1,109 @@
+//! Invalid traffic and privacy, end to end: each rule flags its events, which are stored with
+//! the reason in `invalid_events`, left out of every billable number and reported by reason;
+//! and no stored row holds a full client IP.
+
+use e2e::{eventually, Stack, StackOptions, AD_COFFEE_CLUB, AD_TRAIL_RUNNER};
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+const HUMAN_A: (&str, &str) = ("203.0.113.10", "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0 (visitor A)");
+const HUMAN_B: (&str, &str) = ("203.0.113.20", "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0 (visitor B)");
+const CRAWLER: (&str, &str) = ("203.0.113.30", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)");
+const IN_A_DATA_CENTRE: (&str, &str) = ("198.51.100.5", "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0 (visitor C)");
+
+/// `secs` from now, as a client timestamp.
+fn at(secs: i64) -> String {
+    (OffsetDateTime::now_utc() + time::Duration::seconds(secs)).format(&Rfc3339).expect("timestamp")
+}
+
+async fn send(stack: &Stack, path: &str, ad: &str, secs: i64, (ip, agent): (&str, &str)) {
+    let body = json!({"ad_id": ad, "timestamp": at(secs)}).to_string().into_bytes();
+    // Ingest trusts the loopback proxy (TRUSTED_PROXIES below), so the forwarded address is the client's.
+    let (status, answer) = stack.post_raw(path, "application/json", body, &[("user-agent", agent), ("x-forwarded-for", ip)]).await;
+    assert_eq!(status, 202, "{path} {ad} from {ip}: {answer}");
+}
+
+fn invalid(metrics: &Value, which: &str, reason: &str) -> u64 {
+    metrics[which][reason].as_u64().unwrap_or_else(|| panic!("{which}.{reason} in {metrics}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rule_flags_its_events_which_are_stored_apart_and_never_billed() {
+    let stack = Stack::start_with(StackOptions {
+        ingest_env: vec![("TRUSTED_PROXIES", "127.0.0.1"), ("IVT_DATACENTER_RANGES", "198.51.100.0/24,2001:db8:dc::/48")],
+        // The defaults, against the harness's "off".
+        aggregator_env: vec![("IVT_DUPLICATE_CLICK_WINDOW_SECS", "30"), ("IVT_CLICK_IMPRESSION_WINDOW_SECS", "3600")],
+        ..StackOptions::default()
+    })
+    .await;
+    // Visitor A is shown the ad, clicks, clicks again 10 s later (a duplicate) and once more
+    // 50 s after that (outside the window: billable again).
+    send(&stack, "/ads/impression", AD_TRAIL_RUNNER, -130, HUMAN_A).await;
+    send(&stack, "/ads/click", AD_TRAIL_RUNNER, -120, HUMAN_A).await;
+    send(&stack, "/ads/click", AD_TRAIL_RUNNER, -110, HUMAN_A).await;
+    send(&stack, "/ads/click", AD_TRAIL_RUNNER, -60, HUMAN_A).await;
+    // A clicks another ad it was never shown; B clicks without any impression.
+    send(&stack, "/ads/click", AD_COFFEE_CLUB, -50, HUMAN_A).await;
+    send(&stack, "/ads/click", AD_TRAIL_RUNNER, -40, HUMAN_B).await;
+    // A crawler and a data-centre client, each shown the ad and clicking it.
+    for sender in [CRAWLER, IN_A_DATA_CENTRE] {
+        send(&stack, "/ads/impression", AD_TRAIL_RUNNER, -30, sender).await;
+        send(&stack, "/ads/click", AD_TRAIL_RUNNER, -20, sender).await;
+    }
+
+    // Stored: billable rows in the event tables, flagged ones apart with their reason.
+    stack.wait_for_count("SELECT count() FROM invalid_events", 7).await;
+    assert_eq!(stack.count("SELECT count() FROM click_events").await, 2);
+    assert_eq!(stack.count("SELECT count() FROM impression_events").await, 1);
+    let flagged = stack
+        .sql("SELECT kind, invalid_reason, client_ip, count() FROM invalid_events GROUP BY ALL ORDER BY ALL FORMAT CSV")
+        .await
+        .expect("invalid_events");
+    println!("invalid_events:\n{flagged}");
+    assert_eq!(
+        flagged,
+        [
+            r#""click","bot_user_agent","203.0.113.0",1"#,
+            r#""click","click_without_impression","203.0.113.0",2"#,
+            r#""click","datacenter_ip","198.51.100.0",1"#,
+            r#""click","duplicate_click","203.0.113.0",1"#,
+            r#""impression","bot_user_agent","203.0.113.0",1"#,
+            r#""impression","datacenter_ip","198.51.100.0",1"#,
+        ]
+        .join("\n")
+    );
+
+    // Privacy: no stored row holds a full address; visitors are told apart by the full one.
+    let full_ips = stack
+        .count(
+            "SELECT count() FROM (SELECT client_ip FROM click_events UNION ALL SELECT client_ip FROM impression_events \
+             UNION ALL SELECT client_ip FROM invalid_events) WHERE client_ip NOT IN ('203.0.113.0', '198.51.100.0')",
+        )
+        .await;
+    assert_eq!(full_ips, 0, "every stored IP is truncated to its /24");
+    assert_eq!(stack.count("SELECT uniqExact(visitor_id) FROM invalid_events WHERE client_ip = '203.0.113.0'").await, 3, "A, B and the crawler");
+
+    // The API: billable numbers without them, the flagged ones by reason.
+    let report = eventually("the flagged events in /ads/analytics", || async {
+        let (status, report) = stack.get(&format!("/ads/analytics?ad_id={AD_TRAIL_RUNNER}&timeframe=1h")).await;
+        assert_eq!(status, 200, "{report}");
+        let total = report["total"].clone();
+        if total["invalid_clicks"]["total"] == 4 { Ok(total) } else { Err(total.to_string()) }
+    })
+    .await;
+    println!("{AD_TRAIL_RUNNER}: {report}");
+    assert_eq!((report["clicks"].as_u64(), report["unique_clicks"].as_u64(), report["impressions"].as_u64()), (Some(2), Some(1), Some(1)));
+    for (reason, clicks) in [("bot_user_agent", 1), ("datacenter_ip", 1), ("duplicate_click", 1), ("click_without_impression", 1)] {
+        assert_eq!(invalid(&report, "invalid_clicks", reason), clicks, "{reason}");
+    }
+    assert_eq!(invalid(&report, "invalid_impressions", "total"), 2);
+    assert_eq!((invalid(&report, "invalid_impressions", "bot_user_agent"), invalid(&report, "invalid_impressions", "datacenter_ip")), (1, 1));
+
+    let (status, coffee) = stack.get(&format!("/ads/{AD_COFFEE_CLUB}/analytics?timeframe=1h&granularity=hour")).await;
+    assert_eq!(status, 200, "{coffee}");
+    assert_eq!(coffee["totals"]["clicks"], 0, "{coffee}");
+    assert_eq!(invalid(&coffee["totals"], "invalid_clicks", "click_without_impression"), 1, "{coffee}");
+    let flagged_in_series: u64 = coffee["series"].as_array().expect("series").iter().map(|b| invalid(b, "invalid_clicks", "total")).sum();
+    assert_eq!(flagged_in_series, 1, "the series counts them too");
+}
