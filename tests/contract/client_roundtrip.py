@@ -18,6 +18,8 @@ import time
 import uuid
 from pathlib import Path
 
+BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0 (contract test)"}
+
 TRAIL_RUNNER = uuid.UUID("a1000000-0000-4000-8000-000000000001")
 CITY_BREAK = uuid.UUID("a1000000-0000-4000-8000-000000000003")
 INACTIVE = uuid.UUID("a1000000-0000-4000-8000-000000000004")
@@ -89,8 +91,9 @@ def main():
     from adtrack_client.api.tracking import track_click, track_impression
     from adtrack_client import models
 
-    # Undocumented status codes raise errors.UnexpectedStatus.
-    ingest = Client(base_url=ingest_url, raise_on_unexpected_status=True, timeout=30)
+    # Undocumented status codes raise errors.UnexpectedStatus. Ingest hears a browser: its own
+    # user agent (python-httpx) is a known bot's, whose events would be invalid traffic.
+    ingest = Client(base_url=ingest_url, headers=BROWSER, raise_on_unexpected_status=True, timeout=30)
     query = AuthenticatedClient(base_url=query_url, token=api_key, raise_on_unexpected_status=True, timeout=30)
     anonymous = Client(base_url=query_url, raise_on_unexpected_status=True, timeout=30)
     print(f"generated {sdk.__name__}; ingest {ingest_url}, query {query_url}")
@@ -225,7 +228,7 @@ def main():
     print("ok  trackClick: 302")
     expect(call(track_click, ingest, ad_id=uuid.uuid4()), 404, "trackClick unknown ad")
     # The generator leaves the GIF answer out (see KNOWN_WARNINGS), so 200 is "unexpected" to it.
-    lenient = Client(base_url=ingest_url, raise_on_unexpected_status=False, timeout=30)
+    lenient = Client(base_url=ingest_url, headers=BROWSER, raise_on_unexpected_status=False, timeout=30)
     pixel = call(track_impression, lenient, file=f"{TRAIL_RUNNER}.gif")
     check(pixel.status_code == 200 and pixel.content[:6] == b"GIF89a", "trackImpression answers the pixel",
           f"{pixel.status_code} {pixel.content[:20]!r}")

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
+BROWSER_USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+
 TRAIL_RUNNER = "a1000000-0000-4000-8000-000000000001"
 TIMEOUT_MS = 30_000
 
@@ -48,7 +50,9 @@ def main():
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"])
-        page = browser.new_page(viewport={"width": 1280, "height": 2000})
+        # A browser's user agent, not HeadlessChrome's: that one is a known bot's, and the click
+        # sent through Try it out would be invalid traffic, never counted.
+        page = browser.new_page(viewport={"width": 1280, "height": 2000}, user_agent=BROWSER_USER_AGENT)
         errors = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.set_default_timeout(TIMEOUT_MS)

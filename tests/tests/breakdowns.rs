@@ -16,7 +16,8 @@ const AGENTS: [&str; 6] = [
     "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/25.0 Chrome/121.0.0.0 Mobile Safari/537.36",
     "Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
     "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
-    "curl/8.5.0",
+    // A television: device type "other", browser "samsung_internet".
+    "Mozilla/5.0 (SMART-TV; Tizen 7.0) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/5.0 TV Safari/537.36",
 ];
 
 fn at(t: OffsetDateTime) -> String {
@@ -129,12 +130,13 @@ async fn breakdowns_and_filters_match_the_raw_events() {
         assert_eq!(api_groups(&answer), raw_groups(&stack, "if(e.browser = '', 'unknown', e.browser)", &condition).await, "{path}");
     }
 
-    // What ingest derived, for the agents above: every device type but "other".
+    // What ingest derived, for the agents above: every device type but "bot" (a bot's events
+    // are invalid traffic, in no breakdown).
     let (_, devices) = stack.get("/ads/analytics/breakdown?by=device_type&timeframe=7d&sort=clicks").await;
     let values: Vec<&str> = devices["groups"].as_array().expect("groups").iter().map(|g| g["value"].as_str().unwrap_or("")).collect();
     let mut sorted = values.clone();
     sorted.sort();
-    assert_eq!(sorted, ["bot", "desktop", "mobile", "tablet"], "{devices}");
+    assert_eq!(sorted, ["desktop", "mobile", "other", "tablet"], "{devices}");
     let clicks: Vec<u64> = devices["groups"].as_array().expect("groups").iter().map(|g| g["clicks"].as_u64().unwrap_or(0)).collect();
     assert!(clicks.windows(2).all(|w| w[0] >= w[1]), "sorted by clicks: {devices}");
     let (_, top) = stack.get("/ads/analytics/breakdown?by=country&timeframe=7d&limit=2").await;

@@ -211,7 +211,7 @@ async fn redelivered_and_retried_batches_are_not_counted_twice() {
     let retried: Vec<ClickRow> = (151..=160)
         .map(|seq| match click(seq) {
             EventRow::Click(row) => row,
-            EventRow::Impression(_) => unreachable!("click() makes clicks"),
+            EventRow::Impression(_) | EventRow::Invalid(_) => unreachable!("click() makes billable clicks"),
         })
         .collect();
     let token = aggregator::sink::dedup_token("click_events", retried.iter().map(|r| (r.stream_seq, r.event_id)));

@@ -38,10 +38,14 @@ async fn every_rule_flags_its_events_which_are_stored_apart_and_never_billed() {
     })
     .await;
     // Visitor A is shown the ad, clicks, clicks again 10 s later (a duplicate) and once more
-    // 50 s after that (outside the window: billable again).
+    // 50 s after that (outside the window: billable again). Each waits for the one before to
+    // be stored, so the rules read it from ClickHouse, not from the batch in hand.
     send(&stack, "/ads/impression", AD_TRAIL_RUNNER, -130, HUMAN_A).await;
+    stack.wait_for_count("SELECT count() FROM impression_events", 1).await;
     send(&stack, "/ads/click", AD_TRAIL_RUNNER, -120, HUMAN_A).await;
+    stack.wait_for_count("SELECT count() FROM click_events", 1).await;
     send(&stack, "/ads/click", AD_TRAIL_RUNNER, -110, HUMAN_A).await;
+    stack.wait_for_count("SELECT count() FROM invalid_events", 1).await;
     send(&stack, "/ads/click", AD_TRAIL_RUNNER, -60, HUMAN_A).await;
     // A clicks another ad it was never shown; B clicks without any impression.
     send(&stack, "/ads/click", AD_COFFEE_CLUB, -50, HUMAN_A).await;
