@@ -64,12 +64,13 @@ pub fn flag(rows: Vec<EventRow>, rules: Rules, stored: &HashMap<Uuid, Before>) -
     if !rules.any() {
         return rows;
     }
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by_key(|&i| facts(&rows[i]).map(|f| (f.timestamp, f.stream_seq)));
+    let facts: Vec<Option<Facts>> = rows.iter().map(facts_of).collect();
+    let mut order: Vec<usize> = (0..rows.len()).filter(|&i| facts[i].is_some()).collect();
+    order.sort_by_key(|&i| facts[i].as_ref().map(|f| (f.timestamp, f.stream_seq)));
     let mut newest: HashMap<(u64, Uuid, EventKind), OffsetDateTime> = HashMap::new();
     let mut reasons: Vec<Option<InvalidReason>> = vec![None; rows.len()];
     for i in order {
-        let Some(f) = facts(&rows[i]) else { continue };
+        let Some(f) = &facts[i] else { continue };
         if f.billable_click {
             let before = stored.get(&f.event_id).copied().unwrap_or_default();
             let newest_of = |kind, stored: Option<OffsetDateTime>| newest.get(&(f.visitor_id, f.ad_id, kind)).copied().max(stored);
@@ -107,7 +108,7 @@ struct Facts {
     billable_click: bool,
 }
 
-fn facts(row: &EventRow) -> Option<Facts> {
+fn facts_of(row: &EventRow) -> Option<Facts> {
     Some(match row {
         EventRow::Click(r) => Facts {
             event_id: r.event_id,
@@ -212,14 +213,12 @@ impl History {
         let tuples: Vec<(String, u64, String, i64)> = clicks.iter().map(|c| (c.0.to_string(), c.1, c.2.to_string(), c.3)).collect();
         // Each side reads only the batch's ads and visitors (primary key and bloom-filter
         // index) within the window; flagged events count as history too.
+        let batch = "ad_id IN {ads:Array(UUID)} AND visitor_id IN {visitors:Array(UInt64)} \
+                     AND timestamp >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND timestamp <= fromUnixTimestamp64Milli({to:Int64}, 'UTC')";
         let history = |table: &str, kind: &str| {
             format!(
-                "SELECT visitor_id, ad_id, timestamp FROM {table} WHERE ad_id IN {{ads:Array(UUID)}} \
-                 AND visitor_id IN {{visitors:Array(UInt64)}} \
-                 AND timestamp >= fromUnixTimestamp64Milli({{from:Int64}}, 'UTC') AND timestamp <= fromUnixTimestamp64Milli({{to:Int64}}, 'UTC') \
-                 UNION ALL SELECT visitor_id, ad_id, timestamp FROM invalid_events WHERE kind = '{kind}' AND ad_id IN {{ads:Array(UUID)}} \
-                 AND visitor_id IN {{visitors:Array(UInt64)}} \
-                 AND timestamp >= fromUnixTimestamp64Milli({{from:Int64}}, 'UTC') AND timestamp <= fromUnixTimestamp64Milli({{to:Int64}}, 'UTC')"
+                "SELECT visitor_id, ad_id, timestamp FROM {table} WHERE {batch} \
+                 UNION ALL SELECT visitor_id, ad_id, timestamp FROM invalid_events WHERE kind = '{kind}' AND {batch}"
             )
         };
         let sql = format!(

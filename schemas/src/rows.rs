@@ -91,11 +91,12 @@ pub struct InvalidEventRow {
 /// of the stored client IP and user agent. Stable across builds, and unkeyed (those events
 /// carry their raw IP anyway).
 pub fn unkeyed_visitor_id(client_ip: &str, user_agent: &str) -> u64 {
-    client_ip
-        .bytes()
-        .chain([0])
-        .chain(user_agent.bytes())
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+    fnv1a64(client_ip.bytes().chain([0]).chain(user_agent.bytes()))
+}
+
+/// 64-bit FNV-1a: a hash that stays the same across builds and platforms, unlike std's.
+pub fn fnv1a64(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// The ad catalog (`ads` table, a ReplacingMergeTree on `updated_at`: read it with `FINAL`).
@@ -142,46 +143,75 @@ impl EventRow {
 
     /// The same event as invalid traffic (an event already flagged keeps its first reason).
     pub fn flagged(self, reason: InvalidReason) -> Self {
-        let invalid = |kind: EventKind, row: ImpressionRow, playback_time_secs, watched_percent| InvalidEventRow {
-            event_id: row.event_id,
-            ad_id: row.ad_id,
-            kind: kind.as_str().to_owned(),
-            invalid_reason: reason.as_str().to_owned(),
-            timestamp: row.timestamp,
-            received_at: row.received_at,
-            client_ip: row.client_ip,
-            user_agent: row.user_agent,
-            visitor_id: row.visitor_id,
-            playback_time_secs,
-            watched_percent,
-            schema_version: row.schema_version,
-            stream_seq: row.stream_seq,
-            device_type: row.device_type,
-            browser: row.browser,
-            country: row.country,
+        let invalid_reason = reason.as_str().to_owned();
+        let row = match self {
+            EventRow::Click(ClickRow {
+                event_id,
+                ad_id,
+                timestamp,
+                received_at,
+                client_ip,
+                user_agent,
+                visitor_id,
+                playback_time_secs,
+                watched_percent,
+                schema_version,
+                stream_seq,
+                device_type,
+                browser,
+                country,
+            }) => InvalidEventRow {
+                event_id,
+                ad_id,
+                kind: EventKind::Click.as_str().to_owned(),
+                invalid_reason,
+                timestamp,
+                received_at,
+                client_ip,
+                user_agent,
+                visitor_id,
+                playback_time_secs,
+                watched_percent,
+                schema_version,
+                stream_seq,
+                device_type,
+                browser,
+                country,
+            },
+            EventRow::Impression(ImpressionRow {
+                event_id,
+                ad_id,
+                timestamp,
+                received_at,
+                client_ip,
+                user_agent,
+                visitor_id,
+                schema_version,
+                stream_seq,
+                device_type,
+                browser,
+                country,
+            }) => InvalidEventRow {
+                event_id,
+                ad_id,
+                kind: EventKind::Impression.as_str().to_owned(),
+                invalid_reason,
+                timestamp,
+                received_at,
+                client_ip,
+                user_agent,
+                visitor_id,
+                playback_time_secs: None,
+                watched_percent: None,
+                schema_version,
+                stream_seq,
+                device_type,
+                browser,
+                country,
+            },
+            EventRow::Invalid(row) => row,
         };
-        match self {
-            EventRow::Click(c) => {
-                let (playback, watched) = (c.playback_time_secs, c.watched_percent);
-                let common = ImpressionRow {
-                    event_id: c.event_id,
-                    ad_id: c.ad_id,
-                    timestamp: c.timestamp,
-                    received_at: c.received_at,
-                    client_ip: c.client_ip,
-                    user_agent: c.user_agent,
-                    visitor_id: c.visitor_id,
-                    schema_version: c.schema_version,
-                    stream_seq: c.stream_seq,
-                    device_type: c.device_type,
-                    browser: c.browser,
-                    country: c.country,
-                };
-                EventRow::Invalid(invalid(EventKind::Click, common, playback, watched))
-            }
-            EventRow::Impression(row) => EventRow::Invalid(invalid(EventKind::Impression, row, None, None)),
-            flagged @ EventRow::Invalid(_) => flagged,
-        }
+        EventRow::Invalid(row)
     }
 
     pub fn from_event(event: AdEvent, stream_seq: u64) -> Self {
