@@ -2,7 +2,7 @@
 //! the reason in `invalid_events`, left out of every billable number and reported by reason;
 //! and no stored row holds a full client IP.
 
-use e2e::{eventually, Stack, StackOptions, AD_COFFEE_CLUB, AD_TRAIL_RUNNER};
+use e2e::{eventually, metric, Stack, StackOptions, AD_COFFEE_CLUB, AD_TRAIL_RUNNER};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -110,4 +110,25 @@ async fn every_rule_flags_its_events_which_are_stored_apart_and_never_billed() {
     assert_eq!(invalid(&coffee["totals"], "invalid_clicks", "click_without_impression"), 1, "{coffee}");
     let flagged_in_series: u64 = coffee["series"].as_array().expect("series").iter().map(|b| invalid(b, "invalid_clicks", "total")).sum();
     assert_eq!(flagged_in_series, 1, "the series counts them too");
+
+    // A flagged event is stored once too: the same crawler click alone, then in a batch (two
+    // stream messages, so the aggregator's stored-id lookup is what drops the second).
+    let id = uuid::Uuid::now_v7().to_string();
+    let click = json!({"event_id": id, "ad_id": AD_TRAIL_RUNNER});
+    let headers = [("user-agent", CRAWLER.1), ("x-forwarded-for", CRAWLER.0)];
+    let (status, answer) = stack.post_raw("/ads/click", "application/json", click.to_string().into_bytes(), &headers).await;
+    assert_eq!(status, 202, "{answer}");
+    let mut in_a_batch = click.clone();
+    in_a_batch["type"] = json!("click");
+    let (status, answer) = stack.post_raw("/ads/events", "application/json", json!([in_a_batch]).to_string().into_bytes(), &headers).await;
+    assert_eq!(status, 202, "{answer}");
+    eventually("the repeat recognised as stored", || async {
+        let text = stack.metrics(&stack.aggregator).await;
+        match metric(&text, "aggregator_events_already_stored_total") {
+            Some(n) if n >= 1.0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(stack.count(&format!("SELECT count() FROM invalid_events WHERE event_id = '{id}'")).await, 1);
 }
