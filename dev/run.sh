@@ -69,6 +69,8 @@ wait_http "http://$QUERY_ADDR/readyz" "query"
 
 cat <<MSG
 
+  demo player http://$INGEST_ADDR/demo/
+  dashboard   http://$QUERY_ADDR/dashboard/
   ingest      http://$INGEST_ADDR      (Swagger UI: http://$INGEST_ADDR/docs)
   query       http://$QUERY_ADDR      (Swagger UI: http://$QUERY_ADDR/docs)
   aggregator  http://$AGGREGATOR_ADDR/metrics

@@ -4,12 +4,13 @@
 //! [`service_kit::catalog`] checks the ad exists and is active, [`publisher`] publishes and waits for JetStream's ack
 //! ([`coalesce`] groups concurrent single-event requests into few messages). Before publishing,
 //! [`ivt`] flags what a request shows of invalid traffic and [`privacy`] replaces who sent it
-//! with a daily visitor id and a truncated IP.
+//! with a daily visitor id and a truncated IP. [`demo`] is the demo ad player page.
 //! **Invariant:** 202 is answered only after JetStream acknowledged the message.
 
 pub mod client_ip;
 pub mod coalesce;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod http;
 pub mod ivt;

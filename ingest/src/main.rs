@@ -61,7 +61,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         async move { if loaded { Ok(()) } else { Err("catalog: not loaded yet".to_owned()) } }
     });
     let routes = service_kit::with_ops_routes(
-        Route::new().nest("/", api).nest("/docs", docs).at("/openapi.json", service_kit::spec_endpoint(spec)),
+        service_kit::web::serve(
+            Route::new().nest("/", api).nest("/docs", docs).at("/openapi.json", service_kit::spec_endpoint(spec)),
+            &ingest::demo::DEMO_PAGE,
+        ),
         metrics.registry.clone(),
         vec![("nats", service_kit::nats_check(nats.clone())), ("catalog", catalog_check)],
     );

@@ -10,7 +10,7 @@ use std::time::Duration;
 use moka::future::Cache;
 use prometheus::IntCounterVec;
 
-use crate::api::model::{Ad, AdAnalytics, AdList, AnalyticsReport, AdMetrics, Bucket, Breakdown, BreakdownGroup};
+use crate::api::model::{Ad, AdList, AnalyticsReport, AdMetrics, Bucket, Breakdown, BreakdownGroup, Series};
 use crate::error::QueryError;
 
 /// What moka and the key's own heap parts add to an entry, about.
@@ -47,7 +47,7 @@ impl Footprint for AnalyticsReport {
     }
 }
 
-impl Footprint for AdAnalytics {
+impl Footprint for Series {
     fn footprint(&self) -> usize {
         let previous = self.previous.as_ref().map_or(0, |p| p.series.capacity());
         std::mem::size_of::<Self>() + self.tz.capacity() + (self.current.series.capacity() + previous) * std::mem::size_of::<Bucket>()

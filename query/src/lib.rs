@@ -3,7 +3,7 @@
 //! [`api`] is the HTTP surface (poem-openapi), [`range`] turns query parameters into aligned
 //! time windows, [`ranking`] picks top-N ads by a metric, [`breakdown`] groups by campaign or audience, [`repo`] holds every SQL query (user input only as bound parameters), and
 //! [`cache`] keeps answers for a short TTL; [`catalog`] checks changes to the ad catalog and
-//! [`auth`] the API key. **Invariant:** the only writes are new versions of `ads` rows.
+//! [`auth`] the API key; [`dashboard`] is the live dashboard page. **Invariant:** the only writes are new versions of `ads` rows.
 
 pub mod api;
 pub mod auth;
@@ -11,6 +11,7 @@ pub mod breakdown;
 pub mod cache;
 pub mod catalog;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod metrics;
 pub mod range;

@@ -24,7 +24,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let spec = service_kit::spec::close_objects(&api.spec(), query::api::CLOSED_SCHEMAS)?;
     let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics.registry, &spec)?;
     let app = service_kit::with_ops_routes(
-        Route::new().nest("/", api).nest("/docs", docs).at("/openapi.json", service_kit::spec_endpoint(spec)),
+        service_kit::web::serve(
+            Route::new().nest("/", api).nest("/docs", docs).at("/openapi.json", service_kit::spec_endpoint(spec)),
+            &query::dashboard::DASHBOARD_PAGE,
+        ),
         metrics.registry.clone(),
         vec![("clickhouse", service_kit::clickhouse_check(clickhouse))],
     )

@@ -220,9 +220,9 @@ impl Repo {
         Ok(by_key.remove("total").unwrap_or_default())
     }
 
-    /// Counts per bucket (keyed by the bucket's unix start) for one ad; empty buckets absent.
-    pub async fn series(&self, window: Window, ad: Uuid, granularity: Granularity, zone: &Zone) -> Result<BTreeMap<i64, Counts>, QueryError> {
-        let by_key = self.aggregate(window, Ads::One(ad), GroupBy::Bucket(granularity, zone), States::Merged).await?;
+    /// Counts per bucket (keyed by the bucket's unix start) of the ads; empty buckets absent.
+    pub async fn series(&self, window: Window, ads: Ads<'_>, granularity: Granularity, zone: &Zone) -> Result<BTreeMap<i64, Counts>, QueryError> {
+        let by_key = self.aggregate(window, ads, GroupBy::Bucket(granularity, zone), States::Merged).await?;
         by_key
             .into_iter()
             .map(|(key, counts)| {

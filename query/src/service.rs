@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use schemas::rows::AdRow;
 
-use crate::api::model::{Ad, AdAnalytics, AdChanges, Breakdown, BreakdownGroup, NewAd, AdList, AdMetrics, AnalyticsReport, Bucket, Pagination, Period, PreviousReport};
+use crate::api::model::{Ad, AdAnalytics, AdChanges, Breakdown, BreakdownGroup, NewAd, AdList, AdMetrics, AnalyticsReport, Bucket, Pagination, Period, PreviousReport, Series};
 use crate::breakdown::{Dimension, Filters};
 use crate::cache::AnswerCache;
 use crate::catalog;
@@ -22,7 +22,7 @@ pub struct Analytics {
     ad_lists: AnswerCache<(u32, u32), AdList>,
     ads: AnswerCache<Uuid, Option<Ad>>,
     reports: AnswerCache<ReportQuery, AnalyticsReport>,
-    series: AnswerCache<(Uuid, SeriesQuery), AdAnalytics>,
+    series: AnswerCache<(Option<Uuid>, SeriesQuery), Series>,
     breakdowns: AnswerCache<BreakdownQuery, Breakdown>,
 }
 
@@ -212,11 +212,18 @@ impl Analytics {
         })
     }
 
+    /// One ad's totals and series (404 for an unknown ad).
     pub async fn ad_analytics(&self, ad: Uuid, query: SeriesQuery) -> Result<AdAnalytics, QueryError> {
+        self.ad(ad).await?;
+        Ok(AdAnalytics { ad_id: ad, series: self.series(Some(ad), query).await? })
+    }
+
+    /// The totals and series of one ad, or of every ad together (`None`): unique visitors are
+    /// then counted once across ads, as in the report's total.
+    pub async fn series(&self, ad: Option<Uuid>, query: SeriesQuery) -> Result<Series, QueryError> {
         let buckets = query.window.buckets(query.granularity, &query.zone)?;
         let previous_window = query.compare.map(|Compare::Previous| query.window.previous()).transpose()?;
         let previous_buckets = previous_window.map(|w| w.buckets(query.granularity, &query.zone)).transpose()?;
-        self.ad(ad).await?;
         self.series
             .get_or_compute((ad, query.clone()), async {
                 let current = self.period(ad, query.window, &query, buckets);
@@ -228,24 +235,21 @@ impl Analytics {
                 };
                 let (current, previous, newest_event_received_at) =
                     tokio::try_join!(current, previous, self.repo.newest_event_received_at())?;
-                Ok(AdAnalytics {
-                    ad_id: ad,
-                    granularity: query.granularity,
-                    tz: query.zone.name().to_owned(),
-                    newest_event_received_at,
-                    current,
-                    previous,
-                })
+                Ok(Series { granularity: query.granularity, tz: query.zone.name().to_owned(), newest_event_received_at, current, previous })
             })
             .await
     }
 
-    /// One ad's totals and its series over the given buckets.
-    async fn period(&self, ad: Uuid, window: Window, query: &SeriesQuery, buckets: Vec<OffsetDateTime>) -> Result<Period, QueryError> {
-        let (mut totals, mut by_bucket) = tokio::try_join!(
-            self.repo.totals_by_ad(window, Ads::One(ad), States::Merged),
-            self.repo.series(window, ad, query.granularity, &query.zone)
-        )?;
+    /// The totals and series of one ad, or of every ad, over the given buckets.
+    async fn period(&self, ad: Option<Uuid>, window: Window, query: &SeriesQuery, buckets: Vec<OffsetDateTime>) -> Result<Period, QueryError> {
+        let scope = ad.map_or(Ads::All, Ads::One);
+        let totals = async {
+            match ad {
+                Some(id) => Ok(self.repo.totals_by_ad(window, scope, States::Merged).await?.remove(&id).unwrap_or_default()),
+                None => self.repo.total(window).await,
+            }
+        };
+        let (totals, mut by_bucket) = tokio::try_join!(totals, self.repo.series(window, scope, query.granularity, &query.zone))?;
         let series: Vec<Bucket> = buckets
             .into_iter()
             .map(|start| Bucket {
@@ -257,7 +261,7 @@ impl Analytics {
         if let Some(start) = by_bucket.keys().next() {
             return Err(QueryError::ClickHouse(format!("ClickHouse counted a bucket starting at {start}, which is not one of the planned buckets")));
         }
-        Ok(Period { from: window.from, to: window.to, totals: totals.remove(&ad).unwrap_or_default().into(), series })
+        Ok(Period { from: window.from, to: window.to, totals: totals.into(), series })
     }
 }
 
@@ -282,7 +286,7 @@ pub struct BreakdownQuery {
     pub ranking: Ranking,
 }
 
-/// What `GET /ads/{ad_id}/analytics` asks besides the ad, normalised.
+/// What `GET /ads/{ad_id}/analytics` asks besides the ad, and `GET /ads/analytics/series`, normalised.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SeriesQuery {
     pub window: Window,

@@ -11,9 +11,12 @@ use std::time::Instant;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use prometheus::{HistogramOpts, HistogramVec, Registry};
 
-/// The routes every service has besides its API (see [`crate::with_ops_routes`]); `/docs`
-/// stands for Swagger UI and its assets.
-const OPS_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"];
+/// The routes every service has besides its API (see [`crate::with_ops_routes`]).
+const OPS_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics", "/openapi.json"];
+
+/// Routes that stand for everything under them: Swagger UI and the pages of [`crate::web`]
+/// with their files.
+const PAGE_ROUTES: &[&str] = &["/docs", "/demo", "/dashboard"];
 
 /// The label of a path that matches no route.
 pub const UNMATCHED: &str = "unmatched";
@@ -52,10 +55,11 @@ impl HttpMetrics {
         Ok(Self { durations, routes: Arc::new(routes) })
     }
 
-    /// The template `path` matches, or [`UNMATCHED`]. Swagger UI's assets count as `/docs`.
+    /// The template `path` matches, or [`UNMATCHED`]. A page's files count as the page
+    /// (Swagger UI's as `/docs`).
     pub fn route(&self, path: &str) -> &str {
-        if path == "/docs" || path.starts_with("/docs/") {
-            return "/docs";
+        if let Some(page) = PAGE_ROUTES.iter().find(|p| path.strip_prefix(**p).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))) {
+            return page;
         }
         let given: Vec<&str> = segments(path).collect();
         self.routes
@@ -139,6 +143,9 @@ mod tests {
         assert_eq!(metrics.route("/ads/0193a5c2-7b1e-7c3d-9f00-2a6b1c4d5e6f/analytics"), "/ads/{ad_id}/analytics");
         assert_eq!(metrics.route("/readyz"), "/readyz");
         assert_eq!(metrics.route("/docs/swagger-ui.css"), "/docs");
+        assert_eq!(metrics.route("/demo/sample-ad.webm"), "/demo");
+        assert_eq!(metrics.route("/dashboard/"), "/dashboard");
+        assert_eq!(metrics.route("/dashboards"), UNMATCHED);
         assert_eq!(metrics.route("/ads/x/y/z"), UNMATCHED);
         assert_eq!(metrics.route("/wp-login.php"), UNMATCHED);
     }

@@ -7,6 +7,7 @@ pub mod http_metrics;
 pub mod limits;
 pub mod request_id;
 pub mod spec;
+pub mod web;
 
 use std::future::Future;
 use std::process::ExitCode;

@@ -86,7 +86,7 @@ def main():
     sdk = generate(spec, work)
     from adtrack_client import AuthenticatedClient, Client
     from adtrack_client.api.ads import create_ad, deactivate_ad, get_ad, list_ads, update_ad
-    from adtrack_client.api.analytics import get_ad_analytics, get_ads_analytics, get_breakdown
+    from adtrack_client.api.analytics import get_ad_analytics, get_ads_analytics, get_breakdown, get_series
     from adtrack_client.api.events import post_click, post_events, post_impression
     from adtrack_client.api.tracking import track_click, track_impression
     from adtrack_client import models
@@ -189,6 +189,16 @@ def main():
     check(sum(b.clicks for b in series.series) == 2 and sum(b.impressions for b in series.series) == 2,
           "getAdAnalytics buckets add up to the totals", series.to_dict())
     check(60 <= len(series.series) <= 62, "an hour of minute buckets", len(series.series))
+
+    # Every ad together: the report's total, bucket by bucket.
+    hour = expect(call(get_ads_analytics, query, timeframe=models.Timeframe("1h")), 200, "getAdsAnalytics for the hour")
+    together = expect(call(get_series, query, timeframe=models.Timeframe("1h"), granularity=models.Granularity.MINUTE), 200,
+                      "getSeries by minute")
+    check((together.totals.clicks, together.totals.impressions) == (hour.total.clicks, hour.total.impressions)
+          and together.totals.impressions > series.totals.impressions, "getSeries totals are every ad's", together.to_dict())
+    check(sum(b.impressions for b in together.series) == together.totals.impressions, "getSeries buckets add up", together.to_dict())
+    expect(call(get_series, query, granularity=models.Granularity.MINUTE,
+                from_=datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)), 422, "getSeries too many buckets")
 
     expect(call(get_ad_analytics, query, ad_id=uuid.uuid4(), timeframe=models.Timeframe("1h")), 404, "getAdAnalytics unknown ad")
     expect(call(get_ads_analytics, query, ad_id=uuid.uuid4(), timeframe=models.Timeframe("1h")), 404, "getAdsAnalytics unknown ad")

@@ -5,14 +5,12 @@
 //! in `tests/contract/requirements.txt` and installed into `.venv` by `make test-deps`; the
 //! scripts they run live in `tests/contract/`.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
+use e2e::tools::{assert_tool_passed, run_tool, venv_bin};
 use e2e::{scratch_dir, workspace_root, Stack, StackOptions};
 
-/// Longest any one tool may run before the test fails.
-const TOOL_TIMEOUT: Duration = Duration::from_secs(300);
 /// Test cases per operation and phase for schemathesis (runs take about 15-30 s per service).
 const SCHEMATHESIS_MAX_EXAMPLES: &str = "30";
 
@@ -20,80 +18,29 @@ fn contract_dir() -> PathBuf {
     workspace_root().join("tests/contract")
 }
 
-/// The project venv's bin directory (`CONTRACT_VENV` overrides), checked to hold the tools.
-fn venv_bin() -> PathBuf {
-    let venv = std::env::var_os("CONTRACT_VENV").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".venv"));
-    let bin = venv.join("bin");
-    for tool in ["python", "schemathesis", "openapi-python-client", "openapi-spec-validator"] {
-        assert!(
-            bin.join(tool).exists(),
-            "{} not found: run `make test-deps` (installs tests/contract/requirements.txt into .venv)",
-            bin.join(tool).display()
-        );
-    }
-    bin
+/// The project venv's bin directory, checked to hold the contract tools.
+fn contract_bin() -> PathBuf {
+    venv_bin(&["python", "schemathesis", "openapi-python-client", "openapi-spec-validator"])
 }
 
-/// Runs `program args` to completion (at most `TOOL_TIMEOUT`) and returns its exit status
-/// and its stdout and stderr, interleaved as written.
-async fn run_tool(name: &str, program: &Path, args: &[&str], dir: &Path) -> (bool, String) {
-    let log_path = dir.join(format!("{name}.log"));
-    let log = std::fs::File::create(&log_path).expect("tool log");
-    let bin = program.parent().expect("tool in a directory").to_path_buf();
-    let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())))
-        .expect("PATH");
-    let started = Instant::now();
-    let mut child = tokio::process::Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .env("PATH", path)
-        .env("NO_COLOR", "1")
-        // Schemathesis loads tests/contract/schemathesis_hooks.py (the NDJSON serializer).
-        .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
-        .env("PYTHONPATH", contract_dir())
-        .env("PYTHONUNBUFFERED", "1")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("clone log"))
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
-    let ok = match tokio::time::timeout(TOOL_TIMEOUT, child.wait()).await {
-        Ok(status) => status.expect("wait for tool").success(),
-        Err(_) => {
-            let _ = child.kill().await;
-            let output = std::fs::read_to_string(&log_path).unwrap_or_default();
-            panic!("{name} did not finish within {TOOL_TIMEOUT:?}; its output:\n{output}");
-        }
-    };
-    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
-    println!("{name}: {} in {:.1} s (full output: {})", if ok { "passed" } else { "FAILED" }, started.elapsed().as_secs_f64(), log_path.display());
-    (ok, output)
-}
-
-/// Fails the test with the tool's whole output unless it succeeded; prints the last `tail`
-/// lines of it otherwise.
-fn assert_tool_passed(name: &str, (ok, output): (bool, String), tail: usize) {
-    assert!(ok, "{name} failed; its output:\n{output}");
-    let lines: Vec<&str> = output.lines().collect();
-    println!("{}", lines[lines.len().saturating_sub(tail)..].join("\n"));
-}
-
-fn base_url(service: &e2e::Service) -> String {
-    service.url("").trim_end_matches('/').to_owned()
+/// Runs a contract tool: see [`run_tool`]. Schemathesis loads tests/contract/schemathesis_hooks.py
+/// (the NDJSON serializer) from there.
+async fn run_contract_tool(name: &str, program: &Path, args: &[&str], dir: &Path) -> (bool, String) {
+    let env = [("SCHEMATHESIS_HOOKS", OsString::from("schemathesis_hooks")), ("PYTHONPATH", contract_dir().into_os_string())];
+    run_tool(name, program, args, dir, &env).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_published_spec_is_valid_openapi_and_the_services_serve_exactly_it() {
-    let bin = venv_bin();
+    let bin = contract_bin();
     let stack = Stack::start().await;
     let dir = scratch_dir("contract-specs");
     let spec = workspace_root().join("openapi.yaml");
     let script = contract_dir().join("validate_specs.py");
-    let result = run_tool(
+    let result = run_contract_tool(
         "validate_specs",
         &bin.join("python"),
-        &[script.to_str().unwrap(), spec.to_str().unwrap(), &base_url(&stack.ingest), &base_url(&stack.query)],
+        &[script.to_str().unwrap(), spec.to_str().unwrap(), &stack.ingest.base_url(), &stack.query.base_url()],
         &dir,
     )
     .await;
@@ -102,20 +49,20 @@ async fn every_published_spec_is_valid_openapi_and_the_services_serve_exactly_it
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_python_client_drives_every_operation() {
-    let bin = venv_bin();
+    let bin = contract_bin();
     const KEY: &str = "contract-test-key-0123456789";
     let stack = Stack::start_with(StackOptions { query_env: vec![("API_KEY", KEY)], ..StackOptions::default() }).await;
     let dir = scratch_dir("contract-client");
     let spec = workspace_root().join("openapi.yaml");
     let script = contract_dir().join("client_roundtrip.py");
-    let result = run_tool(
+    let result = run_contract_tool(
         "client_roundtrip",
         &bin.join("python"),
         &[
             script.to_str().unwrap(),
             spec.to_str().unwrap(),
-            &base_url(&stack.ingest),
-            &base_url(&stack.query),
+            &stack.ingest.base_url(),
+            &stack.query.base_url(),
             dir.join("sdk").to_str().unwrap(),
             KEY,
         ],
@@ -129,16 +76,16 @@ async fn a_generated_python_client_drives_every_operation() {
 /// ones (see tests/contract/schemathesis.toml), so no 5xx, only documented status codes, content
 /// types, headers and bodies that match the spec, invalid input rejected, valid input accepted.
 async fn schemathesis(service: &str) {
-    let bin = venv_bin();
+    let bin = contract_bin();
     // With an API key, so that ad changes are allowed (and every operation's 401 is checked).
     const KEY: &str = "contract-test-key-0123456789";
     let stack = Stack::start_with(StackOptions { query_env: vec![("API_KEY", KEY)], ..StackOptions::default() }).await;
     let authorization = format!("Authorization: Bearer {KEY}");
     let dir = scratch_dir(&format!("contract-schemathesis-{service}"));
     let target = if service == "ingest" { &stack.ingest } else { &stack.query };
-    let base = base_url(target);
+    let base = target.base_url();
     let config = contract_dir().join("schemathesis.toml");
-    let result = run_tool(
+    let result = run_contract_tool(
         &format!("schemathesis-{service}"),
         &bin.join("schemathesis"),
         &[
@@ -181,14 +128,14 @@ async fn schemathesis_finds_nothing_in_query() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swagger_ui_executes_a_request_through_try_it_out() {
-    let bin = venv_bin();
+    let bin = contract_bin();
     let stack = Stack::start().await;
     let dir = scratch_dir("contract-swagger-ui");
     let script = contract_dir().join("swagger_ui.py");
-    let result = run_tool(
+    let result = run_contract_tool(
         "swagger_ui",
         &bin.join("python"),
-        &[script.to_str().unwrap(), &base_url(&stack.ingest), &base_url(&stack.query), dir.join("screenshots").to_str().unwrap()],
+        &[script.to_str().unwrap(), &stack.ingest.base_url(), &stack.query.base_url(), dir.join("screenshots").to_str().unwrap()],
         &dir,
     )
     .await;

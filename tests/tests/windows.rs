@@ -1,6 +1,7 @@
 //! Windows that cut through days and hours: the API (which reads day, hour and minute rollups)
-//! must agree with plain SQL over the raw tables, for totals, every series bucket, rankings by
-//! each metric, previous-period comparisons and the freshness watermark.
+//! must agree with plain SQL over the raw tables, for totals, every series bucket (of one ad and
+//! of every ad together), rankings by each metric, previous-period comparisons and the
+//! freshness watermark.
 
 use std::collections::BTreeMap;
 
@@ -101,6 +102,36 @@ async fn assert_totals_match(stack: &Stack, ad: &str, from: OffsetDateTime, to: 
     assert_eq!(Totals::of_api(&report["ads"][0]), raw_totals(stack, ad, from, to).await, "{ad} over [{from_s}, {to_s})");
 }
 
+/// Asserts the series answered at `path` has, bucket by bucket, the clicks and impressions of
+/// the raw events matching `filter` grouped by `bucket_sql`; returns the answer.
+async fn assert_series_match(stack: &Stack, path: &str, filter: &str, bucket_sql: &str) -> Value {
+    let (status, answer) = stack.get(path).await;
+    assert_eq!(status, 200, "{answer}");
+    let series = answer["series"].as_array().expect("series");
+    let api: BTreeMap<i64, u64> = series
+        .iter()
+        .filter(|b| b["clicks"].as_u64().unwrap_or(0) + b["impressions"].as_u64().unwrap_or(0) > 0)
+        .map(|b| {
+            let start = OffsetDateTime::parse(b["start"].as_str().unwrap_or(""), &Rfc3339).expect("RFC 3339 start");
+            (start.unix_timestamp(), b["clicks"].as_u64().unwrap_or(0) * 1_000_000 + b["impressions"].as_u64().unwrap_or(0))
+        })
+        .collect();
+    let sql = format!(
+        "SELECT toUnixTimestamp(b), sum(c) * 1000000 + sum(i) FROM ( \
+         SELECT {bucket_sql} AS b, 1 AS c, 0 AS i FROM click_events WHERE {filter} \
+         UNION ALL SELECT {bucket_sql} AS b, 0 AS c, 1 AS i FROM impression_events WHERE {filter}) \
+         GROUP BY b ORDER BY b"
+    );
+    let rows = stack.sql(&sql).await.expect("series SQL");
+    let expected: BTreeMap<i64, u64> = rows
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(b, n)| (b.parse().expect("unix start"), n.parse().expect("number")))
+        .collect();
+    assert_eq!(api, expected, "{path}: buckets as clicks*1e6 + impressions");
+    answer
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windows_across_days_and_hours_match_the_raw_events() {
     let stack = Stack::start().await;
@@ -164,32 +195,11 @@ async fn windows_across_days_and_hours_match_the_raw_events() {
             ("month", "Europe/Paris", "toDateTime(toStartOfMonth(timestamp, 'Europe/Paris'), 'Europe/Paris')"),
         ];
         for (granularity, tz, bucket_sql) in bucketings {
-            let path = format!("/ads/{AD_TRAIL_RUNNER}/analytics?from={from_s}&to={to_s}&granularity={granularity}&tz={tz}");
-            let (status, answer) = stack.get(&path).await;
-            assert_eq!(status, 200, "{answer}");
-            let series = answer["series"].as_array().expect("series");
-            let api: BTreeMap<i64, u64> = series
-                .iter()
-                .filter(|b| b["clicks"].as_u64().unwrap_or(0) + b["impressions"].as_u64().unwrap_or(0) > 0)
-                .map(|b| {
-                    let start = OffsetDateTime::parse(b["start"].as_str().unwrap_or(""), &Rfc3339).expect("RFC 3339 start");
-                    (start.unix_timestamp(), b["clicks"].as_u64().unwrap_or(0) * 1_000_000 + b["impressions"].as_u64().unwrap_or(0))
-                })
-                .collect();
-            let filter = raw_filter(AD_TRAIL_RUNNER, from, to);
-            let sql = format!(
-                "SELECT toUnixTimestamp(b), sum(c) * 1000000 + sum(i) FROM ( \
-                 SELECT {bucket_sql} AS b, 1 AS c, 0 AS i FROM click_events WHERE {filter} \
-                 UNION ALL SELECT {bucket_sql} AS b, 0 AS c, 1 AS i FROM impression_events WHERE {filter}) \
-                 GROUP BY b ORDER BY b"
-            );
-            let rows = stack.sql(&sql).await.expect("series SQL");
-            let expected: BTreeMap<i64, u64> = rows
-                .lines()
-                .filter_map(|l| l.split_once('\t'))
-                .map(|(b, n)| (b.parse().expect("unix start"), n.parse().expect("number")))
-                .collect();
-            assert_eq!(api, expected, "{path}: buckets as clicks*1e6 + impressions");
+            let params = format!("from={from_s}&to={to_s}&granularity={granularity}&tz={tz}");
+            assert_series_match(&stack, &format!("/ads/{AD_TRAIL_RUNNER}/analytics?{params}"), &raw_filter(AD_TRAIL_RUNNER, from, to), bucket_sql).await;
+            // Every ad together: the buckets, and totals with visitors counted once across ads.
+            let all = assert_series_match(&stack, &format!("/ads/analytics/series?{params}"), &raw_window(from, to), bucket_sql).await;
+            assert_eq!(Totals::of_api(&all["totals"]), raw_totals_where(&stack, &raw_window(from, to)).await, "every ad over [{from_s}, {to_s})");
         }
     }
 

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use self::body::{InvalidBody, JsonBody};
-use self::model::{Ad, AdAnalytics, AdChanges, AdList, AnalyticsReport, Breakdown, NewAd};
+use self::model::{Ad, AdAnalytics, AdChanges, AdList, AnalyticsReport, Breakdown, NewAd, Series};
 use crate::auth::{self, Access, Caller};
 use crate::breakdown::{self, BrowserFilter, DeviceTypeFilter, Dimension, Filters};
 use crate::error::QueryError;
@@ -232,17 +232,59 @@ impl QueryApi {
         /// `previous`: also the totals and series of the period of equal length just before.
         compare: Query<Option<Compare>>,
     ) -> AnalyticsResponse<AdAnalytics> {
-        let granularity = granularity.0.unwrap_or(Granularity::Hour);
-        let query = self.authorize(&caller, Access::Read).and_then(|()| Window::resolve(from.0, to.0, timeframe.0, now())).and_then(|window| {
-            let zone = tz.0.as_deref().map_or(Ok(Zone::utc()), Zone::parse)?;
-            Ok(SeriesQuery { window, granularity, zone, compare: compare.0 })
-        });
+        let query = self.authorize(&caller, Access::Read).and_then(|()| series_query(from.0, to.0, timeframe.0, granularity.0, tz.0, compare.0));
         let result = match query {
             Ok(query) => self.analytics.ad_analytics(ad_id.0, query).await,
             Err(e) => Err(e),
         };
         result.into()
     }
+
+    /// Every ad's totals and time series together
+    ///
+    /// The numbers of all ads as one: what `getAdAnalytics` gives for one ad, with unique
+    /// clicks and viewers counted once across ads. Same parameters and rules.
+    #[oai(path = "/ads/analytics/series", method = "get", operation_id = "getSeries", tag = "QueryTags::Analytics")]
+    #[allow(clippy::too_many_arguments)] // poem-openapi takes each query parameter as an argument
+    async fn series(
+        &self,
+        caller: Caller,
+        /// Start of the window (RFC 3339), inclusive.
+        from: Query<Option<OffsetDateTime>>,
+        /// End of the window (RFC 3339), exclusive. Default: now.
+        to: Query<Option<OffsetDateTime>>,
+        /// A preset window ending now, instead of from/to.
+        timeframe: Query<Option<Timeframe>>,
+        /// Bucket size of the series. Default: hour.
+        granularity: Query<Option<Granularity>>,
+        /// IANA time zone the buckets follow (e.g. `America/New_York`), as in `getAdAnalytics`.
+        /// Default: `UTC`.
+        #[oai(validator(max_length = 64))]
+        tz: Query<Option<String>>,
+        /// `previous`: also the totals and series of the period of equal length just before.
+        compare: Query<Option<Compare>>,
+    ) -> AnalyticsResponse<Series> {
+        let query = self.authorize(&caller, Access::Read).and_then(|()| series_query(from.0, to.0, timeframe.0, granularity.0, tz.0, compare.0));
+        let result = match query {
+            Ok(query) => self.analytics.series(None, query).await,
+            Err(e) => Err(e),
+        };
+        result.into()
+    }
+}
+
+/// The series parameters, resolved and checked (the bucket limit is checked with the buckets).
+fn series_query(
+    from: Option<OffsetDateTime>,
+    to: Option<OffsetDateTime>,
+    timeframe: Option<Timeframe>,
+    granularity: Option<Granularity>,
+    tz: Option<String>,
+    compare: Option<Compare>,
+) -> Result<SeriesQuery, QueryError> {
+    let window = Window::resolve(from, to, timeframe, now())?;
+    let zone = tz.as_deref().map_or(Ok(Zone::utc()), Zone::parse)?;
+    Ok(SeriesQuery { window, granularity: granularity.unwrap_or(Granularity::Hour), zone, compare })
 }
 
 impl QueryApi {

@@ -243,7 +243,7 @@ pub struct Bucket {
     pub metrics: Metrics,
 }
 
-/// Totals and series of one ad over a window.
+/// Totals and series over a window.
 #[derive(Object, Clone)]
 pub struct Period {
     pub from: OffsetDateTime,
@@ -253,11 +253,11 @@ pub struct Period {
     pub series: Vec<Bucket>,
 }
 
-/// One ad's totals and time series over `[from, to)`.
+/// Totals and time series over `[from, to)`: of every ad together (`getSeries`), and the body
+/// of one ad's (`AdAnalytics`).
 #[derive(Object, Clone)]
 #[oai(example)]
-pub struct AdAnalytics {
-    pub ad_id: Uuid,
+pub struct Series {
     pub granularity: Granularity,
     /// The time zone buckets follow.
     pub tz: String,
@@ -272,6 +272,15 @@ pub struct AdAnalytics {
     /// With `compare=previous`: the period of equal length just before, bucketed alike.
     #[oai(skip_serializing_if_is_none)]
     pub previous: Option<Period>,
+}
+
+/// One ad's totals and time series over `[from, to)`.
+#[derive(Object, Clone)]
+#[oai(example)]
+pub struct AdAnalytics {
+    pub ad_id: Uuid,
+    #[oai(flatten)]
+    pub series: Series,
 }
 
 /// The metrics of one group of a breakdown.
@@ -388,11 +397,10 @@ mod examples {
         }
     }
 
-    impl Example for AdAnalytics {
+    impl Example for Series {
         fn example() -> Self {
             let bucket = |start, clicks, impressions| Bucket { start, metrics: metrics(clicks, impressions) };
-            AdAnalytics {
-                ad_id: AD_ID,
+            Series {
                 granularity: Granularity::Day,
                 tz: "Europe/Paris".to_owned(),
                 newest_event_received_at: Some(datetime!(2026-11-22 10:15:59.412 UTC)),
@@ -404,6 +412,12 @@ mod examples {
                 },
                 previous: None,
             }
+        }
+    }
+
+    impl Example for AdAnalytics {
+        fn example() -> Self {
+            AdAnalytics { ad_id: AD_ID, series: Series::example() }
         }
     }
 

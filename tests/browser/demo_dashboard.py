@@ -1,0 +1,141 @@
+"""The demo player and the dashboard in a real browser (headless Chromium, driven by
+Playwright), against a running stack: a click on the ad in the demo page raises that ad's count
+on the dashboard, which refreshes by itself. Screenshots of both pages go to SCREENSHOT_DIR.
+
+usage: demo_dashboard.py INGEST_URL QUERY_URL SCREENSHOT_DIR [API_KEY]
+
+Chromium: $CHROMIUM, default /usr/bin/chromium (the Debian package; Playwright's own browser
+builds are not downloaded).
+"""
+
+import os
+import re
+import sys
+from pathlib import Path
+
+from playwright.sync_api import expect, sync_playwright
+
+# A browser's user agent, not HeadlessChrome's: that one is a known bot's, and the demo's events
+# would be invalid traffic, never counted.
+BROWSER_USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+TRAIL_RUNNER = "a1000000-0000-4000-8000-000000000001"
+TIMEOUT_MS = 30_000
+
+
+def count(locator):
+    """The integer a tile or a cell shows ("1,234" -> 1234)."""
+    text = locator.inner_text().strip()
+    digits = re.sub(r"[^0-9]", "", text)
+    if not digits:
+        sys.exit(f"expected a count, the page shows {text!r}")
+    return int(digits)
+
+
+def step(text):
+    print(f"ok  {text}", flush=True)
+
+
+def main():
+    ingest_url, query_url, shots = sys.argv[1].rstrip("/"), sys.argv[2].rstrip("/"), Path(sys.argv[3])
+    api_key = sys.argv[4] if len(sys.argv) > 4 else None
+    shots.mkdir(parents=True, exist_ok=True)
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not Path(chromium).exists():
+        sys.exit(f"{chromium} not found: run `make test-deps` (installs the Debian package chromium)")
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium,
+            headless=True,
+            # The sample ad autoplays muted, as players do; no user gesture in a test.
+            args=["--no-sandbox", "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required"],
+        )
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, user_agent=BROWSER_USER_AGENT)
+        context.set_default_timeout(TIMEOUT_MS)
+        errors = []
+        context.on("weberror", lambda e: errors.append(str(e.error)))
+
+        # The dashboard, on one ad, before anything happens.
+        dashboard = context.new_page()
+        dashboard.goto(f"{query_url}/dashboard/?ad_id={TRAIL_RUNNER}&range=1h")
+        if api_key:
+            form = dashboard.locator("#key-form")
+            expect(form, "the dashboard asks for the API key").to_be_visible()
+            form.locator("#key").fill(api_key)
+            form.get_by_role("button", name="Use key").click()
+            expect(form).to_be_hidden()
+            step("the dashboard asked for the API key and uses it")
+        clicks_tile = dashboard.locator(".tile [data-metric=clicks]")
+        expect(clicks_tile).to_have_text(re.compile(r"^\d[\d,.\s]*$"))
+        expect(dashboard.locator("#freshness")).to_have_attribute("data-state", "live")
+        row = dashboard.locator(f"#ads tbody tr[data-ad-id='{TRAIL_RUNNER}']")
+        expect(row, "the ad listed in the table").to_be_visible()
+        expect(row).to_have_attribute("aria-selected", "true")
+        before_clicks, before_impressions = count(clicks_tile), count(dashboard.locator(".tile [data-metric=impressions]"))
+        step(f"dashboard shows the ad: {before_clicks} clicks, {before_impressions} impressions")
+
+        # The demo: the ad plays (an impression), then a viewer clicks it.
+        demo = context.new_page()
+        demo.goto(f"{ingest_url}/demo/?ad_id={TRAIL_RUNNER}")
+        expect(demo.locator("#log tr[data-kind=impression]"), "the impression stored").to_have_attribute("data-status", "accepted")
+        step("the demo sent the impression when the ad started playing: accepted")
+        demo.wait_for_function("document.getElementById('ad').currentTime > 1.5")
+        demo.locator("#ad").click()
+        expect(demo.locator("#log tr[data-kind=click]"), "the click stored").to_have_attribute("data-status", "accepted")
+        step("a click on the ad was sent: accepted")
+        demo.screenshot(path=str(shots / "demo.png"))
+
+        # Skip, once the ad allows it (after 5 s of the 10 s ad), then see it ended.
+        skip = demo.locator("#skip")
+        expect(skip).to_be_enabled(timeout=15_000)
+        skip.click()
+        expect(demo.locator("#ended")).to_be_visible()
+        expect(demo.locator("#ended-text")).to_contain_text("skipped")
+        step("the skip button ends the ad")
+
+        # The dashboard catches up by itself (live polling, no reload).
+        expect(clicks_tile, "the dashboard's click count rises").to_have_text(str(before_clicks + 1), timeout=60_000)
+        expect(dashboard.locator(".tile [data-metric=impressions]")).to_have_text(str(before_impressions + 1))
+        expect(row.locator("td[data-metric=clicks]")).to_have_text(str(before_clicks + 1))
+        expect(dashboard.locator(".tile [data-metric=avg_playback_time_secs]")).to_have_text(re.compile(r"^\d+\.\d s$"))
+        expect(dashboard.locator("#freshness-text")).to_contain_text("newest event")
+        # The clicks chart's line rises above zero somewhere: y grows downwards in SVG.
+        line = dashboard.locator("#chart-clicks path.line").get_attribute("d") or ""
+        heights = [float(y) for y in re.findall(r"[ML][\d.]+,([\d.]+)", line)]
+        if not heights or min(heights) >= max(heights):
+            sys.exit(f"the clicks chart shows no click: its line is {line!r}")
+        step(f"without a reload, the dashboard shows {before_clicks + 1} clicks and {before_impressions + 1} impressions")
+
+        # Every ad: the totals are the table's sum, and the table sorts by any column.
+        dashboard.locator("#ad").select_option("")
+        expect(dashboard.locator("#ads tbody tr[aria-selected=true]")).to_have_count(0)
+        dashboard.wait_for_function("new URLSearchParams(location.search).get('ad_id') === null")
+        expect(clicks_tile).not_to_have_text("–")
+        cells = dashboard.locator("#ads tbody td[data-metric=clicks]")
+        dashboard.wait_for_timeout(2500)  # one more poll, for the all-ads answer
+        column = [count(c) for c in cells.all()]
+        if count(clicks_tile) != sum(column):
+            sys.exit(f"all ads: the clicks tile shows {count(clicks_tile)}, the table's clicks add up to {sum(column)}")
+        header = dashboard.locator("#ads th[data-sort=impressions]")
+        header.click()
+        expect(header).to_have_attribute("aria-sort", "descending")
+        impressions = [count(c) for c in dashboard.locator("#ads tbody td[data-metric=impressions]").all()]
+        if impressions != sorted(impressions, reverse=True):
+            sys.exit(f"sorted by impressions, highest first, the table shows {impressions}")
+        header.click()
+        expect(header).to_have_attribute("aria-sort", "ascending")
+        impressions = [count(c) for c in dashboard.locator("#ads tbody td[data-metric=impressions]").all()]
+        if impressions != sorted(impressions):
+            sys.exit(f"sorted by impressions, lowest first, the table shows {impressions}")
+        step(f"all ads: {sum(column)} clicks in the tile and the table; the table sorts both ways")
+        header.click()
+        dashboard.screenshot(path=str(shots / "dashboard.png"), full_page=True)
+
+        browser.close()
+        if errors:
+            sys.exit("JavaScript errors on the pages:\n" + "\n".join(errors))
+        step(f"screenshots in {shots}")
+
+
+if __name__ == "__main__":
+    main()
