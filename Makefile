@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Debian installs nats-server in /usr/sbin, which is not on every user's PATH.
 export NATS_SERVER ?= $(shell command -v nats-server || echo /usr/sbin/nats-server)
 
-.PHONY: all deps debian-packages test-deps test-packages build run test test-unit test-contract openapi bench clean
+.PHONY: all deps debian-packages test-deps test-packages build run test test-unit test-contract test-browser openapi bench clean
 
 all: build
 
@@ -32,9 +32,10 @@ $(VENV)/.chdb-$(CHDB_VERSION):
 	$(VENV)/bin/pip install --quiet --no-deps chdb-core==$(CHDB_VERSION)
 	touch $@
 
-## test-deps: what the contract and deploy tests add (tests/tests/contract.rs, deploy.rs):
-## Chromium (Debian package, for Swagger UI), promtool (Debian package prometheus), and the
-## pinned Python tools of tests/contract/ and tests/deploy/ in the same venv
+## test-deps: what the contract, browser and deploy tests add (tests/tests/contract.rs, browser.rs,
+## deploy.rs): Chromium (Debian package, for Swagger UI and the pages), promtool (Debian
+## package prometheus), and the pinned Python tools of tests/contract/ (Playwright too) and
+## tests/deploy/ in the same venv
 test-deps: deps test-packages $(VENV)/.contract-deps
 
 test-packages:
@@ -70,6 +71,11 @@ test: test-deps build
 
 test-unit:
 	cargo test --workspace --lib --bins
+
+## test-browser: only the demo player and dashboard in Chromium (screenshots in test-artifacts/)
+test-browser: test-deps build
+	mkdir -p .data/test
+	E2E_TMP=$(CURDIR)/.data/test cargo test -p e2e --test browser -- --show-output
 
 ## test-contract: only the contract tests (spec validator, generated client, schemathesis, Swagger UI)
 test-contract: test-deps build
