@@ -123,6 +123,11 @@ pub struct Args {
     /// A query case stops measuring after this many seconds, even short of --query-requests.
     #[arg(long, default_value_t = 60)]
     pub query_case_max_secs: u64,
+    /// Run the aggregator's invalid-traffic click rules (duplicate_click,
+    /// click_without_impression), as deployed; `false` measures the pipeline without their
+    /// history lookups.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub click_rules: bool,
     /// Seconds the aggregator may take to drain the stream before the bench fails.
     #[arg(long, default_value_t = 600)]
     pub drain_timeout_secs: u64,

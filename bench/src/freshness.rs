@@ -140,13 +140,16 @@ async fn watch_probes(http: &reqwest::Client, url: &str, interval: Duration, pro
     }
 }
 
-/// The probe ad's clicks as the query API reports them.
+/// The probe ad's clicks as the query API reports them, billable or not: the probes come from
+/// one visitor, without impressions, so the click rules flag them (`invalid_clicks`), and an
+/// event is visible as soon as it is counted either way.
 async fn probe_clicks(http: &reqwest::Client, url: &str) -> anyhow::Result<u64> {
     let response = http.get(url).send().await.with_context(|| format!("GET {url}"))?;
     let status = response.status();
     let body: Value = response.json().await.with_context(|| format!("GET {url}: answer is not JSON"))?;
     anyhow::ensure!(status.is_success(), "GET {url}: {status} {body}");
-    body["ads"][0]["clicks"].as_u64().with_context(|| format!("GET {url}: no ads[0].clicks in {body}"))
+    let count = |field: &Value| field.as_u64().with_context(|| format!("GET {url}: no ads[0].clicks or invalid_clicks.total in {body}"));
+    Ok(count(&body["ads"][0]["clicks"])? + count(&body["ads"][0]["invalid_clicks"]["total"])?)
 }
 
 fn lock(probes: &Mutex<Probes>) -> std::sync::MutexGuard<'_, Probes> {

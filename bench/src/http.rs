@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 /// Longer than ingest's own publish timeout (5 s), so a slow answer is the server's 503.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What the bench calls itself: every generated event carries it as its user agent.
+/// What the bench calls itself: every generated event's user agent starts with it.
 pub const BENCH_USER_AGENT: &str = "adtrack-bench/1";
 
 pub struct Connection {
@@ -33,8 +33,8 @@ impl Connection {
 
     /// POSTs `body` and reads the whole answer, connecting first if needed. After an error the
     /// connection is dropped and the next call opens a new one.
-    pub async fn post(&mut self, path: &'static str, content_type: &'static str, body: Bytes) -> anyhow::Result<(u16, Bytes)> {
-        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(path, content_type, body)).await;
+    pub async fn post(&mut self, path: &'static str, content_type: &'static str, user_agent: &str, body: Bytes) -> anyhow::Result<(u16, Bytes)> {
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(path, content_type, user_agent, body)).await;
         let result = outcome.unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {REQUEST_TIMEOUT:?}")));
         if result.is_err() {
             self.sender = None;
@@ -42,7 +42,7 @@ impl Connection {
         result
     }
 
-    async fn exchange(&mut self, path: &'static str, content_type: &'static str, body: Bytes) -> anyhow::Result<(u16, Bytes)> {
+    async fn exchange(&mut self, path: &'static str, content_type: &'static str, user_agent: &str, body: Bytes) -> anyhow::Result<(u16, Bytes)> {
         let sender = match &mut self.sender {
             Some(sender) => sender,
             None => self.sender.insert(connect(self.addr).await?),
@@ -51,7 +51,7 @@ impl Connection {
         let request = Request::post(path)
             .header(HOST, &self.host)
             .header(CONTENT_TYPE, content_type)
-            .header(USER_AGENT, BENCH_USER_AGENT)
+            .header(USER_AGENT, user_agent)
             .body(Full::new(body))
             .context("building the request")?;
         let response = sender.send_request(request).await.context("sending the request")?;

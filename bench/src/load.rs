@@ -149,7 +149,7 @@ async fn single_connection(addr: SocketAddr, mut source: Source, window: Window,
             return tally;
         }
         let (event, repeat) = source.next_event();
-        let result = connection.post(event.path(), JSON, event.body()).await;
+        let result = connection.post(event.path(), JSON, &event.user_agent(), event.body()).await;
         if window.measures(started) {
             tally.latencies_us.push(micros(started.elapsed()));
         }
@@ -260,7 +260,9 @@ async fn batch_connection(addr: SocketAddr, mut source: Source, batch_size: usiz
         for event in &events {
             event.push_batch_line(&mut body);
         }
-        let result = connection.post("/ads/events", NDJSON, Bytes::from(body)).await;
+        // One request, one visitor: a batch's events all get its user agent.
+        let user_agent = events.first().map(Event::user_agent).unwrap_or_default();
+        let result = connection.post("/ads/events", NDJSON, &user_agent, Bytes::from(body)).await;
         let measured = window.measures(started);
         if measured {
             tally.latencies_us.push(micros(started.elapsed()));

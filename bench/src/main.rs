@@ -60,11 +60,14 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     eprintln!("bench: starting nats-server, ClickHouse and the services");
     let stack = Stack::start_with(StackOptions {
+        // As deployed: the defaults' batch sizes and waits, and the invalid-traffic click rules
+        // on (the workload's visitors click what they were shown) unless --click-rules false.
         aggregator_defaults: true,
-        // Every bench event comes from one visitor, with clicks and impressions drawn at
-        // random: the click rules would flag most clicks, which the bench's checks count as
-        // billable. Off, so the bench does not measure their lookup (BENCHMARKS.md).
-        aggregator_env: vec![("IVT_DUPLICATE_CLICK_WINDOW_SECS", "0"), ("IVT_CLICK_IMPRESSION_WINDOW_SECS", "0")],
+        aggregator_env: if args.click_rules {
+            Vec::new()
+        } else {
+            vec![("IVT_DUPLICATE_CLICK_WINDOW_SECS", "0"), ("IVT_CLICK_IMPRESSION_WINDOW_SECS", "0")]
+        },
         query_env: QUERY_ENV.to_vec(),
         ..StackOptions::default()
     })
@@ -272,6 +275,6 @@ impl Bench {
 /// answers 404 or 405. Asks with an item for an unknown ad, so that nothing is stored.
 async fn batch_endpoint_missing(addr: std::net::SocketAddr) -> anyhow::Result<Option<String>> {
     let item = format!("{{\"type\":\"impression\",\"ad_id\":\"{}\"}}\n", uuid::Uuid::nil());
-    let (status, _) = http::Connection::new(addr).post("/ads/events", "application/x-ndjson", item.into()).await?;
+    let (status, _) = http::Connection::new(addr).post("/ads/events", "application/x-ndjson", http::BENCH_USER_AGENT, item.into()).await?;
     Ok(matches!(status, 404 | 405).then(|| format!("POST /ads/events answered {status}: this ingest build has no batch endpoint")))
 }

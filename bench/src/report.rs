@@ -14,7 +14,7 @@ use crate::jetstream::PublishReport;
 use crate::load::{BatchReport, LoadReport};
 use crate::query::QueryReport;
 use crate::usage::ProcessUsage;
-use crate::verify::Verification;
+use crate::verify::{raw_rows_of, Verification};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -279,6 +279,7 @@ fn exactly_once(checks: &[Verification]) -> Table {
                 v.after.clone(),
                 format!("{} + {}", thousands(v.expected_clicks as f64), thousands(v.expected_impressions as f64)),
                 format!("{} + {}", thousands(v.stored_clicks as f64), thousands(v.stored_impressions as f64)),
+                format!("{} + {}", thousands(v.flagged_clicks as f64), thousands(v.flagged_impressions as f64)),
                 rollups(v),
                 v.uncertain.to_string(),
                 format!("{} msgs, {:.1} s", thousands(v.pending_at_start as f64), v.drain_secs),
@@ -288,22 +289,26 @@ fn exactly_once(checks: &[Verification]) -> Table {
         .collect();
     Table {
         title: "Exactly once (clicks + impressions)".into(),
-        header: vec!["after", "accepted ids", "raw rows", "rollups", "uncertain", "drain", "result"],
+        header: vec!["after", "accepted ids", "raw rows", "of which flagged", "rollups", "uncertain", "drain", "result"],
         rows,
         notes: vec![
-            "Accepted ids: distinct event ids answered 202 (accepted or duplicate). Uncertain: answered 503 \
-             or not at all (each may be stored once). Drain: messages not yet processed when the wait began."
+            "Accepted ids: distinct event ids answered 202 (accepted or duplicate). Raw rows: billable and \
+             flagged (invalid traffic, stored in invalid_events) together. \
+             Uncertain: answered 503 or not at all (each may be stored once). Drain: messages not yet \
+             processed when the wait began."
                 .into(),
         ],
     }
 }
 
-/// "all 6 = raw", or the tables that differ from their raw table.
+/// "all 9 = raw", or the tables that differ from their raw table.
 fn rollups(v: &Verification) -> String {
     let differing: Vec<String> = v
         .rollups
         .iter()
-        .filter(|(table, &sum)| sum != if table.starts_with("click_") { v.stored_clicks } else { v.stored_impressions })
+        .filter(|(table, &sum)| {
+            sum != raw_rows_of(table, v.stored_clicks - v.flagged_clicks, v.stored_impressions - v.flagged_impressions, v.flagged_clicks + v.flagged_impressions)
+        })
         .map(|(table, sum)| format!("{table} {}", thousands(*sum as f64)))
         .collect();
     if differing.is_empty() { format!("all {} = raw", v.rollups.len()) } else { differing.join(", ") }

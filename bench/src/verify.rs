@@ -1,5 +1,5 @@
 //! Exactly once, checked after the load: every event id that got a 202 is in ClickHouse once,
-//! and nothing else is.
+//! billable or flagged as invalid traffic, and nothing else is.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -56,10 +56,15 @@ pub struct Verification {
     pub expected_impressions: u64,
     /// Events answered 503 or not at all: each may or may not be stored.
     pub uncertain: u64,
+    /// Rows of each kind, billable (`click_events`, `impression_events`) and flagged
+    /// (`invalid_events`) together.
     pub stored_clicks: u64,
     pub stored_impressions: u64,
-    /// Every rollup table (`click_events_per_*`, `impression_events_per_*`) with its sum of
-    /// clicks or impressions: each must equal its raw table's rows.
+    /// Of those, the ones flagged as invalid traffic.
+    pub flagged_clicks: u64,
+    pub flagged_impressions: u64,
+    /// Every rollup table (`click_events_per_*`, `impression_events_per_*`,
+    /// `invalid_events_per_*`) with its sum of events: each must equal its raw table's rows.
     pub rollups: BTreeMap<String, u64>,
     pub ok: bool,
 }
@@ -86,13 +91,15 @@ pub async fn drain_and_check(stack: &Stack, outcomes: &Outcomes, after: &str, ti
         let text = stack.sql(sql).await.map_err(anyhow::Error::msg).with_context(|| sql.to_owned())?;
         text.parse::<u64>().with_context(|| format!("{sql}: {text:?} is not a count"))
     };
-    let stored_clicks = count("SELECT count() FROM click_events").await?;
-    let stored_impressions = count("SELECT count() FROM impression_events").await?;
+    let billable_clicks = count("SELECT count() FROM click_events").await?;
+    let billable_impressions = count("SELECT count() FROM impression_events").await?;
+    let flagged_clicks = count("SELECT count() FROM invalid_events WHERE kind = 'click'").await?;
+    let flagged_impressions = count("SELECT count() FROM invalid_events WHERE kind = 'impression'").await?;
+    let (stored_clicks, stored_impressions) = (billable_clicks + flagged_clicks, billable_impressions + flagged_impressions);
     let rollups = rollup_sums(stack).await?;
     anyhow::ensure!(!rollups.is_empty(), "no rollup tables found");
     let rollups_agree = rollups.iter().all(|(table, &sum)| {
-        let raw = if table.starts_with("click_") { stored_clicks } else { stored_impressions };
-        sum == raw
+        sum == raw_rows_of(table, billable_clicks, billable_impressions, flagged_clicks + flagged_impressions)
     });
     let (expected_clicks, expected_impressions) = (outcomes.clicks.len() as u64, outcomes.impressions.len() as u64);
     let uncertain = outcomes.still_uncertain();
@@ -110,9 +117,20 @@ pub async fn drain_and_check(stack: &Stack, outcomes: &Outcomes, after: &str, ti
         uncertain,
         stored_clicks,
         stored_impressions,
+        flagged_clicks,
+        flagged_impressions,
         rollups,
         ok: (exact || within) && rollups_agree,
     })
+}
+
+/// The raw rows a rollup table must add up to.
+pub fn raw_rows_of(rollup: &str, clicks: u64, impressions: u64, flagged: u64) -> u64 {
+    match rollup {
+        r if r.starts_with("click_") => clicks,
+        r if r.starts_with("impression_") => impressions,
+        _ => flagged,
+    }
 }
 
 /// Sums every rollup table there is (the set grows with the migrations).
@@ -120,14 +138,19 @@ async fn rollup_sums(stack: &Stack) -> anyhow::Result<BTreeMap<String, u64>> {
     let tables = stack
         .sql(
             "SELECT name FROM system.tables WHERE database = currentDatabase() AND engine != 'MaterializedView' \
-             AND (startsWith(name, 'click_events_per_') OR startsWith(name, 'impression_events_per_')) ORDER BY name",
+             AND (startsWith(name, 'click_events_per_') OR startsWith(name, 'impression_events_per_') \
+             OR startsWith(name, 'invalid_events_per_')) ORDER BY name",
         )
         .await
         .map_err(anyhow::Error::msg)
         .context("listing the rollup tables")?;
     let mut sums = BTreeMap::new();
     for table in tables.lines() {
-        let column = if table.starts_with("click_") { "clicks" } else { "impressions" };
+        let column = match table {
+            t if t.starts_with("click_") => "clicks",
+            t if t.starts_with("impression_") => "impressions",
+            _ => "events",
+        };
         let sql = format!("SELECT sum({column}) FROM {table}");
         let text = stack.sql(&sql).await.map_err(anyhow::Error::msg).with_context(|| sql.clone())?;
         sums.insert(table.to_owned(), text.parse().with_context(|| format!("{sql}: {text:?} is not a count"))?);

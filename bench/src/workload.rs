@@ -1,6 +1,11 @@
 //! What the load generators send: events over the bench ads with a skewed popularity, mostly
 //! impressions, some clicks with playback figures, and some repeats (a client re-sending an
 //! event it already got a 202 for, which must answer "duplicate" and be counted once).
+//!
+//! Events come from many visitors (a user agent each), and a click is mostly by a visitor who
+//! was just shown that ad, as on a real page: the invalid-traffic click rules then look up
+//! real histories, flag some clicks (a visitor clicking the same ad twice within 30 s, a click
+//! whose impression went to another connection) and pass most.
 
 use std::sync::Arc;
 
@@ -9,6 +14,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use schemas::EventKind;
 use uuid::Uuid;
+
+use crate::http::BENCH_USER_AGENT;
 
 /// Ad ids of the bench: the index in the last 12 digits, so SQL can build the same ids.
 pub fn bench_ad(index: usize) -> Uuid {
@@ -35,12 +42,17 @@ pub fn skewed_index_sql(n: usize, seed: u32) -> String {
     format!("least(toUInt64(exp(log({n} + 1) * (rand({seed}) / 4294967296.0))) - 1, {last})", last = n - 1)
 }
 
+/// How many visitors the generators draw from.
+const VISITORS: u32 = 1_000_000;
+
 /// One event as a generator sends it.
 #[derive(Debug, Clone)]
 pub struct Event {
     pub kind: EventKind,
     pub id: Uuid,
     pub ad: Uuid,
+    /// Who sends it: the request's user agent names the visitor (see [`Event::user_agent`]).
+    pub visitor: u32,
     /// Clicks only: (playback_time_secs, watched_percent).
     pub playback: Option<(f64, f64)>,
 }
@@ -51,6 +63,12 @@ impl Event {
             EventKind::Click => "/ads/click",
             EventKind::Impression => "/ads/impression",
         }
+    }
+
+    /// The user agent of the request carrying the event: one per visitor (all the bench's
+    /// requests come from 127.0.0.1, so the user agent is what tells visitors apart).
+    pub fn user_agent(&self) -> String {
+        format!("{BENCH_USER_AGENT} (visitor {})", self.visitor)
     }
 
     /// The body of `POST /ads/click` or `/ads/impression`.
@@ -85,45 +103,80 @@ pub struct Mix {
     pub repeat_share: f64,
 }
 
-/// How many accepted events a source keeps as candidates for repeats.
+/// How many accepted events a source keeps as candidates for repeats, and how many of its
+/// impressions as the ones a click may follow.
 const REMEMBERED: usize = 1024;
 
 /// One connection's stream of events.
 pub struct Source {
     mix: Mix,
     rng: SmallRng,
-    accepted: Vec<Event>,
+    accepted: Ring<Event>,
+    /// (visitor, ad) of the impressions sent lately.
+    shown: Ring<(u32, Uuid)>,
+}
+
+/// The last [`REMEMBERED`] items pushed.
+struct Ring<T> {
+    items: Vec<T>,
     next_slot: usize,
+}
+
+impl<T: Clone> Ring<T> {
+    fn new() -> Self {
+        Self { items: Vec::new(), next_slot: 0 }
+    }
+
+    fn push(&mut self, item: T) {
+        if self.items.len() < REMEMBERED {
+            self.items.push(item);
+        } else {
+            self.items[self.next_slot] = item;
+            self.next_slot = (self.next_slot + 1) % REMEMBERED;
+        }
+    }
+
+    fn pick(&self, rng: &mut SmallRng) -> Option<T> {
+        (!self.items.is_empty()).then(|| self.items[rng.random_range(0..self.items.len())].clone())
+    }
 }
 
 impl Source {
     pub fn new(mix: Mix) -> Self {
         // Seeded from the OS: fixed seeds would give two phases' connections the same event ids.
-        Self { mix, rng: SmallRng::from_os_rng(), accepted: Vec::new(), next_slot: 0 }
+        Self { mix, rng: SmallRng::from_os_rng(), accepted: Ring::new(), shown: Ring::new() }
     }
 
     /// The next event, and whether it repeats an earlier one.
     pub fn next_event(&mut self) -> (Event, bool) {
-        if !self.accepted.is_empty() && self.rng.random_bool(self.mix.repeat_share) {
-            let earlier = self.accepted[self.rng.random_range(0..self.accepted.len())].clone();
-            return (earlier, true);
+        if self.rng.random_bool(self.mix.repeat_share) {
+            if let Some(earlier) = self.accepted.pick(&mut self.rng) {
+                return (earlier, true);
+            }
         }
-        let kind = if self.rng.random_bool(self.mix.click_share) { EventKind::Click } else { EventKind::Impression };
-        let ad = self.mix.ads[skewed_index(self.rng.random(), self.mix.ads.len())];
-        let tenths = |rng: &mut SmallRng, max: f64| (rng.random_range(0.0..max) * 10.0).round() / 10.0;
-        let playback = (kind == EventKind::Click).then(|| (tenths(&mut self.rng, 60.0), tenths(&mut self.rng, 100.0)));
         let id = uuid::Builder::from_random_bytes(self.rng.random()).into_uuid();
-        (Event { kind, id, ad, playback }, false)
+        if self.rng.random_bool(self.mix.click_share) {
+            let tenths = |rng: &mut SmallRng, max: f64| (rng.random_range(0.0..max) * 10.0).round() / 10.0;
+            let playback = Some((tenths(&mut self.rng, 60.0), tenths(&mut self.rng, 100.0)));
+            let (visitor, ad) = self.shown.pick(&mut self.rng).unwrap_or_else(|| (self.random_visitor(), self.random_ad()));
+            return (Event { kind: EventKind::Click, id, ad, visitor, playback }, false);
+        }
+        let (visitor, ad) = (self.random_visitor(), self.random_ad());
+        self.shown.push((visitor, ad));
+        (Event { kind: EventKind::Impression, id, ad, visitor, playback: None }, false)
+    }
+
+    fn random_visitor(&mut self) -> u32 {
+        self.rng.random_range(0..VISITORS)
+    }
+
+    fn random_ad(&mut self) -> Uuid {
+        self.mix.ads[skewed_index(self.rng.random(), self.mix.ads.len())]
     }
 
     /// Remembers an event that got a 202, as a candidate for a later repeat.
     pub fn accepted(&mut self, event: &Event) {
-        if self.accepted.len() < REMEMBERED {
-            self.accepted.push(event.clone());
-        } else {
-            self.accepted[self.next_slot] = event.clone();
-            self.next_slot = (self.next_slot + 1) % REMEMBERED;
-        }
+        self.accepted.push(event.clone());
     }
 }
 
@@ -145,7 +198,8 @@ mod tests {
 
     #[test]
     fn bodies_are_the_api_json() {
-        let event = Event { kind: EventKind::Click, id: Uuid::nil(), ad: bench_ad(42), playback: Some((1.5, 20.0)) };
+        let event = Event { kind: EventKind::Click, id: Uuid::nil(), ad: bench_ad(42), visitor: 7, playback: Some((1.5, 20.0)) };
+        assert_eq!(event.user_agent(), "adtrack-bench/1 (visitor 7)");
         let body: serde_json::Value = serde_json::from_slice(&event.body()).unwrap();
         assert_eq!(body["ad_id"], "b0000000-0000-4000-8000-000000000042");
         assert_eq!(body["watched_percent"], 20.0);

@@ -55,7 +55,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let api = OpenApiService::new(IngestApi { ingest: ingest.clone() }, "Ad event ingest", env!("CARGO_PKG_VERSION"));
     let docs = api.swagger_ui();
     let spec = service_kit::spec::close_objects(&api.spec(), ingest::http::CLOSED_SCHEMAS)?;
-    let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics.registry, &spec)?;
+    let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics.registry, &spec, &[&ingest::demo::DEMO_PAGE])?;
     let catalog_check = service_kit::readiness_check(move || {
         let loaded = catalog.is_loaded();
         async move { if loaded { Ok(()) } else { Err("catalog: not loaded yet".to_owned()) } }

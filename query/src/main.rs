@@ -22,7 +22,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let api = OpenApiService::new(QueryApi { analytics: Arc::new(analytics), api_key: config.api_key.clone() }, "Ad analytics", env!("CARGO_PKG_VERSION"));
     let docs = api.swagger_ui();
     let spec = service_kit::spec::close_objects(&api.spec(), query::api::CLOSED_SCHEMAS)?;
-    let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics.registry, &spec)?;
+    let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics.registry, &spec, &[&query::dashboard::DASHBOARD_PAGE])?;
     let app = service_kit::with_ops_routes(
         service_kit::web::serve(
             Route::new().nest("/", api).nest("/docs", docs).at("/openapi.json", service_kit::spec_endpoint(spec)),

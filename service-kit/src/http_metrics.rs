@@ -14,9 +14,8 @@ use prometheus::{HistogramOpts, HistogramVec, Registry};
 /// The routes every service has besides its API (see [`crate::with_ops_routes`]).
 const OPS_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics", "/openapi.json"];
 
-/// Routes that stand for everything under them: Swagger UI and the pages of [`crate::web`]
-/// with their files.
-const PAGE_ROUTES: &[&str] = &["/docs", "/demo", "/dashboard"];
+/// Swagger UI and its files, which every service with an API serves.
+const DOCS_ROUTE: &str = "/docs";
 
 /// The label of a path that matches no route.
 pub const UNMATCHED: &str = "unmatched";
@@ -26,12 +25,15 @@ pub struct HttpMetrics {
     durations: HistogramVec,
     /// Each template's segments; `None` stands for a `{parameter}`.
     routes: Arc<Vec<(String, Vec<Option<String>>)>>,
+    /// Routes that stand for everything under them: `/docs` and the service's pages.
+    prefixes: Arc<Vec<String>>,
 }
 
 impl HttpMetrics {
     /// Registers the histogram in `registry`; `spec` is the service's OpenAPI document (JSON),
-    /// whose paths are the templates.
-    pub fn new(registry: &Registry, spec: &str) -> Result<Self, prometheus::Error> {
+    /// whose paths are the templates, and `pages` the service's [`crate::web`] pages, each
+    /// labelled by its root for all its files.
+    pub fn new(registry: &Registry, spec: &str, pages: &[&crate::web::Page]) -> Result<Self, prometheus::Error> {
         let durations = HistogramVec::new(
             HistogramOpts::new("http_request_duration_seconds", "From a request's arrival to its response, by route template and status")
                 .buckets(prometheus::exponential_buckets(0.0005, 2.0, 16)?),
@@ -52,13 +54,14 @@ impl HttpMetrics {
             .collect();
         // `/ads/analytics` before `/ads/{ad_id}`: the template with fewer parameters wins.
         routes.sort_by_key(|(_, segments)| segments.iter().filter(|s| s.is_none()).count());
-        Ok(Self { durations, routes: Arc::new(routes) })
+        let prefixes = std::iter::once(DOCS_ROUTE).chain(pages.iter().map(|p| p.root)).map(str::to_owned).collect();
+        Ok(Self { durations, routes: Arc::new(routes), prefixes: Arc::new(prefixes) })
     }
 
     /// The template `path` matches, or [`UNMATCHED`]. A page's files count as the page
     /// (Swagger UI's as `/docs`).
     pub fn route(&self, path: &str) -> &str {
-        if let Some(page) = PAGE_ROUTES.iter().find(|p| path.strip_prefix(**p).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))) {
+        if let Some(page) = self.prefixes.iter().find(|p| path.strip_prefix(p.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))) {
             return page;
         }
         let given: Vec<&str> = segments(path).collect();
@@ -136,7 +139,8 @@ mod tests {
     #[test]
     fn paths_are_labelled_by_their_template() {
         let spec = r#"{"paths": {"/ads": {}, "/ads/analytics": {}, "/ads/{ad_id}": {}, "/ads/{ad_id}/analytics": {}}}"#;
-        let metrics = HttpMetrics::new(&Registry::new(), spec).unwrap();
+        static DEMO: crate::web::Page = crate::web::Page { root: "/demo", files: &[] };
+        let metrics = HttpMetrics::new(&Registry::new(), spec, &[&DEMO]).unwrap();
         assert_eq!(metrics.route("/ads"), "/ads");
         assert_eq!(metrics.route("/ads/analytics"), "/ads/analytics");
         assert_eq!(metrics.route("/ads/0193a5c2-7b1e-7c3d-9f00-2a6b1c4d5e6f"), "/ads/{ad_id}");
@@ -144,8 +148,9 @@ mod tests {
         assert_eq!(metrics.route("/readyz"), "/readyz");
         assert_eq!(metrics.route("/docs/swagger-ui.css"), "/docs");
         assert_eq!(metrics.route("/demo/sample-ad.webm"), "/demo");
-        assert_eq!(metrics.route("/dashboard/"), "/dashboard");
-        assert_eq!(metrics.route("/dashboards"), UNMATCHED);
+        assert_eq!(metrics.route("/demo"), "/demo");
+        assert_eq!(metrics.route("/demos"), UNMATCHED);
+        assert_eq!(metrics.route("/dashboard/"), UNMATCHED, "another service's page");
         assert_eq!(metrics.route("/ads/x/y/z"), UNMATCHED);
         assert_eq!(metrics.route("/wp-login.php"), UNMATCHED);
     }

@@ -32,8 +32,9 @@ async fn a_click_in_the_demo_player_raises_the_ads_count_on_the_live_dashboard()
     )
     .await;
     assert_tool_passed("demo and dashboard in Chromium", result, 12);
-    // What the pages showed is what ClickHouse holds: the demo's click and impression, billable.
+    // What the pages showed is what ClickHouse holds: the demo's click and impression, billable,
+    // and the script's impression of another ad.
     assert_eq!(stack.count("SELECT count() FROM click_events").await, 1);
-    assert_eq!(stack.count("SELECT count() FROM impression_events").await, 1);
+    assert_eq!(stack.count("SELECT count() FROM impression_events").await, 2);
     assert_eq!(stack.count("SELECT count() FROM invalid_events").await, 0);
 }

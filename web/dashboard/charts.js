@@ -11,13 +11,16 @@ function svgElement(name, attributes, text) {
   return element;
 }
 
-// The bucket start as a person reads it at this granularity.
-function bucketLabel(start, granularity) {
+// The bucket start as a person reads it at this granularity (with the day when the chart
+// spans more than one).
+function bucketLabel(start, granularity, multiDay) {
   const date = new Date(start);
   switch (granularity) {
     case "minute":
     case "hour":
-      return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      return multiDay
+        ? date.toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" })
+        : date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
     case "month":
       return date.toLocaleDateString([], { month: "short", year: "numeric" });
     default:
@@ -33,8 +36,9 @@ function niceMax(max) {
 }
 
 // Draws `points` ([{start, value}], value null for none) into `svg`.
-// `whole`: the values are counts, so the axis has no fractional ticks.
-function drawLineChart(svg, points, { color, format, granularity, whole }) {
+// `whole`: the values are counts, so the axis has no fractional ticks; `multiDay`: the axis
+// labels name the day too.
+function drawLineChart(svg, points, { color, format, granularity, whole, multiDay }) {
   svg.replaceChildren();
   const plotWidth = CHART.width - CHART.left - CHART.right;
   const plotHeight = CHART.height - CHART.top - CHART.bottom;
@@ -52,7 +56,7 @@ function drawLineChart(svg, points, { color, format, granularity, whole }) {
   const labelled = points.length > 2 ? [0, Math.floor((points.length - 1) / 2), points.length - 1] : points.map((_, i) => i);
   for (const i of labelled) {
     const anchor = i === 0 && points.length > 1 ? "start" : i === points.length - 1 && points.length > 1 ? "end" : "middle";
-    svg.append(svgElement("text", { class: "axis", x: x(i), y: CHART.height - 6, "text-anchor": anchor }, bucketLabel(points[i].start, granularity)));
+    svg.append(svgElement("text", { class: "axis", x: x(i), y: CHART.height - 6, "text-anchor": anchor }, bucketLabel(points[i].start, granularity, multiDay)));
   }
 
   // Runs of buckets with a value, so that a bucket without one (a CTR without impressions) is a gap.

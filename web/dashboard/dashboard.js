@@ -31,7 +31,15 @@ const state = {
   rows: [],
   polls: 0,
   timer: null,
+  // Each read of the API, numbered: an answer to an older read than the newest is not drawn
+  // (the view changed while it was on its way).
+  generation: 0,
+  lastUpdate: null,
 };
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+// How long one answer may take before the read counts as failed (polling goes on).
+const REQUEST_TIMEOUT_MS = 10000;
 
 // Thrown for an answer that is not 2xx: `problem` is its RFC 9457 body.
 class ApiError extends Error {
@@ -42,9 +50,23 @@ class ApiError extends Error {
   }
 }
 
+// The query service could not be reached, or did not answer in time.
+class NetworkError extends Error {}
+
+// The view asks for something that cannot be read (a custom range without a start).
+class ViewError extends Error {}
+
 async function api(path) {
   const key = localStorage.getItem(KEY_STORAGE);
-  const response = await fetch(`..${path}`, { headers: key ? { authorization: `Bearer ${key}` } : {} });
+  let response;
+  try {
+    response = await fetch(`..${path}`, {
+      headers: key ? { authorization: `Bearer ${key}` } : {},
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
+  } catch (error) {
+    throw new NetworkError(error.message);
+  }
   const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new ApiError(response.status, body);
   return body;
@@ -52,12 +74,23 @@ async function api(path) {
 
 // ---- the view's parameters -------------------------------------------------------------
 
+// `datetime-local` values are the viewer's wall-clock time; the API and the URL take RFC 3339,
+// so that a shared link means the same window in every zone.
+const localToIso = (value) => new Date(value).toISOString();
+function isoToLocal(date) {
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}
+const validLocal = (value) => value !== "" && !Number.isNaN(new Date(value).getTime());
+const isoParamToLocal = (value) => (value && !Number.isNaN(new Date(value).getTime()) ? isoToLocal(new Date(value)) : "");
+
 function readUrl() {
   const params = new URLSearchParams(location.search);
-  state.adId = params.get("ad_id") || "";
+  const adId = params.get("ad_id") || "";
+  state.adId = UUID.test(adId) ? adId.toLowerCase() : "";
   state.range = params.get("range") || "1h";
-  state.from = params.get("from") || "";
-  state.to = params.get("to") || "";
+  state.from = isoParamToLocal(params.get("from"));
+  state.to = isoParamToLocal(params.get("to"));
   state.granularity = params.get("granularity") || "";
 }
 
@@ -66,25 +99,19 @@ function writeUrl() {
   if (state.adId) params.set("ad_id", state.adId);
   params.set("range", state.range);
   if (state.range === "custom") {
-    params.set("from", state.from);
-    params.set("to", state.to);
+    if (validLocal(state.from)) params.set("from", localToIso(state.from));
+    if (validLocal(state.to)) params.set("to", localToIso(state.to));
   }
   if (state.granularity) params.set("granularity", state.granularity);
   history.replaceState(null, "", `?${params}`);
 }
 
-// `datetime-local` values are the viewer's local time; the API takes RFC 3339.
-const localToIso = (value) => new Date(value).toISOString();
-function isoToLocal(date) {
-  const pad = (n) => String(n).padStart(2, "0");
-  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
-}
-
 function windowParams() {
   const params = new URLSearchParams();
   if (state.range === "custom") {
+    if (!validLocal(state.from)) throw new ViewError("Choose the start of the custom range.");
     params.set("from", localToIso(state.from));
-    if (state.to) params.set("to", localToIso(state.to));
+    if (validLocal(state.to)) params.set("to", localToIso(state.to));
   } else {
     params.set("timeframe", state.range);
   }
@@ -114,6 +141,10 @@ async function loadCatalog() {
   for (const ad of [...ads.values()].sort((a, b) => a.title.localeCompare(b.title))) {
     select.add(new Option(ad.active ? ad.title : `${ad.title} (inactive)`, ad.id));
   }
+  if (chosen && !ads.has(chosen)) {
+    // Asked for by the URL but not in the catalog: shown as asked, the API's 404 says why.
+    select.add(new Option(`${chosen} (not in the catalog)`, chosen));
+  }
   select.value = chosen;
 }
 
@@ -121,7 +152,7 @@ async function fetchSeries() {
   const params = windowParams();
   params.set("granularity", granularity());
   params.set("tz", state.tz);
-  const path = state.adId ? `/ads/${state.adId}/analytics` : "/ads/analytics/series";
+  const path = state.adId ? `/ads/${encodeURIComponent(state.adId)}/analytics` : "/ads/analytics/series";
   try {
     return await api(`${path}?${params}`);
   } catch (error) {
@@ -134,22 +165,42 @@ async function fetchSeries() {
 }
 
 async function refresh() {
+  const generation = ++state.generation;
+  const current = () => generation === state.generation;
   try {
     if (state.ads.size === 0 || state.polls % CATALOG_EVERY_POLLS === 0) await loadCatalog();
     state.polls++;
     const [series, report] = await Promise.all([fetchSeries(), api(`/ads/analytics?${windowParams()}`)]);
+    if (!current()) return;
     render(series, report);
     showProblem(null);
     $("key-form").hidden = true;
+    $("forget-key").hidden = !localStorage.getItem(KEY_STORAGE);
+    state.lastUpdate = new Date();
     showFreshness(series.newest_event_received_at, $("live").checked ? "live" : "paused");
   } catch (error) {
+    if (!current()) return;
     if (error instanceof ApiError && error.status === 401) {
       $("key-form").hidden = false;
       showProblem(localStorage.getItem(KEY_STORAGE) ? "The API key was refused." : null);
+      showFreshness(null, "error", "needs the API key");
+    } else if (error instanceof ApiError) {
+      showProblem(`${error.status}: ${error.message}`);
+      showFreshness(null, "error");
+    } else if (error instanceof NetworkError) {
+      showProblem(`The query service did not answer: ${error.message}`);
+      showFreshness(null, "error");
+    } else if (error instanceof ViewError) {
+      showProblem(error.message);
+      showFreshness(null, "error");
     } else {
-      showProblem(error instanceof ApiError ? `${error.status}: ${error.message}` : `The query service did not answer: ${error.message}`);
+      showProblem(`The dashboard failed: ${error.message}`);
+      showFreshness(null, "error");
+      // A bug, not a refusal: reported like any uncaught error (the browser test fails on it).
+      setTimeout(() => {
+        throw error;
+      });
     }
-    showFreshness(null, "error");
   }
 }
 
@@ -177,12 +228,13 @@ function showProblem(text) {
   $("problem").textContent = text || "";
 }
 
-function showFreshness(newest, status) {
+// `why`: what to say instead of the freshness when the read failed.
+function showFreshness(newest, status, why = "see the error") {
   const element = $("freshness");
   element.dataset.state = status;
-  const updated = `updated ${new Date().toLocaleTimeString()}`;
+  const updated = state.lastUpdate ? `updated ${state.lastUpdate.toLocaleTimeString()}` : "never updated";
   if (status === "error") {
-    $("freshness-text").textContent = "not updated: see the error";
+    $("freshness-text").textContent = `${why} · ${updated}`;
     return;
   }
   if (!newest) {
@@ -208,7 +260,13 @@ function render(series, report) {
       : formats.count(totals[metric]);
   }
   const chart = (id, value, color, format, whole) =>
-    drawLineChart($(id), series.series.map((b) => ({ start: b.start, value: value(b) })), { color, format, granularity: series.granularity, whole });
+    drawLineChart($(id), series.series.map((b) => ({ start: b.start, value: value(b) })), {
+      color,
+      format,
+      granularity: series.granularity,
+      whole,
+      multiDay: new Date(series.to) - new Date(series.from) > 86_400_000,
+    });
   const style = getComputedStyle(document.documentElement);
   chart("chart-clicks", (b) => b.clicks, style.getPropertyValue("--clicks"), formats.count, true);
   chart("chart-impressions", (b) => b.impressions, style.getPropertyValue("--impressions"), formats.count, true);
@@ -290,6 +348,8 @@ $("ad").addEventListener("change", (e) => {
 });
 $("range").addEventListener("change", (e) => {
   state.range = e.target.value;
+  // Buckets chosen by hand for another range could be far too many for this one.
+  state.granularity = "";
   if (state.range === "custom" && !state.from) {
     state.from = isoToLocal(new Date(Date.now() - 3.6e6));
     state.to = isoToLocal(new Date(Date.now() + 6e4));
@@ -300,7 +360,7 @@ $("range").addEventListener("change", (e) => {
 for (const id of ["from", "to"]) {
   $(id).addEventListener("change", (e) => {
     state[id] = e.target.value;
-    if (state.from) refreshNow();
+    refreshNow();
   });
 }
 $("granularity").addEventListener("change", (e) => {
@@ -324,6 +384,11 @@ document.querySelector("#ads tbody").addEventListener("click", (e) => {
   if (!tr) return;
   state.adId = state.adId === tr.dataset.adId ? "" : tr.dataset.adId;
   syncControls();
+  refreshNow();
+});
+$("forget-key").addEventListener("click", () => {
+  localStorage.removeItem(KEY_STORAGE);
+  $("forget-key").hidden = true;
   refreshNow();
 });
 $("key-form").addEventListener("submit", (e) => {

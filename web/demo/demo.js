@@ -93,6 +93,8 @@ video.addEventListener("playing", () => {
 });
 
 video.addEventListener("click", () => {
+  // A click on the ad while it plays; not one that starts it, nor one on a paused frame.
+  if (!impressionSent || video.paused) return;
   const watched = video.duration ? Math.min(100, (100 * video.currentTime) / video.duration) : undefined;
   report("click", {
     playback_time_secs: Math.round(video.currentTime * 10) / 10,
@@ -130,8 +132,13 @@ video.addEventListener("error", () => {
   state.className = "small error";
 });
 
-// Autoplay may be refused (an unmuted tab, a browser setting): then the viewer starts it.
+// Autoplay may be refused (a browser setting): then the viewer starts the ad with a button of
+// the page's own, so that no click on the video is mistaken for a click on the ad.
 video.play().catch(() => {
   state.textContent = "Press play to start the ad.";
-  video.controls = true;
+  document.getElementById("start").hidden = false;
+});
+document.getElementById("play").addEventListener("click", () => {
+  document.getElementById("start").hidden = true;
+  video.play();
 });

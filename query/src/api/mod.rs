@@ -263,7 +263,7 @@ impl QueryApi {
         tz: Query<Option<String>>,
         /// `previous`: also the totals and series of the period of equal length just before.
         compare: Query<Option<Compare>>,
-    ) -> AnalyticsResponse<Series> {
+    ) -> SeriesResponse {
         let query = self.authorize(&caller, Access::Read).and_then(|()| series_query(from.0, to.0, timeframe.0, granularity.0, tz.0, compare.0));
         let result = match query {
             Ok(query) => self.analytics.series(None, query).await,
@@ -455,6 +455,46 @@ impl<T: poem_openapi::types::ToJSON> From<Result<T, QueryError>> for AnalyticsRe
             QueryError::Unauthorized(_) => Self::Unauthorized(problem(&e), BEARER.to_owned()),
             QueryError::AdNotFound(_) => Self::NotFound(problem(&e)),
             QueryError::ClickHouse(_) | QueryError::ManagementDisabled | QueryError::AdExists(_) => Self::Unavailable(problem(&e)),
+        }
+    }
+}
+
+/// `getSeries`: like [`AnalyticsResponse`], without an ad to miss.
+#[derive(ApiResponse)]
+#[allow(clippy::large_enum_variant)] // one per request, moved once into the response
+#[oai(bad_request_handler = "series_bad_request")]
+pub enum SeriesResponse {
+    /// Every ad's totals and series.
+    #[oai(status = 200)]
+    Ok(Json<Series>),
+    /// A parameter is not of its type (not RFC 3339, unknown enum value).
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// An API key is configured and the request lacks it or has another.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
+    /// Parameters contradict each other (timeframe with from/to, from after to, too many
+    /// buckets, a previous period before 1970) or name an unknown time zone.
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Json<Problem>),
+    /// ClickHouse did not answer.
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>),
+}
+
+fn series_bad_request(error: poem::Error) -> SeriesResponse {
+    SeriesResponse::BadRequest(bad_parameter(error))
+}
+
+impl From<Result<Series, QueryError>> for SeriesResponse {
+    fn from(result: Result<Series, QueryError>) -> Self {
+        match AnalyticsResponse::from(result) {
+            AnalyticsResponse::Ok(body) => Self::Ok(body),
+            AnalyticsResponse::BadRequest(problem) => Self::BadRequest(problem),
+            AnalyticsResponse::Unauthorized(problem, challenge) => Self::Unauthorized(problem, challenge),
+            AnalyticsResponse::Unprocessable(problem) => Self::Unprocessable(problem),
+            // No ad is named, so none can be missing: a 404 here would be a bug, not the caller's.
+            AnalyticsResponse::NotFound(problem) | AnalyticsResponse::Unavailable(problem) => Self::Unavailable(problem),
         }
     }
 }
