@@ -10,18 +10,41 @@
 //!   seen on two days counts once per day in a multi-day window.
 
 use std::net::IpAddr;
+use std::sync::RwLock;
 
 use ring::hmac;
 use schemas::AdEvent;
+use time::Date;
 
 pub struct Privacy {
     secret: hmac::Key,
+    /// The latest day's key, derived once for all that day's events instead of once per event.
+    day_key: RwLock<Option<(Date, hmac::Key)>>,
     keep_raw_ips: bool,
 }
 
 impl Privacy {
     pub fn new(secret: &str, keep_raw_ips: bool) -> Self {
-        Self { secret: hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()), keep_raw_ips }
+        Self { secret: hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()), day_key: RwLock::new(None), keep_raw_ips }
+    }
+
+    /// The key of `day`'s visitor ids: an HMAC of the day under the secret.
+    fn day_key(&self, day: Date) -> hmac::Key {
+        // Nothing panics while holding the lock; a poisoned one still holds a whole key.
+        if let Some((cached_day, key)) = &*self.day_key.read().unwrap_or_else(|e| e.into_inner()) {
+            if *cached_day == day {
+                return key.clone();
+            }
+        }
+        let tag = hmac::sign(&self.secret, format!("adtrack visitor key {day}").as_bytes());
+        let key = hmac::Key::new(hmac::HMAC_SHA256, tag.as_ref());
+        let mut cached = self.day_key.write().unwrap_or_else(|e| e.into_inner());
+        // Only a later day replaces it: an event received just before midnight, handled just
+        // after, does not evict the new day's key.
+        if cached.as_ref().is_none_or(|(cached_day, _)| day > *cached_day) {
+            *cached = Some((day, key.clone()));
+        }
+        key
     }
 
     /// Sets the event's visitor id from its sender, then truncates its IP.
@@ -32,9 +55,8 @@ impl Privacy {
         }
     }
 
-    pub fn visitor_id(&self, day: time::Date, ip: Option<IpAddr>, user_agent: Option<&str>) -> u64 {
-        let day_key = hmac::sign(&self.secret, format!("adtrack visitor key {day}").as_bytes());
-        let mut mac = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, day_key.as_ref()));
+    pub fn visitor_id(&self, day: Date, ip: Option<IpAddr>, user_agent: Option<&str>) -> u64 {
+        let mut mac = hmac::Context::with_key(&self.day_key(day));
         // Fixed-width address, then the agent: no two (ip, agent) pairs give the same input.
         let address = match ip {
             Some(IpAddr::V4(v4)) => v4.to_ipv6_mapped().octets(),
@@ -91,6 +113,10 @@ mod tests {
         assert_ne!(id, privacy.visitor_id(day, ip("203.0.113.7"), Some("Mozilla/5.1")));
         assert_ne!(id, Privacy::new("another secret entirely", false).visitor_id(day, ip("203.0.113.7"), Some("Mozilla/5.0")));
         assert_ne!(privacy.visitor_id(day, None, None), privacy.visitor_id(day, ip("::"), None));
+        // The cached day key gives what a fresh derivation gives, whichever day came last.
+        let fresh = || Privacy::new("a secret of some length", false);
+        assert_eq!(id, fresh().visitor_id(day, ip("203.0.113.7"), Some("Mozilla/5.0")));
+        assert_eq!(id, privacy.visitor_id(day, ip("203.0.113.7"), Some("Mozilla/5.0")), "after the next day's key");
     }
 
     #[test]
