@@ -4,20 +4,16 @@ on the dashboard, which refreshes by itself. Screenshots of both pages go to SCR
 
 usage: demo_dashboard.py INGEST_URL QUERY_URL SCREENSHOT_DIR [API_KEY]
 
-Chromium: $CHROMIUM, default /usr/bin/chromium (the Debian package; Playwright's own browser
-builds are not downloaded).
+Chromium: see chromium.py.
 """
 
-import os
 import re
 import sys
 from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
-# A browser's user agent, not HeadlessChrome's: that one is a known bot's, and the demo's events
-# would be invalid traffic, never counted.
-BROWSER_USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+from chromium import BROWSER_USER_AGENT, launch
 TRAIL_RUNNER = "a1000000-0000-4000-8000-000000000001"
 COFFEE_CLUB = "a1000000-0000-4000-8000-000000000002"
 TIMEOUT_MS = 30_000
@@ -43,17 +39,10 @@ def main():
     # A failed run must not leave an earlier run's pictures looking like its own.
     for name in ("demo.png", "dashboard.png"):
         (shots / name).unlink(missing_ok=True)
-    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-    if not Path(chromium).exists():
-        sys.exit(f"{chromium} not found: run `make test-deps` (installs the Debian package chromium)")
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium,
-            headless=True,
-            # The sample ad autoplays muted, as players do; no user gesture in a test.
-            args=["--no-sandbox", "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required"],
-        )
+        # The sample ad autoplays muted, as players do; no user gesture in a test.
+        browser = launch(p, ["--autoplay-policy=no-user-gesture-required"])
         context = browser.new_context(viewport={"width": 1280, "height": 900}, user_agent=BROWSER_USER_AGENT)
         context.set_default_timeout(TIMEOUT_MS)
         errors = []

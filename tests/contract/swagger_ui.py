@@ -4,19 +4,17 @@ through it as a person would: open the operation, "Try it out", fill the paramet
 
 usage: swagger_ui.py INGEST_URL QUERY_URL SCREENSHOT_DIR
 
-Chromium: $CHROMIUM, default /usr/bin/chromium (the Debian package; Playwright's own browser
-builds are not downloaded).
+Chromium: see tests/browser/chromium.py (on PYTHONPATH, set by tests/tests/contract.rs).
 """
 
 import json
-import os
 import sys
 import uuid
 from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
-BROWSER_USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+from chromium import BROWSER_USER_AGENT, launch
 
 TRAIL_RUNNER = "a1000000-0000-4000-8000-000000000001"
 TIMEOUT_MS = 30_000
@@ -44,14 +42,10 @@ def try_it_out(page, base_url, tag, operation_id, fill, expected_status, shots, 
 def main():
     ingest_url, query_url, shots = sys.argv[1].rstrip("/"), sys.argv[2].rstrip("/"), Path(sys.argv[3])
     shots.mkdir(parents=True, exist_ok=True)
-    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-    if not Path(chromium).exists():
-        sys.exit(f"{chromium} not found: run `make test-deps` (installs the Debian package chromium)")
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"])
-        # A browser's user agent, not HeadlessChrome's: that one is a known bot's, and the click
-        # sent through Try it out would be invalid traffic, never counted.
+        browser = launch(p)
+        # A browser's user agent: the click sent through Try it out must be counted.
         page = browser.new_page(viewport={"width": 1280, "height": 2000}, user_agent=BROWSER_USER_AGENT)
         errors = []
         page.on("pageerror", lambda e: errors.append(str(e)))

@@ -24,9 +24,10 @@ fn contract_bin() -> PathBuf {
 }
 
 /// Runs a contract tool: see [`run_tool`]. Schemathesis loads tests/contract/schemathesis_hooks.py
-/// (the NDJSON serializer) from there.
+/// (the NDJSON serializer) from there; swagger_ui.py imports tests/browser/chromium.py.
 async fn run_contract_tool(name: &str, program: &Path, args: &[&str], dir: &Path) -> (bool, String) {
-    let env = [("SCHEMATHESIS_HOOKS", OsString::from("schemathesis_hooks")), ("PYTHONPATH", contract_dir().into_os_string())];
+    let python_path = std::env::join_paths([contract_dir(), workspace_root().join("tests/browser")]).expect("PYTHONPATH");
+    let env = [("SCHEMATHESIS_HOOKS", OsString::from("schemathesis_hooks")), ("PYTHONPATH", python_path)];
     run_tool(name, program, args, dir, &env).await
 }
 
