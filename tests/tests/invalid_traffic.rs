@@ -56,8 +56,16 @@ async fn every_rule_flags_its_events_which_are_stored_apart_and_never_billed() {
         send(&stack, "/ads/click", AD_TRAIL_RUNNER, -20, sender).await;
     }
 
-    // Stored: billable rows in the event tables, flagged ones apart with their reason.
-    stack.wait_for_count("SELECT count() FROM invalid_events", 7).await;
+    // Stored: billable rows in the event tables, flagged ones apart with their reason. The
+    // aggregator writes a batch's three tables concurrently, so wait for all three at once:
+    // waiting for `invalid_events` alone could read `click_events` before its insert ends.
+    stack
+        .wait_for_count(
+            "SELECT (SELECT count() FROM click_events) + (SELECT count() FROM impression_events) + (SELECT count() FROM invalid_events)",
+            10,
+        )
+        .await;
+    assert_eq!(stack.count("SELECT count() FROM invalid_events").await, 7);
     assert_eq!(stack.count("SELECT count() FROM click_events").await, 2);
     assert_eq!(stack.count("SELECT count() FROM impression_events").await, 1);
     let flagged = stack
