@@ -5,6 +5,7 @@
 //! visible once the API counts k clicks for that ad. Probes are sent one after another and
 //! the stream keeps their order, so the k-th click to arrive is the k-th probe.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,16 @@ pub struct FreshnessReport {
     /// Messages the aggregator had not processed (or not acked) when the load stopped: a
     /// backlog that grows through the phase means it cannot keep up at this rate.
     pub backlog_at_end: u64,
+    /// The aggregator's mean time per batch in each stage while probing (from its
+    /// `aggregator_batch_stage_duration_seconds`), keyed by stage: where freshness goes.
+    pub aggregator_stages: BTreeMap<String, StageTime>,
+}
+
+/// One stage of the aggregator's batches over the phase.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StageTime {
+    pub batches: u64,
+    pub mean_ms: f64,
 }
 
 #[derive(Default)]
@@ -60,12 +71,14 @@ pub async fn run(stack: &Stack, mix: &Mix, args: &Args) -> anyhow::Result<(Fresh
     let poll_url = stack.query.url(&format!("/ads/analytics?ad_id={PROBE_AD}&timeframe=15m"));
     let interval = Duration::from_millis(args.probe_interval_ms);
     tokio::time::sleep_until(window.measure_from.into()).await;
+    let stages_before = stage_totals(&stack.metrics(&stack.aggregator).await);
     let probing = async {
         let sent = send_probes(&http, &click_url, interval, window.until, &probes).await;
         let (_, pending, unacked) = stack.stream_state().await;
-        (sent, pending + unacked as u64)
+        let stages_after = stage_totals(&stack.metrics(&stack.aggregator).await);
+        (sent, pending + unacked as u64, stage_times(&stages_before, &stages_after))
     };
-    let (((probes_sent, mut outcomes), backlog_at_end), seen) =
+    let (((probes_sent, mut outcomes), backlog_at_end, aggregator_stages), seen) =
         tokio::join!(probing, watch_probes(&http, &poll_url, Duration::from_millis(args.poll_interval_ms), &probes));
     let (freshness_us, polls) = seen?;
     let probes_accepted = outcomes.clicks.len() as u64;
@@ -79,8 +92,40 @@ pub async fn run(stack: &Stack, mix: &Mix, args: &Args) -> anyhow::Result<(Fresh
         freshness: Latency::of(freshness_us),
         polls,
         backlog_at_end,
+        aggregator_stages,
     };
     Ok((report, outcomes))
+}
+
+const STAGE_METRIC: &str = "aggregator_batch_stage_duration_seconds";
+
+/// (sum of seconds, count) per stage of the aggregator's stage histogram, from its Prometheus text.
+fn stage_totals(metrics: &str) -> BTreeMap<String, (f64, u64)> {
+    let mut totals: BTreeMap<String, (f64, u64)> = BTreeMap::new();
+    for line in metrics.lines() {
+        let Some((series, value)) = line.strip_prefix(STAGE_METRIC).and_then(|rest| rest.split_once("} ")) else { continue };
+        let Some((part, stage)) = series.split_once("{stage=\"") else { continue };
+        let stage = stage.trim_end_matches('"').to_owned();
+        let total = totals.entry(stage).or_default();
+        match part {
+            "_sum" => total.0 = value.trim().parse().unwrap_or(0.0),
+            "_count" => total.1 = value.trim().parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    totals
+}
+
+/// Mean time per batch in each stage between two readings of [`stage_totals`].
+fn stage_times(before: &BTreeMap<String, (f64, u64)>, after: &BTreeMap<String, (f64, u64)>) -> BTreeMap<String, StageTime> {
+    after
+        .iter()
+        .filter_map(|(stage, &(sum, count))| {
+            let (sum_before, count_before) = before.get(stage).copied().unwrap_or_default();
+            let batches = count.checked_sub(count_before).filter(|&n| n > 0)?;
+            Some((stage.clone(), StageTime { batches, mean_ms: (sum - sum_before) * 1_000.0 / batches as f64 }))
+        })
+        .collect()
 }
 
 /// One probe click per `interval` until `until`, each after the previous one's answer.
@@ -155,4 +200,29 @@ async fn probe_clicks(http: &reqwest::Client, url: &str) -> anyhow::Result<u64> 
 fn lock(probes: &Mutex<Probes>) -> std::sync::MutexGuard<'_, Probes> {
     // Nothing panics while holding the lock, so it cannot be poisoned.
     probes.lock().expect("probe state lock")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_means_come_from_the_histograms_deltas() {
+        let text = |pull_sum: f64, pull_count: u64| {
+            format!(
+                "# TYPE aggregator_batch_stage_duration_seconds histogram\n\
+                 aggregator_batch_stage_duration_seconds_bucket{{stage=\"pull\",le=\"0.001\"}} 1\n\
+                 aggregator_batch_stage_duration_seconds_sum{{stage=\"pull\"}} {pull_sum}\n\
+                 aggregator_batch_stage_duration_seconds_count{{stage=\"pull\"}} {pull_count}\n\
+                 aggregator_batch_stage_duration_seconds_sum{{stage=\"write\"}} 0.5\n\
+                 aggregator_batch_stage_duration_seconds_count{{stage=\"write\"}} 2\n"
+            )
+        };
+        let before = stage_totals(&text(1.0, 10));
+        assert_eq!(before["pull"], (1.0, 10));
+        let times = stage_times(&before, &stage_totals(&text(1.6, 13)));
+        assert_eq!(times.len(), 1, "no batch wrote between the readings: {times:?}");
+        assert_eq!(times["pull"].batches, 3);
+        assert!((times["pull"].mean_ms - 200.0).abs() < 1e-6, "{times:?}");
+    }
 }

@@ -335,8 +335,21 @@ fn freshness_table(f: &FreshnessReport) -> Table {
             ms(f.background.latency.p99_us),
             statuses(&f.background.http_statuses, &[202]),
             thousands(f.backlog_at_end as f64)
-        )],
+        ), aggregator_stages(f)],
     }
+}
+
+/// Where a batch's time went in the aggregator while probing, in pipeline order.
+fn aggregator_stages(f: &FreshnessReport) -> String {
+    let stages: Vec<String> = ["pull", "lookup", "ivt_lookup", "write", "ack"]
+        .into_iter()
+        .filter_map(|stage| f.aggregator_stages.get(stage).map(|t| format!("{stage} {:.1} ms", t.mean_ms)))
+        .collect();
+    let batches = f.aggregator_stages.get("write").map_or(0, |t| t.batches);
+    format!(
+        "Aggregator while probing, mean per batch over {batches} batches: {}. `write` holds both lookups (run at once) and the inserts.",
+        if stages.is_empty() { "no batch written".to_owned() } else { stages.join(", ") }
+    )
 }
 
 fn query_tables(q: &QueryReport) -> Vec<Table> {
