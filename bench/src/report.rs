@@ -445,8 +445,8 @@ fn cpu_table(processes: &[ProcessUsage], machine: &BTreeMap<String, f64>, cores:
     whole.extend(phases.iter().map(|phase| machine.get(*phase).map_or("-".into(), |cores| format!("{cores:.2}"))));
     rows.push(whole);
     let mut notes = vec![
-        "Whole machine: user and system time of every process and kernel thread (interrupts left out). Well above \
-         the processes' sum, something else was running, and the figures are disturbed."
+        "Whole machine: user and system time of every process and kernel thread (interrupts left out). Where it is \
+         well above the processes' sum, something else was running, and a warning below names the phase."
             .to_owned(),
     ];
     let disturbed: Vec<String> = phases
