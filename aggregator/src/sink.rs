@@ -91,9 +91,10 @@ impl Sink {
             return WriteOutcome::default();
         }
         let ids: Vec<Uuid> = rows.iter().map(EventRow::event_id).collect();
-        // The two reads before the insert do not depend on each other, so they run at once:
-        // one ClickHouse round trip less on the path of every batch that holds clicks. The
-        // history of a repeat is read for nothing, but repeats are rare and dropped below.
+        // The two reads before the insert do not depend on each other, so they run at once and
+        // a batch waits for the longer one, not both (while ClickHouse is short of CPU they slow
+        // each other down and the gain is small: BENCHMARKS.md). A repeat's history is read for
+        // nothing, but repeats are rare and dropped below.
         let stored_ids = async {
             let started = Instant::now();
             let stored = self.retry("look up stored event ids", || self.stored_event_ids(&ids)).await;
