@@ -50,7 +50,8 @@ impl Rules {
 }
 
 /// What ClickHouse held, before a batch, about one of its clicks: the newest click and the
-/// newest impression by the same visitor on the same ad at or before the click's time.
+/// newest impression by the same visitor on the same ad at or before the click's time, each
+/// looked for only within its rule's window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Before {
     pub click: Option<OffsetDateTime>,
@@ -183,13 +184,12 @@ impl History {
         if clicks.is_empty() || !self.rules.any() {
             return Ok(HashMap::new());
         }
-        let window_ms = [self.rules.duplicate_click_window, self.rules.click_impression_window]
-            .into_iter()
-            .flatten()
-            .map(|w| w.as_millis() as i64)
-            .max()
-            .unwrap_or(0);
-        let lookups: Vec<_> = clicks.chunks(LOOKUP_CHUNK).map(|chunk| self.lookup(chunk, window_ms)).collect();
+        // Each side looks back only as far as its own rule needs: the duplicate-click window
+        // (30 s by default) for clicks, the click-impression window (an hour) for impressions.
+        // A rule that is off reads only the batch's own time span.
+        let ms = |window: Option<Duration>| window.map_or(0, |w| w.as_millis() as i64);
+        let windows_ms = (ms(self.rules.duplicate_click_window), ms(self.rules.click_impression_window));
+        let lookups: Vec<_> = clicks.chunks(LOOKUP_CHUNK).map(|chunk| self.lookup(chunk, windows_ms)).collect();
         let mut found = futures::stream::iter(lookups).buffer_unordered(PARALLEL_LOOKUPS);
         let mut before = HashMap::with_capacity(clicks.len());
         let at = |ms: i64| (ms > 0).then(|| OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms));
@@ -201,8 +201,9 @@ impl History {
         Ok(before)
     }
 
-    async fn lookup(&self, clicks: &[(Uuid, u64, Uuid, i64)], window_ms: i64) -> Result<Vec<Found>, clickhouse::error::Error> {
-        let from = clicks.iter().map(|c| c.3).min().unwrap_or(0) - window_ms;
+    /// `windows_ms`: how far back to read clicks and impressions.
+    async fn lookup(&self, clicks: &[(Uuid, u64, Uuid, i64)], windows_ms: (i64, i64)) -> Result<Vec<Found>, clickhouse::error::Error> {
+        let earliest = clicks.iter().map(|c| c.3).min().unwrap_or(0);
         let to = clicks.iter().map(|c| c.3).max().unwrap_or(0);
         let mut visitors: Vec<u64> = clicks.iter().map(|c| c.1).collect();
         visitors.sort_unstable();
@@ -212,10 +213,12 @@ impl History {
         ads.dedup();
         let tuples: Vec<(String, u64, String, i64)> = clicks.iter().map(|c| (c.0.to_string(), c.1, c.2.to_string(), c.3)).collect();
         // Each side reads only the batch's ads and visitors (primary key and bloom-filter
-        // index) within the window; flagged events count as history too.
-        let batch = "ad_id IN {ads:Array(UUID)} AND visitor_id IN {visitors:Array(UInt64)} \
-                     AND timestamp >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND timestamp <= fromUnixTimestamp64Milli({to:Int64}, 'UTC')";
+        // index) within its window; flagged events count as history too.
         let history = |table: &str, kind: &str| {
+            let batch = format!(
+                "ad_id IN {{ads:Array(UUID)}} AND visitor_id IN {{visitors:Array(UInt64)}} \
+                 AND timestamp >= fromUnixTimestamp64Milli({{{kind}_from:Int64}}, 'UTC') AND timestamp <= fromUnixTimestamp64Milli({{to:Int64}}, 'UTC')"
+            );
             format!(
                 "SELECT visitor_id, ad_id, timestamp FROM {table} WHERE {batch} \
                  UNION ALL SELECT visitor_id, ad_id, timestamp FROM invalid_events WHERE kind = '{kind}' AND {batch}"
@@ -236,7 +239,8 @@ impl History {
             .param("clicks", tuples)
             .param("ads", ads)
             .param("visitors", visitors)
-            .param("from", from)
+            .param("click_from", earliest - windows_ms.0)
+            .param("impression_from", earliest - windows_ms.1)
             .param("to", to)
             .fetch_all::<Found>()
             .await
