@@ -71,11 +71,11 @@ pub async fn run(stack: &Stack, mix: &Mix, args: &Args) -> anyhow::Result<(Fresh
     let poll_url = stack.query.url(&format!("/ads/analytics?ad_id={PROBE_AD}&timeframe=15m"));
     let interval = Duration::from_millis(args.probe_interval_ms);
     tokio::time::sleep_until(window.measure_from.into()).await;
-    let stages_before = stage_totals(&stack.metrics(&stack.aggregator).await);
+    let stages_before = stack.metrics(&stack.aggregator).await;
     let probing = async {
         let sent = send_probes(&http, &click_url, interval, window.until, &probes).await;
         let (_, pending, unacked) = stack.stream_state().await;
-        let stages_after = stage_totals(&stack.metrics(&stack.aggregator).await);
+        let stages_after = stack.metrics(&stack.aggregator).await;
         (sent, pending + unacked as u64, stage_times(&stages_before, &stages_after))
     };
     let (((probes_sent, mut outcomes), backlog_at_end, aggregator_stages), seen) =
@@ -97,33 +97,22 @@ pub async fn run(stack: &Stack, mix: &Mix, args: &Args) -> anyhow::Result<(Fresh
     Ok((report, outcomes))
 }
 
-const STAGE_METRIC: &str = "aggregator_batch_stage_duration_seconds";
+/// The aggregator's batch stages in pipeline order, the `stage` label of its
+/// `aggregator_batch_stage_duration_seconds`.
+pub const STAGES: [&str; 5] = ["pull", "lookup", "ivt_lookup", "write", "ack"];
 
-/// (sum of seconds, count) per stage of the aggregator's stage histogram, from its Prometheus text.
-fn stage_totals(metrics: &str) -> BTreeMap<String, (f64, u64)> {
-    let mut totals: BTreeMap<String, (f64, u64)> = BTreeMap::new();
-    for line in metrics.lines() {
-        let Some((series, value)) = line.strip_prefix(STAGE_METRIC).and_then(|rest| rest.split_once("} ")) else { continue };
-        let Some((part, stage)) = series.split_once("{stage=\"") else { continue };
-        let stage = stage.trim_end_matches('"').to_owned();
-        let total = totals.entry(stage).or_default();
-        match part {
-            "_sum" => total.0 = value.trim().parse().unwrap_or(0.0),
-            "_count" => total.1 = value.trim().parse().unwrap_or(0),
-            _ => {}
-        }
-    }
-    totals
-}
-
-/// Mean time per batch in each stage between two readings of [`stage_totals`].
-fn stage_times(before: &BTreeMap<String, (f64, u64)>, after: &BTreeMap<String, (f64, u64)>) -> BTreeMap<String, StageTime> {
-    after
-        .iter()
-        .filter_map(|(stage, &(sum, count))| {
-            let (sum_before, count_before) = before.get(stage).copied().unwrap_or_default();
-            let batches = count.checked_sub(count_before).filter(|&n| n > 0)?;
-            Some((stage.clone(), StageTime { batches, mean_ms: (sum - sum_before) * 1_000.0 / batches as f64 }))
+/// Mean time per batch in each stage between two readings of the aggregator's metrics; a stage
+/// no batch passed in between is left out.
+fn stage_times(before: &str, after: &str) -> BTreeMap<String, StageTime> {
+    let read = |text: &str, part: &str, stage: &str| {
+        e2e::metric(text, &format!("aggregator_batch_stage_duration_seconds_{part}{{stage=\"{stage}\"}}")).unwrap_or(0.0)
+    };
+    STAGES
+        .into_iter()
+        .filter_map(|stage| {
+            let batches = read(after, "count", stage) - read(before, "count", stage);
+            let seconds = read(after, "sum", stage) - read(before, "sum", stage);
+            (batches > 0.0).then(|| (stage.to_owned(), StageTime { batches: batches as u64, mean_ms: seconds * 1_000.0 / batches }))
         })
         .collect()
 }
@@ -218,9 +207,9 @@ mod tests {
                  aggregator_batch_stage_duration_seconds_count{{stage=\"write\"}} 2\n"
             )
         };
-        let before = stage_totals(&text(1.0, 10));
-        assert_eq!(before["pull"], (1.0, 10));
-        let times = stage_times(&before, &stage_totals(&text(1.6, 13)));
+        let before = text(1.0, 10);
+        assert_eq!(stage_times("", &before)["pull"], StageTime { batches: 10, mean_ms: 100.0 });
+        let times = stage_times(&before, &text(1.6, 13));
         assert_eq!(times.len(), 1, "no batch wrote between the readings: {times:?}");
         assert_eq!(times["pull"].batches, 3);
         assert!((times["pull"].mean_ms - 200.0).abs() < 1e-6, "{times:?}");

@@ -9,7 +9,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::config::Args;
-use crate::freshness::FreshnessReport;
+use crate::freshness::{FreshnessReport, STAGES};
 use crate::jetstream::PublishReport;
 use crate::load::{BatchReport, LoadReport};
 use crate::query::QueryReport;
@@ -341,7 +341,7 @@ fn freshness_table(f: &FreshnessReport) -> Table {
 
 /// Where a batch's time went in the aggregator while probing, in pipeline order.
 fn aggregator_stages(f: &FreshnessReport) -> String {
-    let stages: Vec<String> = ["pull", "lookup", "ivt_lookup", "write", "ack"]
+    let stages: Vec<String> = STAGES
         .into_iter()
         .filter_map(|stage| f.aggregator_stages.get(stage).map(|t| format!("{stage} {:.1} ms", t.mean_ms)))
         .collect();
