@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use service_kit::{CatalogArgs, ClickHouseArgs, NatsArgs};
+use service_kit::{CatalogArgs, ClickHouseArgs, NatsArgs, WrittenArgs};
 
 use crate::dead_letter::DeadLetterArgs;
 
@@ -22,6 +22,8 @@ pub struct Config {
     pub consumer: ConsumerArgs,
     #[command(flatten)]
     pub dead_letters: DeadLetterArgs,
+    #[command(flatten)]
+    pub written: WrittenArgs,
     #[command(flatten)]
     pub catalog: CatalogArgs,
     #[command(flatten)]
@@ -188,6 +190,10 @@ impl Config {
         if self.dead_letters.dead_letter_subject_prefix.starts_with(&format!("{}.", self.nats.nats_subject_prefix)) {
             return Err("DEAD_LETTER_SUBJECT_PREFIX must not fall under NATS_SUBJECT_PREFIX".into());
         }
+        // Captured by the stream, each announcement would come back as an event to dead-letter.
+        if schemas::stream::captured_by_stream(&self.nats.nats_subject_prefix, &self.written.nats_written_subject) {
+            return Err("NATS_WRITTEN_SUBJECT must not fall under NATS_SUBJECT_PREFIX".into());
+        }
         self.catalog.validate()?;
         crate::migrate::check_database_name(&self.clickhouse.clickhouse_database)
     }
@@ -212,5 +218,7 @@ mod tests {
         assert!(config.validate().unwrap_err().contains("BATCH_MAX_MESSAGES"));
         let config = Config::try_parse_from(["aggregator", "--clickhouse-database", "a-b"]).unwrap();
         assert!(config.validate().unwrap_err().contains("CLICKHOUSE_DATABASE"));
+        let config = Config::try_parse_from(["aggregator", "--nats-written-subject", "ads.events.written"]).unwrap();
+        assert!(config.validate().unwrap_err().contains("NATS_WRITTEN_SUBJECT"));
     }
 }

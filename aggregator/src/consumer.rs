@@ -13,7 +13,7 @@ use async_nats::jetstream::{AckKind, Message};
 use futures::StreamExt;
 use schemas::event::DecodeError;
 use schemas::rows::EventRow;
-use schemas::stream::REQUEST_ID_HEADER;
+use schemas::stream::{WrittenNotice, REQUEST_ID_HEADER};
 use schemas::AdEvent;
 use service_kit::catalog::{AdStatus, Catalog};
 use tokio::sync::watch;
@@ -22,6 +22,7 @@ use crate::config::ConsumerArgs;
 use crate::dead_letter::{DeadLetters, Reason};
 use crate::metrics::Metrics;
 use crate::sink::Sink;
+use crate::written::Announcer;
 
 pub struct Consumer {
     pub consumer: PullConsumer,
@@ -29,6 +30,8 @@ pub struct Consumer {
     pub clickhouse: clickhouse::Client,
     pub sink: Sink,
     pub dead_letters: DeadLetters,
+    /// Tells the query service that ClickHouse holds new events.
+    pub written: Announcer,
     pub catalog: Arc<Catalog>,
     pub metrics: Metrics,
     pub args: ConsumerArgs,
@@ -142,6 +145,10 @@ impl Consumer {
         let started = Instant::now();
         let outcome = self.sink.write(rows).await;
         self.metrics.stage_seconds.with_label_values(&["write"]).observe(started.elapsed().as_secs_f64());
+        if outcome.inserted > 0 {
+            let last_stream_seq = to_ack.iter().filter_map(|m| m.info().ok()).map(|info| info.stream_sequence).max().unwrap_or(0);
+            self.written.announce(WrittenNotice { events: outcome.inserted as u64, last_stream_seq }).await;
+        }
         let started = Instant::now();
         for message in &to_ack {
             if let Err(error) = message.ack().await {

@@ -4,7 +4,8 @@
 //! (whose materialized views feed the rollups) and only then are the messages acked; [`ivt`]
 //! flags the clicks that need a visitor's history to be recognised as invalid traffic.
 //! [`dead_letter`] keeps what can never become a row, [`setup`] creates the stream and
-//! consumer, [`migrate`] the ClickHouse schema, [`lag`] samples how far the consumer is behind.
+//! consumer, [`migrate`] the ClickHouse schema, [`lag`] samples how far the consumer is behind,
+//! [`written`] tells the query service after each write that its cached answers are stale.
 
 pub mod backoff;
 pub mod config;
@@ -17,3 +18,4 @@ pub mod migrate;
 pub mod rebuild;
 pub mod setup;
 pub mod sink;
+pub mod written;

@@ -71,6 +71,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         sink: Sink::new(clickhouse, Backoff::default(), metrics.clone())
             .with_invalid_traffic_rules(aggregator::ivt::Rules::from_args(&config.invalid_traffic)),
         dead_letters: DeadLetters::new(js, &config.dead_letters),
+        written: aggregator::written::Announcer::new(nats.clone(), &config.written.nats_written_subject),
         catalog,
         metrics,
         args: config.consumer.clone(),

@@ -2,8 +2,11 @@
 //! so "the last hour" asked twice in the same minute is one entry. A short TTL keeps numbers
 //! real-time; misses for the same key are computed once. Each cache holds at most a budget of
 //! bytes, weighed by [`Footprint`]: a 10,000-bucket series weighs what it holds, not "one entry".
+//! [`AnswerCache::invalidate_all`] forgets every answer, including one still being computed
+//! from what ClickHouse held before: that one is answered to its callers, then dropped.
 
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,11 +68,13 @@ pub struct AnswerCache<K, V> {
     name: &'static str,
     cache: Cache<K, V>,
     lookups: IntCounterVec,
+    /// Bumped by every `invalidate_all`, so that a computation it overtook is not kept.
+    generation: Arc<AtomicU64>,
 }
 
 impl<K, V> AnswerCache<K, V>
 where
-    K: Hash + Eq + Send + Sync + 'static,
+    K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
     /// A cache named `name` (the metric's `cache` label) of at most `max_bytes`.
@@ -85,7 +90,7 @@ where
                 u32::try_from(bytes).unwrap_or(u32::MAX)
             })
             .build();
-        Self { name, cache, lookups }
+        Self { name, cache, lookups, generation: Arc::default() }
     }
 
     /// Forgets the answer for `key`.
@@ -93,8 +98,9 @@ where
         self.cache.invalidate(key).await;
     }
 
-    /// Forgets every answer.
+    /// Forgets every answer, and any being computed now once it is done.
     pub fn invalidate_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.cache.invalidate_all();
     }
 
@@ -104,14 +110,20 @@ where
         F: std::future::Future<Output = Result<V, QueryError>>,
     {
         let mut computed = false;
+        let generation = self.generation.load(Ordering::SeqCst);
         let result = self
             .cache
-            .try_get_with(key, async {
+            .try_get_with(key.clone(), async {
                 computed = true;
                 compute.await
             })
             .await
             .map_err(|e: Arc<QueryError>| (*e).clone());
+        // moka keeps what a computation returns even when `invalidate_all` came while it ran,
+        // on data older than the invalidation: drop it here.
+        if computed && self.generation.load(Ordering::SeqCst) != generation {
+            self.cache.invalidate(&key).await;
+        }
         let outcome = if computed { "miss" } else { "hit" };
         self.lookups.with_label_values(&[self.name, outcome]).inc();
         result
@@ -161,5 +173,21 @@ mod tests {
         assert_eq!((computed.0, again.0), (8, 8));
         assert_eq!(counter.with_label_values(&["test", "miss"]).get(), 2);
         assert_eq!(counter.with_label_values(&["test", "hit"]).get(), 1);
+    }
+
+    #[tokio::test]
+    async fn forgets_answers_and_one_computed_across_the_invalidation() {
+        let cache = AnswerCache::new("test", Duration::from_secs(60), 1_000_000, lookups());
+        cache.get_or_compute(1u32, async { Ok(Weighs(1)) }).await.expect("computed");
+        cache.invalidate_all();
+        assert_eq!(cache.get_or_compute(1u32, async { Ok(Weighs(2)) }).await.expect("recomputed").0, 2);
+        // An invalidation while an answer is computed: the caller gets it, the cache drops it.
+        let overtaken = cache.get_or_compute(2u32, async {
+            cache.invalidate_all();
+            Ok(Weighs(3))
+        });
+        assert_eq!(overtaken.await.expect("computed").0, 3);
+        assert_eq!(cache.get_or_compute(2u32, async { Ok(Weighs(4)) }).await.expect("recomputed").0, 4);
+        assert_eq!(cache.get_or_compute(2u32, async { Ok(Weighs(5)) }).await.expect("cached").0, 4);
     }
 }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use service_kit::ClickHouseArgs;
+use service_kit::{ClickHouseArgs, WrittenArgs};
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "query", about = "Serves ad analytics from the ClickHouse rollups.")]
@@ -13,9 +13,17 @@ pub struct Config {
     pub addr: SocketAddr,
     #[command(flatten)]
     pub clickhouse: ClickHouseArgs,
-    /// How long an answer is reused; keep it short so numbers stay real-time.
+    /// How long an answer is reused at most. Answers are also dropped whenever the aggregator
+    /// announces a write (`NATS_WRITTEN_SUBJECT`); the TTL bounds their age when announcements
+    /// do not arrive.
     #[arg(long, env = "CACHE_TTL_MS", default_value_t = 250)]
     pub cache_ttl_ms: u64,
+    /// NATS server URL (comma-separated for a cluster), only to hear the aggregator's write
+    /// announcements: answers are served without it, and it is retried in the background.
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    #[command(flatten)]
+    pub written: WrittenArgs,
     /// Most memory the cached answers take, all caches together (each of the five kinds of
     /// answer gets an equal share), in MiB.
     #[arg(long, env = "CACHE_MAX_MIB", default_value_t = 64)]

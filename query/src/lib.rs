@@ -2,7 +2,8 @@
 //!
 //! [`api`] is the HTTP surface (poem-openapi), [`range`] turns query parameters into aligned
 //! time windows, [`ranking`] picks top-N ads by a metric, [`breakdown`] groups by campaign or audience, [`repo`] holds every SQL query (user input only as bound parameters), and
-//! [`cache`] keeps answers for a short TTL; [`catalog`] checks changes to the ad catalog and
+//! [`cache`] keeps answers for a short TTL, [`written`] drops them when the aggregator announces
+//! a write; [`catalog`] checks changes to the ad catalog and
 //! [`auth`] the API key; [`dashboard`] is the live dashboard page. **Invariant:** the only writes are new versions of `ads` rows.
 
 pub mod api;
@@ -18,3 +19,4 @@ pub mod range;
 pub mod ranking;
 pub mod repo;
 pub mod service;
+pub mod written;

@@ -19,7 +19,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let clickhouse = config.clickhouse.client();
     let metrics = Metrics::new()?;
     let analytics = Analytics::new(Repo::new(clickhouse.clone(), metrics.clickhouse_seconds.clone()), config.cache_ttl(), config.cache_max_bytes(), &metrics);
-    let api = OpenApiService::new(QueryApi { analytics: Arc::new(analytics), api_key: config.api_key.clone() }, "Ad analytics", env!("CARGO_PKG_VERSION"));
+    let analytics = Arc::new(analytics);
+    tokio::spawn(query::written::forget_on_writes(config.nats_url.clone(), config.written.nats_written_subject.clone(), analytics.clone(), metrics.clone()));
+    let api = OpenApiService::new(QueryApi { analytics, api_key: config.api_key.clone() }, "Ad analytics", env!("CARGO_PKG_VERSION"));
     let docs = api.swagger_ui();
     let spec = service_kit::spec::close_objects(&api.spec(), query::api::CLOSED_SCHEMAS)?;
     let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics.registry, &spec, &[&query::dashboard::DASHBOARD_PAGE])?;

@@ -1,6 +1,6 @@
 //! Prometheus metrics of the query service (`query_*`).
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -8,6 +8,8 @@ pub struct Metrics {
     pub cache_lookups: IntCounterVec,
     /// One ClickHouse query's duration, by what it reads (`clicks`, `impressions`, ...).
     pub clickhouse_seconds: HistogramVec,
+    /// The aggregator's write announcements heard, each of which dropped the cached answers.
+    pub write_notices: IntCounter,
 }
 
 impl Metrics {
@@ -22,8 +24,13 @@ impl Metrics {
                 .buckets(prometheus::exponential_buckets(0.0005, 2.0, 16)?),
             &["query"],
         )?;
+        let write_notices = IntCounter::new(
+            "query_write_notices_total",
+            "Write announcements heard from the aggregator; each drops the cached answers about events",
+        )?;
         registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(clickhouse_seconds.clone()))?;
-        Ok(Self { registry, cache_lookups, clickhouse_seconds })
+        registry.register(Box::new(write_notices.clone()))?;
+        Ok(Self { registry, cache_lookups, clickhouse_seconds, write_notices })
     }
 }

@@ -107,6 +107,13 @@ impl Analytics {
         self.store(catalog::deactivated_row(current, now())).await
     }
 
+    /// Forgets every cached answer about events (not the catalog's): ClickHouse holds new ones.
+    pub fn forget_event_answers(&self) {
+        self.reports.invalidate_all();
+        self.series.invalidate_all();
+        self.breakdowns.invalidate_all();
+    }
+
     /// Writes the ad's new version and forgets cached answers that showed the old one.
     async fn store(&self, row: AdRow) -> Result<Ad, QueryError> {
         self.repo.insert_ad(&row).await?;

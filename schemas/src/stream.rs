@@ -1,6 +1,8 @@
 //! JetStream names. Subjects are `<prefix>.click` and `<prefix>.impression` so an operator can
 //! replay one kind with `nats consumer add --filter ads.events.click`.
 
+use serde::{Deserialize, Serialize};
+
 use crate::EventKind;
 
 /// Default name of the stream that holds every accepted event (the source of truth).
@@ -16,6 +18,26 @@ pub const SCHEMA_VERSION_HEADER: &str = "Ads-Schema-Version";
 /// Header carrying the id of the HTTP request whose events a message holds, when they all came
 /// in one request (a single event, or a batch); each event also carries it as `request_id`.
 pub const REQUEST_ID_HEADER: &str = "Ads-Request-Id";
+
+/// Default core-NATS subject (not a stream's) on which the aggregator announces each write to
+/// ClickHouse, so that the query service drops the answers it made stale. It must stay outside
+/// the stream's `<prefix>.>`: it is a signal, not an event.
+pub const DEFAULT_WRITTEN_SUBJECT: &str = "ads.written";
+
+/// The body of a write announcement (JSON), for operators watching with
+/// `nats sub ads.written`; the query service needs only that one arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrittenNotice {
+    /// Rows the write added to the raw tables (billable and flagged).
+    pub events: u64,
+    /// The newest stream sequence among the messages written.
+    pub last_stream_seq: u64,
+}
+
+/// Whether a core-NATS `subject` would be captured by the stream of `prefix` (`<prefix>.>`).
+pub fn captured_by_stream(prefix: &str, subject: &str) -> bool {
+    subject.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('.') && rest.len() > 1)
+}
 
 /// The subject an event of `kind` is published on.
 pub fn subject(prefix: &str, kind: EventKind) -> String {
@@ -36,5 +58,13 @@ mod tests {
         assert_eq!(subject("ads.events", EventKind::Click), "ads.events.click");
         assert_eq!(subject("x", EventKind::Impression), "x.impression");
         assert_eq!(stream_subjects("ads.events"), "ads.events.>");
+    }
+
+    #[test]
+    fn the_written_subject_is_outside_the_default_stream() {
+        assert!(!captured_by_stream(DEFAULT_SUBJECT_PREFIX, DEFAULT_WRITTEN_SUBJECT));
+        assert!(captured_by_stream("ads", DEFAULT_WRITTEN_SUBJECT));
+        assert!(!captured_by_stream("ads.events", "ads.eventsx"));
+        assert!(!captured_by_stream("ads.events", "ads.events."));
     }
 }

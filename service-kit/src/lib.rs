@@ -36,18 +36,33 @@ pub struct NatsArgs {
 impl NatsArgs {
     /// Connects, retrying in the background after the first success (async-nats reconnects).
     pub async fn connect(&self) -> Result<async_nats::Client, async_nats::ConnectError> {
-        let servers = self
-            .nats_url
-            .split(',')
-            .map(|url| url.trim().parse::<async_nats::ServerAddr>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::ServerParse, e))?;
-        async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connection_timeout(Duration::from_secs(5))
-            .connect(servers)
-            .await
+        connect_nats(&self.nats_url).await
     }
+}
+
+/// Connects to the NATS servers of `urls` (comma-separated), retrying in the background until
+/// one answers and reconnecting after that.
+pub async fn connect_nats(urls: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let servers = urls
+        .split(',')
+        .map(|url| url.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::ServerParse, e))?;
+    async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(servers)
+        .await
+}
+
+/// Where the aggregator announces its writes and the query service listens for them
+/// (`schemas::stream::WrittenNotice`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct WrittenArgs {
+    /// Core-NATS subject announcing each write to ClickHouse; must lie outside the stream's
+    /// `<NATS_SUBJECT_PREFIX>.>`.
+    #[arg(long, env = "NATS_WRITTEN_SUBJECT", default_value = schemas::stream::DEFAULT_WRITTEN_SUBJECT)]
+    pub nats_written_subject: String,
 }
 
 /// How fresh a service's copy of the ad catalog is kept.

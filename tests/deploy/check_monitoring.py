@@ -49,6 +49,7 @@ METRICS = {
     # query
     "query_cache_lookups_total": ("counter", {"cache", "outcome"}),
     "query_clickhouse_query_duration_seconds": ("histogram", {"query"}),
+    "query_write_notices_total": ("counter", set()),
     # every service
     "http_request_duration_seconds": ("histogram", {"method", "route", "status"}),
 }

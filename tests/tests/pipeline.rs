@@ -210,11 +210,50 @@ async fn query_parameters_are_checked() {
     assert_eq!((status, ad["active"].as_bool()), (200, Some(false)), "{ad}");
 }
 
+/// An ad's report over a window fixed for the test's length (a `timeframe` moves on with each
+/// minute, which would be a new cache key and a fresh answer whatever the cache does).
+fn fixed_window_report(ad_id: &str) -> String {
+    let now = OffsetDateTime::now_utc();
+    format!("/ads/analytics?ad_id={ad_id}&from={}&to={}", at(now - Duration::HOUR), at(now + Duration::HOUR))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_event_shows_up_once_the_cache_ttl_has_passed() {
+async fn a_new_event_shows_up_as_soon_as_the_aggregator_announces_its_write() {
+    // A TTL far beyond the harness's patience: only the announcement can refresh the answer.
+    let stack = e2e::Stack::start_with(e2e::StackOptions { query_env: vec![("CACHE_TTL_MS", "600000")], ..Default::default() }).await;
+    let path = fixed_window_report(AD_COFFEE_CLUB);
+    let clicks = |report: &Value| entry(report, AD_COFFEE_CLUB).and_then(|e| e["clicks"].as_u64());
+    let (_, before) = stack.get(&path).await;
+    assert_eq!(clicks(&before), Some(0), "{before}");
+    let (_, cached) = stack.get(&path).await;
+    assert_eq!(clicks(&cached), Some(0), "{cached}");
+    let metrics = stack.metrics(&stack.query).await;
+    assert!(metrics.contains(r#"query_cache_lookups_total{cache="reports",outcome="hit"} 1"#), "the second answer came from the cache: {metrics}");
+
+    assert_eq!(stack.post("/ads/click", json!({"ad_id": AD_COFFEE_CLUB})).await.0, 202);
+    stack.wait_for_count("SELECT count() FROM click_events", 1).await;
+    eventually("the click in the cached report", || async {
+        let (_, report) = stack.get(&path).await;
+        if clicks(&report) == Some(1) { Ok(()) } else { Err(report.to_string()) }
+    })
+    .await;
+    let metrics = stack.metrics(&stack.query).await;
+    let notices = e2e::metric(&metrics, "query_write_notices_total").unwrap_or(0.0);
+    assert!(notices >= 1.0, "the query service heard the write: {metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_announcements_a_new_event_shows_up_once_the_cache_ttl_has_passed() {
     const TTL: std::time::Duration = std::time::Duration::from_secs(6);
-    let stack = e2e::Stack::start_with(e2e::StackOptions { query_env: vec![("CACHE_TTL_MS", "6000")], ..Default::default() }).await;
-    let path = format!("/ads/analytics?ad_id={AD_COFFEE_CLUB}&timeframe=1h");
+    // The aggregator announces on a subject the query service does not listen to, as when
+    // NATS cannot carry the announcements: the TTL alone bounds how old an answer gets.
+    let stack = e2e::Stack::start_with(e2e::StackOptions {
+        query_env: vec![("CACHE_TTL_MS", "6000")],
+        aggregator_env: vec![("NATS_WRITTEN_SUBJECT", "elsewhere.written")],
+        ..Default::default()
+    })
+    .await;
+    let path = fixed_window_report(AD_COFFEE_CLUB);
     let clicks = |report: &Value| entry(report, AD_COFFEE_CLUB).and_then(|e| e["clicks"].as_u64());
     let asked = std::time::Instant::now();
     let (_, before) = stack.get(&path).await;
