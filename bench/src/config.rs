@@ -34,7 +34,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Phase {
     /// A bare poem endpoint under the single-event load: the HTTP ceiling.
     Bare,
@@ -48,6 +48,14 @@ pub enum Phase {
     Batch,
     /// Time from a 202 to the event being visible in the query API, under background load.
     Freshness,
+    /// `ingest` with the aggregator stopped: ingest, nats-server and the load generator have
+    /// the machine, as the ceilings do. The aggregator then writes the backlog, which the
+    /// exactly-once check waits for.
+    IngestAlone,
+    /// `clicks` with the aggregator stopped.
+    ClicksAlone,
+    /// `batch` with the aggregator stopped.
+    BatchAlone,
     /// Query latency over millions of generated events.
     Query,
 }
@@ -56,7 +64,9 @@ pub enum Phase {
 pub struct Args {
     /// Phases to run, comma-separated. The stack and the bench ads are always set up; the
     /// exactly-once check runs after the ingest phases and after freshness, when they run.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "bare,jetstream,ingest,clicks,batch,freshness,query")]
+    /// They run in this order; the `-alone` ones after freshness, so that freshness reads the
+    /// same history in the aggregator's click rules as in runs before them.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "bare,jetstream,ingest,clicks,batch,freshness,ingest-alone,clicks-alone,batch-alone,query")]
     pub only: Vec<Phase>,
     /// Bench ads created in ClickHouse (events pick them with Zipf-like popularity).
     #[arg(long, default_value_t = 1000)]
@@ -136,6 +146,13 @@ pub struct Args {
     /// Where latest.json, latest.md and the timestamped JSON copy go [default: <workspace>/bench/results].
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
+}
+
+impl Phase {
+    /// As on the command line (`ingest-alone`); also the phase's name in the usage tables.
+    pub fn name(self) -> String {
+        self.to_possible_value().map(|value| value.get_name().to_owned()).unwrap_or_default()
+    }
 }
 
 impl Args {

@@ -28,7 +28,7 @@ use e2e::{Stack, StackOptions};
 use time::OffsetDateTime;
 
 use crate::config::{Args, Cli, Command, Phase};
-use crate::load::Window;
+use crate::load::{BatchReport, LoadReport, Window};
 use crate::report::{Machine, Ratios, Report};
 use crate::usage::Sampler;
 use crate::verify::{Outcomes, Verification};
@@ -100,7 +100,6 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         repeat_share: args.repeat_percent / 100.0,
     };
     let window = || Window::starting_now(args.warmup(), args.duration());
-    let ingest_addr = bench.stack.ingest.addr;
 
     let mut bare = None;
     if args.runs(Phase::Bare) {
@@ -129,39 +128,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let mut ingest = None;
-    if args.runs(Phase::Ingest) {
-        bench.phase("ingest");
-        let (report, accepted) = load::single_events(ingest_addr, args.connections, &mix, window(), None).await;
-        bench.outcomes.merge(accepted);
-        ingest = Some(report);
-        bench.check_exactly_once("ingest (mix)").await;
-    }
-
-    let mut clicks = None;
-    if args.runs(Phase::Clicks) {
-        bench.phase("clicks");
-        let only_clicks = Mix { click_share: 1.0, ..mix.clone() };
-        let (report, accepted) = load::single_events(ingest_addr, args.connections, &only_clicks, window(), None).await;
-        bench.outcomes.merge(accepted);
-        clicks = Some(report);
-        bench.check_exactly_once("ingest (clicks only)").await;
-    }
-
-    let (mut batch, mut batch_skipped) = (None, None);
-    if args.runs(Phase::Batch) {
-        bench.phase("batch");
-        match batch_endpoint_missing(ingest_addr).await {
-            Ok(Some(reason)) => batch_skipped = Some(reason),
-            Ok(None) => {
-                let (report, accepted) = load::batches(ingest_addr, args.batch_connections, args.batch_size, &mix, window()).await;
-                bench.outcomes.merge(accepted);
-                batch = Some(report);
-                bench.check_exactly_once("ingest (batches)").await;
-            }
-            Err(error) => bench.fail("batch", error),
-        }
-    }
+    let only_clicks = Mix { click_share: 1.0, ..mix.clone() };
+    let ingest = bench.single_events(Phase::Ingest, "ingest (mix)", &mix, &args).await;
+    let clicks = bench.single_events(Phase::Clicks, "ingest (clicks only)", &only_clicks, &args).await;
+    let (batch, batch_skipped) = bench.batches(Phase::Batch, &mix, &args).await;
 
     let mut freshness = None;
     if args.runs(Phase::Freshness) {
@@ -175,6 +145,12 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         bench.check_exactly_once("freshness").await;
     }
+
+    // Ingest once more with the aggregator stopped, as the ceilings ran: what ingest itself
+    // does, without ClickHouse writing the events on the same cores.
+    let ingest_alone = bench.single_events(Phase::IngestAlone, "ingest alone (mix)", &mix, &args).await;
+    let clicks_alone = bench.single_events(Phase::ClicksAlone, "ingest alone (clicks only)", &only_clicks, &args).await;
+    let (batch_alone, _) = bench.batches(Phase::BatchAlone, &mix, &args).await;
 
     let mut query = None;
     if args.runs(Phase::Query) {
@@ -195,7 +171,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let clickhouse = bench.stack.sql("SELECT version()").await.unwrap_or_else(|error| format!("unknown ({error})"));
     let service_env = BTreeMap::from([("query", QUERY_ENV.iter().copied().collect())]);
     let usage = bench.usage.finish();
-    let ratios = Ratios::of(bare.as_ref(), jetstream.first(), ingest.as_ref(), clicks.as_ref());
+    let ratios = Ratios::of(bare.as_ref(), jetstream.first(), [&ingest, &clicks, &ingest_alone, &clicks_alone]);
     let report = Report {
         ok: bench.failures.is_empty(),
         failures: bench.failures,
@@ -211,6 +187,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         clicks,
         batch,
         batch_skipped,
+        ingest_alone,
+        clicks_alone,
+        batch_alone,
         ratios,
         exactly_once: bench.exactly_once,
         freshness,
@@ -268,6 +247,71 @@ impl Bench {
             }
             Err(error) => self.fail(&format!("exactly-once check after {after}"), error),
         }
+    }
+}
+
+impl Bench {
+    /// A single-event phase (`Ingest`, `Clicks` or one of their `-alone` twins), then the
+    /// exactly-once check; `None` when the phase is not asked for.
+    async fn single_events(&mut self, phase: Phase, name: &str, mix: &Mix, args: &Args) -> Option<LoadReport> {
+        if !args.runs(phase) {
+            return None;
+        }
+        let alone = self.begin(phase).await;
+        let window = Window::starting_now(args.warmup(), args.duration());
+        let (report, accepted) = load::single_events(self.stack.ingest.addr, args.connections, mix, window, None).await;
+        self.outcomes.merge(accepted);
+        self.end(alone, name).await;
+        Some(report)
+    }
+
+    /// A batch phase (`Batch` or `BatchAlone`): its report, or why it was skipped.
+    async fn batches(&mut self, phase: Phase, mix: &Mix, args: &Args) -> (Option<BatchReport>, Option<String>) {
+        if !args.runs(phase) {
+            return (None, None);
+        }
+        let addr = self.stack.ingest.addr;
+        match batch_endpoint_missing(addr).await {
+            Ok(Some(reason)) => (None, Some(reason)),
+            Ok(None) => {
+                let alone = self.begin(phase).await;
+                let window = Window::starting_now(args.warmup(), args.duration());
+                let (report, accepted) = load::batches(addr, args.batch_connections, args.batch_size, mix, window).await;
+                self.outcomes.merge(accepted);
+                self.end(alone, if alone { "ingest alone (batches)" } else { "ingest (batches)" }).await;
+                (Some(report), None)
+            }
+            Err(error) => {
+                self.fail(&phase.name(), error);
+                (None, None)
+            }
+        }
+    }
+
+    /// Starts a throughput phase; for an `-alone` one, stops the aggregator first (SIGTERM: it
+    /// writes and acks the batch in hand). Returns whether it did.
+    async fn begin(&mut self, phase: Phase) -> bool {
+        let alone = matches!(phase, Phase::IngestAlone | Phase::ClicksAlone | Phase::BatchAlone);
+        if alone {
+            let status = self.stack.aggregator.terminate();
+            if !status.success() {
+                self.fail(&phase.name(), anyhow::anyhow!("the aggregator did not stop cleanly: {status}"));
+            }
+        }
+        self.phase(&phase.name());
+        alone
+    }
+
+    /// Ends a throughput phase: starts the aggregator again if it was stopped, then waits for
+    /// it to write everything and checks it did, exactly once.
+    async fn end(&mut self, restart_aggregator: bool, after: &str) {
+        if restart_aggregator {
+            self.stack.aggregator.start().await;
+            if let Some(pid) = self.stack.aggregator.pid() {
+                self.usage.retrack("aggregator", pid);
+            }
+        }
+        self.check_exactly_once(after).await;
     }
 }
 

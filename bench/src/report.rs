@@ -36,6 +36,10 @@ pub struct Report {
     pub batch: Option<BatchReport>,
     /// Why the batch phase did not run, when it was asked for.
     pub batch_skipped: Option<String>,
+    /// The same three phases with the aggregator stopped.
+    pub ingest_alone: Option<LoadReport>,
+    pub clicks_alone: Option<LoadReport>,
+    pub batch_alone: Option<BatchReport>,
     pub ratios: Ratios,
     pub exactly_once: Vec<Verification>,
     pub freshness: Option<FreshnessReport>,
@@ -58,24 +62,34 @@ pub struct Ratios {
     pub ingest_over_jetstream: Option<f64>,
     pub clicks_over_bare: Option<f64>,
     pub clicks_over_jetstream: Option<f64>,
+    /// The same with the aggregator stopped (the `-alone` phases), as the ceilings ran.
+    pub ingest_alone_over_bare: Option<f64>,
+    pub ingest_alone_over_jetstream: Option<f64>,
+    pub clicks_alone_over_bare: Option<f64>,
+    pub clicks_alone_over_jetstream: Option<f64>,
 }
 
 impl Ratios {
-    pub fn of(bare: Option<&LoadReport>, jetstream: Option<&PublishReport>, ingest: Option<&LoadReport>, clicks: Option<&LoadReport>) -> Self {
-        let over = |a: Option<f64>, b: Option<f64>| match (a, b) {
+    /// `singles`: the ingest, clicks, ingest-alone and clicks-alone phases.
+    pub fn of(bare: Option<&LoadReport>, jetstream: Option<&PublishReport>, singles: [&Option<LoadReport>; 4]) -> Self {
+        let rate = |load: &Option<LoadReport>| load.as_ref().map(|r| r.requests_per_sec);
+        let bare = bare.map(|r| r.requests_per_sec);
+        let js = jetstream.map(|r| r.messages_per_sec);
+        let over = |load: &Option<LoadReport>, ceiling: Option<f64>| match (rate(load), ceiling) {
             (Some(a), Some(b)) if b > 0.0 => Some(a / b),
             _ => None,
         };
-        let bare = bare.map(|r| r.requests_per_sec);
-        let js = jetstream.map(|r| r.messages_per_sec);
-        let ingest = ingest.map(|r| r.requests_per_sec);
-        let clicks = clicks.map(|r| r.requests_per_sec);
+        let [ingest, clicks, ingest_alone, clicks_alone] = singles;
         Self {
             jetstream_in_flight: jetstream.map(|r| r.in_flight),
             ingest_over_bare: over(ingest, bare),
             ingest_over_jetstream: over(ingest, js),
             clicks_over_bare: over(clicks, bare),
             clicks_over_jetstream: over(clicks, js),
+            ingest_alone_over_bare: over(ingest_alone, bare),
+            ingest_alone_over_jetstream: over(ingest_alone, js),
+            clicks_alone_over_bare: over(clicks_alone, bare),
+            clicks_alone_over_jetstream: over(clicks_alone, js),
         }
     }
 }
@@ -162,12 +176,19 @@ pub fn tables(report: &Report) -> Vec<Table> {
         ("ingest (mixed) ÷ raw JetStream publish", r.ingest_over_jetstream),
         ("ingest (clicks only) ÷ bare poem endpoint", r.clicks_over_bare),
         ("ingest (clicks only) ÷ raw JetStream publish", r.clicks_over_jetstream),
+        ("ingest alone (mixed) ÷ bare poem endpoint", r.ingest_alone_over_bare),
+        ("ingest alone (mixed) ÷ raw JetStream publish", r.ingest_alone_over_jetstream),
+        ("ingest alone (clicks only) ÷ bare poem endpoint", r.clicks_alone_over_bare),
+        ("ingest alone (clicks only) ÷ raw JetStream publish", r.clicks_alone_over_jetstream),
     ]
     .into_iter()
     .filter_map(|(name, value)| value.map(|v| vec![name.to_owned(), format!("{v:.2}")]))
     .collect();
     if !ratio_rows.is_empty() {
-        let notes = r.jetstream_in_flight.map(|n| format!("Raw JetStream: the run with {n} publishes in flight.")).into_iter().collect();
+        let mut notes: Vec<String> = r.jetstream_in_flight.map(|n| format!("Raw JetStream: the run with {n} publishes in flight.")).into_iter().collect();
+        if r.ingest_alone_over_jetstream.is_some() || r.clicks_alone_over_jetstream.is_some() {
+            notes.push("Ingest alone: the aggregator stopped, so ingest, nats-server and the load generator have the machine, as the ceilings do.".into());
+        }
         tables.push(Table { title: "Ratios (requests or messages per second)".into(), header: vec!["ratio", "value"], rows: ratio_rows, notes });
     }
     if !report.exactly_once.is_empty() {
@@ -218,16 +239,10 @@ fn throughput(report: &Report) -> Table {
             if js.errors == 0 { "none".into() } else { format!("{} failed", js.errors) },
         ]);
     }
-    if let Some(ingest) = &report.ingest {
-        rows.push(single("ingest, single events (mix)", ingest));
-    }
-    if let Some(clicks) = &report.clicks {
-        rows.push(single("ingest, clicks only", clicks));
-    }
-    if let Some(batch) = &report.batch {
+    let batch_row = |name: &str, batch: &BatchReport| {
         let l = &batch.latency;
-        rows.push(vec![
-            format!("ingest, NDJSON batches of {}", batch.batch_size),
+        vec![
+            format!("{name}, NDJSON batches of {}", batch.batch_size),
             format!("{} conns", batch.connections),
             format!("{} events/s ({} req/s)", thousands(batch.events_per_sec), thousands(batch.requests_per_sec)),
             ms(l.p50_us),
@@ -235,17 +250,33 @@ fn throughput(report: &Report) -> Table {
             ms(l.p99_us),
             ms(l.max_us),
             statuses(&batch.http_statuses, &[202, 207]),
-        ]);
+        ]
+    };
+    let singles = [
+        ("ingest, single events (mix)", &report.ingest),
+        ("ingest, clicks only", &report.clicks),
+        ("ingest alone, single events (mix)", &report.ingest_alone),
+        ("ingest alone, clicks only", &report.clicks_alone),
+    ];
+    for (name, load) in singles {
+        if let Some(load) = load {
+            rows.push(single(name, load));
+        }
+    }
+    for (name, batch) in [("ingest", &report.batch), ("ingest alone", &report.batch_alone)] {
+        if let Some(batch) = batch {
+            rows.push(batch_row(name, batch));
+        }
     }
     let mut notes = vec![
         "Latency: request to complete answer, as the load generator sees it (JetStream: publish to ack). \
          Load generator and servers share the machine."
             .to_owned(),
     ];
-    for (name, load) in [("mix", &report.ingest), ("clicks only", &report.clicks)] {
+    for (name, load) in singles {
         if let Some(load) = load {
             notes.push(format!(
-                "Ingest {name}: answers {}; {} repeats sent, {} answered \"duplicate\"; new events answered \"duplicate\": {}.",
+                "{name}: answers {}; {} repeats sent, {} answered \"duplicate\"; new events answered \"duplicate\": {}.",
                 answers(&load.answers),
                 thousands(load.repeats_sent as f64),
                 thousands(load.repeats_answered_duplicate as f64),
@@ -253,12 +284,13 @@ fn throughput(report: &Report) -> Table {
             ));
         }
     }
-    if let Some(batch) = &report.batch {
-        notes.push(format!(
-            "Batch items: {}; answers not matching the items sent: {}.",
-            answers(&batch.item_statuses),
-            batch.unreadable_answers
-        ));
+    for (name, batch) in [("Batch", &report.batch), ("Batch alone", &report.batch_alone)] {
+        if let Some(batch) = batch {
+            notes.push(format!("{name} items: {}; answers not matching the items sent: {}.", answers(&batch.item_statuses), batch.unreadable_answers));
+        }
+    }
+    if report.ingest_alone.is_some() || report.clicks_alone.is_some() || report.batch_alone.is_some() {
+        notes.push("Alone: with the aggregator stopped; it wrote their events afterwards.".into());
     }
     if let Some(reason) = &report.batch_skipped {
         notes.push(format!("Batch phase skipped: {reason}."));
@@ -396,7 +428,21 @@ fn query_tables(q: &QueryReport) -> Vec<Table> {
 }
 
 /// Phases in the order they run.
-pub const PHASE_ORDER: [&str; 10] = ["setup", "bare", "jetstream", "ingest", "clicks", "batch", "verify", "freshness", "query data", "query"];
+pub const PHASE_ORDER: [&str; 13] = [
+    "setup",
+    "bare",
+    "jetstream",
+    "ingest",
+    "clicks",
+    "batch",
+    "verify",
+    "freshness",
+    "ingest-alone",
+    "clicks-alone",
+    "batch-alone",
+    "query data",
+    "query",
+];
 
 /// The phases that have samples, in the order they ran.
 fn phases_of(processes: &[ProcessUsage]) -> Vec<&'static str> {

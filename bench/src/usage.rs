@@ -90,6 +90,17 @@ impl Sampler {
         lock(&self.state).processes.push(Tracked { pid, last_ticks: cpu_ticks(pid), usage });
     }
 
+    /// Samples the process `name` under its new `pid` from now on (it was restarted); what
+    /// the old one used stays counted.
+    pub fn retrack(&self, name: &str, pid: u32) {
+        let mut state = lock(&self.state);
+        sample(&mut state);
+        if let Some(tracked) = state.processes.iter_mut().find(|t| t.usage.process == name) {
+            tracked.pid = pid;
+            tracked.last_ticks = cpu_ticks(pid);
+        }
+    }
+
     /// Samples taken from now on belong to `phase`.
     pub fn phase(&self, phase: &str) {
         let mut state = lock(&self.state);
