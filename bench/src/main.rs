@@ -257,7 +257,7 @@ impl Bench {
         if !args.runs(phase) {
             return None;
         }
-        let alone = self.begin(phase).await;
+        let alone = self.begin(phase);
         let window = Window::starting_now(args.warmup(), args.duration());
         let (report, accepted) = load::single_events(self.stack.ingest.addr, args.connections, mix, window, None).await;
         self.outcomes.merge(accepted);
@@ -274,7 +274,7 @@ impl Bench {
         match batch_endpoint_missing(addr).await {
             Ok(Some(reason)) => (None, Some(reason)),
             Ok(None) => {
-                let alone = self.begin(phase).await;
+                let alone = self.begin(phase);
                 let window = Window::starting_now(args.warmup(), args.duration());
                 let (report, accepted) = load::batches(addr, args.batch_connections, args.batch_size, mix, window).await;
                 self.outcomes.merge(accepted);
@@ -290,7 +290,7 @@ impl Bench {
 
     /// Starts a throughput phase; for an `-alone` one, stops the aggregator first (SIGTERM: it
     /// writes and acks the batch in hand). Returns whether it did.
-    async fn begin(&mut self, phase: Phase) -> bool {
+    fn begin(&mut self, phase: Phase) -> bool {
         let alone = matches!(phase, Phase::IngestAlone | Phase::ClicksAlone | Phase::BatchAlone);
         if alone {
             let status = self.stack.aggregator.terminate();
