@@ -65,9 +65,14 @@ run: deps build
 ## test: unit tests, then end-to-end tests against real servers on free ports
 test: test-deps build
 	rm -rf .data/test && mkdir -p .data/test
-	set -o pipefail; E2E_TMP=$(CURDIR)/.data/test cargo test --workspace --all-targets --no-fail-fast -- --show-output 2>&1 \
-		| tee .data/test/cargo-test.log
-	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "summary: %d passed, %d failed\n", p, f }' .data/test/cargo-test.log
+	@set -o pipefail; E2E_TMP=$(CURDIR)/.data/test cargo test --workspace --all-targets --no-fail-fast -- --show-output 2>&1 \
+		| tee .data/test/cargo-test.log; status=$$?; \
+	awk '/^test result:/ { p += $$4; f += $$6 } END { printf "summary: %d passed, %d failed\n", p, f }' .data/test/cargo-test.log; \
+	if [ $$status -ne 0 ]; then \
+		echo "why each failed test failed (the whole output: .data/test/cargo-test.log):"; \
+		grep -A 8 "panicked at" .data/test/cargo-test.log | head -n 120; \
+	fi; \
+	exit $$status
 
 test-unit:
 	cargo test --workspace --lib --bins
