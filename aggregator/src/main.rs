@@ -77,12 +77,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
         args: config.consumer.clone(),
     };
     let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
+    // Listen before the consumer starts: from its first batch on, a SIGTERM must let it
+    // finish that batch rather than kill the process mid-write.
+    let shutdown = service_kit::shutdown_signal();
     let consuming = tokio::spawn(consumer.run(stop_rx, grace));
     let ops = ops.catch_all_error(service_kit::problem_for_error).with(http_metrics);
     let server = Server::new(TcpListener::bind(config.addr));
     tracing::info!(addr = %config.addr, "aggregator running");
     server
-        .run_with_graceful_shutdown(ops, service_kit::shutdown_signal(), None)
+        .run_with_graceful_shutdown(ops, shutdown, None)
         .await?;
     // The signal arrived: finish the batch in hand, ack it, then leave.
     let _ = stop_tx.send(true);

@@ -157,33 +157,47 @@ pub fn init_logging() {
         .init();
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed by this call, not when
+/// the future is first polled: a signal that arrives in between is kept, where it would
+/// otherwise kill the process on the spot. The aggregator relies on this, since its consumer
+/// starts writing (and must finish its batch) before the server first polls the future.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+            Ok(signal) => Some(signal),
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for {name}");
+                None
+            }
+        };
+        (listen(SignalKind::terminate(), "SIGTERM"), listen(SignalKind::interrupt(), "SIGINT"))
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            async fn received(signal: Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            let (term, interrupt) = signals;
+            tokio::select! {
+                () = received(term) => {},
+                () = received(interrupt) => {},
+            }
+        }
+        #[cfg(not(unix))]
         if let Err(error) = tokio::signal::ctrl_c().await {
             tracing::error!(%error, "cannot listen for ctrl-c");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        tracing::info!("shutdown requested");
     }
-    tracing::info!("shutdown requested");
 }
 
 /// A dependency check for `/readyz`: `Err(reason)` when the dependency does not answer.
@@ -331,4 +345,19 @@ pub async fn problem_for_error(error: poem::Error) -> Response {
     let status = error.status();
     let detail = if status == StatusCode::NOT_FOUND { "no such path".to_owned() } else { error.to_string() };
     Problem::new(status, detail, None).into_response()
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::time::Duration;
+
+    /// A SIGTERM between the call and the first poll is kept. Were the handler installed only
+    /// at the first poll, the signal would end this test process.
+    #[tokio::test]
+    async fn a_sigterm_before_the_first_poll_is_kept() {
+        let shutdown = super::shutdown_signal();
+        let kill = std::process::Command::new("kill").args(["-TERM", &std::process::id().to_string()]).status();
+        assert!(kill.is_ok_and(|status| status.success()), "kill -TERM ran");
+        tokio::time::timeout(Duration::from_secs(10), shutdown).await.expect("the SIGTERM ends the wait");
+    }
 }
