@@ -87,7 +87,7 @@ test-contract: test-deps build
 	mkdir -p .data/test
 	E2E_TMP=$(CURDIR)/.data/test cargo test -p e2e --test contract -- --show-output
 
-## bench: release build, then every benchmark phase (about 12 minutes); figures in bench/results/.
+## bench: release build, then every benchmark phase (13 to 15 minutes); figures in bench/results/.
 ## Pass options with BENCH_ARGS, e.g. make bench BENCH_ARGS="--only ingest,query --duration-secs 10"
 bench: deps
 	cargo build --release --workspace --bins
