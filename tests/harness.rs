@@ -365,11 +365,23 @@ impl Service {
         }
     }
 
-    /// SIGTERM, then wait for a clean exit.
+    /// SIGTERM, then wait for the exit; a service still running after twice `PATIENCE` (longer
+    /// than any shutdown grace a test sets) is killed and fails the test, rather than hanging it.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.process.take().expect("service is running");
         terminate(&mut child);
-        child.wait().expect("wait for service")
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for service") {
+                return status;
+            }
+            if started.elapsed() > 2 * PATIENCE {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{} still running {:?} after SIGTERM; its log ends:\n{}", self.name, 2 * PATIENCE, self.log_tail(20));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn log_tail(&self, lines: usize) -> String {

@@ -90,7 +90,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // The signal arrived: finish the batch in hand, ack it, then leave.
     let _ = stop_tx.send(true);
     consuming.await?;
-    nats.flush().await?;
+    service_kit::flush_before_exit(&nats).await;
     Ok(())
 }
 

@@ -109,7 +109,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             Some(std::time::Duration::from_secs(config.shutdown_grace_secs)),
         )
         .await?;
-    nats.flush().await?;
+    service_kit::flush_before_exit(&nats).await;
     tracing::info!("ingest stopped");
     Ok(())
 }

@@ -55,6 +55,22 @@ pub async fn connect_nats(urls: &str) -> Result<async_nats::Client, async_nats::
         .await
 }
 
+/// How long a stopping service waits for NATS to take what its client still buffers.
+const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Hands NATS what the client still buffers (acks, write notices) before the process exits.
+/// Bounded, because with NATS unreachable a flush waits for a reconnect that may never come,
+/// and the service would never finish its SIGTERM. Giving up loses nothing: every event
+/// answered 202 is already in JetStream, and an ack that never left means a redelivery, which
+/// the aggregator recognises as stored.
+pub async fn flush_before_exit(nats: &async_nats::Client) {
+    match tokio::time::timeout(FINAL_FLUSH_TIMEOUT, nats.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "NATS not flushed before exit"),
+        Err(_) => tracing::warn!(timeout_secs = FINAL_FLUSH_TIMEOUT.as_secs(), "NATS not flushed before exit: no answer"),
+    }
+}
+
 /// Where the aggregator announces its writes and the query service listens for them
 /// (`schemas::stream::WrittenNotice`).
 #[derive(Debug, Clone, clap::Args)]

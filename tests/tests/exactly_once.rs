@@ -388,6 +388,24 @@ async fn nats_stopped_under_load_gets_no_202_and_loses_nothing() {
     stack.assert_counted_exactly(&report).await;
 }
 
+/// A SIGTERM must end every service even while NATS is unreachable: each hands NATS what it
+/// still buffers for a bounded time only, instead of waiting for a reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_every_service_while_nats_is_down_and_loses_nothing() {
+    let mut stack = Stack::start().await;
+    let (status, answer) = stack.post("/ads/click", json!({"ad_id": AD_TRAIL_RUNNER})).await;
+    assert_eq!(status, 202, "{answer}");
+    stack.nats.stop();
+    for service in [&mut stack.ingest, &mut stack.aggregator, &mut stack.query] {
+        let status = service.terminate();
+        assert!(status.success(), "{} exited with {status} while NATS was down; its log ends:\n{}", service.name, service.log_tail(20));
+    }
+    println!("injected: NATS stopped, then SIGTERM to every service: all exited");
+    stack.nats.restart().await;
+    stack.aggregator.start().await;
+    stack.wait_for_count(RAW_ROWS, 1).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_restarted_or_killed_under_load_lose_nothing() {
     let mut stack = Stack::start().await;
