@@ -370,12 +370,12 @@ impl Service {
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.process.take().expect("service is running");
         terminate(&mut child);
-        let started = Instant::now();
+        let deadline = Instant::now() + 2 * PATIENCE;
         loop {
             if let Some(status) = child.try_wait().expect("wait for service") {
                 return status;
             }
-            if started.elapsed() > 2 * PATIENCE {
+            if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!("{} still running {:?} after SIGTERM; its log ends:\n{}", self.name, 2 * PATIENCE, self.log_tail(20));

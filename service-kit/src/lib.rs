@@ -173,8 +173,8 @@ pub fn init_logging() {
         .init();
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed by this call, not when
-/// the future is first polled: a signal that arrives in between is kept, where it would
+/// Resolves on SIGTERM or SIGINT (Ctrl-C). On Unix, the handlers are installed by this call,
+/// not when the future is first polled: a signal that arrives in between is kept, where it would
 /// otherwise kill the process on the spot. The aggregator relies on this, since its consumer
 /// starts writing (and must finish its batch) before the server first polls the future.
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
