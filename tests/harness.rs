@@ -26,10 +26,10 @@ pub const AD_COFFEE_CLUB: &str = "a1000000-0000-4000-8000-000000000002";
 pub const AD_CITY_BREAK: &str = "a1000000-0000-4000-8000-000000000003";
 pub const AD_INACTIVE: &str = "a1000000-0000-4000-8000-000000000004";
 
-/// How long any condition is waited for before the test fails.
 /// Ingest's `VISITOR_HASH_SECRET` in every test stack.
 pub const TEST_VISITOR_HASH_SECRET: &str = "e2e-visitor-hash-secret";
 
+/// How long any condition is waited for before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
 pub fn workspace_root() -> PathBuf {
@@ -46,9 +46,30 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, for a server started next. It is taken from below the
+/// kernel's ephemeral range: the kernel also hands those ports to outgoing connections, and with
+/// many tests side by side one took a port between this check and the server's own bind
+/// ("Address already in use"). Each call tries the next port, from a start that differs per
+/// process, so that the tests of one binary, and two binaries run at once, rarely try the same.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind an ephemeral port").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Below the ephemeral range (Linux: `ip_local_port_range`, 32768-60999 by default), and
+    // above the ports reserved for root and the well-known services.
+    let ephemeral_start: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000, ephemeral_start.max(20_000));
+    let span = high - low;
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let port = (low + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{high}")
 }
 
 /// Polls `check` until it returns `Ok`, or fails the test with the last `Err` after `PATIENCE`.

@@ -50,7 +50,8 @@ fn request_ids(message: &Message) -> Vec<String> {
     ids
 }
 
-/// How long a pull may go unanswered (beyond the wait it asked for) before it is given up.
+/// How long a pull may go without a message (for the first, beyond the wait it asked for)
+/// before it is given up.
 const PULL_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Consumer {
@@ -100,13 +101,13 @@ impl Consumer {
     async fn pull(&self) -> Vec<Message> {
         let max = self.args.batch_max_messages;
         let fetch = |max: usize| self.consumer.fetch().max_messages(max).max_bytes(self.args.batch_max_bytes).messages();
-        let mut batch = collect(fetch(max).await, Instant::now() + PULL_ANSWER_TIMEOUT).await;
+        let mut batch = collect(fetch(max).await, PULL_ANSWER_TIMEOUT).await;
         if batch.is_empty() {
             let wait = self.args.batch_max_wait();
             let first = self.consumer.batch().max_messages(1).expires(wait).messages().await;
-            batch = collect(first, Instant::now() + wait + PULL_ANSWER_TIMEOUT).await;
+            batch = collect(first, wait + PULL_ANSWER_TIMEOUT).await;
             if !batch.is_empty() && max > 1 {
-                batch.extend(collect(fetch(max - 1).await, Instant::now() + PULL_ANSWER_TIMEOUT).await);
+                batch.extend(collect(fetch(max - 1).await, PULL_ANSWER_TIMEOUT).await);
             }
         }
         batch
@@ -192,17 +193,31 @@ fn decode(message: &Message) -> Result<Vec<EventRow>, (Reason, String)> {
 }
 
 /// The messages of one pull request; a broken request yields what arrived before it broke.
-async fn collect<E: std::fmt::Display>(request: Result<Batch, E>, deadline: Instant) -> Vec<Message> {
-    let mut messages = match request {
-        Ok(messages) => messages,
+async fn collect<E: std::fmt::Display>(request: Result<Batch, E>, first_within: Duration) -> Vec<Message> {
+    match request {
+        Ok(answer) => read_answer(answer, first_within, PULL_ANSWER_TIMEOUT).await,
         Err(error) => {
             tracing::warn!(%error, "pull request failed");
-            return Vec::new();
+            Vec::new()
         }
-    };
+    }
+}
+
+/// Reads a pull's answer to its end, or until its first message has not come within
+/// `first_within`, or the next one within `gap` of the one before. The limit is on the gap, not
+/// on the whole answer: an answer that is slow (a loaded server) but still coming is read to its
+/// end, since the messages of a request given up go on arriving, to nobody, and wait out
+/// `ACK_WAIT_SECS` unacked before they are redelivered.
+async fn read_answer<T, E: std::fmt::Display>(
+    answer: impl futures::Stream<Item = Result<T, E>>,
+    first_within: Duration,
+    gap: Duration,
+) -> Vec<T> {
+    futures::pin_mut!(answer);
     let mut batch = Vec::new();
     loop {
-        match tokio::time::timeout_at(deadline.into(), messages.next()).await {
+        let within = if batch.is_empty() { first_within } else { gap };
+        match tokio::time::timeout(within, answer.next()).await {
             Ok(Some(Ok(message))) => batch.push(message),
             Ok(None) => break,
             Ok(Some(Err(error))) => {
@@ -219,4 +234,44 @@ async fn collect<E: std::fmt::Display>(request: Result<Batch, E>, deadline: Inst
         }
     }
     batch
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use futures::StreamExt;
+
+    use super::read_answer;
+
+    /// An answer whose messages come `every` apart, `count` of them, then ends.
+    fn answer(count: usize, every: Duration) -> impl futures::Stream<Item = Result<usize, String>> {
+        futures::stream::iter(0..count).then(move |i| async move {
+            tokio::time::sleep(every).await;
+            Ok(i)
+        })
+    }
+
+    #[tokio::test]
+    async fn a_slow_answer_is_read_to_its_end_however_long_it_takes_in_all() {
+        // 1.5 s in all, longer than the gap allowed; no gap is.
+        let started = Instant::now();
+        let messages = read_answer(answer(5, Duration::from_millis(300)), Duration::from_secs(1), Duration::from_secs(1)).await;
+        assert_eq!(messages, vec![0, 1, 2, 3, 4]);
+        assert!(started.elapsed() > Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_stops_or_never_starts_is_given_up() {
+        let stops = answer(2, Duration::from_millis(10)).chain(futures::stream::pending());
+        assert_eq!(read_answer(stops, Duration::from_secs(5), Duration::from_millis(200)).await, vec![0, 1]);
+        let silent = futures::stream::pending::<Result<usize, String>>();
+        assert_eq!(read_answer(silent, Duration::from_millis(200), Duration::from_secs(5)).await, Vec::<usize>::new());
+    }
+
+    #[tokio::test]
+    async fn a_broken_answer_yields_what_came_before() {
+        let broken = answer(3, Duration::from_millis(1)).chain(futures::stream::iter([Err("409 Server Shutdown".to_owned()), Ok(9)]));
+        assert_eq!(read_answer(broken, Duration::from_secs(5), Duration::from_secs(5)).await, vec![0, 1, 2]);
+    }
 }
