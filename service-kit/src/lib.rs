@@ -55,8 +55,12 @@ pub async fn connect_nats(urls: &str) -> Result<async_nats::Client, async_nats::
         .await
 }
 
-/// How long a stopping service waits for NATS to take what its client still buffers.
-const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a stopping service waits for NATS to take what its client still buffers: while the
+/// client is connected, and once it is not. A connected server that is slow (a loaded machine)
+/// is waited for longer, since what the flush carries (the aggregator's acks) would otherwise be
+/// redelivered after the ack wait; one that is gone may never come back.
+const FINAL_FLUSH_WHILE_CONNECTED: Duration = Duration::from_secs(30);
+const FINAL_FLUSH_WHILE_DISCONNECTED: Duration = Duration::from_secs(5);
 
 /// Hands NATS what the client still buffers (acks, write notices) before the process exits.
 /// Bounded, because with NATS unreachable a flush waits for a reconnect that may never come,
@@ -64,10 +68,25 @@ const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// answered 202 is already in JetStream, and an ack that never left means a redelivery, which
 /// the aggregator recognises as stored.
 pub async fn flush_before_exit(nats: &async_nats::Client) {
-    match tokio::time::timeout(FINAL_FLUSH_TIMEOUT, nats.flush()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::warn!(%error, "NATS not flushed before exit"),
-        Err(_) => tracing::warn!(timeout_secs = FINAL_FLUSH_TIMEOUT.as_secs(), "NATS not flushed before exit: no answer"),
+    let started = std::time::Instant::now();
+    let flush = nats.flush();
+    tokio::pin!(flush);
+    loop {
+        tokio::select! {
+            result = &mut flush => {
+                if let Err(error) = result {
+                    tracing::warn!(%error, "NATS not flushed before exit");
+                }
+                return;
+            }
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        let connected = nats.connection_state() == async_nats::connection::State::Connected;
+        let limit = if connected { FINAL_FLUSH_WHILE_CONNECTED } else { FINAL_FLUSH_WHILE_DISCONNECTED };
+        if started.elapsed() >= limit {
+            tracing::warn!(connected, waited_secs = limit.as_secs(), "NATS not flushed before exit: no answer");
+            return;
+        }
     }
 }
 
