@@ -70,7 +70,7 @@ test: test-deps build
 	awk '/^test result:/ { p += $$4; f += $$6 } END { printf "summary: %d passed, %d failed\n", p, f }' .data/test/cargo-test.log; \
 	if [ $$status -ne 0 ]; then \
 		echo "why each failed test failed (the whole output: .data/test/cargo-test.log):"; \
-		grep -A 8 "panicked at" .data/test/cargo-test.log | head -n 120; \
+		awk '/panicked at/ { p = 1 } /^stack backtrace:|^note: run with/ { p = 0 } p' .data/test/cargo-test.log | head -n 160; \
 	fi; \
 	exit $$status
 
