@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::pull::Batch;
 use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::{AckKind, Message};
 use futures::StreamExt;
 use schemas::event::DecodeError;
@@ -178,6 +179,31 @@ impl Consumer {
                 let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await;
             }
         }
+    }
+}
+
+/// Returns once NATS has read every ack this client sent, or after [`service_kit::before_exit`]'s
+/// bounds. The acks were only handed to the client, and its flush can report done while some are
+/// still in its buffer: seen at exit, the last 120 acks of a batch never reached the server, so
+/// those messages waited out `ACK_WAIT_SECS` and were redelivered. NATS reads a connection in
+/// order, so any answer to a request sent after the acks means it has them all.
+pub async fn confirm_acks(nats: &async_nats::Client, consumer: &PullConsumer) {
+    let answered = async {
+        loop {
+            match consumer.get_info().await {
+                Ok(_) => return Ok(()),
+                Err(error) if matches!(error.kind(), ConsumerInfoErrorKind::TimedOut | ConsumerInfoErrorKind::Request) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                // An error the server answered with is an answer too.
+                Err(error) => return Err(error),
+            }
+        }
+    };
+    match service_kit::before_exit(nats, "confirming the acks", answered).await {
+        Some(Ok(())) => tracing::info!("NATS has read every ack"),
+        Some(Err(error)) => tracing::info!(%error, "NATS has read every ack (it answered the consumer lookup with an error)"),
+        None => {}
     }
 }
 

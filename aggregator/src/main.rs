@@ -64,6 +64,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let stream = js.get_stream(&config.nats.nats_stream).await.map_err(|e| anyhow::anyhow!("looking up the stream: {e}"))?;
     let subjects = schemas::stream::stream_subjects(&config.nats.nats_subject_prefix);
     tokio::spawn(aggregator::lag::watch(pull.clone(), stream, subjects, metrics.clone()));
+    let acked_to = pull.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let consumer = Consumer {
         consumer: pull,
@@ -90,7 +91,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // The signal arrived: finish the batch in hand, ack it, then leave.
     let _ = stop_tx.send(true);
     consuming.await?;
-    service_kit::flush_before_exit(&nats).await;
+    aggregator::consumer::confirm_acks(&nats, &acked_to).await;
     Ok(())
 }
 

@@ -55,38 +55,40 @@ pub async fn connect_nats(urls: &str) -> Result<async_nats::Client, async_nats::
         .await
 }
 
-/// How long a stopping service waits for NATS to take what its client still buffers: while the
-/// client is connected, and once it is not. A connected server that is slow (a loaded machine)
-/// is waited for longer, since what the flush carries (the aggregator's acks) would otherwise be
-/// redelivered after the ack wait; one that is gone may never come back.
-const FINAL_FLUSH_WHILE_CONNECTED: Duration = Duration::from_secs(30);
-const FINAL_FLUSH_WHILE_DISCONNECTED: Duration = Duration::from_secs(5);
+/// How long a stopping service waits on NATS: while the client is connected, and once it is
+/// not. A connected server that is slow (a loaded machine) is waited for longer, since what is
+/// waited for (the aggregator's last acks) would otherwise be redelivered after the ack wait;
+/// one that is gone may never come back.
+const BEFORE_EXIT_WHILE_CONNECTED: Duration = Duration::from_secs(30);
+const BEFORE_EXIT_WHILE_DISCONNECTED: Duration = Duration::from_secs(5);
 
-/// Hands NATS what the client still buffers (acks, write notices) before the process exits.
-/// Bounded, because with NATS unreachable a flush waits for a reconnect that may never come,
-/// and the service would never finish its SIGTERM. Giving up loses nothing: every event
-/// answered 202 is already in JetStream, and an ack that never left means a redelivery, which
-/// the aggregator recognises as stored.
-pub async fn flush_before_exit(nats: &async_nats::Client) {
+/// Awaits `work`, something NATS must take or answer, before the process exits: for at most 30 s
+/// while the client is connected, 5 s once it is not. Bounded, because with NATS unreachable the
+/// client waits for a reconnect that may never come, and the service would never finish its
+/// SIGTERM. `None`, after a warning naming `what`, when it gave up.
+pub async fn before_exit<T>(nats: &async_nats::Client, what: &str, work: impl Future<Output = T>) -> Option<T> {
     let started = std::time::Instant::now();
-    let flush = nats.flush();
-    tokio::pin!(flush);
+    tokio::pin!(work);
     loop {
         tokio::select! {
-            result = &mut flush => {
-                if let Err(error) = result {
-                    tracing::warn!(%error, "NATS not flushed before exit");
-                }
-                return;
-            }
+            done = &mut work => return Some(done),
             () = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
         let connected = nats.connection_state() == async_nats::connection::State::Connected;
-        let limit = if connected { FINAL_FLUSH_WHILE_CONNECTED } else { FINAL_FLUSH_WHILE_DISCONNECTED };
+        let limit = if connected { BEFORE_EXIT_WHILE_CONNECTED } else { BEFORE_EXIT_WHILE_DISCONNECTED };
         if started.elapsed() >= limit {
-            tracing::warn!(connected, waited_secs = limit.as_secs(), "NATS not flushed before exit: no answer");
-            return;
+            tracing::warn!(connected, waited_secs = limit.as_secs(), "NATS gave no answer before exit: {what}");
+            return None;
         }
+    }
+}
+
+/// Hands NATS what the client still buffers (write notices, say) before the process exits,
+/// within [`before_exit`]'s bounds. Giving up loses nothing: every event answered 202 is already
+/// in JetStream. (The aggregator's acks need more than a flush: `aggregator::consumer::confirm_acks`.)
+pub async fn flush_before_exit(nats: &async_nats::Client) {
+    if let Some(Err(error)) = before_exit(nats, "flush", nats.flush()).await {
+        tracing::warn!(%error, "NATS not flushed before exit");
     }
 }
 

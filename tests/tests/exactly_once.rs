@@ -116,7 +116,10 @@ async fn sigterm_lets_the_aggregator_write_and_ack_the_batch_in_hand() {
     let (messages, pending, ack_pending) = eventually("every delivered message acked", || async {
         match stack.stream_state().await {
             (messages, pending, 0) => Ok((messages, pending, 0)),
-            (_, _, ack_pending) => Err(format!("{ack_pending} unacked; the aggregator's log ends:\n{log}")),
+            (messages, pending, ack_pending) => {
+                let rows = raw_rows(&stack).await;
+                Err(format!("{ack_pending} unacked, with {rows} rows written, {messages} messages, {pending} not yet delivered; the aggregator's log ends:\n{log}"))
+            }
         }
     })
     .await;
