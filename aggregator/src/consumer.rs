@@ -183,10 +183,10 @@ impl Consumer {
 }
 
 /// Returns once NATS has read every ack this client sent, or after [`service_kit::before_exit`]'s
-/// bounds. The acks were only handed to the client, and its flush can report done while some are
-/// still in its buffer: seen at exit, the last 120 acks of a batch never reached the server, so
-/// those messages waited out `ACK_WAIT_SECS` and were redelivered. NATS reads a connection in
-/// order, so any answer to a request sent after the acks means it has them all.
+/// bounds. The acks were only handed to the client, and its flush can return before they reach
+/// the server (it waits for no answer): seen at exit, the last 120 acks of a batch never reached
+/// it, so those messages waited out `ACK_WAIT_SECS` and were redelivered. NATS reads a
+/// connection in order, so any answer to a request sent after the acks means it has them all.
 pub async fn confirm_acks(nats: &async_nats::Client, consumer: &PullConsumer) {
     let answered = async {
         loop {
