@@ -83,9 +83,9 @@ pub async fn before_exit<T>(nats: &async_nats::Client, what: &str, work: impl Fu
     }
 }
 
-/// Hands NATS what the client still buffers (write notices, say) before the process exits,
-/// within [`before_exit`]'s bounds. Giving up loses nothing: every event answered 202 is already
-/// in JetStream. (The aggregator's acks need more than a flush: `aggregator::consumer::confirm_acks`.)
+/// Hands NATS whatever the client still buffers before the process exits, within
+/// [`before_exit`]'s bounds. Giving up loses nothing: every event answered 202 already has its
+/// PubAck. (The aggregator's acks need an answer, not a flush: `aggregator::consumer::confirm_acks`.)
 pub async fn flush_before_exit(nats: &async_nats::Client) {
     if let Some(Err(error)) = before_exit(nats, "flush", nats.flush()).await {
         tracing::warn!(%error, "NATS not flushed before exit");
