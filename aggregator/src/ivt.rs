@@ -4,7 +4,10 @@
 //! - `duplicate_click`: the same visitor clicked the same ad within
 //!   `IVT_DUPLICATE_CLICK_WINDOW_SECS` before (any stored click counts, flagged or not).
 //! - `click_without_impression`: the visitor was not shown that ad within
-//!   `IVT_CLICK_IMPRESSION_WINDOW_SECS` before the click.
+//!   `IVT_CLICK_IMPRESSION_WINDOW_SECS` before the click, on an ad that receives impressions
+//!   (one stored, billable or flagged, or in the batch). A page or player that reports clicks
+//!   alone, as most click trackers do, would otherwise see every click flagged: the rule cannot
+//!   tell an impression that was not reported from one that did not happen.
 //!
 //! "Before" is by event `timestamp`, over what ClickHouse holds plus the batch itself. A visitor
 //! is `visitor_id`, whose key changes at 00:00 UTC: a click just after midnight cannot be linked
@@ -13,7 +16,7 @@
 //! Replaying the stream (`aggregator rebuild`) reads the events in the same order and flags
 //! the same ones.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use clickhouse::Client;
@@ -58,14 +61,25 @@ pub struct Before {
     pub impression: Option<OffsetDateTime>,
 }
 
-/// Flags the batch's billable clicks that break a rule, given what ClickHouse held (`stored`,
-/// by click event id). Events are taken in time order, so a batch's earlier events count as
-/// history for its later ones; the rows come back in their original order.
-pub fn flag(rows: Vec<EventRow>, rules: Rules, stored: &HashMap<Uuid, Before>) -> Vec<EventRow> {
+/// What ClickHouse held before a batch, as far as the rules read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// Per billable click of the batch, by event id.
+    pub before: HashMap<Uuid, Before>,
+    /// The batch's ads with an impression stored: the ones the click-impression rule judges.
+    pub shown_ads: HashSet<Uuid>,
+}
+
+/// Flags the batch's billable clicks that break a rule, given what ClickHouse held. Events are
+/// taken in time order, so a batch's earlier events count as history for its later ones; the
+/// rows come back in their original order.
+pub fn flag(rows: Vec<EventRow>, rules: Rules, stored: &Stored) -> Vec<EventRow> {
     if !rules.any() {
         return rows;
     }
     let facts: Vec<Option<Facts>> = rows.iter().map(facts_of).collect();
+    let mut shown_ads = stored.shown_ads.clone();
+    shown_ads.extend(facts.iter().flatten().filter(|f| f.kind == EventKind::Impression).map(|f| f.ad_id));
     let mut order: Vec<usize> = (0..rows.len()).filter(|&i| facts[i].is_some()).collect();
     order.sort_by_key(|&i| facts[i].as_ref().map(|f| (f.timestamp, f.stream_seq)));
     let mut newest: HashMap<(u64, Uuid, EventKind), OffsetDateTime> = HashMap::new();
@@ -73,14 +87,14 @@ pub fn flag(rows: Vec<EventRow>, rules: Rules, stored: &HashMap<Uuid, Before>) -
     for i in order {
         let Some(f) = &facts[i] else { continue };
         if f.billable_click {
-            let before = stored.get(&f.event_id).copied().unwrap_or_default();
+            let before = stored.before.get(&f.event_id).copied().unwrap_or_default();
             let newest_of = |kind, stored: Option<OffsetDateTime>| newest.get(&(f.visitor_id, f.ad_id, kind)).copied().max(stored);
             let within = |at: Option<OffsetDateTime>, window: Duration| at.is_some_and(|at| f.timestamp - at <= window);
             let click = newest_of(EventKind::Click, before.click);
             let impression = newest_of(EventKind::Impression, before.impression);
             reasons[i] = if rules.duplicate_click_window.is_some_and(|w| within(click, w)) {
                 Some(InvalidReason::DuplicateClick)
-            } else if rules.click_impression_window.is_some_and(|w| !within(impression, w)) {
+            } else if rules.click_impression_window.is_some_and(|w| shown_ads.contains(&f.ad_id) && !within(impression, w)) {
                 Some(InvalidReason::ClickWithoutImpression)
             } else {
                 None
@@ -172,8 +186,9 @@ impl History {
     }
 
     /// One lookup per chunk of clicks: for each, the newest earlier click and impression of
-    /// its visitor and ad (ASOF joins), read from the raw tables within the rules' windows.
-    pub async fn before(&self, rows: &[EventRow]) -> Result<HashMap<Uuid, Before>, clickhouse::error::Error> {
+    /// its visitor and ad (ASOF joins), read from the raw tables within the rules' windows; and
+    /// which of their ads have been shown.
+    pub async fn before(&self, rows: &[EventRow]) -> Result<Stored, clickhouse::error::Error> {
         let clicks: Vec<(Uuid, u64, Uuid, i64)> = rows
             .iter()
             .filter_map(|row| match row {
@@ -182,7 +197,7 @@ impl History {
             })
             .collect();
         if clicks.is_empty() || !self.rules.any() {
-            return Ok(HashMap::new());
+            return Ok(Stored::default());
         }
         // Each side looks back only as far as its own rule needs: the duplicate-click window
         // (30 s by default) for clicks, the click-impression window (an hour) for impressions.
@@ -190,15 +205,48 @@ impl History {
         let ms = |window: Option<Duration>| window.map_or(0, |w| w.as_millis() as i64);
         let windows_ms = (ms(self.rules.duplicate_click_window), ms(self.rules.click_impression_window));
         let lookups: Vec<_> = clicks.chunks(LOOKUP_CHUNK).map(|chunk| self.lookup(chunk, windows_ms)).collect();
-        let mut found = futures::stream::iter(lookups).buffer_unordered(PARALLEL_LOOKUPS);
-        let mut before = HashMap::with_capacity(clicks.len());
-        let at = |ms: i64| (ms > 0).then(|| OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms));
-        while let Some(rows) = found.next().await {
-            for row in rows? {
-                before.insert(row.event_id, Before { click: at(row.click_ms), impression: at(row.impression_ms) });
+        let looked_up = async {
+            let mut found = futures::stream::iter(lookups).buffer_unordered(PARALLEL_LOOKUPS);
+            let mut before = HashMap::with_capacity(clicks.len());
+            let at = |ms: i64| (ms > 0).then(|| OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms));
+            while let Some(rows) = found.next().await {
+                for row in rows? {
+                    before.insert(row.event_id, Before { click: at(row.click_ms), impression: at(row.impression_ms) });
+                }
             }
+            Ok(before)
+        };
+        let shown_ads = async {
+            match self.rules.click_impression_window {
+                Some(_) => self.shown_ads(clicks.iter().map(|c| c.2)).await,
+                None => Ok(HashSet::new()),
+            }
+        };
+        let (before, shown_ads) = tokio::try_join!(looked_up, shown_ads)?;
+        Ok(Stored { before, shown_ads })
+    }
+
+    /// Which of `ads` anyone has been shown, billable or flagged: read from the day rollups, a
+    /// few rows per ad, where the raw tables would give every impression.
+    async fn shown_ads(&self, ads: impl Iterator<Item = Uuid>) -> Result<HashSet<Uuid>, clickhouse::error::Error> {
+        #[derive(clickhouse::Row, Deserialize)]
+        struct Shown {
+            #[serde(with = "clickhouse::serde::uuid")]
+            ad_id: Uuid,
         }
-        Ok(before)
+        let mut ads: Vec<String> = ads.map(|ad| ad.to_string()).collect();
+        ads.sort_unstable();
+        ads.dedup();
+        let shown = self
+            .client
+            .query(
+                "SELECT DISTINCT ad_id FROM impression_events_per_day WHERE ad_id IN {ads:Array(UUID)} \
+                 UNION DISTINCT SELECT DISTINCT ad_id FROM invalid_events_per_day WHERE kind = 'impression' AND ad_id IN {ads:Array(UUID)}",
+            )
+            .param("ads", ads)
+            .fetch_all::<Shown>()
+            .await?;
+        Ok(shown.into_iter().map(|s| s.ad_id).collect())
     }
 
     /// `windows_ms`: how far back to read clicks and impressions.
@@ -299,6 +347,11 @@ mod tests {
         })
     }
 
+    /// What ClickHouse held: the clicks' history, and every ad of these tests shown already.
+    fn stored(before: impl IntoIterator<Item = (Uuid, Before)>) -> Stored {
+        Stored { before: before.into_iter().collect(), shown_ads: HashSet::from([AD]) }
+    }
+
     fn reasons(rows: &[EventRow]) -> Vec<Option<&str>> {
         rows.iter()
             .map(|row| match row {
@@ -312,7 +365,7 @@ mod tests {
     fn a_click_needs_an_earlier_impression_of_the_same_ad_by_the_same_visitor() {
         // Out of order on purpose: the rules go by time, not by position.
         let rows = vec![click(3, 1, 100), impression(1, 1, 10), impression(2, 2, 10), click(4, 3, 100), click(5, 2, 5_000)];
-        let flagged = flag(rows, RULES, &HashMap::new());
+        let flagged = flag(rows, RULES, &Stored::default());
         assert_eq!(reasons(&flagged), [None, None, None, Some("click_without_impression"), Some("click_without_impression")]);
         let EventRow::Click(first) = &flagged[0] else { panic!("kept as a click") };
         assert_eq!(first.event_id, Uuid::from_u128(3), "rows keep their order");
@@ -323,12 +376,12 @@ mod tests {
         let rows = vec![impression(1, 1, 0), click(2, 1, 10), click(3, 1, 39), click(4, 1, 70), click(5, 1, 70)];
         // 39 is 29 s after 10; 70 is 31 s after 39 (a flagged click is history too); the second
         // click at 70 repeats the first.
-        assert_eq!(reasons(&flag(rows, RULES, &HashMap::new())), [None, None, Some("duplicate_click"), None, Some("duplicate_click")]);
+        assert_eq!(reasons(&flag(rows, RULES, &Stored::default())), [None, None, Some("duplicate_click"), None, Some("duplicate_click")]);
     }
 
     #[test]
     fn what_clickhouse_held_counts_like_the_batch() {
-        let stored = HashMap::from([
+        let stored = stored([
             (Uuid::from_u128(1), Before { click: None, impression: Some(at(-60)) }),
             (Uuid::from_u128(2), Before { click: Some(at(-10)), impression: Some(at(-60)) }),
             (Uuid::from_u128(3), Before { click: None, impression: Some(at(-3_601)) }),
@@ -338,10 +391,30 @@ mod tests {
     }
 
     #[test]
+    fn clicks_on_an_ad_nobody_was_shown_are_billable_unless_repeated() {
+        // A click tracker's traffic: clicks only, from distinct visitors, then one repeat.
+        let clicks_only = vec![click(1, 1, 0), click(2, 2, 5), click(3, 3, 9), click(4, 3, 20)];
+        assert_eq!(reasons(&flag(clicks_only.clone(), RULES, &Stored::default())), [None, None, None, Some("duplicate_click")]);
+        // Once the ad is shown to anyone (stored, or in the batch at any time, flagged or not),
+        // a click needs its visitor's own impression.
+        assert_eq!(
+            reasons(&flag(clicks_only.clone(), RULES, &stored([]))),
+            [Some("click_without_impression"), Some("click_without_impression"), Some("click_without_impression"), Some("duplicate_click")]
+        );
+        let mut with_a_bots_impression = clicks_only;
+        with_a_bots_impression.push(impression(5, 9, 60).flagged(InvalidReason::BotUserAgent));
+        with_a_bots_impression.push(impression(6, 2, 1));
+        assert_eq!(
+            reasons(&flag(with_a_bots_impression, RULES, &Stored::default())),
+            [Some("click_without_impression"), None, Some("click_without_impression"), Some("duplicate_click"), Some("bot_user_agent"), None]
+        );
+    }
+
+    #[test]
     fn rules_can_be_turned_off_and_ingest_flags_stay() {
         let rows = vec![click(1, 1, 0), click(2, 1, 1), click(3, 2, 0).flagged(InvalidReason::BotUserAgent)];
         let only_duplicates = Rules { click_impression_window: None, ..RULES };
-        assert_eq!(reasons(&flag(rows.clone(), only_duplicates, &HashMap::new())), [None, Some("duplicate_click"), Some("bot_user_agent")]);
-        assert_eq!(reasons(&flag(rows, Rules::default(), &HashMap::new())), [None, None, Some("bot_user_agent")]);
+        assert_eq!(reasons(&flag(rows.clone(), only_duplicates, &Stored::default())), [None, Some("duplicate_click"), Some("bot_user_agent")]);
+        assert_eq!(reasons(&flag(rows, Rules::default(), &Stored::default())), [None, None, Some("bot_user_agent")]);
     }
 }

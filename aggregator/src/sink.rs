@@ -104,9 +104,9 @@ impl Sink {
         let earlier_events = async {
             let history = self.history.as_ref()?;
             let started = Instant::now();
-            let before = self.retry("look up visitors' earlier events", || history.before(&rows)).await;
+            let history_before = self.retry("look up visitors' earlier events", || history.before(&rows)).await;
             self.metrics.stage_seconds.with_label_values(&["ivt_lookup"]).observe(started.elapsed().as_secs_f64());
-            Some((history.rules(), before))
+            Some((history.rules(), history_before))
         };
         let (stored, earlier) = tokio::join!(stored_ids, earlier_events);
         let (fresh, already_stored) = drop_repeats(rows, &stored);
@@ -115,7 +115,7 @@ impl Sink {
             self.metrics.already_stored.inc_by(already_stored as u64);
         }
         let fresh = match earlier {
-            Some((rules, before)) => ivt::flag(fresh, rules, &before),
+            Some((rules, history_before)) => ivt::flag(fresh, rules, &history_before),
             None => fresh,
         };
         let mut clicks = Vec::new();

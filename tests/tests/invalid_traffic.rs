@@ -47,7 +47,9 @@ async fn every_rule_flags_its_events_which_are_stored_apart_and_never_billed() {
     send(&stack, "/ads/click", AD_TRAIL_RUNNER, -110, HUMAN_A).await;
     stack.wait_for_count("SELECT count() FROM invalid_events", 1).await;
     send(&stack, "/ads/click", AD_TRAIL_RUNNER, -60, HUMAN_A).await;
-    // A clicks another ad it was never shown; B clicks without any impression.
+    // A clicks another ad, which B was shown but A never was; B clicks without any impression.
+    send(&stack, "/ads/impression", AD_COFFEE_CLUB, -55, HUMAN_B).await;
+    stack.wait_for_count(&format!("SELECT count() FROM impression_events WHERE ad_id = '{AD_COFFEE_CLUB}'"), 1).await;
     send(&stack, "/ads/click", AD_COFFEE_CLUB, -50, HUMAN_A).await;
     send(&stack, "/ads/click", AD_TRAIL_RUNNER, -40, HUMAN_B).await;
     // A crawler and a data-centre client, each shown the ad and clicking it.
@@ -62,12 +64,12 @@ async fn every_rule_flags_its_events_which_are_stored_apart_and_never_billed() {
     stack
         .wait_for_count(
             "SELECT (SELECT count() FROM click_events) + (SELECT count() FROM impression_events) + (SELECT count() FROM invalid_events)",
-            10,
+            11,
         )
         .await;
     assert_eq!(stack.count("SELECT count() FROM invalid_events").await, 7);
     assert_eq!(stack.count("SELECT count() FROM click_events").await, 2);
-    assert_eq!(stack.count("SELECT count() FROM impression_events").await, 1);
+    assert_eq!(stack.count("SELECT count() FROM impression_events").await, 2);
     let flagged = stack
         .sql("SELECT kind, invalid_reason, client_ip, count() FROM invalid_events GROUP BY ALL ORDER BY ALL FORMAT CSV")
         .await
@@ -139,4 +141,39 @@ async fn every_rule_flags_its_events_which_are_stored_apart_and_never_billed() {
     })
     .await;
     assert_eq!(stack.count(&format!("SELECT count() FROM invalid_events WHERE event_id = '{id}'")).await, 1);
+}
+
+/// A click tracker's traffic: clicks only, never an impression. The click-impression rule judges
+/// only ads that receive impressions, so every click of distinct visitors is billable; a
+/// visitor's second click within the duplicate window is still flagged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clicks_alone_from_distinct_visitors_are_all_billable() {
+    let stack = Stack::start_with(StackOptions {
+        ingest_env: vec![("TRUSTED_PROXIES", "127.0.0.1")],
+        aggregator_defaults: true,
+        ..StackOptions::default()
+    })
+    .await;
+    const VISITORS: u64 = 20;
+    let browser = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0";
+    for visitor in 0..VISITORS {
+        let ip = format!("203.0.113.{}", 100 + visitor);
+        send(&stack, "/ads/click", AD_TRAIL_RUNNER, -60 + visitor as i64, (&ip, browser)).await;
+    }
+    send(&stack, "/ads/click", AD_TRAIL_RUNNER, -50, ("203.0.113.100", browser)).await;
+    stack.wait_for_count("SELECT (SELECT count() FROM click_events) + (SELECT count() FROM invalid_events)", VISITORS + 1).await;
+    assert_eq!(stack.count("SELECT count() FROM click_events").await, VISITORS);
+    let flagged = stack.sql("SELECT invalid_reason FROM invalid_events FORMAT CSV").await.expect("invalid_events");
+    assert_eq!(flagged, r#""duplicate_click""#);
+
+    // A raw row can be readable a moment before its rollups: wait for both numbers.
+    let report = eventually("the clicks in /ads/analytics", || async {
+        let (status, report) = stack.get(&format!("/ads/analytics?ad_id={AD_TRAIL_RUNNER}&timeframe=1h")).await;
+        assert_eq!(status, 200, "{report}");
+        let total = report["total"].clone();
+        if total["clicks"] == VISITORS && total["invalid_clicks"]["total"] == 1 { Ok(total) } else { Err(total.to_string()) }
+    })
+    .await;
+    assert_eq!((report["unique_clicks"].as_u64(), report["impressions"].as_u64()), (Some(VISITORS), Some(0)), "{report}");
+    assert_eq!(invalid(&report, "invalid_clicks", "duplicate_click"), 1, "{report}");
 }
