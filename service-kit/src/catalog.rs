@@ -1,6 +1,6 @@
 //! A service's copy of the ad catalog (`ads`), re-read every few seconds: ingest keeps accepting
-//! events for known ads (and redirecting their clicks) while ClickHouse is down, and the
-//! aggregator recognises events for ads that do not exist.
+//! events for known ads (and redirecting their clicks, and showing them in its demo player) while
+//! ClickHouse is down, and the aggregator recognises events for ads that do not exist.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -25,6 +25,9 @@ pub struct CatalogAd {
     pub active: bool,
     /// Where a click sends the person (`GET /c/{ad_id}` redirects there).
     pub target_url: String,
+    /// What ingest's demo player shows: the ad's name and its creative.
+    pub title: String,
+    pub media_url: String,
 }
 
 #[derive(Default)]
@@ -39,6 +42,8 @@ struct AdEntry {
     id: Uuid,
     active: bool,
     target_url: String,
+    title: String,
+    media_url: String,
 }
 
 impl Catalog {
@@ -59,6 +64,11 @@ impl Catalog {
         guard.as_ref().and_then(|ads| ads.get(&ad_id).cloned())
     }
 
+    /// The whole copy, `None` while it never loaded.
+    pub fn ads(&self) -> Option<Arc<HashMap<Uuid, CatalogAd>>> {
+        self.ads.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
     pub fn is_loaded(&self) -> bool {
         self.ads.read().unwrap_or_else(|poisoned| poisoned.into_inner()).is_some()
     }
@@ -69,9 +79,13 @@ impl Catalog {
     }
 
     pub async fn load(&self, client: &Client) -> Result<usize, clickhouse::error::Error> {
-        let rows = client.query("SELECT id, active, target_url FROM ads FINAL").fetch_all::<AdEntry>().await?;
+        let rows = client.query("SELECT id, active, target_url, title, media_url FROM ads FINAL").fetch_all::<AdEntry>().await?;
         let count = rows.len();
-        self.replace(rows.into_iter().map(|r| (r.id, CatalogAd { active: r.active, target_url: r.target_url })).collect());
+        self.replace(
+            rows.into_iter()
+                .map(|r| (r.id, CatalogAd { active: r.active, target_url: r.target_url, title: r.title, media_url: r.media_url }))
+                .collect(),
+        );
         *self.loaded_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(std::time::Instant::now());
         Ok(count)
     }
@@ -115,9 +129,16 @@ mod tests {
         let (active, inactive) = (Uuid::now_v7(), Uuid::now_v7());
         assert_eq!(catalog.status(active), AdStatus::NotLoaded);
         assert!(!catalog.is_loaded());
-        let entry = |active| CatalogAd { active, target_url: "https://shop.example.com/".into() };
+        assert!(catalog.ads().is_none());
+        let entry = |active| CatalogAd {
+            active,
+            target_url: "https://shop.example.com/".into(),
+            title: "Boots".into(),
+            media_url: "https://cdn.example.com/boots.webm".into(),
+        };
         catalog.replace(HashMap::from([(active, entry(true)), (inactive, entry(false))]));
-        assert_eq!(catalog.ad(active).map(|ad| ad.target_url), Some("https://shop.example.com/".into()));
+        assert_eq!(catalog.ad(active), Some(entry(true)));
+        assert_eq!(catalog.ads().map(|ads| ads.len()), Some(2));
         assert_eq!(catalog.status(active), AdStatus::Active);
         assert_eq!(catalog.status(inactive), AdStatus::Inactive);
         assert_eq!(catalog.status(Uuid::now_v7()), AdStatus::Unknown);

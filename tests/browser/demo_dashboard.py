@@ -1,8 +1,10 @@
 """The demo player and the dashboard in a real browser (headless Chromium, driven by
 Playwright), against a running stack: a click on the ad in the demo page raises that ad's count
-on the dashboard, which refreshes by itself. Screenshots of both pages go to SCREENSHOT_DIR.
+on the dashboard, which refreshes by itself. The demo plays an ad's own media_url when it can
+(PLAYABLE_AD_ID's does), else the sample video, and without ?ad_id= an active ad picked at
+random. Screenshots of both pages go to SCREENSHOT_DIR.
 
-usage: demo_dashboard.py INGEST_URL QUERY_URL SCREENSHOT_DIR [API_KEY]
+usage: demo_dashboard.py INGEST_URL QUERY_URL SCREENSHOT_DIR PLAYABLE_AD_ID [API_KEY]
 
 Chromium: see chromium.py.
 """
@@ -14,8 +16,13 @@ from pathlib import Path
 from playwright.sync_api import expect, sync_playwright
 
 from chromium import BROWSER_USER_AGENT, launch
+
+# The sample ads of clickhouse/seed.sql; their media_urls are on cdn.example.com, which the
+# test's browser cannot reach.
 TRAIL_RUNNER = "a1000000-0000-4000-8000-000000000001"
+TRAIL_RUNNER_MEDIA = "https://cdn.example.com/ads/trail-runner-3.mp4"
 COFFEE_CLUB = "a1000000-0000-4000-8000-000000000002"
+CITY_BREAK = "a1000000-0000-4000-8000-000000000003"
 TIMEOUT_MS = 30_000
 
 
@@ -34,7 +41,8 @@ def step(text):
 
 def main():
     ingest_url, query_url, shots = sys.argv[1].rstrip("/"), sys.argv[2].rstrip("/"), Path(sys.argv[3])
-    api_key = sys.argv[4] if len(sys.argv) > 4 else None
+    playable_ad = sys.argv[4]
+    api_key = sys.argv[5] if len(sys.argv) > 5 else None
     shots.mkdir(parents=True, exist_ok=True)
     # A failed run must not leave an earlier run's pictures looking like its own.
     for name in ("demo.png", "dashboard.png"):
@@ -67,11 +75,20 @@ def main():
         before_clicks, before_impressions = count(clicks_tile), count(dashboard.locator(".tile [data-metric=impressions]"))
         step(f"dashboard shows the ad: {before_clicks} clicks, {before_impressions} impressions")
 
-        # The demo: the ad plays (an impression), then a viewer clicks it.
+        # The demo: the ad plays (an impression), then a viewer clicks it. Its media_url cannot
+        # be reached, so the sample video stands in, and the page says so.
         demo = context.new_page()
         demo.goto(f"{ingest_url}/demo/?ad_id={TRAIL_RUNNER}")
+        expect(demo.locator("#ad-id")).to_have_text(TRAIL_RUNNER)
+        expect(demo.locator("#ad-title")).to_have_text("Trail Runner 3")
         expect(demo.locator("#log tr[data-kind=impression]"), "the impression stored").to_have_attribute("data-status", "accepted")
         step("the demo sent the impression when the ad started playing: accepted")
+        expect(demo.locator("#ad"), "the sample video stands in").to_have_attribute("data-source", "sample")
+        played = demo.evaluate("document.getElementById('ad').currentSrc")
+        if played != f"{ingest_url}/demo/sample-ad.webm":
+            sys.exit(f"the ad's media_url cannot be reached, so the sample should play; the video plays {played!r}")
+        expect(demo.locator("#source")).to_have_text(f"Playing the sample video: {TRAIL_RUNNER_MEDIA} cannot be played here.")
+        step("the ad's unreachable media_url gave way to the sample video, and the page says so")
         demo.wait_for_function("document.getElementById('ad').currentTime > 1.5")
         demo.locator("#ad").click()
         expect(demo.locator("#log tr[data-kind=click]"), "the click stored").to_have_attribute("data-status", "accepted")
@@ -98,6 +115,39 @@ def main():
         if not heights or min(heights) >= max(heights):
             sys.exit(f"the clicks chart shows no click: its line is {line!r}")
         step(f"without a reload, the dashboard shows {before_clicks + 1} clicks and {before_impressions + 1} impressions")
+
+        # An ad whose media_url plays: its own video, not the sample.
+        own = context.new_page()
+        own.goto(f"{ingest_url}/demo/?ad_id={playable_ad}")
+        expect(own.locator("#log tr[data-kind=impression]"), "its impression stored").to_have_attribute("data-status", "accepted")
+        expect(own.locator("#ad"), "the ad's own video plays").to_have_attribute("data-source", "ad")
+        own_media = f"{ingest_url}/demo/sample-ad.webm?own=1"
+        played = own.evaluate("document.getElementById('ad').currentSrc")
+        if played != own_media:
+            sys.exit(f"the ad's own video {own_media!r} should play; the video plays {played!r}")
+        expect(own.locator("#source")).to_have_text(f"Playing the ad's own video, {own_media}.")
+        own.close()
+        step("an ad whose media_url plays is played from it: accepted")
+
+        # No ?ad_id=: an active ad picked at random, as an ad server would.
+        picked = context.new_page()
+        picked.goto(f"{ingest_url}/demo/")
+        expect(picked.locator("#log tr[data-kind=impression]"), "its impression stored").to_have_attribute("data-status", "accepted")
+        picked_ad = picked.locator("#ad-id").inner_text()
+        active = {TRAIL_RUNNER, COFFEE_CLUB, CITY_BREAK, playable_ad}
+        if picked_ad not in active:
+            sys.exit(f"without ?ad_id= the demo should play one of the active ads {sorted(active)}, not {picked_ad!r}")
+        picked.close()
+        step(f"without ?ad_id=, the demo played the active ad {picked_ad}: accepted")
+
+        # An ad_id ingest refuses: its problem shown, nothing played.
+        unknown = context.new_page()
+        unknown.goto(f"{ingest_url}/demo/?ad_id=not-an-ad")
+        expect(unknown.locator("#state")).to_contain_text("ad_id: not a UUID")
+        if unknown.evaluate("document.getElementById('ad').currentSrc"):
+            sys.exit("the demo plays a video for an ad_id ingest refused")
+        unknown.close()
+        step("a malformed ?ad_id= shows ingest's problem and plays nothing")
 
         # Every ad: another ad's impression too, and the tiles are the table's sums.
         answer = context.request.post(f"{ingest_url}/ads/impression", data={"ad_id": COFFEE_CLUB},

@@ -1,21 +1,27 @@
-// The demo player: plays the sample ad and reports it to the ingest service that served this
-// page, as an ad player would. Each event gets its own event_id here, so a retry after a
-// network error or a 503 is counted once.
+// The demo player: plays an ad of the catalog (the one `?ad_id=` names, else one ingest picks
+// at random) and reports it to the ingest service that served this page, as an ad player would.
+// Each event gets its own event_id here, so a retry after a network error or a 503 is counted
+// once.
 "use strict";
 
-// The first sample ad of clickhouse/seed.sql.
-const DEFAULT_AD_ID = "a1000000-0000-4000-8000-000000000001";
+// Played instead of an ad's media_url that this browser cannot play (the sample ads' are on an
+// example domain, and some are images).
+const SAMPLE_VIDEO = "sample-ad.webm";
 const SKIP_AFTER_SECS = 5;
 const MAX_ATTEMPTS = 4;
 
-const adId = new URLSearchParams(location.search).get("ad_id") || DEFAULT_AD_ID;
+const requestedAdId = new URLSearchParams(location.search).get("ad_id");
 const video = document.getElementById("ad");
 const skip = document.getElementById("skip");
 const ended = document.getElementById("ended");
 const state = document.getElementById("state");
+const sourceNote = document.getElementById("source");
 const log = document.querySelector("#log tbody");
 
-document.getElementById("ad-id").textContent = adId;
+// The ad played, as ingest's ad.json describes it: { ad_id, title, media_url, active }.
+let ad = null;
+// What the video element was given: "ad" (the ad's media_url) or "sample".
+let source = null;
 
 function newEventId() {
   if (crypto.randomUUID) return crypto.randomUUID();
@@ -46,7 +52,7 @@ function logRow(kind, eventId) {
 
 // POSTs one event (`kind` is "click" or "impression") until ingest stores it or refuses it.
 async function report(kind, fields) {
-  const event = { event_id: newEventId(), ad_id: adId, ...fields };
+  const event = { event_id: newEventId(), ad_id: ad.ad_id, ...fields };
   const show = logRow(kind, event.event_id);
   for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
     let response;
@@ -86,6 +92,11 @@ let impressionSent = false;
 
 video.addEventListener("playing", () => {
   state.textContent = "Playing. Click the video to learn more.";
+  video.dataset.source = source;
+  sourceNote.textContent = source === "ad"
+    ? `Playing the ad's own video, ${ad.media_url}.`
+    : `Playing the sample video: ${ad.media_url ? `${ad.media_url} cannot be played here` : "the ad has no media_url"}.`;
+  sourceNote.hidden = false;
   if (!impressionSent) {
     impressionSent = true;
     report("impression", {});
@@ -127,18 +138,65 @@ document.getElementById("replay").addEventListener("click", () => {
   video.play();
 });
 
-video.addEventListener("error", () => {
-  state.textContent = "The sample video could not be played by this browser.";
+function showError(text) {
+  state.textContent = text;
   state.className = "small error";
+}
+
+video.addEventListener("error", () => {
+  if (source === "ad") {
+    playFrom("sample", SAMPLE_VIDEO);
+    return;
+  }
+  showError("The sample video could not be played by this browser.");
 });
 
-// Autoplay may be refused (a browser setting): then the viewer starts the ad with a button of
-// the page's own, so that no click on the video is mistaken for a click on the ad.
-video.play().catch(() => {
-  state.textContent = "Press play to start the ad.";
-  document.getElementById("start").hidden = false;
-});
+function playFrom(kind, url) {
+  source = kind;
+  video.src = url;
+  // Autoplay may be refused (a browser setting): then the viewer starts the ad with a button of
+  // the page's own, so that no click on the video is mistaken for a click on the ad. A source
+  // that cannot play rejects too; the error event handles that.
+  video.play().catch((error) => {
+    if (error.name !== "NotAllowedError") return;
+    state.textContent = "Press play to start the ad.";
+    document.getElementById("start").hidden = false;
+  });
+}
+
 document.getElementById("play").addEventListener("click", () => {
   document.getElementById("start").hidden = true;
   video.play();
 });
+
+function isHttpUrl(text) {
+  try {
+    return ["http:", "https:"].includes(new URL(text).protocol);
+  } catch {
+    return false;
+  }
+}
+
+async function loadAd() {
+  const query = requestedAdId ? `?ad_id=${encodeURIComponent(requestedAdId)}` : "";
+  let response, answer;
+  try {
+    response = await fetch(`ad.json${query}`);
+    answer = await response.json();
+  } catch (error) {
+    showError(`The ad could not be loaded: ${error.message}`);
+    return;
+  }
+  if (!response.ok) {
+    showError(answer.detail || `${response.status} ${response.statusText}`);
+    return;
+  }
+  ad = answer;
+  document.getElementById("ad-id").textContent = ad.ad_id;
+  document.getElementById("ad-title").textContent = ad.active ? ad.title : `${ad.title} (inactive: ingest refuses its events)`;
+  video.setAttribute("aria-label", `${ad.title}: click to visit the advertiser`);
+  if (isHttpUrl(ad.media_url)) playFrom("ad", ad.media_url);
+  else playFrom("sample", SAMPLE_VIDEO);
+}
+
+loadAd();
