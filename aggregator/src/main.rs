@@ -52,7 +52,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(catalog.clone().refresh_forever(clickhouse.clone(), config.catalog.refresh()));
 
     let metrics = Metrics::new()?;
-    let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics.registry, "{}", &[])?;
+    let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics.registry, &service_kit::operations::Operations::default(), &[])?;
     let ops = service_kit::with_ops_routes(
         poem::Route::new(),
         metrics.registry.clone(),

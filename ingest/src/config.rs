@@ -46,10 +46,12 @@ pub struct Config {
     /// Largest total size of a request's headers (names and values); more gets 431.
     #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 8 * 1024)]
     pub max_header_bytes: usize,
-    /// Most connections open at once; further clients wait to be accepted. Keep it below the
-    /// process's open-file limit (`ulimit -n`).
-    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1_000)]
-    pub max_connections: usize,
+    /// Most connections open at once; a connection beyond them is answered 503 with
+    /// `Retry-After: 1` at once. Default: three quarters of the open-file limit, which ingest
+    /// raises to its hard limit at start (`ulimit -Hn`), and at most one per 64 KiB of the
+    /// container's memory limit above 64 MiB.
+    #[arg(long, env = "MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// A connection with no traffic for this long is closed (slow or stalled clients).
     #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = 30)]
     pub idle_timeout_secs: u64,
@@ -112,7 +114,7 @@ impl Config {
         if self.max_batch_events == 0 {
             return Err("MAX_BATCH_EVENTS must be at least 1".into());
         }
-        if self.max_connections == 0 {
+        if self.max_connections == Some(0) {
             return Err("MAX_CONNECTIONS must be at least 1".into());
         }
         if self.idle_timeout_secs == 0 {

@@ -8,11 +8,10 @@ use ingest::http::{BodyLimits, IngestApi};
 use ingest::metrics::Metrics;
 use ingest::publisher::{self, Publisher};
 use ingest::service::Ingest;
-use poem::listener::{Listener, TcpListener};
 use poem::{EndpointExt, Route, Server};
 use poem_openapi::OpenApiService;
 use service_kit::catalog::Catalog;
-use service_kit::limits::{limit_header_size, LimitedAcceptor};
+use service_kit::limits::{self, limit_header_size, LimitedAcceptor};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -55,15 +54,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let api = OpenApiService::new(IngestApi { ingest: ingest.clone() }, "Ad event ingest", env!("CARGO_PKG_VERSION"));
     let docs = api.swagger_ui();
     let spec = service_kit::spec::close_objects(&api.spec(), ingest::http::CLOSED_SCHEMAS)?;
-    let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics.registry, &spec, &[&ingest::demo::DEMO_PAGE])?;
+    let operations = service_kit::operations::Operations::from_spec(&spec)?;
+    let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics.registry, &operations, &[&ingest::demo::DEMO_PAGE])?;
     let catalog_check = service_kit::readiness_check(move || {
         let loaded = catalog.is_loaded();
         async move { if loaded { Ok(()) } else { Err("catalog: not loaded yet".to_owned()) } }
     });
     let routes = service_kit::with_ops_routes(
-        service_kit::web::serve(
+        ingest::demo::serve(
             Route::new().nest("/", api).nest("/docs", docs).at("/openapi.json", service_kit::spec_endpoint(spec)),
-            &ingest::demo::DEMO_PAGE,
+            ingest.catalog.clone(),
         ),
         metrics.registry.clone(),
         vec![("nats", service_kit::nats_check(nats.clone())), ("catalog", catalog_check)],
@@ -80,6 +80,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     });
     let app = routes
         .data(BodyLimits { event: config.max_body_bytes, batch: config.max_batch_body_bytes })
+        .with(service_kit::operations::KnownQueryParameters::new(operations))
         .around(move |next, req| limit_header_size(next, req, max_header_bytes))
         .with_if(cors.is_some(), cors.unwrap_or_default())
         .catch_all_error(service_kit::problem_for_error)
@@ -99,9 +100,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         });
     }
 
-    let acceptor = TcpListener::bind(config.addr).into_acceptor().await?;
-    tracing::info!(addr = %config.addr, "ingest listening");
-    Server::new_with_acceptor(LimitedAcceptor::new(acceptor, config.max_connections))
+    let open_files = limits::raise_open_file_limit();
+    let max_connections = config.max_connections.unwrap_or_else(|| limits::default_max_connections(open_files, limits::container_memory_limit()));
+    let acceptor = limits::listen(config.addr)?;
+    tracing::info!(addr = %config.addr, max_connections, open_files, "ingest listening");
+    Server::new_with_acceptor(LimitedAcceptor::new(acceptor, max_connections, metrics.connections_refused.clone()))
         .idle_timeout(std::time::Duration::from_secs(config.idle_timeout_secs))
         .run_with_graceful_shutdown(
             app,

@@ -1,6 +1,6 @@
 //! Prometheus metrics of ingest (`ingest_*`).
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -15,6 +15,8 @@ pub struct Metrics {
     /// Tracking requests (`GET /c/...`, `GET /i/...`) answered although their event was not
     /// recorded, by endpoint and reason: the person was redirected, the pixel sent.
     pub tracking_unrecorded: IntCounterVec,
+    /// Connections answered 503 at once because ingest held `MAX_CONNECTIONS` already.
+    pub connections_refused: IntCounter,
 }
 
 impl Metrics {
@@ -41,12 +43,17 @@ impl Metrics {
             Opts::new("ingest_tracking_unrecorded_total", "Redirects and pixels answered whose event was not recorded, by endpoint and reason"),
             &["endpoint", "reason"],
         )?;
+        let connections_refused = IntCounter::new(
+            "ingest_connections_refused_total",
+            "Connections answered 503 (Retry-After: 1) at once because ingest held MAX_CONNECTIONS already",
+        )?;
+        registry.register(Box::new(connections_refused.clone()))?;
         registry.register(Box::new(tracking_unrecorded.clone()))?;
         registry.register(Box::new(received.clone()))?;
         registry.register(Box::new(messages_published.clone()))?;
         registry.register(Box::new(accepted.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
         registry.register(Box::new(publish_seconds.clone()))?;
-        Ok(Self { registry, received, accepted, rejected, publish_seconds, messages_published, tracking_unrecorded })
+        Ok(Self { registry, received, accepted, rejected, publish_seconds, messages_published, tracking_unrecorded, connections_refused })
     }
 }

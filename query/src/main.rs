@@ -24,7 +24,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let api = OpenApiService::new(QueryApi { analytics, api_key: config.api_key.clone() }, "Ad analytics", env!("CARGO_PKG_VERSION"));
     let docs = api.swagger_ui();
     let spec = service_kit::spec::close_objects(&api.spec(), query::api::CLOSED_SCHEMAS)?;
-    let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics.registry, &spec, &[&query::dashboard::DASHBOARD_PAGE])?;
+    let operations = service_kit::operations::Operations::from_spec(&spec)?;
+    let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics.registry, &operations, &[&query::dashboard::DASHBOARD_PAGE])?;
     let app = service_kit::with_ops_routes(
         service_kit::web::serve(
             Route::new().nest("/", api).nest("/docs", docs).at("/openapi.json", service_kit::spec_endpoint(spec)),
@@ -33,6 +34,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         metrics.registry.clone(),
         vec![("clickhouse", service_kit::clickhouse_check(clickhouse))],
     )
+    .with(service_kit::operations::KnownQueryParameters::new(operations))
     .catch_all_error(service_kit::problem_for_error)
     .around(service_kit::request_id::with_request_id)
     .with(http_metrics);

@@ -11,6 +11,8 @@ use std::time::Instant;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use prometheus::{HistogramOpts, HistogramVec, Registry};
 
+use crate::operations::{Operations, PathTemplates};
+
 /// The routes every service has besides its API (see [`crate::with_ops_routes`]).
 const OPS_ROUTES: &[&str] = &["/healthz", "/readyz", "/metrics", "/openapi.json"];
 
@@ -23,37 +25,23 @@ pub const UNMATCHED: &str = "unmatched";
 #[derive(Clone)]
 pub struct HttpMetrics {
     durations: HistogramVec,
-    /// Each template's segments; `None` stands for a `{parameter}`.
-    routes: Arc<Vec<(String, Vec<Option<String>>)>>,
+    routes: Arc<PathTemplates>,
     /// Routes that stand for everything under them: `/docs` and the service's pages.
     prefixes: Arc<Vec<String>>,
 }
 
 impl HttpMetrics {
-    /// Registers the histogram in `registry`; `spec` is the service's OpenAPI document (JSON),
+    /// Registers the histogram in `registry`; `operations` are the service's OpenAPI document's,
     /// whose paths are the templates, and `pages` the service's [`crate::web`] pages, each
     /// labelled by its root for all its files.
-    pub fn new(registry: &Registry, spec: &str, pages: &[&crate::web::Page]) -> Result<Self, prometheus::Error> {
+    pub fn new(registry: &Registry, operations: &Operations, pages: &[&crate::web::Page]) -> Result<Self, prometheus::Error> {
         let durations = HistogramVec::new(
             HistogramOpts::new("http_request_duration_seconds", "From a request's arrival to its response, by route template and status")
                 .buckets(prometheus::exponential_buckets(0.0005, 2.0, 16)?),
             &["method", "route", "status"],
         )?;
         registry.register(Box::new(durations.clone()))?;
-        let paths: Vec<String> = serde_json::from_str::<serde_json::Value>(spec)
-            .ok()
-            .and_then(|doc| doc.get("paths").and_then(|p| p.as_object()).map(|p| p.keys().cloned().collect()))
-            .unwrap_or_default();
-        let mut routes: Vec<(String, Vec<Option<String>>)> = paths
-            .into_iter()
-            .chain(OPS_ROUTES.iter().map(|r| (*r).to_owned()))
-            .map(|t| {
-                let segments = segments(&t).map(|s| (!s.starts_with('{')).then(|| s.to_owned())).collect();
-                (t, segments)
-            })
-            .collect();
-        // `/ads/analytics` before `/ads/{ad_id}`: the template with fewer parameters wins.
-        routes.sort_by_key(|(_, segments)| segments.iter().filter(|s| s.is_none()).count());
+        let routes = PathTemplates::new(operations.templates().chain(OPS_ROUTES.iter().copied()).map(str::to_owned));
         let prefixes = std::iter::once(DOCS_ROUTE).chain(pages.iter().map(|p| p.root)).map(str::to_owned).collect();
         Ok(Self { durations, routes: Arc::new(routes), prefixes: Arc::new(prefixes) })
     }
@@ -64,13 +52,7 @@ impl HttpMetrics {
         if let Some(page) = self.prefixes.iter().find(|p| path.strip_prefix(p.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))) {
             return page;
         }
-        let given: Vec<&str> = segments(path).collect();
-        self.routes
-            .iter()
-            .find(|(_, template)| {
-                template.len() == given.len() && template.iter().zip(&given).all(|(t, g)| t.as_deref().is_none_or(|t| t == *g))
-            })
-            .map_or(UNMATCHED, |(name, _)| name.as_str())
+        self.routes.matching(path).unwrap_or(UNMATCHED)
     }
 
     /// Answers `req` with `next` and records how long that took.
@@ -128,10 +110,6 @@ impl<E: Endpoint> Endpoint for Observed<E> {
     }
 }
 
-fn segments(path: &str) -> impl Iterator<Item = &str> {
-    path.split('/').filter(|s| !s.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,7 +118,7 @@ mod tests {
     fn paths_are_labelled_by_their_template() {
         let spec = r#"{"paths": {"/ads": {}, "/ads/analytics": {}, "/ads/{ad_id}": {}, "/ads/{ad_id}/analytics": {}}}"#;
         static DEMO: crate::web::Page = crate::web::Page { root: "/demo", files: &[] };
-        let metrics = HttpMetrics::new(&Registry::new(), spec, &[&DEMO]).unwrap();
+        let metrics = HttpMetrics::new(&Registry::new(), &Operations::from_spec(spec).unwrap(), &[&DEMO]).unwrap();
         assert_eq!(metrics.route("/ads"), "/ads");
         assert_eq!(metrics.route("/ads/analytics"), "/ads/analytics");
         assert_eq!(metrics.route("/ads/0193a5c2-7b1e-7c3d-9f00-2a6b1c4d5e6f"), "/ads/{ad_id}");

@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod http_metrics;
 pub mod limits;
+pub mod operations;
 pub mod request_id;
 pub mod spec;
 pub mod web;

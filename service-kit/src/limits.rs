@@ -1,31 +1,113 @@
-//! Connection-level protection: at most N open connections per service (further clients wait
-//! in the kernel's accept queue), and a cap on request header size.
+//! Connection-level protection: at most N open connections per service, a connection over the
+//! cap answered at once with a 503 (not left unread in the kernel's accept queue, where its
+//! client times out and may retry an event that was in fact stored), and a cap on request
+//! header size. The default cap follows the process's open-file limit, raised to its hard
+//! limit at start, and its container's memory limit when it has one.
 
 use std::io::Result as IoResult;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use poem::http::StatusCode;
-use poem::listener::Acceptor;
+use poem::listener::{Acceptor, TcpAcceptor};
 use poem::web::{LocalAddr, RemoteAddr};
 use poem::{Endpoint, IntoResponse, Request, Response};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use prometheus::IntCounter;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// An acceptor that holds a permit per open connection.
-pub struct LimitedAcceptor<A> {
-    inner: A,
-    permits: Arc<Semaphore>,
-}
-
-impl<A> LimitedAcceptor<A> {
-    pub fn new(inner: A, max_connections: usize) -> Self {
-        Self { inner, permits: Arc::new(Semaphore::new(max_connections)) }
+/// Raises the process's soft open-file limit to its hard limit, and returns the limit then in
+/// force: each connection is a file.
+pub fn raise_open_file_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            let soft = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+            tracing::warn!(%error, soft, "cannot raise the open-file limit");
+            soft
+        }
     }
 }
 
-impl<A: Acceptor> Acceptor for LimitedAcceptor<A> {
+/// Memory an open connection may cost: ingest held about 57 KiB per connection at 10,000
+/// connections sending requests at once (BENCHMARKS.md), rounded up.
+const MEMORY_PER_CONNECTION: u64 = 64 * 1024;
+/// What a service holds with no connection open.
+const MEMORY_BASELINE: u64 = 64 * 1024 * 1024;
+
+/// The memory limit of the process's container (cgroup v2 `memory.max`, else v1), if it has one.
+pub fn container_memory_limit() -> Option<u64> {
+    ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+        .iter()
+        .find_map(|path| std::fs::read_to_string(path).ok())
+        .and_then(|text| parse_memory_limit(&text))
+}
+
+/// A cgroup memory limit: `max` (v2) and v1's near-`i64::MAX` mean none.
+fn parse_memory_limit(text: &str) -> Option<u64> {
+    text.trim().parse::<u64>().ok().filter(|bytes| *bytes < 1 << 60)
+}
+
+/// The default connection cap: three quarters of the open-file limit (the other quarter is for
+/// the connections answered 503 over the cap, and for NATS, ClickHouse and files), and no more
+/// than a memory limit holds, so that a burst of clients is refused rather than kills the
+/// process.
+pub fn default_max_connections(open_files: u64, memory_limit: Option<u64>) -> usize {
+    let by_files = open_files / 4 * 3;
+    let by_memory = memory_limit.map_or(u64::MAX, |bytes| bytes.saturating_sub(MEMORY_BASELINE) / MEMORY_PER_CONNECTION);
+    usize::try_from(by_files.min(by_memory)).unwrap_or(usize::MAX).max(1)
+}
+
+/// Connections over the cap answered at once, at most: each holds a file while it is answered.
+fn max_refusals(max_connections: usize) -> usize {
+    (max_connections / 3).max(1)
+}
+
+/// How long a connection over the cap may take to send its request's head, and then to take
+/// the 503 and close.
+const REFUSAL_READ: Duration = Duration::from_secs(2);
+const REFUSAL_DRAIN: Duration = Duration::from_secs(1);
+
+/// Binds `addr` with a listen backlog as long as the kernel allows (`somaxconn`): a burst of
+/// new connections then waits in the queue instead of having its SYNs dropped and retried a
+/// second later.
+pub fn listen(addr: SocketAddr) -> IoResult<TcpAcceptor> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    TcpAcceptor::from_tokio(socket.listen(u32::from(u16::MAX))?)
+}
+
+/// An acceptor that holds a permit per open connection, and answers a connection that comes
+/// when every permit is taken with a 503 `Retry-After: 1` of its own.
+pub struct LimitedAcceptor<A> {
+    inner: A,
+    max_connections: usize,
+    permits: Arc<Semaphore>,
+    refusals: Arc<Semaphore>,
+    /// Connections answered 503 for the cap.
+    refused: IntCounter,
+}
+
+impl<A> LimitedAcceptor<A> {
+    pub fn new(inner: A, max_connections: usize, refused: IntCounter) -> Self {
+        Self {
+            inner,
+            max_connections,
+            permits: Arc::new(Semaphore::new(max_connections)),
+            refusals: Arc::new(Semaphore::new(max_refusals(max_connections))),
+            refused,
+        }
+    }
+}
+
+impl<A: Acceptor> Acceptor for LimitedAcceptor<A>
+where
+    A::Io: 'static,
+{
     type Io = Permitted<A::Io>;
 
     fn local_addr(&self) -> Vec<LocalAddr> {
@@ -33,18 +115,78 @@ impl<A: Acceptor> Acceptor for LimitedAcceptor<A> {
     }
 
     async fn accept(&mut self) -> IoResult<(Self::Io, LocalAddr, RemoteAddr, poem::http::uri::Scheme)> {
-        let permit = self.permits.clone().acquire_owned().await.map_err(std::io::Error::other)?;
+        loop {
+            // With every refusal slot busy too, wait for a connection to close before taking
+            // the next: the kernel's queue holds the rest.
+            if self.refusals.available_permits() == 0 {
+                let permit = self.permits.clone().acquire_owned().await.map_err(std::io::Error::other)?;
+                let (io, local, remote, scheme) = self.accept_inner().await?;
+                return Ok((Permitted { io, _permit: permit }, local, remote, scheme));
+            }
+            let (io, local, remote, scheme) = self.accept_inner().await?;
+            if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+                return Ok((Permitted { io, _permit: permit }, local, remote, scheme));
+            }
+            if let Ok(slot) = self.refusals.clone().try_acquire_owned() {
+                self.refused.inc();
+                tokio::spawn(refuse(io, self.max_connections, slot));
+                continue;
+            }
+            let permit = self.permits.clone().acquire_owned().await.map_err(std::io::Error::other)?;
+            return Ok((Permitted { io, _permit: permit }, local, remote, scheme));
+        }
+    }
+}
+
+impl<A: Acceptor> LimitedAcceptor<A> {
+    async fn accept_inner(&mut self) -> IoResult<(A::Io, LocalAddr, RemoteAddr, poem::http::uri::Scheme)> {
         match self.inner.accept().await {
-            Ok((io, local, remote, scheme)) => Ok((Permitted { io, _permit: permit }, local, remote, scheme)),
+            Ok(accepted) => Ok(accepted),
             Err(error) => {
                 // E.g. out of file descriptors: the server retries at once, so pause rather
                 // than spin.
                 tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 Err(error)
             }
         }
     }
+}
+
+/// The whole answer to a connection over the cap: an RFC 9457 problem, like every error.
+fn refusal(max_connections: usize) -> Vec<u8> {
+    let detail = format!("the service holds its most connections ({max_connections}); retry after 1 s");
+    let body = poem_openapi::types::ToJSON::to_json_string(&crate::Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail, None));
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: {}\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        crate::PROBLEM_JSON,
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Reads the request's head (what a client sends before it waits for an answer), answers 503,
+/// and reads what else comes for a moment before closing: closing with unread bytes would
+/// reset the connection, and the client could lose the answer.
+async fn refuse<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, max_connections: usize, _slot: OwnedSemaphorePermit) {
+    let mut buf = [0u8; 8192];
+    let mut head = Vec::new();
+    let read_head = async {
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        true
+    };
+    if !matches!(tokio::time::timeout(REFUSAL_READ, read_head).await, Ok(true)) {
+        return;
+    }
+    if io.write_all(&refusal(max_connections)).await.is_err() || io.shutdown().await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(REFUSAL_DRAIN, async { while matches!(io.read(&mut buf).await, Ok(n) if n > 0) {} }).await;
 }
 
 /// A connection; its permit is released when it closes.
@@ -81,4 +223,62 @@ pub async fn limit_header_size<E: Endpoint>(next: E, req: Request, max_bytes: us
         return Ok(crate::Problem::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, error, None).into_response());
     }
     Ok(next.call(req).await?.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_cap_leaves_a_quarter_of_the_files_and_fits_the_memory() {
+        assert_eq!(default_max_connections(20_000, None), 15_000);
+        assert_eq!(default_max_connections(1_024, None), 768);
+        assert_eq!(default_max_connections(0, None), 1);
+        // A 256 MiB container: (256 - 64) MiB at 64 KiB each.
+        assert_eq!(default_max_connections(1_048_576, Some(256 << 20)), 3_072);
+        assert_eq!(default_max_connections(1_024, Some(256 << 20)), 768);
+        assert_eq!(default_max_connections(1_048_576, Some(32 << 20)), 1);
+        assert!(max_refusals(15_000) == 5_000 && max_refusals(2) == 1);
+    }
+
+    #[test]
+    fn memory_limits_read_as_cgroups_write_them() {
+        assert_eq!(parse_memory_limit("268435456\n"), Some(256 << 20));
+        assert_eq!(parse_memory_limit("max\n"), None);
+        assert_eq!(parse_memory_limit("9223372036854771712\n"), None, "cgroup v1's unlimited");
+    }
+
+    #[test]
+    fn the_refusal_is_a_complete_problem_answer() {
+        let answer = String::from_utf8(refusal(10)).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{head}");
+        assert!(head.contains("retry-after: 1") && head.contains("connection: close") && head.contains("application/problem+json"), "{head}");
+        assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
+        let problem: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(problem["status"], 503);
+        assert!(problem["detail"].as_str().unwrap().contains("(10)"), "{problem}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_over_the_cap_is_answered_503_at_once() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let refused = IntCounter::new("refused", "test").unwrap();
+        let mut acceptor = LimitedAcceptor::new(TcpAcceptor::from_tokio(listener).unwrap(), 1, refused.clone());
+        let held = tokio::spawn(async move {
+            let first = acceptor.accept().await.unwrap();
+            // The second is refused inside this call, which then waits for a third.
+            let _ = tokio::time::timeout(Duration::from_secs(5), acceptor.accept()).await;
+            drop(first);
+        });
+        let _first = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+        second.write_all(b"POST /ads/click HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}").await.unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(5), second.read_to_string(&mut answer)).await.unwrap().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+        assert_eq!(refused.get(), 1);
+        held.abort();
+    }
 }

@@ -110,10 +110,16 @@ async fn oversized_headers_idle_clients_and_connection_limits() {
     // Two clients that connect and send nothing hold both connections...
     let idle: Vec<std::net::TcpStream> = (0..2).map(|_| std::net::TcpStream::connect(stack.ingest.addr).expect("connect")).collect();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(fresh().get(stack.ingest.url("/healthz")).send().await.is_err(), "a third connection waits");
+    // ...so a third is answered at once, 503 with Retry-After, and counted...
+    let refused = fresh().post(stack.ingest.url("/ads/click")).json(&serde_json::json!({"ad_id": e2e::AD_TRAIL_RUNNER})).send().await;
+    let refused = refused.expect("a connection over the cap is answered, not left waiting");
+    assert_eq!(refused.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    assert_eq!(e2e::read_answer("POST /ads/click over the cap", refused).await.0, 503);
     // ...until the idle timeout closes them.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let response = fresh().get(stack.ingest.url("/healthz")).send().await.expect("served after the idle clients were dropped");
     assert_eq!(response.status(), 200);
+    assert_eq!(e2e::metric(&stack.metrics(&stack.ingest).await, "ingest_connections_refused_total"), Some(1.0));
+    assert_eq!(stack.count("SELECT count() FROM click_events").await, 0, "the refused click was not recorded");
     drop(idle);
 }
