@@ -5,11 +5,13 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/adtrack-target
 CHDB_VERSION := 26.9.0
 VENV := .venv
+# The TypeScript SDK of the contract tests: an npm package of its own.
+TS_CONTRACT := tests/contract/ts
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Debian installs nats-server in /usr/sbin, which is not on every user's PATH.
 export NATS_SERVER ?= $(shell command -v nats-server || echo /usr/sbin/nats-server)
 
-.PHONY: all deps debian-packages test-deps test-packages build run test test-unit test-contract test-browser openapi bench clean
+.PHONY: all deps debian-packages test-deps test-packages build build-release run test test-unit test-contract test-browser openapi bench clean
 
 all: build
 
@@ -34,9 +36,10 @@ $(VENV)/.chdb-$(CHDB_VERSION):
 
 ## test-deps: what the contract, browser and deploy tests add (tests/tests/contract.rs, browser.rs,
 ## deploy.rs): Chromium (Debian package, for Swagger UI and the pages), promtool (Debian
-## package prometheus), and the pinned Python tools of tests/contract/ (Playwright too) and
-## tests/deploy/ in the same venv
-test-deps: deps test-packages $(VENV)/.contract-deps
+## package prometheus), Node and npm (Debian packages, for the TypeScript SDK), the pinned
+## Python tools of tests/contract/ (Playwright too) and tests/deploy/ in the same venv, and the
+## pinned npm packages of tests/contract/ts/
+test-deps: deps test-packages $(VENV)/.contract-deps $(TS_CONTRACT)/node_modules/.installed
 
 test-packages:
 	@command -v chromium >/dev/null || { \
@@ -48,6 +51,10 @@ test-packages:
 		echo "installing: prometheus (for promtool)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; \
 	}
+	@command -v npm >/dev/null || { \
+		echo "installing: nodejs npm"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm; \
+	}
 
 $(VENV)/.contract-deps: $(VENV)/.chdb-$(CHDB_VERSION) tests/contract/requirements.txt tests/contract/constraints.txt tests/deploy/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
@@ -55,11 +62,20 @@ $(VENV)/.contract-deps: $(VENV)/.chdb-$(CHDB_VERSION) tests/contract/requirement
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps check-jsonschema==0.39.0
 	touch $@
 
+# npm ci installs exactly package-lock.json, after emptying node_modules (the stamp with it).
+$(TS_CONTRACT)/node_modules/.installed: $(TS_CONTRACT)/package.json $(TS_CONTRACT)/package-lock.json
+	cd $(TS_CONTRACT) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 build:
 	cargo build --workspace --bins
 
-## run: the whole stack on loopback, data under .data/; Ctrl-C stops it
-run: deps build
+## build-release: the optimized binaries, which `make run` serves and `make bench` measures
+build-release:
+	cargo build --release --workspace --bins
+
+## run: the whole stack on loopback from the release build, data under .data/; Ctrl-C stops it
+run: deps build-release
 	dev/run.sh
 
 ## test: unit tests, then end-to-end tests against real servers on free ports
@@ -89,8 +105,7 @@ test-contract: test-deps build
 
 ## bench: release build, then every benchmark phase (13 to 15 minutes); figures in bench/results/.
 ## Pass options with BENCH_ARGS, e.g. make bench BENCH_ARGS="--only ingest,query --duration-secs 10"
-bench: deps
-	cargo build --release --workspace --bins
+bench: deps build-release
 	rm -rf .data/bench && mkdir -p .data/bench
 	E2E_TMP=$(CURDIR)/.data/bench $(CARGO_TARGET_DIR)/release/bench $(BENCH_ARGS)
 

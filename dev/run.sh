@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Starts NATS (JetStream), ClickHouse and the three services on loopback, data under .data/.
+# Starts NATS (JetStream), ClickHouse and the three services (release builds: `make run` builds
+# them) on loopback, data under .data/.
 # Ctrl-C (or SIGTERM) stops everything. Ports come from the usual variables; see README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 : "${CARGO_TARGET_DIR:=$HOME/.cache/adtrack-target}"
-BIN="$CARGO_TARGET_DIR/debug"
+BIN="$CARGO_TARGET_DIR/release"
 DATA="$PWD/.data"
 NATS_PORT="${NATS_PORT:-4222}"
 CLICKHOUSE_HTTP_PORT="${CLICKHOUSE_HTTP_PORT:-8123}"
