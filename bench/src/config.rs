@@ -46,6 +46,9 @@ pub enum Phase {
     Clicks,
     /// Batch ingest, NDJSON on `POST /ads/events`.
     Batch,
+    /// `hey -n 100000 -c 10000 -m POST` on `POST /ads/click`: every request answered in
+    /// bounded time, nearly all 202.
+    Burst,
     /// Time from a 202 to the event being visible in the query API, under background load.
     Freshness,
     /// `ingest` with the aggregator stopped: ingest, nats-server and the load generator have
@@ -66,7 +69,7 @@ pub struct Args {
     /// exactly-once check runs after the ingest phases and after freshness, when they run.
     /// They run in this order; the `-alone` ones after freshness, so that freshness reads the
     /// same history in the aggregator's click rules as in runs before them.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "bare,jetstream,ingest,clicks,batch,freshness,ingest-alone,clicks-alone,batch-alone,query")]
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "bare,jetstream,ingest,clicks,batch,burst,freshness,ingest-alone,clicks-alone,batch-alone,query")]
     pub only: Vec<Phase>,
     /// Bench ads created in ClickHouse (events pick them with Zipf-like popularity).
     #[arg(long, default_value_t = 1000)]
@@ -97,6 +100,17 @@ pub struct Args {
     /// Connections of the batch phase.
     #[arg(long, default_value_t = 4)]
     pub batch_connections: usize,
+    /// Connections of the burst phase, all opened at once.
+    #[arg(long, default_value_t = 10_000)]
+    pub burst_connections: usize,
+    /// Requests of the burst phase in all, shared evenly by its connections, each sending its
+    /// share one after another.
+    #[arg(long, default_value_t = 100_000)]
+    pub burst_requests: usize,
+    /// Seconds a burst request (connecting included, for a connection's first) may take to be
+    /// answered in full before it counts as unanswered: hey's default.
+    #[arg(long, default_value_t = 20)]
+    pub burst_timeout_secs: u64,
     /// Seconds of the freshness phase.
     #[arg(long, default_value_t = 30)]
     pub freshness_secs: u64,
@@ -171,6 +185,8 @@ impl Args {
             ("--connections", self.connections),
             ("--batch-size", self.batch_size),
             ("--batch-connections", self.batch_connections),
+            ("--burst-connections", self.burst_connections),
+            ("--burst-timeout-secs", self.burst_timeout_secs as usize),
             ("--freshness-secs", self.freshness_secs as usize),
             ("--freshness-rate", self.freshness_rate as usize),
             ("--freshness-connections", self.freshness_connections),
@@ -182,6 +198,9 @@ impl Args {
         ];
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(format!("{name} must be at least 1"));
+        }
+        if self.burst_requests < self.burst_connections {
+            return Err("--burst-requests must be at least --burst-connections: each connection sends one or more".into());
         }
         if self.jetstream_in_flight.contains(&0) {
             return Err("--jetstream-in-flight values must be at least 1".into());
@@ -199,5 +218,36 @@ impl Args {
 
     pub fn duration(&self) -> Duration {
         Duration::from_secs(self.duration_secs)
+    }
+
+    pub fn burst_timeout(&self) -> Duration {
+        Duration::from_secs(self.burst_timeout_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validate(options: &[&str]) -> Result<(), String> {
+        Cli::try_parse_from([&["bench"], options].concat()).map_err(|error| error.to_string())?.args.validate()
+    }
+
+    #[test]
+    fn the_burst_is_hey_s_by_default() {
+        let args = Cli::try_parse_from(["bench"]).unwrap().args;
+        assert_eq!((args.burst_connections, args.burst_requests, args.burst_timeout_secs), (10_000, 100_000, 20));
+        assert!(args.runs(Phase::Burst));
+        assert_eq!(Phase::Burst.name(), "burst");
+        assert!(validate(&["--only", "burst"]).is_ok());
+    }
+
+    #[test]
+    fn burst_options_are_validated() {
+        assert!(validate(&["--burst-connections", "0"]).unwrap_err().contains("--burst-connections"));
+        assert!(validate(&["--burst-timeout-secs", "0"]).unwrap_err().contains("--burst-timeout-secs"));
+        let fewer_requests = validate(&["--burst-connections", "10", "--burst-requests", "9"]).unwrap_err();
+        assert!(fewer_requests.contains("--burst-requests"), "{fewer_requests}");
+        assert!(validate(&["--burst-connections", "10", "--burst-requests", "10"]).is_ok());
     }
 }

@@ -5,6 +5,7 @@
 
 mod ads;
 mod bare;
+mod burst;
 mod config;
 mod freshness;
 mod http;
@@ -55,6 +56,7 @@ async fn main() -> anyhow::Result<ExitCode> {
 }
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let open_files = service_kit::limits::raise_open_file_limit();
     let started_at = OffsetDateTime::now_utc().replace_nanosecond(0)?;
     let clock = Instant::now();
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
@@ -133,6 +135,20 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let clicks = bench.single_events(Phase::Clicks, "ingest (clicks only)", &only_clicks, &args).await;
     let (batch, batch_skipped) = bench.batches(Phase::Batch, &mix, &args).await;
 
+    let mut burst = None;
+    if args.runs(Phase::Burst) {
+        bench.phase("burst");
+        // The most popular bench ad: one ad, as hey's one fixed body has.
+        match burst::run(bench.stack.ingest.addr, mix.ads[0], &args, open_files).await {
+            Ok((report, accepted)) => {
+                bench.outcomes.merge(accepted);
+                burst = Some(report);
+            }
+            Err(error) => bench.fail("burst", error),
+        }
+        bench.check_exactly_once("burst").await;
+    }
+
     let mut freshness = None;
     if args.runs(Phase::Freshness) {
         bench.phase("freshness");
@@ -187,6 +203,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         clicks,
         batch,
         batch_skipped,
+        burst,
         ingest_alone,
         clicks_alone,
         batch_alone,

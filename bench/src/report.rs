@@ -8,6 +8,7 @@ use std::process::Command;
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::burst::{BurstReport, MIN_ACCEPTED_SHARE};
 use crate::config::Args;
 use crate::freshness::{FreshnessReport, STAGES};
 use crate::jetstream::PublishReport;
@@ -36,6 +37,7 @@ pub struct Report {
     pub batch: Option<BatchReport>,
     /// Why the batch phase did not run, when it was asked for.
     pub batch_skipped: Option<String>,
+    pub burst: Option<BurstReport>,
     /// The same three phases with the aggregator stopped.
     pub ingest_alone: Option<LoadReport>,
     pub clicks_alone: Option<LoadReport>,
@@ -169,7 +171,15 @@ pub struct Table {
 
 /// Every figure of the report, grouped as they are read.
 pub fn tables(report: &Report) -> Vec<Table> {
-    let mut tables = vec![throughput(report)];
+    let mut tables: Vec<Table> = targets_table(report).into_iter().collect();
+    let throughput = throughput(report);
+    // Empty when only other phases ran (e.g. `--only burst`).
+    if !throughput.rows.is_empty() {
+        tables.push(throughput);
+    }
+    if let Some(burst) = &report.burst {
+        tables.push(burst_table(burst));
+    }
     let r = &report.ratios;
     let ratio_rows: Vec<Vec<String>> = [
         ("ingest (mixed) ÷ bare poem endpoint", r.ingest_over_bare),
@@ -303,6 +313,69 @@ fn throughput(report: &Report) -> Table {
     }
 }
 
+/// The targets this run can tell, each with what was measured and whether it was met; `None`
+/// when no phase that has one ran.
+fn targets_table(report: &Report) -> Option<Table> {
+    let burst = report.burst.as_ref()?;
+    let unanswered = burst.http_statuses.get(&0).copied().unwrap_or(0);
+    let met = |yes: bool| if yes { "yes".to_owned() } else { "NO".to_owned() };
+    let rows = vec![
+        vec![
+            format!("burst: every request answered within {} s", burst.timeout_secs),
+            format!("{} of {} unanswered", thousands(unanswered as f64), thousands(burst.requests as f64)),
+            met(burst.targets.none_unanswered),
+        ],
+        vec![
+            format!("burst: at least {} answered 202", percent(MIN_ACCEPTED_SHARE)),
+            format!("{} answered 202", percent(burst.answered_202)),
+            met(burst.targets.enough_accepted),
+        ],
+    ];
+    Some(Table { title: "Targets".into(), header: vec!["target", "this run", "met?"], rows, notes: Vec::new() })
+}
+
+fn burst_table(burst: &BurstReport) -> Table {
+    let l = &burst.latency;
+    let share = burst.requests / burst.connections;
+    let share = if burst.requests.is_multiple_of(burst.connections) { share.to_string() } else { format!("{share} or {}", share + 1) };
+    Table {
+        title: format!(
+            "Burst: {} POST /ads/click from {} connections at once (hey -n {} -c {})",
+            thousands(burst.requests as f64),
+            thousands(burst.connections as f64),
+            burst.requests,
+            burst.connections
+        ),
+        header: vec!["answers", "p50", "p99", "max", "answered ≤ 1 s", "answered 202", "took"],
+        rows: vec![vec![
+            statuses(&burst.http_statuses, &[]),
+            ms(l.p50_us),
+            ms(l.p99_us),
+            ms(l.max_us),
+            percent(burst.answered_within_1s),
+            percent(burst.answered_202),
+            format!("{:.1} s", burst.duration_secs),
+        ]],
+        notes: vec![
+            format!(
+                "Each connection sends its share ({} requests) one after another, keep-alive (on a new connection \
+                 after `connection: close`, an error or a timeout), every one with the body {} (no event_id) and a \
+                 browser's user agent. No answer: none complete within {} s, or the connection failed. Latency: of \
+                 answered requests, from sending (connecting included, when the request opened its connection) to \
+                 the whole answer. Answered ≤ 1 s and answered 202: shares of all requests. The exactly-once check \
+                 after `burst` looks up every 202's event_id.",
+                share,
+                burst.body,
+                burst.timeout_secs
+            ),
+            format!(
+                "202 answers without an event_id: {}; event_ids named by two 202s: {}.",
+                burst.accepted_without_event_id, burst.accepted_ids_repeated
+            ),
+        ],
+    }
+}
+
 fn exactly_once(checks: &[Verification]) -> Table {
     let rows = checks
         .iter()
@@ -428,13 +501,14 @@ fn query_tables(q: &QueryReport) -> Vec<Table> {
 }
 
 /// Phases in the order they run.
-pub const PHASE_ORDER: [&str; 13] = [
+pub const PHASE_ORDER: [&str; 14] = [
     "setup",
     "bare",
     "jetstream",
     "ingest",
     "clicks",
     "batch",
+    "burst",
     "verify",
     "freshness",
     "ingest-alone",
@@ -608,11 +682,16 @@ fn statuses(all: &BTreeMap<u16, u64>, ok: &[u16]) -> String {
         .iter()
         .filter(|(status, _)| !ok.contains(status))
         .map(|(status, n)| match status {
-            0 => format!("no answer: {n}"),
-            status => format!("{status}: {n}"),
+            0 => format!("no answer: {}", thousands(*n as f64)),
+            status => format!("{status}: {}", thousands(*n as f64)),
         })
         .collect();
     if bad.is_empty() { "none".into() } else { bad.join(", ") }
+}
+
+/// A share as a percentage, rounded down: 100 % only when it is all.
+fn percent(share: f64) -> String {
+    format!("{:.2} %", (share * 10_000.0).floor() / 100.0)
 }
 
 fn answers(counts: &BTreeMap<String, u64>) -> String {
@@ -637,6 +716,12 @@ mod tests {
         all.insert(0, 2);
         all.insert(503, 1);
         assert_eq!(statuses(&all, &[202]), "no answer: 2, 503: 1");
+        all.insert(202, 99_871);
+        assert_eq!(statuses(&all, &[]), "no answer: 2, 202: 99,871, 503: 1");
+        assert_eq!(percent(0.99999), "99.99 %");
+        assert_eq!(percent(1.0), "100.00 %");
+        assert_eq!(percent(0.5), "50.00 %");
+        assert_eq!(percent(99.0 / 100.0), "99.00 %");
     }
 
     #[test]

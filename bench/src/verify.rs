@@ -19,6 +19,10 @@ pub struct Outcomes {
     /// Ids whose fate the client cannot know: a 503, a lost connection, a timeout. They may or
     /// may not be stored.
     pub uncertain: HashSet<Uuid>,
+    /// Events sent without an `event_id` whose id the client never learned, so ingest
+    /// assigned one it was not told: unanswered (each may be stored, once), or answered 202
+    /// without naming the event. Only the total can account for them.
+    pub uncertain_unnamed: u64,
 }
 
 impl Outcomes {
@@ -33,15 +37,21 @@ impl Outcomes {
         self.uncertain.insert(id);
     }
 
+    pub fn uncertain_unnamed(&mut self) {
+        self.uncertain_unnamed += 1;
+    }
+
     pub fn merge(&mut self, other: Outcomes) {
         self.clicks.extend(other.clicks);
         self.impressions.extend(other.impressions);
         self.uncertain.extend(other.uncertain);
+        self.uncertain_unnamed += other.uncertain_unnamed;
     }
 
-    /// Uncertain ids that no later answer settled.
+    /// Uncertain events that no later answer settled (an unnamed one cannot be settled).
     fn still_uncertain(&self) -> u64 {
-        self.uncertain.iter().filter(|id| !self.clicks.contains(id) && !self.impressions.contains(id)).count() as u64
+        let named = self.uncertain.iter().filter(|id| !self.clicks.contains(id) && !self.impressions.contains(id)).count() as u64;
+        named + self.uncertain_unnamed
     }
 }
 
