@@ -80,7 +80,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     });
     let app = routes
         .data(BodyLimits { event: config.max_body_bytes, batch: config.max_batch_body_bytes })
-        .with(service_kit::operations::KnownQueryParameters::new(operations))
+        .with(service_kit::operations::KnownQueryParameters::new(operations.ignoring_unknown_query_parameters(ingest::http::LINK_OPERATIONS)))
         .around(move |next, req| limit_header_size(next, req, max_header_bytes))
         .with_if(cors.is_some(), cors.unwrap_or_default())
         .catch_all_error(service_kit::problem_for_error)

@@ -3,6 +3,9 @@
 //! [`KnownQueryParameters`] refuses a query string that names a parameter its operation does not
 //! take (400, naming it), as request bodies refuse unknown fields: a misspelt `?start=` would
 //! otherwise be ignored, and the answer to another question (the default window) sent with 200.
+//! Operations that browsers reach through links and pixels can be exempted: ad platforms append
+//! their own parameters (`gclid`, `fbclid`, `utm_*`) to the links they are given, and the person
+//! following one must still reach the ad's page.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -54,6 +57,8 @@ fn segments(path: &str) -> impl Iterator<Item = &str> {
 struct Operation {
     id: String,
     query: Vec<String>,
+    /// Other query parameters are ignored rather than refused.
+    open: bool,
 }
 
 /// Every operation of an OpenAPI document, by path template and method.
@@ -86,10 +91,18 @@ impl Operations {
                     .filter_map(|p| p.get("name").and_then(Value::as_str).map(str::to_owned))
                     .collect();
                 let id = operation.get("operationId").and_then(Value::as_str).unwrap_or(template).to_owned();
-                operations.insert((template.clone(), method.to_owned()), Operation { id, query });
+                operations.insert((template.clone(), method.to_owned()), Operation { id, query, open: false });
             }
         }
         Ok(Self { paths: PathTemplates::new(paths.keys().cloned()), operations })
+    }
+
+    /// These operations (by `operationId`) ignore query parameters they do not take.
+    pub fn ignoring_unknown_query_parameters(mut self, operation_ids: &[&str]) -> Self {
+        for operation in self.operations.values_mut() {
+            operation.open |= operation_ids.contains(&operation.id.as_str());
+        }
+        self
     }
 
     /// The document's path templates.
@@ -102,7 +115,7 @@ impl Operations {
     /// or no operation answers there (another route, or poem's 404 and 405).
     pub fn unknown_query_parameter(&self, method: &str, path: &str, query: &str) -> Option<Problem> {
         let template = self.paths.matching(path)?;
-        let operation = self.operations.get(&(template.to_owned(), method.to_ascii_lowercase()))?;
+        let operation = self.operations.get(&(template.to_owned(), method.to_ascii_lowercase())).filter(|o| !o.open)?;
         let unknown = url::form_urlencoded::parse(query.as_bytes()).map(|(name, _)| name).find(|name| !operation.query.iter().any(|known| known == name))?;
         let takes = match operation.query.as_slice() {
             [] => "no query parameters".to_owned(),
@@ -195,7 +208,9 @@ mod tests {
 
     #[test]
     fn requests_outside_the_operations_are_left_alone() {
-        let operations = Operations::from_spec(SPEC).unwrap();
+        let operations = Operations::from_spec(SPEC).unwrap().ignoring_unknown_query_parameters(&["getAd"]);
+        assert_eq!(unknown(&operations, "GET", "/ads/a1000000-0000-4000-8000-000000000001", "gclid=x"), None, "an exempted operation");
+        assert!(unknown(&operations, "GET", "/ads", "gclid=x").is_some(), "the others are not");
         assert_eq!(unknown(&operations, "GET", "/demo/", "ad_id=x"), None, "not an operation's path");
         assert_eq!(unknown(&operations, "PUT", "/ads", "x=1"), None, "no such method: poem answers 405");
     }

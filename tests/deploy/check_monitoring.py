@@ -34,6 +34,7 @@ METRICS = {
     "ingest_publish_duration_seconds": ("histogram", set()),
     "ingest_messages_published_total": ("counter", {"outcome"}),
     "ingest_tracking_unrecorded_total": ("counter", {"endpoint", "reason"}),
+    "ingest_connections_refused_total": ("counter", set()),
     # aggregator
     "aggregator_messages_consumed_total": ("counter", set()),
     "aggregator_events_inserted_total": ("counter", {"table"}),

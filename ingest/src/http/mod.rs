@@ -24,6 +24,11 @@ use crate::tracking::{pixel_ad_id, NO_CACHE, PIXEL_GIF};
 /// Request bodies that reject unknown fields (400): closed objects in the spec.
 pub const CLOSED_SCHEMAS: &[&str] = &["ClickRequest", "ImpressionRequest"];
 
+/// The operations a browser reaches through a link or a pixel. They ignore query parameters
+/// they do not take, where the others answer 400: ad platforms append theirs (`gclid`,
+/// `fbclid`, `utm_*`) to the links they are given, and the person must still reach the ad's page.
+pub const LINK_OPERATIONS: &[&str] = &["trackClick", "trackImpression"];
+
 #[derive(Tags)]
 pub enum IngestTags {
     /// Record ad events. A 202 means the event is stored durably and will be counted once.
@@ -74,6 +79,7 @@ impl IngestApi {
     /// `click_id` added to its query when given. The person is redirected even when the click
     /// could not be recorded (counted in `ingest_tracking_unrecorded_total`): a repeated visit
     /// of the link counts again. An inactive ad still redirects; its click is not counted.
+    /// Other query parameters (`gclid`, `utm_source`, ... appended by ad platforms) are ignored.
     #[oai(path = "/c/:ad_id", method = "get", operation_id = "trackClick", tag = "IngestTags::Tracking")]
     async fn track_click(
         &self,
@@ -101,7 +107,7 @@ impl IngestApi {
     /// Records an impression of the ad (as `POST /ads/impression` would) and answers a
     /// transparent 1×1 GIF that no cache keeps, whatever came of the impression: a page never
     /// shows a broken image for it. Impressions not recorded (unknown or inactive ad, JetStream
-    /// down) are counted in `ingest_tracking_unrecorded_total`.
+    /// down) are counted in `ingest_tracking_unrecorded_total`. Other query parameters are ignored.
     #[oai(path = "/i/:file", method = "get", operation_id = "trackImpression", tag = "IngestTags::Tracking")]
     async fn track_impression(
         &self,
