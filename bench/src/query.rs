@@ -144,7 +144,7 @@ struct Case {
     url: Box<dyn Fn(usize) -> String>,
 }
 
-/// The eight cases. Uncached requests name an explicit 30-day window, shifted one more minute
+/// The ten cases. Uncached requests name an explicit 30-day window, shifted one more minute
 /// back for each request: windows are whole minutes, so each is a new cache key.
 fn cases_at(now: OffsetDateTime) -> Vec<Case> {
     let to = now.replace_second(0).and_then(|t| t.replace_nanosecond(0)).unwrap_or(now) + time::Duration::MINUTE;
@@ -203,6 +203,19 @@ fn cases_at(now: OffsetDateTime) -> Vec<Case> {
             cache: "reports",
             cached: false,
             url: Box::new(move |i| format!("/ads/analytics?{}", window(i))),
+        },
+        // A zone whose days start at 18:30 UTC: hour rollups cannot be grouped into its days.
+        Case {
+            name: "one ad, 30 days daily, Asia/Kolkata",
+            cache: "series",
+            cached: true,
+            url: Box::new(move |_| format!("/ads/{top}/analytics?timeframe=30d&granularity=day&tz=Asia/Kolkata")),
+        },
+        Case {
+            name: "one ad, 30 days daily, Asia/Kolkata",
+            cache: "series",
+            cached: false,
+            url: Box::new(move |i| format!("/ads/{}/analytics?{}&granularity=day&tz=Asia/Kolkata", popular(i), window(i))),
         },
     ]
 }

@@ -190,6 +190,7 @@ async fn windows_across_days_and_hours_match_the_raw_events() {
             ("hour", "UTC", "toStartOfHour(timestamp)"),
             ("day", "UTC", "toStartOfDay(timestamp)"),
             ("day", "Asia/Kolkata", "toStartOfDay(timestamp, 'Asia/Kolkata')"),
+            ("week", "Asia/Kolkata", "toDateTime(toStartOfWeek(timestamp, 1, 'Asia/Kolkata'), 'Asia/Kolkata')"),
             ("hour", "Australia/Adelaide", "toStartOfHour(timestamp, 'Australia/Adelaide')"),
             ("week", "America/New_York", "toDateTime(toStartOfWeek(timestamp, 1, 'America/New_York'), 'America/New_York')"),
             ("month", "Europe/Paris", "toDateTime(toStartOfMonth(timestamp, 'Europe/Paris'), 'Europe/Paris')"),
