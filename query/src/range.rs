@@ -5,10 +5,8 @@
 //! with the API over the same aligned window.
 //!
 //! Series buckets follow the caller's time zone ([`Zone`], daylight-saving changes included):
-//! a day bucket is a local day of 23, 24 or 25 hours. Each bucket's part of a window is read
-//! from the coarsest rollup rows that lie wholly inside it ([`Window::series_segments`]), so a
-//! zone whose offset is not whole hours (+05:30) reads whole UTC hours and days inside its
-//! buckets, and minutes only around their edges.
+//! a day bucket is a local day of 23, 24 or 25 hours. A window is read from the coarsest rollup
+//! whose rows each fall inside one bucket ([`Window::coarsest_rollup`]).
 
 use jiff::civil::Weekday;
 use jiff::tz::TimeZone;
@@ -81,8 +79,6 @@ pub enum Rollup {
 }
 
 impl Rollup {
-    pub const ALL: [Rollup; 3] = [Rollup::Minute, Rollup::Hour, Rollup::Day];
-
     fn step(self) -> Duration {
         match self {
             Rollup::Minute => Duration::MINUTE,
@@ -180,11 +176,6 @@ const LATEST: OffsetDateTime = time::macros::datetime!(2100-01-01 0:00 UTC);
 
 /// Most buckets one series may have.
 pub const MAX_BUCKETS: i64 = 10_000;
-
-/// Most segments a series reads with [`Window::series_segments`]'s plan; each is a key range
-/// (two bound parameters) in the SQL. Beyond it (a window of years in a +05:30 zone), the
-/// coarsest rollup's plan, whose segments are few.
-pub const MAX_SERIES_SEGMENTS: usize = 256;
 
 /// `[from, to)`, both on whole minutes (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -290,22 +281,6 @@ impl Window {
         split(self.from, self.to, coarsest, &mut segments);
         segments
     }
-
-    /// The reads of a series by `granularity` in `zone`: each bucket's part of the window split
-    /// as [`Window::segments`] splits a window, from UTC days down, and neighbouring segments of
-    /// one rollup joined. Every rollup row read then lies inside one bucket, which
-    /// [`Window::coarsest_rollup`] can promise only by reading minutes in a +05:30 zone. Past
-    /// [`MAX_SERIES_SEGMENTS`], that coarsest rollup's plan.
-    pub fn series_segments(&self, granularity: Granularity, zone: &Zone) -> Result<Vec<Segment>, QueryError> {
-        let buckets = self.buckets(granularity, zone)?;
-        let mut segments = Vec::new();
-        for (i, start) in buckets.iter().enumerate() {
-            let end = buckets.get(i + 1).copied().unwrap_or(self.to);
-            split((*start).max(self.from), end.min(self.to), Rollup::Day, &mut segments);
-        }
-        let joined = join_neighbours(segments);
-        Ok(if joined.len() <= MAX_SERIES_SEGMENTS { joined } else { self.segments(self.coarsest_rollup(granularity, zone)) })
-    }
 }
 
 /// Time arithmetic that cannot fail on windows between 1970 and 2100, reported just in case.
@@ -361,18 +336,6 @@ fn split(from: OffsetDateTime, to: OffsetDateTime, rollup: Rollup, out: &mut Vec
     } else {
         split(from, to, finer, out);
     }
-}
-
-/// `segments` (in time order) with each run of contiguous segments of one rollup made one.
-fn join_neighbours(segments: Vec<Segment>) -> Vec<Segment> {
-    let mut joined: Vec<Segment> = Vec::with_capacity(segments.len());
-    for segment in segments {
-        match joined.last_mut() {
-            Some(last) if last.rollup == segment.rollup && last.to == segment.from => last.to = segment.to,
-            _ => joined.push(segment),
-        }
-    }
-    joined
 }
 
 fn floor(t: OffsetDateTime, step: Duration) -> OffsetDateTime {
@@ -507,57 +470,6 @@ mod tests {
         // Santiago's clocks jump from 00:00 to 01:00 on 2022-09-11: that day starts at 01:00.
         let santiago = Window { from: datetime!(2022-09-10 12:00 UTC), to: datetime!(2022-09-11 12:00 UTC) };
         assert_eq!(santiago.buckets(Granularity::Day, &zone("America/Santiago")).unwrap()[1], datetime!(2022-09-11 4:00 UTC));
-    }
-
-    /// Checks that `segments` cover `w` exactly once and that no rollup row they read
-    /// straddles a bucket boundary; returns how many of each rollup they use.
-    fn check_series_plan(w: Window, granularity: Granularity, zone: &Zone) -> [usize; 3] {
-        let segments = w.series_segments(granularity, zone).unwrap();
-        let boundaries = w.buckets(granularity, zone).unwrap();
-        let mut covered = w.from;
-        let mut used = [0; 3];
-        for s in &segments {
-            assert_eq!(s.from, covered, "contiguous, in order: {segments:?}");
-            assert!(s.from < s.to);
-            covered = s.to;
-            let step = s.rollup.step();
-            assert_eq!((floor(s.from, step), floor(s.to, step)), (s.from, s.to), "whole rows of {:?}", s.rollup);
-            for b in &boundaries {
-                let inside = *b > s.from && *b < s.to;
-                assert!(!inside || floor(*b, step) == *b, "a {:?} row of {s:?} straddles the bucket starting {b}", s.rollup);
-            }
-            used[Rollup::ALL.iter().position(|r| *r == s.rollup).unwrap()] += 1;
-        }
-        assert_eq!(covered, w.to);
-        used
-    }
-
-    #[test]
-    fn series_read_whole_hours_and_days_inside_every_zones_buckets() {
-        let month = Window { from: datetime!(2026-10-01 0:07 UTC), to: datetime!(2026-10-31 9:13 UTC) };
-        // Kolkata's days start at 18:30 UTC: 23 whole hours each, the half hours around 18:30 in
-        // minutes, no UTC day inside one.
-        let [minutes, hours, days] = check_series_plan(month, Granularity::Day, &zone("Asia/Kolkata"));
-        assert_eq!((minutes, hours, days), (32, 31, 0));
-        // Its weeks and months hold whole UTC days.
-        assert!(check_series_plan(month, Granularity::Week, &zone("Asia/Kolkata"))[2] > 0);
-        assert!(check_series_plan(month, Granularity::Month, &zone("Asia/Kolkata"))[2] > 0);
-        // Whole-hour zones read as before: hours in Paris (its days are not UTC days), days in UTC.
-        assert_eq!(check_series_plan(month, Granularity::Day, &zone("Europe/Paris")), [2, 1, 0]);
-        assert_eq!(check_series_plan(month, Granularity::Day, &Zone::utc()), [2, 2, 1]);
-        for (granularity, name) in [
-            (Granularity::Hour, "Asia/Kolkata"),
-            (Granularity::Hour, "Australia/Adelaide"),
-            (Granularity::Day, "Asia/Kathmandu"),
-            (Granularity::Week, "America/New_York"),
-            (Granularity::Month, "Australia/Lord_Howe"),
-        ] {
-            check_series_plan(month, granularity, &zone(name));
-        }
-        // Too many segments (years in a +05:30 zone): the coarsest rollup's few.
-        let years = Window { from: datetime!(2000-01-01 0:00 UTC), to: datetime!(2026-01-01 0:00 UTC) };
-        let fallback = years.series_segments(Granularity::Month, &zone("Asia/Kolkata")).unwrap();
-        assert_eq!(fallback, years.segments(Rollup::Minute));
     }
 
     #[test]

@@ -233,10 +233,11 @@ impl Repo {
     }
 
     async fn aggregate(&self, window: Window, ads: Ads<'_>, group: GroupBy<'_>, states: States) -> Result<BTreeMap<String, Counts>, QueryError> {
-        let segments = match group {
-            GroupBy::Ad | GroupBy::Total => window.segments(Rollup::Day),
-            GroupBy::Bucket(g, zone) => window.series_segments(g, zone)?,
+        let coarsest = match group {
+            GroupBy::Ad | GroupBy::Total => Rollup::Day,
+            GroupBy::Bucket(g, zone) => window.coarsest_rollup(g, zone),
         };
+        let segments = window.segments(coarsest);
         let key = group.key_sql();
         let (unique_visitors, merged) = match states {
             States::Merged => (", unique_visitors", "uniqMerge(unique_visitors)"),
@@ -433,22 +434,19 @@ fn audience_rows(kind: &str, count: &str, segments: &[Segment], filters: &Filter
 }
 
 /// The rollup rows of one kind (`click_events` or `impression_events`) covering the segments:
-/// one `SELECT` per rollup on `<kind>_per_<minute|hour|day>`, its segments as ranges of the
-/// table's primary key joined by `OR`, glued with `UNION ALL`. Every row has `ad_id`, its time as
-/// `t`, and `columns`.
+/// one `SELECT` per segment on `<kind>_per_<minute|hour|day>`, each on the table's primary key,
+/// glued with `UNION ALL`. Every row has `ad_id`, its time as `t`, and `columns`.
 fn rollup_rows(kind: &str, columns: &str, segments: &[Segment], ads: Ads<'_>) -> String {
     let ad = ads.condition();
-    Rollup::ALL
+    segments
         .iter()
-        .filter_map(|&rollup| {
-            let time = rollup.column();
-            let ranges: Vec<String> = segments
-                .iter()
-                .enumerate()
-                .filter(|(_, segment)| segment.rollup == rollup)
-                .map(|(i, _)| format!("({time} >= toDateTime({{from{i}:Int64}}, 'UTC') AND {time} < toDateTime({{to{i}:Int64}}, 'UTC'))"))
-                .collect();
-            (!ranges.is_empty()).then(|| format!("SELECT ad_id, {time} AS t, {columns} FROM {kind}_per_{time} WHERE {ad}({})", ranges.join(" OR ")))
+        .enumerate()
+        .map(|(i, segment)| {
+            let time = segment.rollup.column();
+            format!(
+                "SELECT ad_id, {time} AS t, {columns} FROM {kind}_per_{time} WHERE {ad}\
+                 {time} >= toDateTime({{from{i}:Int64}}, 'UTC') AND {time} < toDateTime({{to{i}:Int64}}, 'UTC')"
+            )
         })
         .collect::<Vec<_>>()
         .join(" UNION ALL ")
