@@ -81,7 +81,7 @@ async fn settle(stack: &Stack, limit: Duration) {
     eprintln!("bench: waited {:.1} s for ClickHouse's merges", started.elapsed().as_secs_f64());
 }
 
-/// Measures the six cases over whatever the tables hold, once the merges have settled.
+/// Measures the cases over whatever the tables hold, once the merges have settled.
 pub async fn measure(stack: &Stack, args: &Args, insert_secs: f64) -> anyhow::Result<QueryReport> {
     settle(stack, Duration::from_secs(180)).await;
     let tables = table_sizes(stack).await?;
@@ -144,15 +144,17 @@ struct Case {
     url: Box<dyn Fn(usize) -> String>,
 }
 
-/// The ten cases. Uncached requests name an explicit 30-day window, shifted one more minute
-/// back for each request: windows are whole minutes, so each is a new cache key.
+/// The fourteen cases. Uncached requests name an explicit window (30 days, or 7 for the
+/// breakdown), shifted one more minute back for each request: windows are whole minutes, so each is a new cache key.
 fn cases_at(now: OffsetDateTime) -> Vec<Case> {
     let to = now.replace_second(0).and_then(|t| t.replace_nanosecond(0)).unwrap_or(now) + time::Duration::MINUTE;
-    let window = move |i: usize| {
+    let days_back = move |days: i64, i: usize| {
         let shift = time::Duration::minutes(i as i64);
         let format = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
-        format!("from={}&to={}", format(to - time::Duration::days(30) - shift), format(to - shift))
+        format!("from={}&to={}", format(to - time::Duration::days(days) - shift), format(to - shift))
     };
+    let window = move |i: usize| days_back(30, i);
+    let week = move |i: usize| days_back(7, i);
     let popular = |i: usize| bench_ad(i % POPULAR_ADS);
     let top = bench_ad(0);
     vec![
@@ -203,6 +205,31 @@ fn cases_at(now: OffsetDateTime) -> Vec<Case> {
             cache: "reports",
             cached: false,
             url: Box::new(move |i| format!("/ads/analytics?{}", window(i))),
+        },
+        // Ranking by a metric kept as states: every ad's unique-visitor states are merged.
+        Case {
+            name: "top 10 ads by unique viewers, 30 days",
+            cache: "reports",
+            cached: true,
+            url: Box::new(|_| "/ads/analytics?timeframe=30d&sort=unique_viewers&limit=10".to_owned()),
+        },
+        Case {
+            name: "top 10 ads by unique viewers, 30 days",
+            cache: "reports",
+            cached: false,
+            url: Box::new(move |i| format!("/ads/analytics?{}&sort=unique_viewers&limit=10", window(i))),
+        },
+        Case {
+            name: "breakdown by country, 7 days",
+            cache: "breakdowns",
+            cached: true,
+            url: Box::new(|_| "/ads/analytics/breakdown?by=country&timeframe=7d".to_owned()),
+        },
+        Case {
+            name: "breakdown by country, 7 days",
+            cache: "breakdowns",
+            cached: false,
+            url: Box::new(move |i| format!("/ads/analytics/breakdown?by=country&{}", week(i))),
         },
         // A zone whose days start at 18:30 UTC: hour rollups cannot be grouped into its days.
         Case {
