@@ -85,7 +85,8 @@ pub fn listen(addr: SocketAddr) -> IoResult<TcpAcceptor> {
 /// when every permit is taken with a 503 `Retry-After: 1` of its own.
 pub struct LimitedAcceptor<A> {
     inner: A,
-    max_connections: usize,
+    /// The answer every refused connection gets, made once.
+    refusal: Arc<[u8]>,
     permits: Arc<Semaphore>,
     refusals: Arc<Semaphore>,
     /// Connections answered 503 for the cap.
@@ -96,7 +97,7 @@ impl<A> LimitedAcceptor<A> {
     pub fn new(inner: A, max_connections: usize, refused: IntCounter) -> Self {
         Self {
             inner,
-            max_connections,
+            refusal: refusal(max_connections).into(),
             permits: Arc::new(Semaphore::new(max_connections)),
             refusals: Arc::new(Semaphore::new(max_refusals(max_connections))),
             refused,
@@ -129,7 +130,7 @@ where
             }
             if let Ok(slot) = self.refusals.clone().try_acquire_owned() {
                 self.refused.inc();
-                tokio::spawn(refuse(io, self.max_connections, slot));
+                tokio::spawn(refuse(io, self.refusal.clone(), slot));
                 continue;
             }
             let permit = self.permits.clone().acquire_owned().await.map_err(std::io::Error::other)?;
@@ -168,7 +169,7 @@ fn refusal(max_connections: usize) -> Vec<u8> {
 /// Reads the request's head (what a client sends before it waits for an answer), answers 503,
 /// and reads what else comes for a moment before closing: closing with unread bytes would
 /// reset the connection, and the client could lose the answer.
-async fn refuse<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, max_connections: usize, _slot: OwnedSemaphorePermit) {
+async fn refuse<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, answer: Arc<[u8]>, _slot: OwnedSemaphorePermit) {
     let mut buf = [0u8; 8192];
     let mut head = Vec::new();
     let read_head = async {
@@ -183,7 +184,7 @@ async fn refuse<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, max_connections: u
     if !matches!(tokio::time::timeout(REFUSAL_READ, read_head).await, Ok(true)) {
         return;
     }
-    if io.write_all(&refusal(max_connections)).await.is_err() || io.shutdown().await.is_err() {
+    if io.write_all(&answer).await.is_err() || io.shutdown().await.is_err() {
         return;
     }
     let _ = tokio::time::timeout(REFUSAL_DRAIN, async { while matches!(io.read(&mut buf).await, Ok(n) if n > 0) {} }).await;
