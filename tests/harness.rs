@@ -496,6 +496,7 @@ impl Stack {
                 ("CATALOG_REFRESH_SECS", "1"),
                 ("IVT_DUPLICATE_CLICK_WINDOW_SECS", "0"),
                 ("IVT_CLICK_IMPRESSION_WINDOW_SECS", "0"),
+                ("CLOSED_DAYS_INTERVAL_SECS", "1"),
             ]
         };
         if options.nats_cluster {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use service_kit::{CatalogArgs, ClickHouseArgs, NatsArgs, WrittenArgs};
 
+use crate::closed_days::ClosedDaysArgs;
 use crate::dead_letter::DeadLetterArgs;
 
 #[derive(Debug, Clone, clap::Parser)]
@@ -28,6 +29,8 @@ pub struct Config {
     pub catalog: CatalogArgs,
     #[command(flatten)]
     pub invalid_traffic: InvalidTrafficArgs,
+    #[command(flatten)]
+    pub closed_days: ClosedDaysArgs,
     /// Days the raw event tables (`click_events`, `impression_events`, `invalid_events`) keep
     /// a row, by its `timestamp`; the rollups keep their counts for good. 0 keeps rows forever.
     /// Applied by `migrate` (and at every start) as the tables' ClickHouse TTL.

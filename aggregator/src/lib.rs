@@ -5,9 +5,11 @@
 //! flags the clicks that need a visitor's history to be recognised as invalid traffic.
 //! [`dead_letter`] keeps what can never become a row, [`setup`] creates the stream and
 //! consumer, [`migrate`] the ClickHouse schema, [`lag`] samples how far the consumer is behind,
-//! [`written`] tells the query service after each write that its cached answers are stale.
+//! [`written`] tells the query service after each write that its cached answers are stale,
+//! [`closed_days`] stores the unique visitors of each closed UTC day for the query service.
 
 pub mod backoff;
+pub mod closed_days;
 pub mod config;
 pub mod consumer;
 pub mod dead_letter;

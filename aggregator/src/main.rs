@@ -64,6 +64,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let stream = js.get_stream(&config.nats.nats_stream).await.map_err(|e| anyhow::anyhow!("looking up the stream: {e}"))?;
     let subjects = schemas::stream::stream_subjects(&config.nats.nats_subject_prefix);
     tokio::spawn(aggregator::lag::watch(pull.clone(), stream, subjects, metrics.clone()));
+    tokio::spawn(aggregator::closed_days::store_forever(clickhouse.clone(), config.closed_days.clone(), config.raw_events_ttl_days));
     let acked_to = pull.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let consumer = Consumer {

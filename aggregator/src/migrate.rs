@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0009_playback_quantiles.sql", include_str!("../../clickhouse/migrations/0009_playback_quantiles.sql")),
     ("0010_audience_breakdowns.sql", include_str!("../../clickhouse/migrations/0010_audience_breakdowns.sql")),
     ("0011_invalid_traffic.sql", include_str!("../../clickhouse/migrations/0011_invalid_traffic.sql")),
+    ("0012_daily_unique_visitors.sql", include_str!("../../clickhouse/migrations/0012_daily_unique_visitors.sql")),
 ];
 
 /// Sample ads for a new installation.

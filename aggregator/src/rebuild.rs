@@ -60,6 +60,8 @@ pub const DERIVED: &[&str] = &[
     "invalid_events_per_minute",
     "invalid_events_per_hour",
     "invalid_events_per_day",
+    "ad_unique_visitors_per_day",
+    "all_ads_unique_visitors_per_day",
     "click_events",
     "impression_events",
     "invalid_events",

@@ -39,17 +39,19 @@ impl Privacy {
         let tag = hmac::sign(&self.secret, format!("adtrack visitor key {day}").as_bytes());
         let key = hmac::Key::new(hmac::HMAC_SHA256, tag.as_ref());
         let mut cached = self.day_key.write().unwrap_or_else(|e| e.into_inner());
-        // Only a later day replaces it: an event received just before midnight, handled just
-        // after, does not evict the new day's key.
+        // Only a later day replaces it: a late event, for the day before, does not evict the
+        // new day's key.
         if cached.as_ref().is_none_or(|(cached_day, _)| day > *cached_day) {
             *cached = Some((day, key.clone()));
         }
         key
     }
 
-    /// Sets the event's visitor id from its sender, then truncates its IP.
+    /// Sets the event's visitor id from its sender and the UTC day of its timestamp, then
+    /// truncates its IP.
     pub fn apply(&self, event: &mut AdEvent) {
-        event.visitor_id = Some(self.visitor_id(event.received_at.date(), event.client_ip, event.user_agent.as_deref()));
+        let day = event.timestamp.to_offset(time::UtcOffset::UTC).date();
+        event.visitor_id = Some(self.visitor_id(day, event.client_ip, event.user_agent.as_deref()));
         if !self.keep_raw_ips {
             event.client_ip = event.client_ip.map(truncate);
         }
@@ -86,7 +88,7 @@ pub fn truncate(ip: IpAddr) -> IpAddr {
 
 #[cfg(test)]
 mod tests {
-    use time::macros::date;
+    use time::macros::{date, datetime};
 
     use super::*;
 
@@ -130,5 +132,26 @@ mod tests {
         assert_eq!(kept.client_ip, raw);
         assert!(event.visitor_id.is_some());
         assert_eq!(event.visitor_id, kept.visitor_id, "the visitor is the full address either way");
+    }
+
+    #[test]
+    fn the_id_follows_the_day_of_the_event_not_the_day_it_arrived() {
+        let privacy = Privacy::new("a secret of some length", false);
+        let mut before_midnight = AdEvent::from_json(include_bytes!("../../schemas/test-data/v1/click.json")).unwrap();
+        before_midnight.timestamp = datetime!(2026-12-01 23:59:59.900 UTC);
+        before_midnight.received_at = datetime!(2026-12-02 00:00:00.100 UTC);
+        let mut after_midnight = before_midnight.clone();
+        after_midnight.timestamp = datetime!(2026-12-02 00:00:00.050 UTC);
+        // A timestamp with an offset is placed in its UTC day.
+        let mut with_offset = after_midnight.clone();
+        with_offset.timestamp = datetime!(2026-12-02 01:00:00 +02:00);
+        let sender = (before_midnight.client_ip, before_midnight.user_agent.clone());
+        for event in [&mut before_midnight, &mut after_midnight, &mut with_offset] {
+            privacy.apply(event);
+        }
+        let on = |day| privacy.visitor_id(day, sender.0, sender.1.as_deref());
+        assert_eq!(before_midnight.visitor_id, Some(on(date!(2026 - 12 - 01))), "received on the 2nd, it happened on the 1st");
+        assert_eq!(after_midnight.visitor_id, Some(on(date!(2026 - 12 - 02))));
+        assert_eq!(with_offset.visitor_id, Some(on(date!(2026 - 12 - 01))));
     }
 }

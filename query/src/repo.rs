@@ -239,26 +239,8 @@ impl Repo {
         };
         let segments = window.segments(coarsest);
         let key = group.key_sql();
-        let (unique_visitors, merged) = match states {
-            States::Merged => (", unique_visitors", "uniqMerge(unique_visitors)"),
-            States::Skipped => ("", "toUInt64(0)"),
-        };
-        let clicks_sql = format!(
-            "SELECT {key} AS key, sum(clicks) AS clicks, {merged} AS unique_clicks, \
-             sum(playback_time_secs_sum) AS playback_time_secs_sum, sum(playback_count) AS playback_count, \
-             sum(watched_percent_sum) AS watched_percent_sum, sum(watched_percent_count) AS watched_percent_count \
-             FROM ({}) GROUP BY key",
-            rollup_rows(
-                "click_events",
-                &format!("clicks, playback_time_secs_sum, playback_count, watched_percent_sum, watched_percent_count{unique_visitors}"),
-                &segments,
-                ads
-            )
-        );
-        let impressions_sql = format!(
-            "SELECT {key} AS key, sum(impressions) AS impressions, {merged} AS unique_viewers FROM ({}) GROUP BY key",
-            rollup_rows("impression_events", &format!("impressions{unique_visitors}"), &segments, ads)
-        );
+        let clicks_sql = counts_sql(&CLICKS, &key, &segments, ads, StoredDays::of(ads, group), states);
+        let impressions_sql = counts_sql(&IMPRESSIONS, &key, &segments, ads, StoredDays::of(ads, group), states);
         let playback_sql = format!(
             "SELECT {key} AS key, quantilesTDigestMerge(0.5, 0.95)(playback_time_secs_quantiles) AS quantiles FROM ({}) GROUP BY key",
             rollup_rows("click_playback", "playback_time_secs_quantiles", &segments, ads)
@@ -353,8 +335,9 @@ impl Repo {
         };
         let sql = |kind: &str, count: &str| {
             format!(
-                "SELECT {key} AS key, sum(r.{count}) AS events, uniqMerge(r.unique_visitors) AS unique_visitors \
-                 FROM ({}) AS r{join} GROUP BY key",
+                "SELECT key, sum(events) AS events, sum(visitors) AS unique_visitors FROM ( \
+                 SELECT {key} AS key, sum(r.{count}) AS events, uniqMerge(r.unique_visitors) AS visitors \
+                 FROM ({}) AS r{join} GROUP BY key, toStartOfDay(r.t)) GROUP BY key",
                 audience_rows(kind, count, &segments, filters)
             )
         };
@@ -396,7 +379,7 @@ impl Repo {
 }
 
 /// The audience rows of one kind covering the segments, with `ad_id`, the three dimensions,
-/// `count` and `unique_visitors`: hour and day segments from `<kind>_audience_per_<unit>`, the
+/// `t` (a time in the rows' UTC day), `count` and `unique_visitors`: hour and day segments from `<kind>_audience_per_<unit>`, the
 /// minutes at the edges aggregated from the raw table. Filter values are bound parameters.
 fn audience_rows(kind: &str, count: &str, segments: &[Segment], filters: &Filters) -> String {
     let mut conditions = String::new();
@@ -416,21 +399,157 @@ fn audience_rows(kind: &str, count: &str, segments: &[Segment], filters: &Filter
         .enumerate()
         .map(|(i, segment)| match segment.rollup {
             Rollup::Minute => format!(
-                "SELECT ad_id, device_type, browser, country, count() AS {count}, uniqState(visitor_id) AS unique_visitors \
-                 FROM {kind}_events WHERE {conditions}\
+                "SELECT ad_id, device_type, browser, country, toStartOfDay(timestamp) AS t, count() AS {count}, \
+                 uniqState(visitor_id) AS unique_visitors FROM {kind}_events WHERE {conditions}\
                  timestamp >= toDateTime64({{from{i}:Int64}}, 3, 'UTC') AND timestamp < toDateTime64({{to{i}:Int64}}, 3, 'UTC') \
-                 GROUP BY ad_id, device_type, browser, country"
+                 GROUP BY ad_id, device_type, browser, country, t"
             ),
             Rollup::Hour | Rollup::Day => {
                 let time = segment.rollup.column();
                 format!(
-                    "SELECT ad_id, device_type, browser, country, {count}, unique_visitors FROM {kind}_audience_per_{time} \
+                    "SELECT ad_id, device_type, browser, country, {time} AS t, {count}, unique_visitors FROM {kind}_audience_per_{time} \
                      WHERE {conditions}{time} >= toDateTime({{from{i}:Int64}}, 'UTC') AND {time} < toDateTime({{to{i}:Int64}}, 'UTC')"
                 )
             }
         })
         .collect::<Vec<_>>()
         .join(" UNION ALL ")
+}
+
+/// A billable event table as the counts read it: the rollups' count column, the unique
+/// visitors' name in the answer, and the other sums (all columns of `<table>_per_<unit>`).
+struct EventTable {
+    /// `kind` in `ad_unique_visitors_per_day` and `all_ads_unique_visitors_per_day`.
+    kind: &'static str,
+    table: &'static str,
+    count: &'static str,
+    unique: &'static str,
+    other_sums: &'static [&'static str],
+}
+
+const CLICKS: EventTable = EventTable {
+    kind: "click",
+    table: "click_events",
+    count: "clicks",
+    unique: "unique_clicks",
+    other_sums: &["playback_time_secs_sum", "playback_count", "watched_percent_sum", "watched_percent_count"],
+};
+
+const IMPRESSIONS: EventTable =
+    EventTable { kind: "impression", table: "impression_events", count: "impressions", unique: "unique_viewers", other_sums: &[] };
+
+impl EventTable {
+    fn sums(&self) -> impl Iterator<Item = &'static str> + '_ {
+        std::iter::once(self.count).chain(self.other_sums.iter().copied())
+    }
+
+    /// `sum(c) AS c, ...` of each summed column.
+    fn summed(&self) -> String {
+        self.sums().map(|c| format!("sum({c}) AS {c}")).collect::<Vec<_>>().join(", ")
+    }
+
+    /// `prefix` + each summed column, as is.
+    fn columns(&self, prefix: &str) -> String {
+        self.sums().map(|c| format!("{prefix}{c} AS {c}")).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The answer's columns in [`ClickAgg`]'s or [`ImpressionAgg`]'s order: the count, the
+    /// unique visitors as `unique`, then the other sums.
+    fn answer(&self, unique: &str) -> String {
+        let others = self.other_sums.iter().map(|c| format!(", sum({c}) AS {c}")).collect::<String>();
+        format!("sum({count}) AS {count}, {unique} AS {name}{others}", count = self.count, name = self.unique)
+    }
+}
+
+/// Which stored unique visitors of closed UTC days (migration 0012) can stand for a read's
+/// whole days: each ad's when every group is one ad, every ad's together when a group spans
+/// them all, none for a group of some ads (nothing stores their union).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoredDays {
+    PerAd,
+    AllAds,
+    None,
+}
+
+impl StoredDays {
+    fn of(ads: Ads<'_>, group: GroupBy<'_>) -> StoredDays {
+        match (ads, group) {
+            (_, GroupBy::Ad) | (Ads::One(_), _) => StoredDays::PerAd,
+            (Ads::All, _) => StoredDays::AllAds,
+            (Ads::These(_), _) => StoredDays::None,
+        }
+    }
+
+    /// The day rows of segment `i` whose stored unique visitors are current (their `events`
+    /// equal the day's count in the rollup), with the rollup's sums and `visitors`.
+    fn current_rows(self, table: &EventTable, i: usize, ads: Ads<'_>) -> Option<String> {
+        let EventTable { kind, table: events, count, .. } = table;
+        let range = format!("day >= toDateTime({{from{i}:Int64}}, 'UTC') AND day < toDateTime({{to{i}:Int64}}, 'UTC')");
+        let (summed, columns) = (table.summed(), table.columns("d."));
+        match self {
+            StoredDays::PerAd => {
+                let ad = ads.condition();
+                Some(format!(
+                    "SELECT d.ad_id AS ad_id, d.t AS t, {columns}, s.visitors AS visitors \
+                     FROM (SELECT ad_id, day AS t, {summed} FROM {events}_per_day WHERE {ad}{range} GROUP BY ad_id, t) AS d \
+                     INNER JOIN (SELECT ad_id, day AS t, events, visitors FROM ad_unique_visitors_per_day FINAL \
+                     WHERE kind = '{kind}' AND {ad}{range}) AS s ON d.ad_id = s.ad_id AND d.t = s.t AND d.{count} = s.events"
+                ))
+            }
+            StoredDays::AllAds => Some(format!(
+                "SELECT toUUID('00000000-0000-0000-0000-000000000000') AS ad_id, d.t AS t, {columns}, s.visitors AS visitors \
+                 FROM (SELECT day AS t, {summed} FROM {events}_per_day WHERE {range} GROUP BY t) AS d \
+                 INNER JOIN (SELECT day AS t, events, visitors FROM all_ads_unique_visitors_per_day FINAL \
+                 WHERE kind = '{kind}' AND {range}) AS s ON d.t = s.t AND d.{count} = s.events"
+            )),
+            StoredDays::None => None,
+        }
+    }
+
+    /// The condition that leaves out of segment `i`'s day rows those `current` answers.
+    fn not_in(self, current: &str) -> String {
+        match self {
+            StoredDays::PerAd => format!(" AND (ad_id, day) NOT IN (SELECT ad_id, t FROM ({current}))"),
+            StoredDays::AllAds | StoredDays::None => format!(" AND day NOT IN (SELECT t FROM ({current}))"),
+        }
+    }
+}
+
+/// The counts of `table` per group `key`. With states merged, unique visitors are summed over
+/// UTC days (ingest keys visitor ids by the UTC day of the event, so no id is in two days):
+/// whole days the window covers come from the stored numbers where those are current, and the
+/// rest (the edges, and days stored late or not yet) merge their states per day.
+fn counts_sql(table: &EventTable, key: &str, segments: &[Segment], ads: Ads<'_>, stored: StoredDays, states: States) -> String {
+    let ad = ads.condition();
+    let sums = table.sums().collect::<Vec<_>>().join(", ");
+    if states == States::Skipped {
+        let rows = rollup_rows(table.table, &sums, segments, ads);
+        return format!("SELECT {key} AS key, {} FROM ({rows}) GROUP BY key", table.answer("toUInt64(0)"));
+    }
+    let mut state_rows = Vec::new();
+    let mut current_rows = Vec::new();
+    for (i, segment) in segments.iter().enumerate() {
+        let time = segment.rollup.column();
+        let mut rows = format!(
+            "SELECT ad_id, {time} AS t, {sums}, unique_visitors FROM {events}_per_{time} WHERE {ad}\
+             {time} >= toDateTime({{from{i}:Int64}}, 'UTC') AND {time} < toDateTime({{to{i}:Int64}}, 'UTC')",
+            events = table.table
+        );
+        if segment.rollup == Rollup::Day {
+            if let Some(current) = stored.current_rows(table, i, ads) {
+                rows.push_str(&stored.not_in(&current));
+                current_rows.push(current);
+            }
+        }
+        state_rows.push(rows);
+    }
+    let mut per_day = vec![format!(
+        "SELECT {key} AS key, {}, uniqMerge(unique_visitors) AS visitors FROM ({}) GROUP BY key, toStartOfDay(t)",
+        table.summed(),
+        state_rows.join(" UNION ALL ")
+    )];
+    per_day.extend(current_rows.iter().map(|rows| format!("SELECT {key} AS key, {}, visitors FROM ({rows})", table.columns(""))));
+    format!("SELECT key, {} FROM ({}) GROUP BY key", table.answer("sum(visitors)"), per_day.join(" UNION ALL "))
 }
 
 /// The rollup rows of one kind (`click_events` or `impression_events`) covering the segments:

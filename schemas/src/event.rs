@@ -27,6 +27,8 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    pub const ALL: [EventKind; 2] = [EventKind::Click, EventKind::Impression];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Click => "click",

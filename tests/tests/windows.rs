@@ -1,5 +1,6 @@
-//! Windows that cut through days and hours: the API (which reads day, hour and minute rollups)
-//! must agree with plain SQL over the raw tables, for totals, every series bucket (of one ad and
+//! Windows that cut through days and hours: the API (which reads day, hour and minute rollups,
+//! and the unique visitors stored for closed UTC days) must agree with plain SQL over the raw
+//! tables, unique counts exactly (`uniqExact`), for totals, every series bucket (of one ad and
 //! of every ad together), rankings by each metric, previous-period comparisons and the
 //! freshness watermark.
 
@@ -71,9 +72,9 @@ async fn raw_totals(stack: &Stack, ad: &str, from: OffsetDateTime, to: OffsetDat
 async fn raw_totals_where(stack: &Stack, filter: &str) -> Totals {
     let sql = format!(
         "SELECT c.n, c.u, i.n, i.u, c.p, c.w, c.q FROM \
-         (SELECT count() AS n, uniq(visitor_id) AS u, avg(playback_time_secs) AS p, avg(watched_percent) AS w, \
+         (SELECT count() AS n, uniqExact(visitor_id) AS u, avg(playback_time_secs) AS p, avg(watched_percent) AS w, \
           quantilesTDigest(0.5, 0.95)(playback_time_secs) AS q FROM click_events WHERE {filter}) AS c, \
-         (SELECT count() AS n, uniq(visitor_id) AS u FROM impression_events WHERE {filter}) AS i \
+         (SELECT count() AS n, uniqExact(visitor_id) AS u FROM impression_events WHERE {filter}) AS i \
          FORMAT JSONCompactEachRow"
     );
     let row: Vec<Value> = serde_json::from_str(stack.sql(&sql).await.expect("raw totals").trim()).expect("one JSON row");
@@ -171,6 +172,7 @@ async fn windows_across_days_and_hours_match_the_raw_events() {
         .map(|r| format!("(SELECT sum(clicks) FROM click_events_per_{r}) + (SELECT sum(impressions) FROM impression_events_per_{r})"))
         .join(", ");
     stack.wait_for_count(&format!("SELECT least({in_every_rollup})"), sent).await;
+    wait_for_closed_days_stored(&stack).await;
 
     let minute = |t: OffsetDateTime| t - Duration::seconds(t.second() as i64) - Duration::nanoseconds(t.nanosecond() as i64);
     let mut windows = vec![(minute(now - Duration::days(7)), minute(now) + Duration::MINUTE)];
@@ -243,6 +245,31 @@ async fn windows_across_days_and_hours_match_the_raw_events() {
     assert_eq!(refilled, newest, "the watermark is refilled from the raw tables");
 }
 
+/// Closed UTC days (per kind, per ad or for every ad) whose events have no current stored
+/// unique-visitor count: the aggregator's `closed_days` pass has not (yet) stored them.
+const UNSTORED_CLOSED_DAYS: &str = "SELECT \
+    (SELECT count() FROM ( \
+      SELECT 'click' AS kind, ad_id, day, sum(clicks) AS events FROM click_events_per_day GROUP BY ad_id, day \
+      UNION ALL SELECT 'impression', ad_id, day, sum(impressions) FROM impression_events_per_day GROUP BY ad_id, day) AS r \
+     LEFT ANTI JOIN (SELECT kind, ad_id, day, events FROM ad_unique_visitors_per_day FINAL) AS s \
+     ON r.kind = s.kind AND r.ad_id = s.ad_id AND r.day = s.day AND r.events = s.events \
+     WHERE r.day < toStartOfDay(now('UTC'))) + \
+    (SELECT count() FROM ( \
+      SELECT 'click' AS kind, day, sum(clicks) AS events FROM click_events_per_day GROUP BY day \
+      UNION ALL SELECT 'impression', day, sum(impressions) FROM impression_events_per_day GROUP BY day) AS r \
+     LEFT ANTI JOIN (SELECT kind, day, events FROM all_ads_unique_visitors_per_day FINAL) AS s \
+     ON r.kind = s.kind AND r.day = s.day AND r.events = s.events \
+     WHERE r.day < toStartOfDay(now('UTC')))";
+
+/// Waits until every closed day's unique visitors are stored and current, so that the answers
+/// that follow read them; fails if nothing was stored (the stored path would go untested).
+async fn wait_for_closed_days_stored(stack: &Stack) {
+    stack.wait_for_count(UNSTORED_CLOSED_DAYS, 0).await;
+    assert!(stack.count("SELECT count() FROM all_ads_unique_visitors_per_day").await > 0, "no closed day was stored");
+    // Answers cached before the days were stored live out their TTL.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+}
+
 /// One metric's value out of [`Totals`].
 type MetricOf = fn(&Totals) -> Option<f64>;
 
@@ -312,4 +339,106 @@ async fn assert_previous_period_matches(stack: &Stack, now: OffsetDateTime) {
     let clicks: u64 = series.iter().map(|b| b["clicks"].as_u64().unwrap_or(0)).sum();
     assert_eq!(clicks, answer["previous"]["totals"]["clicks"].as_u64().unwrap_or(u64::MAX), "{path}: the series adds up to the totals");
     assert_eq!(Totals::of_api(&answer["totals"]), raw_totals(stack, AD_COFFEE_CLUB, from, to).await, "{path}");
+}
+
+/// Unique visitors per ad and over every ad, and per day bucket, against `uniqExact` over the
+/// raw rows of `[from, to)`.
+async fn assert_uniques_match(stack: &Stack, from: OffsetDateTime, to: OffsetDateTime) {
+    let (from_s, to_s) = (at(from), at(to));
+    for ad in ADS {
+        assert_totals_match(stack, ad, from, to).await;
+    }
+    let (status, report) = stack.get(&format!("/ads/analytics?from={from_s}&to={to_s}")).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(Totals::of_api(&report["total"]), raw_totals_where(stack, &raw_window(from, to)).await, "every ad over [{from_s}, {to_s})");
+    let path = format!("/ads/{AD_TRAIL_RUNNER}/analytics?from={from_s}&to={to_s}&granularity=day");
+    let (status, answer) = stack.get(&path).await;
+    assert_eq!(status, 200, "{answer}");
+    let api: BTreeMap<String, u64> = answer["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .filter(|b| b["impressions"].as_u64() > Some(0))
+        .map(|b| (b["start"].as_str().unwrap_or("").to_owned(), b["unique_viewers"].as_u64().unwrap_or(0)))
+        .collect();
+    let sql = format!(
+        "SELECT formatDateTime(toStartOfDay(timestamp), '%Y-%m-%dT%H:%i:%SZ'), uniqExact(visitor_id) FROM impression_events \
+         WHERE {} GROUP BY 1 ORDER BY 1 FORMAT TSV",
+        raw_filter(AD_TRAIL_RUNNER, from, to)
+    );
+    let raw: BTreeMap<String, u64> = stack
+        .sql(&sql)
+        .await
+        .expect("daily uniques")
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(day, n)| (day.to_owned(), n.parse().expect("a count")))
+        .collect();
+    assert_eq!(api, raw, "{path}: unique viewers per day");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unique_visitors_are_counted_per_utc_day_of_the_event_whether_stored_or_late() {
+    let mut stack = Stack::start().await;
+    let now = OffsetDateTime::now_utc();
+    let today = now.replace_time(time::Time::MIDNIGHT);
+    // Yesterday's midnight, between two closed days; events a few seconds either side of it.
+    let midnight = today - Duration::days(1);
+    for visitor in 0..3 {
+        let items: Vec<Value> = [
+            (AD_TRAIL_RUNNER, midnight - Duration::seconds(10)),
+            (AD_TRAIL_RUNNER, midnight + Duration::seconds(10)),
+            (AD_COFFEE_CLUB, midnight - Duration::minutes(5)),
+            (AD_TRAIL_RUNNER, now - Duration::minutes(1)),
+        ]
+        .into_iter()
+        .flat_map(|(ad, ts)| [json!({"type": "impression", "ad_id": ad, "timestamp": at(ts)}), json!({"type": "click", "ad_id": ad, "timestamp": at(ts)})])
+        .collect();
+        let agent = format!("night-owl-{visitor}");
+        let (status, answer) = stack.post_raw("/ads/events", "application/json", serde_json::to_vec(&items).expect("serialize"), &[("user-agent", &agent)]).await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    stack.wait_for_count("SELECT (SELECT sum(clicks) FROM click_events_per_day) + (SELECT sum(impressions) FROM impression_events_per_day)", 24).await;
+    // Received together, but keyed by their own days: each visitor is one visitor per UTC day,
+    // so one visitor's two sides of midnight are two ids, as they are two days' rows.
+    let around_midnight = raw_filter(AD_TRAIL_RUNNER, midnight - Duration::hours(1), midnight + Duration::hours(1));
+    assert_eq!(stack.count(&format!("SELECT uniqExact(visitor_id) FROM impression_events WHERE {around_midnight}")).await, 6);
+
+    wait_for_closed_days_stored(&stack).await;
+    let minute = |t: OffsetDateTime| t.replace_second(0).and_then(|t| t.replace_nanosecond(0)).expect("a minute");
+    let windows = [
+        (midnight - Duration::hours(1), midnight + Duration::hours(1)),
+        (midnight - Duration::days(1), minute(now) + Duration::MINUTE),
+        (midnight - Duration::days(2) + Duration::minutes(7), today),
+    ];
+    for (from, to) in windows {
+        assert_uniques_match(&stack, from, to).await;
+    }
+
+    // A late event for a closed day, written while no aggregator runs: that day's stored count
+    // is stale, so it must not be read.
+    stack.aggregator.terminate();
+    stack
+        .sql(&format!(
+            "INSERT INTO impression_events (event_id, ad_id, timestamp, received_at, client_ip, user_agent, visitor_id, schema_version, stream_seq) \
+             VALUES (generateUUIDv4(), '{AD_TRAIL_RUNNER}', toDateTime64({}, 3, 'UTC'), now64(3), '127.0.0.0', 'late', 42, 1, 0)",
+            (midnight - Duration::seconds(20)).unix_timestamp()
+        ))
+        .await
+        .expect("late row");
+    stack.wait_for_count("SELECT sum(impressions) FROM impression_events_per_day", 13).await;
+    assert!(stack.count(UNSTORED_CLOSED_DAYS).await > 0, "the late row made its day's stored counts stale");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for (from, to) in windows {
+        assert_uniques_match(&stack, from, to).await;
+    }
+    let (_, report) = stack.get(&format!("/ads/analytics?ad_id={AD_TRAIL_RUNNER}&from={}&to={}", at(windows[0].0), at(windows[0].1))).await;
+    assert_eq!(report["ads"][0]["unique_viewers"], 7, "the late visitor counts at once: {report}");
+
+    // The next aggregator stores that day again, and the answers stay the same.
+    stack.aggregator.start().await;
+    wait_for_closed_days_stored(&stack).await;
+    for (from, to) in windows {
+        assert_uniques_match(&stack, from, to).await;
+    }
 }
