@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0010_audience_breakdowns.sql", include_str!("../../clickhouse/migrations/0010_audience_breakdowns.sql")),
     ("0011_invalid_traffic.sql", include_str!("../../clickhouse/migrations/0011_invalid_traffic.sql")),
     ("0012_daily_unique_visitors.sql", include_str!("../../clickhouse/migrations/0012_daily_unique_visitors.sql")),
+    ("0013_time_ordered_rollups.sql", include_str!("../../clickhouse/migrations/0013_time_ordered_rollups.sql")),
 ];
 
 /// Sample ads for a new installation.
@@ -30,6 +31,13 @@ pub fn check_database_name(name: &str) -> Result<(), String> {
     } else {
         Err(format!("CLICKHOUSE_DATABASE must be letters, digits and `_`, got {name:?}"))
     }
+}
+
+/// A statement's condition: the SQL after `-- only if: ` on one of its comment lines, a count
+/// that must not be 0 for the statement to run. How a migration that cannot be written as
+/// `IF NOT EXISTS` (a table rebuilt with another sort key) stays safe to re-apply.
+pub fn only_if(statement: &str) -> Option<&str> {
+    statement.lines().find_map(|line| line.trim().strip_prefix("-- only if: ")).map(str::trim)
 }
 
 /// Splits a file into statements: each ends with `;` at the end of a line.
@@ -54,6 +62,11 @@ pub async fn apply(server: &Client, client: &Client, database: &str, seed: bool)
     server.query(&format!("CREATE DATABASE IF NOT EXISTS `{database}`")).execute().await?;
     for (name, sql) in MIGRATIONS {
         for statement in statements(sql) {
+            if let Some(condition) = only_if(&statement) {
+                if client.query(condition).fetch_one::<u64>().await? == 0 {
+                    continue;
+                }
+            }
             client.query(&statement).execute().await?;
         }
         tracing::info!(migration = name, "migration applied");
@@ -126,6 +139,14 @@ mod tests {
         assert!(parts[0].contains("CREATE TABLE a"));
         assert!(parts[1].contains("SELECT 1;"));
         assert_eq!(statements(MIGRATIONS[2].1).len(), 4);
+    }
+
+    #[test]
+    fn a_statement_may_run_only_if_a_count_is_not_zero() {
+        let sql = "-- only if: SELECT count() FROM system.tables WHERE name = 'a'\nDROP TABLE a;\nSELECT 1;\n";
+        let parts = statements(sql);
+        assert_eq!(only_if(&parts[0]), Some("SELECT count() FROM system.tables WHERE name = 'a'"));
+        assert_eq!(only_if(&parts[1]), None);
     }
 
     #[test]

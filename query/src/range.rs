@@ -6,7 +6,8 @@
 //!
 //! Series buckets follow the caller's time zone ([`Zone`], daylight-saving changes included):
 //! a day bucket is a local day of 23, 24 or 25 hours. A window is read from the coarsest rollup
-//! whose rows each fall inside one bucket ([`Window::coarsest_rollup`]).
+//! whose rows each fall inside one bucket ([`Window::coarsest_rollup`]), or, in a zone whose
+//! offsets are not whole hours, bucket by bucket ([`Window::series_segments`]).
 
 use jiff::civil::Weekday;
 use jiff::tz::TimeZone;
@@ -56,16 +57,16 @@ pub enum Granularity {
 }
 
 impl Granularity {
-    /// The start of the bucket holding rollup time `t`, as unix seconds, in the zone bound as
-    /// `{tz:String}`: ClickHouse's time-zone rules, which [`Window::buckets`] mirrors. A fixed
-    /// string per variant, never user text.
-    pub fn bucket_start_sql(self) -> &'static str {
+    /// The start of the bucket holding the time `t` (an SQL expression), as unix seconds, in
+    /// the zone bound as `{tz:String}`: ClickHouse's time-zone rules, which
+    /// [`Window::buckets`] mirrors. Fixed SQL per variant around `t`, never user text.
+    pub fn bucket_start_sql(self, t: &str) -> String {
         match self {
-            Granularity::Minute => "toUnixTimestamp(toStartOfMinute(t))",
-            Granularity::Hour => "toUnixTimestamp(toStartOfHour(t, {tz:String}))",
-            Granularity::Day => "toUnixTimestamp(toStartOfDay(t, {tz:String}))",
-            Granularity::Week => "toUnixTimestamp(toDateTime(toStartOfWeek(t, 1, {tz:String}), {tz:String}))",
-            Granularity::Month => "toUnixTimestamp(toDateTime(toStartOfMonth(t, {tz:String}), {tz:String}))",
+            Granularity::Minute => format!("toUnixTimestamp(toStartOfMinute({t}))"),
+            Granularity::Hour => format!("toUnixTimestamp(toStartOfHour({t}, {{tz:String}}))"),
+            Granularity::Day => format!("toUnixTimestamp(toStartOfDay({t}, {{tz:String}}))"),
+            Granularity::Week => format!("toUnixTimestamp(toDateTime(toStartOfWeek({t}, 1, {{tz:String}}), {{tz:String}}))"),
+            Granularity::Month => format!("toUnixTimestamp(toDateTime(toStartOfMonth({t}, {{tz:String}}), {{tz:String}}))"),
         }
     }
 }
@@ -93,6 +94,21 @@ impl Rollup {
             Rollup::Minute => "minute",
             Rollup::Hour => "hour",
             Rollup::Day => "day",
+        }
+    }
+
+    /// The condition that selects this rollup's rows in `[{from<i>:Int64}, {to<i>:Int64})`
+    /// (bound parameters, unix seconds). Minute and hour rollups are sorted by the hour or UTC
+    /// day of their rows first (migration 0013); ClickHouse finds rows by that key only when
+    /// the query bounds it too, so the condition does.
+    pub fn range_sql(self, i: usize) -> String {
+        let time = self.column();
+        let (from, to) = (format!("toDateTime({{from{i}:Int64}}, 'UTC')"), format!("toDateTime({{to{i}:Int64}}, 'UTC')"));
+        let range = format!("{time} >= {from} AND {time} < {to}");
+        match self {
+            Rollup::Minute => format!("toStartOfHour(minute) >= toStartOfHour({from}) AND toStartOfHour(minute) < {to} AND {range}"),
+            Rollup::Hour => format!("toStartOfDay(hour) >= toStartOfDay({from}) AND toStartOfDay(hour) < {to} AND {range}"),
+            Rollup::Day => range,
         }
     }
 
@@ -169,6 +185,34 @@ pub struct Segment {
     pub rollup: Rollup,
     pub from: OffsetDateTime,
     pub to: OffsetDateTime,
+    pub rows: Rows,
+}
+
+/// Which of a segment's rows are read. In a zone whose offsets are not whole hours, an hour
+/// row fits inside one bucket unless a bucket boundary cuts its hour: those hours are read from
+/// minute rows instead ([`Window::series_segments`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    All,
+    /// Hour rows inside one bucket of the granularity.
+    InsideBuckets(Granularity),
+    /// Minute rows of the hours a bucket boundary cuts: [`Window::cut_hours`], bound as
+    /// `{cut<i>:Array(Int64)}` (the key finds those hours' rows; a condition on every row's
+    /// hour would read the window's).
+    InCutHours(Granularity),
+}
+
+impl Segment {
+    /// The condition (with a leading `AND`, or nothing) that keeps [`Segment::rows`] of the
+    /// rollup's rows, segment `i`'s: hour rows whose first and last second are in one bucket, or
+    /// minute rows of the cut hours.
+    pub fn rows_sql(&self, i: usize) -> String {
+        match self.rows {
+            Rows::All => String::new(),
+            Rows::InsideBuckets(g) => format!(" AND {} = {}", g.bucket_start_sql("hour"), g.bucket_start_sql("(hour + 3599)")),
+            Rows::InCutHours(_) => format!(" AND toStartOfHour(minute) IN (SELECT toDateTime(arrayJoin({{cut{i}:Array(Int64)}}), 'UTC'))"),
+        }
+    }
 }
 
 /// The latest `to` accepted.
@@ -273,6 +317,43 @@ impl Window {
         }
     }
 
+    /// The rollup reads of a series by `granularity` in `zone`: [`Window::segments`] of the
+    /// coarsest rollup whose rows fit its buckets. In a zone whose offsets are not whole hours
+    /// (India's +05:30) that is minutes, but most hour rows still fit inside a bucket (23 of a
+    /// day's 24): the whole hours are read as hour rows that fit and minute rows of the hours a
+    /// boundary cuts, the minutes at the window's edges as minute rows.
+    pub fn series_segments(&self, granularity: Granularity, zone: &Zone) -> Vec<Segment> {
+        let coarsest = self.coarsest_rollup(granularity, zone);
+        let (hours_from, hours_to) = (ceil(self.from, Duration::HOUR), floor(self.to, Duration::HOUR));
+        // Hourly buckets at :30 hold no whole hour: then minutes throughout.
+        if coarsest != Rollup::Minute || matches!(granularity, Granularity::Minute | Granularity::Hour) || hours_from >= hours_to {
+            return self.segments(coarsest);
+        }
+        let segment = |rollup, from, to, rows| Segment { rollup, from, to, rows };
+        let mut segments = vec![
+            segment(Rollup::Minute, self.from, hours_from, Rows::All),
+            segment(Rollup::Hour, hours_from, hours_to, Rows::InsideBuckets(granularity)),
+            segment(Rollup::Minute, hours_from, hours_to, Rows::InCutHours(granularity)),
+            segment(Rollup::Minute, hours_to, self.to, Rows::All),
+        ];
+        segments.retain(|s| s.from < s.to);
+        segments
+    }
+
+    /// The hours of `[from, to)` that a bucket boundary of `granularity` in `zone` cuts (a
+    /// boundary not on a whole hour), as the unix seconds of their start.
+    pub fn cut_hours(&self, granularity: Granularity, zone: &Zone) -> Result<Vec<i64>, QueryError> {
+        let (from, to) = (ceil(self.from, Duration::HOUR), floor(self.to, Duration::HOUR));
+        let mut hours: Vec<i64> = self
+            .buckets(granularity, zone)?
+            .into_iter()
+            .filter(|start| *start > from && *start < to && floor(*start, Duration::HOUR) != *start)
+            .map(|start| floor(start, Duration::HOUR).unix_timestamp())
+            .collect();
+        hours.dedup();
+        Ok(hours)
+    }
+
     /// Splits the window into the fewest rollup reads: whole units of `coarsest` in the
     /// middle, then ever finer units towards the edges. Together the segments cover the window
     /// exactly once, so sums and unique-visitor merges over them are exact.
@@ -325,13 +406,13 @@ fn split(from: OffsetDateTime, to: OffsetDateTime, rollup: Rollup, out: &mut Vec
         return;
     }
     let Some(finer) = rollup.finer() else {
-        out.push(Segment { rollup, from, to });
+        out.push(Segment { rollup, from, to, rows: Rows::All });
         return;
     };
     let (inner_from, inner_to) = (ceil(from, rollup.step()), floor(to, rollup.step()));
     if inner_from < inner_to {
         split(from, inner_from, finer, out);
-        out.push(Segment { rollup, from: inner_from, to: inner_to });
+        out.push(Segment { rollup, from: inner_from, to: inner_to, rows: Rows::All });
         split(inner_to, to, finer, out);
     } else {
         split(from, to, finer, out);
@@ -470,6 +551,34 @@ mod tests {
         // Santiago's clocks jump from 00:00 to 01:00 on 2022-09-11: that day starts at 01:00.
         let santiago = Window { from: datetime!(2022-09-10 12:00 UTC), to: datetime!(2022-09-11 12:00 UTC) };
         assert_eq!(santiago.buckets(Granularity::Day, &zone("America/Santiago")).unwrap()[1], datetime!(2022-09-11 4:00 UTC));
+    }
+
+    #[test]
+    fn a_half_hour_zone_reads_hours_inside_its_buckets_and_minutes_at_their_edges() {
+        use Rollup::{Hour, Minute};
+        let kolkata = zone("Asia/Kolkata");
+        // Three Kolkata days (they start at 18:30 UTC), from and to inside the first and last.
+        let w = Window { from: datetime!(2026-11-19 20:10 UTC), to: datetime!(2026-11-21 19:05 UTC) };
+        let shape: Vec<_> = w.series_segments(Granularity::Day, &kolkata).into_iter().map(|s| (s.rollup, s.from, s.to, s.rows)).collect();
+        let (whole_from, whole_to) = (datetime!(2026-11-19 21:00 UTC), datetime!(2026-11-21 19:00 UTC));
+        assert_eq!(
+            shape,
+            vec![
+                (Minute, w.from, whole_from, Rows::All),
+                (Hour, whole_from, whole_to, Rows::InsideBuckets(Granularity::Day)),
+                (Minute, whole_from, whole_to, Rows::InCutHours(Granularity::Day)),
+                (Minute, whole_to, w.to, Rows::All),
+            ]
+        );
+        let rows = w.series_segments(Granularity::Day, &kolkata)[1].rows_sql(1);
+        assert_eq!(rows, " AND toUnixTimestamp(toStartOfDay(hour, {tz:String})) = toUnixTimestamp(toStartOfDay((hour + 3599), {tz:String}))");
+        // The two boundaries inside the window, at 18:30 UTC, cut the hours from 18:00.
+        let cut = [datetime!(2026-11-20 18:00 UTC), datetime!(2026-11-21 18:00 UTC)].map(|t| t.unix_timestamp());
+        assert_eq!(w.cut_hours(Granularity::Day, &kolkata).unwrap(), cut.to_vec());
+        assert_eq!(w.cut_hours(Granularity::Day, &Zone::utc()).unwrap(), Vec::<i64>::new());
+        // Hourly buckets at :30 hold no whole UTC hour: one minute read; whole-hour zones as before.
+        assert_eq!(w.series_segments(Granularity::Hour, &kolkata), vec![Segment { rollup: Minute, from: w.from, to: w.to, rows: Rows::All }]);
+        assert_eq!(w.series_segments(Granularity::Day, &zone("Europe/Paris")), w.segments(Hour));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::breakdown::{Dimension, Filters};
 use crate::error::QueryError;
-use crate::range::{Granularity, Rollup, Segment, Window, Zone};
+use crate::range::{Granularity, Rollup, Rows, Segment, Window, Zone};
 
 /// Sums over a set of rollup rows: what every metric is computed from.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -143,7 +143,7 @@ impl GroupBy<'_> {
         match self {
             GroupBy::Ad => "toString(ad_id)".to_owned(),
             GroupBy::Total => "'total'".to_owned(),
-            GroupBy::Bucket(g, _) => format!("toString({})", g.bucket_start_sql()),
+            GroupBy::Bucket(g, _) => format!("toString({})", g.bucket_start_sql("t")),
         }
     }
 }
@@ -233,11 +233,10 @@ impl Repo {
     }
 
     async fn aggregate(&self, window: Window, ads: Ads<'_>, group: GroupBy<'_>, states: States) -> Result<BTreeMap<String, Counts>, QueryError> {
-        let coarsest = match group {
-            GroupBy::Ad | GroupBy::Total => Rollup::Day,
-            GroupBy::Bucket(g, zone) => window.coarsest_rollup(g, zone),
+        let segments = match group {
+            GroupBy::Ad | GroupBy::Total => window.segments(Rollup::Day),
+            GroupBy::Bucket(g, zone) => window.series_segments(g, zone),
         };
-        let segments = window.segments(coarsest);
         let key = group.key_sql();
         let clicks_sql = counts_sql(&CLICKS, &key, &segments, ads, StoredDays::of(ads, group), states);
         let impressions_sql = counts_sql(&IMPRESSIONS, &key, &segments, ads, StoredDays::of(ads, group), states);
@@ -249,12 +248,19 @@ impl Repo {
             "SELECT {key} AS key, kind, invalid_reason, sum(events) AS events FROM ({}) GROUP BY key, kind, invalid_reason",
             rollup_rows("invalid_events", "kind, invalid_reason, events", &segments, ads)
         );
+        let cut_hours = match group {
+            GroupBy::Bucket(g, zone) if segments.iter().any(|s| matches!(s.rows, Rows::InCutHours(_))) => window.cut_hours(g, zone)?,
+            _ => Vec::new(),
+        };
         let bind = |sql: &str| {
             let mut query = self.client.query(sql);
             for (i, segment) in segments.iter().enumerate() {
                 query = query
                     .param(&format!("from{i}"), segment.from.unix_timestamp())
                     .param(&format!("to{i}"), segment.to.unix_timestamp());
+                if let Rows::InCutHours(_) = segment.rows {
+                    query = query.param(&format!("cut{i}"), cut_hours.clone());
+                }
             }
             if let GroupBy::Bucket(_, zone) = group {
                 query = query.param("tz", zone.name());
@@ -408,7 +414,8 @@ fn audience_rows(kind: &str, count: &str, segments: &[Segment], filters: &Filter
                 let time = segment.rollup.column();
                 format!(
                     "SELECT ad_id, device_type, browser, country, {time} AS t, {count}, unique_visitors FROM {kind}_audience_per_{time} \
-                     WHERE {conditions}{time} >= toDateTime({{from{i}:Int64}}, 'UTC') AND {time} < toDateTime({{to{i}:Int64}}, 'UTC')"
+                     WHERE {conditions}{}",
+                    segment.rollup.range_sql(i)
                 )
             }
         })
@@ -484,7 +491,7 @@ impl StoredDays {
     /// equal the day's count in the rollup), with the rollup's sums and `visitors`.
     fn current_rows(self, table: &EventTable, i: usize, ads: Ads<'_>) -> Option<String> {
         let EventTable { kind, table: events, count, .. } = table;
-        let range = format!("day >= toDateTime({{from{i}:Int64}}, 'UTC') AND day < toDateTime({{to{i}:Int64}}, 'UTC')");
+        let range = Rollup::Day.range_sql(i);
         let (summed, columns) = (table.summed(), table.columns("d."));
         match self {
             StoredDays::PerAd => {
@@ -531,9 +538,10 @@ fn counts_sql(table: &EventTable, key: &str, segments: &[Segment], ads: Ads<'_>,
     for (i, segment) in segments.iter().enumerate() {
         let time = segment.rollup.column();
         let mut rows = format!(
-            "SELECT ad_id, {time} AS t, {sums}, unique_visitors FROM {events}_per_{time} WHERE {ad}\
-             {time} >= toDateTime({{from{i}:Int64}}, 'UTC') AND {time} < toDateTime({{to{i}:Int64}}, 'UTC')",
-            events = table.table
+            "SELECT ad_id, {time} AS t, {sums}, unique_visitors FROM {events}_per_{time} WHERE {ad}{range}{rows}",
+            events = table.table,
+            range = segment.rollup.range_sql(i),
+            rows = segment.rows_sql(i)
         );
         if segment.rollup == Rollup::Day {
             if let Some(current) = stored.current_rows(table, i, ads) {
@@ -563,8 +571,9 @@ fn rollup_rows(kind: &str, columns: &str, segments: &[Segment], ads: Ads<'_>) ->
         .map(|(i, segment)| {
             let time = segment.rollup.column();
             format!(
-                "SELECT ad_id, {time} AS t, {columns} FROM {kind}_per_{time} WHERE {ad}\
-                 {time} >= toDateTime({{from{i}:Int64}}, 'UTC') AND {time} < toDateTime({{to{i}:Int64}}, 'UTC')"
+                "SELECT ad_id, {time} AS t, {columns} FROM {kind}_per_{time} WHERE {ad}{}{}",
+                segment.rollup.range_sql(i),
+                segment.rows_sql(i)
             )
         })
         .collect::<Vec<_>>()

@@ -213,7 +213,8 @@ async fn windows_across_days_and_hours_match_the_raw_events() {
     assert_eq!((reported.unix_timestamp_nanos() / 1_000_000).to_string(), newest, "freshness is the newest stored event's receive time");
 
     // An installation that had events before the hour and day rollups (and the playback
-    // percentiles and the watermark) existed: the migrations fill them from the raw tables once.
+    // percentiles and the watermark) existed: the migrations fill them from the raw tables once,
+    // and rebuild the hour rollups with their time-first sort key (0013).
     let filled_once = [
         "click_events_per_hour",
         "click_events_per_day",
@@ -234,6 +235,11 @@ async fn windows_across_days_and_hours_match_the_raw_events() {
     assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
     let again = stack.aggregator.run_command(&["migrate"]);
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    // Refilled in the old layout by their own migrations, then rebuilt sorted by time (0013),
+    // once: the second run left them alone.
+    let ad_first = "SELECT count() FROM system.tables WHERE database = currentDatabase() \
+                    AND (endsWith(name, '_per_minute') OR endsWith(name, '_per_hour')) AND startsWith(sorting_key, 'ad_id')";
+    assert_eq!(stack.count(ad_first).await, 0, "minute and hour rollups sorted by time");
     let week = (minute(now - Duration::days(7)) + Duration::minutes(7), minute(now) + Duration::MINUTE);
     // Past the cache's TTL, so the answer is computed from the refilled rollups.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
