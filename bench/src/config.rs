@@ -146,6 +146,10 @@ pub struct Args {
     /// Unmeasured requests before each query case.
     #[arg(long, default_value_t = 10)]
     pub query_warmup: usize,
+    /// Events per second sent (single events, the phase mix) while the query cases run, so that
+    /// the aggregator keeps writing and the query service keeps dropping cached answers; 0: none.
+    #[arg(long, default_value_t = 2_000)]
+    pub query_background_rate: u64,
     /// A query case stops measuring after this many seconds, even short of --query-requests.
     #[arg(long, default_value_t = 60)]
     pub query_case_max_secs: u64,

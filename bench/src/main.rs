@@ -174,7 +174,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let measured = match query::generate(&bench.stack, &args).await {
             Ok(insert_secs) => {
                 bench.phase("query");
-                query::measure(&bench.stack, &args, insert_secs).await
+                query::measure(&bench.stack, &mix, &args, insert_secs).await
             }
             Err(error) => Err(error),
         };
