@@ -385,8 +385,9 @@ impl Repo {
 }
 
 /// The audience rows of one kind covering the segments, with `ad_id`, the three dimensions,
-/// `t` (a time in the rows' UTC day), `count` and `unique_visitors`: hour and day segments from `<kind>_audience_per_<unit>`, the
-/// minutes at the edges aggregated from the raw table. Filter values are bound parameters.
+/// `t` (a time in the rows' UTC day), `count` and `unique_visitors`: hour and day segments from
+/// `<kind>_audience_per_<unit>`, the minutes at the edges aggregated from the raw table. Filter
+/// values are bound parameters.
 fn audience_rows(kind: &str, count: &str, segments: &[Segment], filters: &Filters) -> String {
     let mut conditions = String::new();
     if filters.ad_id.is_some() {
@@ -503,6 +504,7 @@ impl StoredDays {
                      WHERE kind = '{kind}' AND {ad}{range}) AS s ON d.ad_id = s.ad_id AND d.t = s.t AND d.{count} = s.events"
                 ))
             }
+            // Grouped as a total or by bucket, which never reads `ad_id`: a placeholder.
             StoredDays::AllAds => Some(format!(
                 "SELECT toUUID('00000000-0000-0000-0000-000000000000') AS ad_id, d.t AS t, {columns}, s.visitors AS visitors \
                  FROM (SELECT day AS t, {summed} FROM {events}_per_day WHERE {range} GROUP BY t) AS d \
