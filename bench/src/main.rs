@@ -86,7 +86,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     ];
     let pids: Vec<(&str, u32)> = pids.into_iter().filter_map(|(name, pid)| pid.map(|pid| (name, pid))).collect();
     let mut bench = Bench {
-        usage: Sampler::start(&pids),
+        usage: Sampler::start(&pids, stack.aggregator.url("/metrics")),
         stack,
         outcomes: Outcomes::default(),
         exactly_once: Vec::new(),
@@ -213,6 +213,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         query,
         processes: usage.processes,
         machine_cpu_cores: usage.machine_cpu_cores,
+        events_inserted: usage.events_inserted,
+        cpu_us_per_event: usage.cpu_us_per_event,
     };
     let tables = report::tables(&report);
     let dir = args.out_dir.clone().unwrap_or_else(|| e2e::workspace_root().join("bench/results"));

@@ -42,7 +42,16 @@ pub struct Usage {
     pub processes: Vec<ProcessUsage>,
     /// Every process of the machine together, in cores busy per phase.
     pub machine_cpu_cores: BTreeMap<String, f64>,
+    /// Rows the aggregator inserted into the raw tables in each phase (its
+    /// `aggregator_events_inserted_total`), what ClickHouse's CPU per event divides by.
+    pub events_inserted: BTreeMap<String, u64>,
+    /// Per process, then phase: CPU microseconds per row inserted, in the phases that inserted
+    /// at least [`MIN_EVENTS_PER_PHASE`] rows (a CPU time over a handful of rows means nothing).
+    pub cpu_us_per_event: BTreeMap<String, BTreeMap<String, f64>>,
 }
+
+/// Fewest rows a phase must insert for a CPU time per row.
+pub const MIN_EVENTS_PER_PHASE: u64 = 1_000;
 
 struct State {
     phase: String,
@@ -52,6 +61,9 @@ struct State {
     processes: Vec<Tracked>,
     machine_last_ticks: Option<u64>,
     machine_cpu_secs: BTreeMap<String, f64>,
+    /// The aggregator's count of inserted rows when last read, and the rows per phase.
+    last_inserted: Option<u64>,
+    events_inserted: BTreeMap<String, u64>,
 }
 
 pub struct Sampler {
@@ -60,8 +72,9 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// Samples `processes` (name, pid) every 200 ms until [`Sampler::finish`].
-    pub fn start(processes: &[(&str, u32)]) -> Self {
+    /// Samples `processes` (name, pid), and the rows the aggregator at `aggregator_metrics`
+    /// inserted, every 200 ms until [`Sampler::finish`].
+    pub fn start(processes: &[(&str, u32)], aggregator_metrics: String) -> Self {
         let state = State {
             phase: "setup".to_owned(),
             last_sample: Instant::now(),
@@ -69,9 +82,11 @@ impl Sampler {
             processes: Vec::new(),
             machine_last_ticks: machine_busy_ticks(),
             machine_cpu_secs: BTreeMap::new(),
+            last_inserted: None,
+            events_inserted: BTreeMap::new(),
         };
         let state = Arc::new(Mutex::new(state));
-        let task = tokio::spawn(sample_forever(state.clone()));
+        let task = tokio::spawn(sample_forever(state.clone(), aggregator_metrics));
         let sampler = Self { state, task };
         for &(name, pid) in processes {
             sampler.track(name, pid);
@@ -129,15 +144,56 @@ impl Sampler {
             })
             .collect();
         let machine_cpu_cores = state.machine_cpu_secs.iter().map(|(phase, secs)| (phase.clone(), cores(phase, *secs))).collect();
-        Usage { processes, machine_cpu_cores }
+        let cpu_us_per_event = state
+            .processes
+            .iter()
+            .map(|tracked| {
+                let per_phase = tracked
+                    .usage
+                    .by_phase
+                    .iter()
+                    .filter_map(|(phase, in_phase)| {
+                        let events = *state.events_inserted.get(phase)?;
+                        (events >= MIN_EVENTS_PER_PHASE).then(|| (phase.clone(), in_phase.cpu_secs * 1e6 / events as f64))
+                    })
+                    .collect();
+                (tracked.usage.process.clone(), per_phase)
+            })
+            .collect();
+        Usage { processes, machine_cpu_cores, events_inserted: state.events_inserted.clone(), cpu_us_per_event }
     }
 }
 
-async fn sample_forever(state: Arc<Mutex<State>>) {
+async fn sample_forever(state: Arc<Mutex<State>>, aggregator_metrics: String) {
+    let http = reqwest::Client::new();
     loop {
         tokio::time::sleep(EVERY).await;
-        sample(&mut lock(&state));
+        // Unreadable while the aggregator is stopped (the "alone" phases): nothing inserted.
+        let inserted = inserted_rows(&http, &aggregator_metrics).await;
+        let mut state = lock(&state);
+        sample(&mut state);
+        if let Some(total) = inserted {
+            // A restarted aggregator counts from 0 again.
+            let delta = match state.last_inserted {
+                Some(last) if total >= last => total - last,
+                _ => total,
+            };
+            let phase = state.phase.clone();
+            *state.events_inserted.entry(phase).or_default() += delta;
+            state.last_inserted = Some(total);
+        }
     }
+}
+
+/// The sum of the aggregator's `aggregator_events_inserted_total` over its tables.
+async fn inserted_rows(http: &reqwest::Client, url: &str) -> Option<u64> {
+    let text = http.get(url).timeout(EVERY).send().await.ok()?.text().await.ok()?;
+    let rows = text
+        .lines()
+        .filter(|line| line.starts_with("aggregator_events_inserted_total{"))
+        .filter_map(|line| line.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
+        .sum::<f64>();
+    Some(rows as u64)
 }
 
 fn sample(state: &mut State) {
