@@ -32,6 +32,22 @@ pub const TEST_VISITOR_HASH_SECRET: &str = "e2e-visitor-hash-secret";
 /// How long any condition is waited for before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
+/// Closed UTC days (per kind, per ad or for every ad) whose events have no current stored
+/// unique-visitor count: the aggregator's `closed_days` pass has not (yet) stored them.
+pub const UNSTORED_CLOSED_DAYS: &str = "SELECT \
+    (SELECT count() FROM ( \
+      SELECT 'click' AS kind, ad_id, day, sum(clicks) AS events FROM click_events_per_day GROUP BY ad_id, day \
+      UNION ALL SELECT 'impression', ad_id, day, sum(impressions) FROM impression_events_per_day GROUP BY ad_id, day) AS r \
+     LEFT ANTI JOIN (SELECT kind, ad_id, day, events FROM ad_unique_visitors_per_day FINAL) AS s \
+     ON r.kind = s.kind AND r.ad_id = s.ad_id AND r.day = s.day AND r.events = s.events \
+     WHERE r.day < toStartOfDay(now('UTC'))) + \
+    (SELECT count() FROM ( \
+      SELECT 'click' AS kind, day, sum(clicks) AS events FROM click_events_per_day GROUP BY day \
+      UNION ALL SELECT 'impression', day, sum(impressions) FROM impression_events_per_day GROUP BY day) AS r \
+     LEFT ANTI JOIN (SELECT kind, day, events FROM all_ads_unique_visitors_per_day FINAL) AS s \
+     ON r.kind = s.kind AND r.day = s.day AND r.events = s.events \
+     WHERE r.day < toStartOfDay(now('UTC')))";
+
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }

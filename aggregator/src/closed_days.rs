@@ -13,6 +13,8 @@ use std::time::Duration;
 use clickhouse::Client;
 use schemas::EventKind;
 
+use crate::sink::{CLICK_TABLE, IMPRESSION_TABLE};
+
 /// How a pass is scheduled and bounded.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClosedDaysArgs {
@@ -85,18 +87,19 @@ pub async fn store_stale_days(client: &Client, kind: EventKind, raw_events_ttl_d
     Ok(days)
 }
 
-/// The rollup and raw table of a kind, and the rollup's count column.
-fn tables(kind: EventKind) -> (&'static str, &'static str, &'static str) {
+/// The raw table of a kind (the sink's), and its day rollup's count column.
+fn tables(kind: EventKind) -> (&'static str, &'static str) {
     match kind {
-        EventKind::Click => ("click_events_per_day", "click_events", "clicks"),
-        EventKind::Impression => ("impression_events_per_day", "impression_events", "impressions"),
+        EventKind::Click => (CLICK_TABLE, "clicks"),
+        EventKind::Impression => (IMPRESSION_TABLE, "impressions"),
     }
 }
 
 /// The closed days (before today, within the raw tables' retention) on which a stored row,
 /// per ad or for every ad together, is missing or counts other events than the rollup.
 fn stale_days_sql(kind: EventKind, raw_events_ttl_days: u32) -> String {
-    let (rollup, _, count) = tables(kind);
+    let (raw, count) = tables(kind);
+    let rollup = format!("{raw}_per_day");
     // Beyond the raw tables' retention the raw rows are (being) expired: a row computed from
     // them would never match the rollup again. Those days keep the rows they have.
     let retained = match raw_events_ttl_days {
@@ -125,7 +128,7 @@ fn stale_days_sql(kind: EventKind, raw_events_ttl_days: u32) -> String {
 /// visitors are counted by grouping (which spills to disk) rather than `uniqExact` (which
 /// does not); each row's `events` is the count its visitors came from.
 fn store_day_sql(kind: EventKind) -> [String; 2] {
-    let (_, raw, _) = tables(kind);
+    let (raw, _) = tables(kind);
     let day_rows = format!(
         "FROM {raw} WHERE timestamp >= toDateTime64({{day:Int64}}, 3, 'UTC') \
          AND timestamp < toDateTime64({{day:Int64}} + 86400, 3, 'UTC')"

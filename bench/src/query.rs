@@ -150,14 +150,8 @@ async fn stored_events(stack: &Stack) -> anyhow::Result<u64> {
 /// aggregator and current; returns how long that took, in seconds.
 async fn wait_for_closed_days(stack: &Stack, limit: Duration) -> anyhow::Result<f64> {
     let started = Instant::now();
-    let unstored = "SELECT count() FROM ( \
-        SELECT 'click' AS kind, ad_id, day, sum(clicks) AS events FROM click_events_per_day GROUP BY ad_id, day \
-        UNION ALL SELECT 'impression', ad_id, day, sum(impressions) FROM impression_events_per_day GROUP BY ad_id, day) AS r \
-        LEFT ANTI JOIN (SELECT kind, ad_id, day, events FROM ad_unique_visitors_per_day FINAL) AS s \
-        ON r.kind = s.kind AND r.ad_id = s.ad_id AND r.day = s.day AND r.events = s.events \
-        WHERE r.day < toStartOfDay(now('UTC'))";
     loop {
-        let text = stack.sql(unstored).await.map_err(anyhow::Error::msg)?;
+        let text = stack.sql(e2e::UNSTORED_CLOSED_DAYS).await.map_err(anyhow::Error::msg)?;
         if text.trim() == "0" {
             break;
         }

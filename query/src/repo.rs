@@ -238,8 +238,9 @@ impl Repo {
             GroupBy::Bucket(g, zone) => window.series_segments(g, zone),
         };
         let key = group.key_sql();
-        let clicks_sql = counts_sql(&CLICKS, &key, &segments, ads, StoredDays::of(ads, group), states);
-        let impressions_sql = counts_sql(&IMPRESSIONS, &key, &segments, ads, StoredDays::of(ads, group), states);
+        let stored = StoredDays::of(ads, group);
+        let clicks_sql = counts_sql(&CLICKS, &key, &segments, ads, stored, states);
+        let impressions_sql = counts_sql(&IMPRESSIONS, &key, &segments, ads, stored, states);
         let playback_sql = format!(
             "SELECT {key} AS key, quantilesTDigestMerge(0.5, 0.95)(playback_time_secs_quantiles) AS quantiles FROM ({}) GROUP BY key",
             rollup_rows("click_playback", "playback_time_secs_quantiles", &segments, ads)

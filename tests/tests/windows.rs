@@ -251,26 +251,10 @@ async fn windows_across_days_and_hours_match_the_raw_events() {
     assert_eq!(refilled, newest, "the watermark is refilled from the raw tables");
 }
 
-/// Closed UTC days (per kind, per ad or for every ad) whose events have no current stored
-/// unique-visitor count: the aggregator's `closed_days` pass has not (yet) stored them.
-const UNSTORED_CLOSED_DAYS: &str = "SELECT \
-    (SELECT count() FROM ( \
-      SELECT 'click' AS kind, ad_id, day, sum(clicks) AS events FROM click_events_per_day GROUP BY ad_id, day \
-      UNION ALL SELECT 'impression', ad_id, day, sum(impressions) FROM impression_events_per_day GROUP BY ad_id, day) AS r \
-     LEFT ANTI JOIN (SELECT kind, ad_id, day, events FROM ad_unique_visitors_per_day FINAL) AS s \
-     ON r.kind = s.kind AND r.ad_id = s.ad_id AND r.day = s.day AND r.events = s.events \
-     WHERE r.day < toStartOfDay(now('UTC'))) + \
-    (SELECT count() FROM ( \
-      SELECT 'click' AS kind, day, sum(clicks) AS events FROM click_events_per_day GROUP BY day \
-      UNION ALL SELECT 'impression', day, sum(impressions) FROM impression_events_per_day GROUP BY day) AS r \
-     LEFT ANTI JOIN (SELECT kind, day, events FROM all_ads_unique_visitors_per_day FINAL) AS s \
-     ON r.kind = s.kind AND r.day = s.day AND r.events = s.events \
-     WHERE r.day < toStartOfDay(now('UTC')))";
-
 /// Waits until every closed day's unique visitors are stored and current, so that the answers
 /// that follow read them; fails if nothing was stored (the stored path would go untested).
 async fn wait_for_closed_days_stored(stack: &Stack) {
-    stack.wait_for_count(UNSTORED_CLOSED_DAYS, 0).await;
+    stack.wait_for_count(e2e::UNSTORED_CLOSED_DAYS, 0).await;
     assert!(stack.count("SELECT count() FROM all_ads_unique_visitors_per_day").await > 0, "no closed day was stored");
     // Answers cached before the days were stored live out their TTL.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -433,7 +417,7 @@ async fn unique_visitors_are_counted_per_utc_day_of_the_event_whether_stored_or_
         .await
         .expect("late row");
     stack.wait_for_count("SELECT sum(impressions) FROM impression_events_per_day", 13).await;
-    assert!(stack.count(UNSTORED_CLOSED_DAYS).await > 0, "the late row made its day's stored counts stale");
+    assert!(stack.count(e2e::UNSTORED_CLOSED_DAYS).await > 0, "the late row made its day's stored counts stale");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     for (from, to) in windows {
         assert_uniques_match(&stack, from, to).await;
