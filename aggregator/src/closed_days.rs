@@ -11,9 +11,11 @@
 use std::time::Duration;
 
 use clickhouse::Client;
+use schemas::stream::WrittenNotice;
 use schemas::EventKind;
 
 use crate::sink::{CLICK_TABLE, IMPRESSION_TABLE};
+use crate::written::Announcer;
 
 /// How a pass is scheduled and bounded.
 #[derive(Debug, Clone, clap::Args)]
@@ -33,7 +35,9 @@ const DAYS_PER_PASS: u64 = 7;
 const GROUP_BY_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Runs a pass every interval, for good; a failed pass is logged and the next one tries again.
-pub async fn store_forever(client: Client, args: ClosedDaysArgs, raw_events_ttl_days: u32) {
+/// Days stored are announced like a write of events at their time: the query service's
+/// cached counts of those days came from the states, which the exact numbers may differ from.
+pub async fn store_forever(client: Client, args: ClosedDaysArgs, raw_events_ttl_days: u32, written: Announcer) {
     if args.closed_days_interval_secs == 0 {
         return;
     }
@@ -46,8 +50,10 @@ pub async fn store_forever(client: Client, args: ClosedDaysArgs, raw_events_ttl_
             loop {
                 match store_stale_days(&client, kind, raw_events_ttl_days).await {
                     Ok(days) => {
-                        if !days.is_empty() {
+                        if let Some(earliest) = days.iter().min() {
                             tracing::info!(kind = kind.as_str(), ?days, "stored closed days' unique visitors");
+                            let notice = WrittenNotice { events: 0, last_stream_seq: 0, earliest_timestamp_ms: Some(earliest * 1_000) };
+                            written.announce(notice).await;
                         }
                         if days.len() < DAYS_PER_PASS as usize {
                             break;

@@ -64,7 +64,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let stream = js.get_stream(&config.nats.nats_stream).await.map_err(|e| anyhow::anyhow!("looking up the stream: {e}"))?;
     let subjects = schemas::stream::stream_subjects(&config.nats.nats_subject_prefix);
     tokio::spawn(aggregator::lag::watch(pull.clone(), stream, subjects, metrics.clone()));
-    tokio::spawn(aggregator::closed_days::store_forever(clickhouse.clone(), config.closed_days.clone(), config.raw_events_ttl_days));
+    let written = aggregator::written::Announcer::new(nats.clone(), &config.written.nats_written_subject);
+    tokio::spawn(aggregator::closed_days::store_forever(clickhouse.clone(), config.closed_days.clone(), config.raw_events_ttl_days, written.clone()));
     let acked_to = pull.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let consumer = Consumer {
@@ -73,7 +74,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         sink: Sink::new(clickhouse, Backoff::default(), metrics.clone())
             .with_invalid_traffic_rules(aggregator::ivt::Rules::from_args(&config.invalid_traffic)),
         dead_letters: DeadLetters::new(js, &config.dead_letters),
-        written: aggregator::written::Announcer::new(nats.clone(), &config.written.nats_written_subject),
+        written,
         catalog,
         metrics,
         args: config.consumer.clone(),

@@ -20,6 +20,7 @@ use clickhouse::Client;
 use futures::StreamExt;
 use schemas::rows::{ClickRow, EventRow, ImpressionRow, InvalidEventRow};
 use serde::Serialize;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::backoff::Backoff;
@@ -66,11 +67,13 @@ pub struct Sink {
     history: Option<History>,
 }
 
-/// What a write did, for logs and tests.
+/// What a write did, for logs, tests and the write announcement.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct WriteOutcome {
     pub inserted: usize,
     pub already_stored: usize,
+    /// The earliest `timestamp` among the events inserted.
+    pub earliest_timestamp: Option<OffsetDateTime>,
 }
 
 impl Sink {
@@ -129,12 +132,18 @@ impl Sink {
             }
         }
         let inserted = clicks.len() + impressions.len() + invalid.len();
+        let earliest_timestamp = clicks
+            .iter()
+            .map(|r| r.timestamp)
+            .chain(impressions.iter().map(|r| r.timestamp))
+            .chain(invalid.iter().map(|r| r.timestamp))
+            .min();
         tokio::join!(
             self.insert_all(CLICK_TABLE, clicks),
             self.insert_all(IMPRESSION_TABLE, impressions),
             self.insert_all(INVALID_TABLE, invalid)
         );
-        WriteOutcome { inserted, already_stored }
+        WriteOutcome { inserted, already_stored, earliest_timestamp }
     }
 
     /// Which of `ids` ClickHouse already holds (key-value reads).
@@ -243,8 +252,6 @@ pub fn dedup_token(table: &str, keys: impl Iterator<Item = (u64, Uuid)>) -> Stri
 
 #[cfg(test)]
 mod tests {
-    use time::OffsetDateTime;
-
     use super::*;
 
     fn click(id: u128, seq: u64) -> EventRow {

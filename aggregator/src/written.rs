@@ -3,8 +3,9 @@
 //! TTL runs out.
 //!
 //! A signal, not a record: nothing waits for it, and a lost one (NATS down, the query service
-//! reconnecting) costs only freshness, since the query cache's TTL still bounds how old an
-//! answer gets. Correctness never depends on it.
+//! reconnecting) costs only freshness, since the query caches' TTLs still bound how old an
+//! answer gets (`CACHE_PAST_TTL_SECS` for the counts of past days). Correctness never depends
+//! on it.
 
 use schemas::stream::WrittenNotice;
 

@@ -3,7 +3,8 @@
 //! real-time; misses for the same key are computed once. Each cache holds at most a budget of
 //! bytes, weighed by [`Footprint`]: a 10,000-bucket series weighs what it holds, not "one entry".
 //! [`AnswerCache::invalidate_all`] forgets every answer, including one still being computed
-//! from what ClickHouse held before: that one is answered to its callers, then dropped.
+//! from what ClickHouse held before: that one is answered to its callers, then dropped;
+//! [`AnswerCache::invalidate_if`] forgets those whose key a write touched.
 
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,6 +86,7 @@ where
         let cache = Cache::builder()
             .time_to_live(ttl)
             .max_capacity(max_bytes)
+            .support_invalidation_closures()
             .weigher(|_key: &K, value: &V| {
                 let bytes = ENTRY_OVERHEAD + std::mem::size_of::<K>() + value.footprint();
                 u32::try_from(bytes).unwrap_or(u32::MAX)
@@ -102,6 +104,16 @@ where
     pub fn invalidate_all(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.cache.invalidate_all();
+    }
+
+    /// Forgets the answers whose key `matches`, and any being computed now once it is done
+    /// (whatever its key: this is for rare events, not worth telling those apart).
+    pub fn invalidate_if(&self, matches: impl Fn(&K) -> bool + Send + Sync + 'static) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Err(error) = self.cache.invalidate_entries_if(move |key, _| matches(key)) {
+            tracing::warn!(%error, cache = self.name, "forgetting every answer instead of those a write touched");
+            self.cache.invalidate_all();
+        }
     }
 
     /// The cached answer for `key`, or `compute`'s (errors are not cached).
@@ -189,5 +201,27 @@ mod tests {
         assert_eq!(overtaken.await.expect("computed").0, 3);
         assert_eq!(cache.get_or_compute(2u32, async { Ok(Weighs(4)) }).await.expect("recomputed").0, 4);
         assert_eq!(cache.get_or_compute(2u32, async { Ok(Weighs(5)) }).await.expect("cached").0, 4);
+    }
+
+    #[tokio::test]
+    async fn forgets_the_answers_a_predicate_names_and_keeps_the_others() {
+        let cache = AnswerCache::new("test", Duration::from_secs(60), 1_000_000, lookups());
+        for key in 0..4u32 {
+            cache.get_or_compute(key, async move { Ok(Weighs(key as usize)) }).await.expect("computed");
+        }
+        cache.invalidate_if(|key| *key >= 2);
+        let answers: Vec<usize> = futures::future::join_all((0..4u32).map(|key| cache.get_or_compute(key, async { Ok(Weighs(9)) })))
+            .await
+            .into_iter()
+            .map(|answer| answer.expect("answer").0)
+            .collect();
+        assert_eq!(answers, vec![0, 1, 9, 9]);
+        // One computed across it is answered, not kept.
+        let overtaken = cache.get_or_compute(7u32, async {
+            cache.invalidate_if(|key| *key == 100);
+            Ok(Weighs(1))
+        });
+        assert_eq!(overtaken.await.expect("computed").0, 1);
+        assert_eq!(cache.get_or_compute(7u32, async { Ok(Weighs(2)) }).await.expect("recomputed").0, 2);
     }
 }

@@ -18,6 +18,11 @@ pub struct Config {
     /// do not arrive.
     #[arg(long, env = "CACHE_TTL_MS", default_value_t = 250)]
     pub cache_ttl_ms: u64,
+    /// How long the counts of time before the current UTC day are reused at most. Only a late
+    /// event changes them, and the announcement of its write drops them at once; this TTL bounds
+    /// their age when an announcement does not arrive.
+    #[arg(long, env = "CACHE_PAST_TTL_SECS", default_value_t = 60)]
+    pub cache_past_ttl_secs: u64,
     /// NATS server URL (comma-separated for a cluster), only to hear the aggregator's write
     /// announcements: answers are served without it, and it is retried in the background.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
@@ -25,7 +30,7 @@ pub struct Config {
     #[command(flatten)]
     pub written: WrittenArgs,
     /// Most memory the cached answers take, all caches together (each of the five kinds of
-    /// answer gets an equal share), in MiB.
+    /// answer, and the counts of past days, gets an equal share), in MiB.
     #[arg(long, env = "CACHE_MAX_MIB", default_value_t = 64)]
     pub cache_max_mib: u64,
     /// The API key (`Authorization: Bearer <key>`). Set: every operation needs it and ads can be
@@ -39,6 +44,9 @@ impl Config {
         if self.cache_ttl_ms == 0 {
             return Err("CACHE_TTL_MS must be at least 1 (caching cannot be turned off)".into());
         }
+        if self.cache_past_ttl_secs == 0 {
+            return Err("CACHE_PAST_TTL_SECS must be at least 1 (caching cannot be turned off)".into());
+        }
         if self.cache_max_mib == 0 {
             return Err("CACHE_MAX_MIB must be at least 1".into());
         }
@@ -50,6 +58,10 @@ impl Config {
 
     pub fn cache_ttl(&self) -> Duration {
         Duration::from_millis(self.cache_ttl_ms)
+    }
+
+    pub fn cache_past_ttl(&self) -> Duration {
+        Duration::from_secs(self.cache_past_ttl_secs)
     }
 
     /// The whole cache budget in bytes.

@@ -1,7 +1,8 @@
 //! ClickHouse → analytics API.
 //!
 //! [`api`] is the HTTP surface (poem-openapi), [`range`] turns query parameters into aligned
-//! time windows, [`ranking`] picks top-N ads by a metric, [`breakdown`] groups by campaign or audience, [`repo`] holds every SQL query (user input only as bound parameters), and
+//! time windows, [`ranking`] picks top-N ads by a metric, [`breakdown`] groups by campaign or audience, [`repo`] holds every SQL query (user input only as bound parameters),
+//! [`counts`] reads a window in pieces and keeps the past ones cached, and
 //! [`cache`] keeps answers for a short TTL, [`written`] drops them when the aggregator announces
 //! a write; [`catalog`] checks changes to the ad catalog and
 //! [`auth`] the API key; [`dashboard`] is the live dashboard page. **Invariant:** the only writes are new versions of `ads` rows.
@@ -12,6 +13,7 @@ pub mod breakdown;
 pub mod cache;
 pub mod catalog;
 pub mod config;
+pub mod counts;
 pub mod dashboard;
 pub mod error;
 pub mod metrics;

@@ -18,7 +18,8 @@ async fn main() -> ExitCode {
 async fn run(config: Config) -> anyhow::Result<()> {
     let clickhouse = config.clickhouse.client();
     let metrics = Metrics::new()?;
-    let analytics = Analytics::new(Repo::new(clickhouse.clone(), metrics.clickhouse_seconds.clone()), config.cache_ttl(), config.cache_max_bytes(), &metrics);
+    let repo = Repo::new(clickhouse.clone(), metrics.clickhouse_seconds.clone());
+    let analytics = Analytics::new(repo, config.cache_ttl(), config.cache_past_ttl(), config.cache_max_bytes(), &metrics);
     let analytics = Arc::new(analytics);
     tokio::spawn(query::written::forget_on_writes(config.nats_url.clone(), config.written.nats_written_subject.clone(), analytics.clone(), metrics.clone()));
     let api = OpenApiService::new(QueryApi { analytics, api_key: config.api_key.clone() }, "Ad analytics", env!("CARGO_PKG_VERSION"));

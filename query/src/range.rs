@@ -215,6 +215,19 @@ impl Segment {
     }
 }
 
+/// A part of a window whose counts are read on their own: [`Window::pieces`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece {
+    pub window: Window,
+    /// Wholly before the current UTC day: only a late event changes its counts.
+    pub past: bool,
+}
+
+/// The start of the UTC day of `t`.
+pub fn utc_day(t: OffsetDateTime) -> OffsetDateTime {
+    floor(t, Duration::DAY)
+}
+
 /// The latest `to` accepted.
 const LATEST: OffsetDateTime = time::macros::datetime!(2100-01-01 0:00 UTC);
 
@@ -354,6 +367,29 @@ impl Window {
         Ok(hours)
     }
 
+    /// The window cut at UTC midnights into the pieces whose counts are read, and cached, apart:
+    /// the part day at each edge, the whole days between (the same piece all day long, however
+    /// the window slides by minutes), and what lies at or after `today` (the start of the
+    /// current UTC day), which on-time events still change: one open piece, read afresh each
+    /// time. Counts add up across the pieces, unique visitors too, since no visitor id spans two
+    /// UTC days (ingest keys them by the event's day).
+    pub fn pieces(&self, today: OffsetDateTime) -> Vec<Piece> {
+        let mut cuts = vec![self.from, ceil(self.from, Duration::DAY), floor(self.to, Duration::DAY), today, self.to];
+        cuts.retain(|t| *t >= self.from && *t <= self.to);
+        cuts.sort();
+        cuts.dedup();
+        let mut pieces = Vec::with_capacity(cuts.len());
+        for bounds in cuts.windows(2) {
+            let (from, to) = (bounds[0], bounds[1]);
+            if from >= today {
+                pieces.push(Piece { window: Window { from, to: self.to }, past: false });
+                break;
+            }
+            pieces.push(Piece { window: Window { from, to }, past: true });
+        }
+        pieces
+    }
+
     /// Splits the window into the fewest rollup reads: whole units of `coarsest` in the
     /// middle, then ever finer units towards the edges. Together the segments cover the window
     /// exactly once, so sums and unique-visitor merges over them are exact.
@@ -445,6 +481,59 @@ mod tests {
 
     fn zone(name: &str) -> Zone {
         Zone::parse(name).unwrap()
+    }
+
+    fn pieces(from: OffsetDateTime, to: OffsetDateTime) -> Vec<(OffsetDateTime, OffsetDateTime, bool)> {
+        let today = datetime!(2026-11-22 0:00 UTC);
+        let pieces = Window { from, to }.pieces(today);
+        // Consecutive, covering the window exactly once.
+        assert_eq!(pieces.first().map(|p| p.window.from), Some(from));
+        assert_eq!(pieces.last().map(|p| p.window.to), Some(to));
+        assert!(pieces.windows(2).all(|w| w[0].window.to == w[1].window.from));
+        assert!(pieces.iter().all(|p| p.window.from < p.window.to));
+        pieces.into_iter().map(|p| (p.window.from, p.window.to, p.past)).collect()
+    }
+
+    #[test]
+    fn windows_are_read_in_pieces_cut_at_utc_midnight_and_today_is_one_open_piece() {
+        // The last 30 days: the part day at the start, the whole days, today.
+        assert_eq!(
+            pieces(datetime!(2026-10-23 10:17 UTC), datetime!(2026-11-22 10:18 UTC)),
+            vec![
+                (datetime!(2026-10-23 10:17 UTC), datetime!(2026-10-24 0:00 UTC), true),
+                (datetime!(2026-10-24 0:00 UTC), datetime!(2026-11-22 0:00 UTC), true),
+                (datetime!(2026-11-22 0:00 UTC), datetime!(2026-11-22 10:18 UTC), false),
+            ]
+        );
+        // A minute later the whole days are the same piece.
+        assert_eq!(pieces(datetime!(2026-10-23 10:18 UTC), datetime!(2026-11-22 10:19 UTC))[1].0, datetime!(2026-10-24 0:00 UTC));
+        // Wholly in the past, ending inside a day: three past pieces.
+        assert_eq!(
+            pieces(datetime!(2026-11-01 22:00 UTC), datetime!(2026-11-05 6:30 UTC)),
+            vec![
+                (datetime!(2026-11-01 22:00 UTC), datetime!(2026-11-02 0:00 UTC), true),
+                (datetime!(2026-11-02 0:00 UTC), datetime!(2026-11-05 0:00 UTC), true),
+                (datetime!(2026-11-05 0:00 UTC), datetime!(2026-11-05 6:30 UTC), true),
+            ]
+        );
+        // Inside one past day; inside today; across midnight into the future.
+        assert_eq!(pieces(datetime!(2026-11-03 1:00 UTC), datetime!(2026-11-03 2:00 UTC)).len(), 1);
+        assert_eq!(
+            pieces(datetime!(2026-11-22 1:00 UTC), datetime!(2026-11-22 2:00 UTC)),
+            vec![(datetime!(2026-11-22 1:00 UTC), datetime!(2026-11-22 2:00 UTC), false)]
+        );
+        assert_eq!(
+            pieces(datetime!(2026-11-21 23:00 UTC), datetime!(2026-11-24 5:00 UTC)),
+            vec![
+                (datetime!(2026-11-21 23:00 UTC), datetime!(2026-11-22 0:00 UTC), true),
+                (datetime!(2026-11-22 0:00 UTC), datetime!(2026-11-24 5:00 UTC), false),
+            ]
+        );
+        // Whole days only, ending at today's midnight: one piece, and nothing open.
+        assert_eq!(
+            pieces(datetime!(2026-11-01 0:00 UTC), datetime!(2026-11-22 0:00 UTC)),
+            vec![(datetime!(2026-11-01 0:00 UTC), datetime!(2026-11-22 0:00 UTC), true)]
+        );
     }
 
     #[test]

@@ -122,24 +122,36 @@ impl Ads<'_> {
 /// Whether the metrics kept as states are computed: unique clicks and viewers, playback
 /// percentiles. Merging states is most of the cost of a read over many ads, so a ranking by a
 /// plain sum computes them for its top ads only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum States {
     Merged,
     Skipped,
 }
 
-/// How rollup rows are grouped: a fixed SQL expression, never user text.
-#[derive(Debug, Clone, Copy)]
-enum GroupBy<'a> {
+/// What a read of the rollups computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Read {
+    /// Every count, sum and unique-visitor number (or none of the latter, [`States::Skipped`]):
+    /// all of [`Counts`] but the playback percentiles.
+    Counts(States),
+    /// The playback percentiles only: unlike the rest, they do not add up across the pieces of
+    /// a window, so they are read over the whole of it.
+    Percentiles,
+}
+
+/// How rollup rows are grouped: a fixed SQL expression, never user text. The answer's keys
+/// are ad ids, `total`, or bucket starts in unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum GroupBy {
     Ad,
     /// Everything in one group.
     Total,
     /// Buckets in a zone, whose name is bound as `{tz:String}`.
-    Bucket(Granularity, &'a Zone),
+    Bucket(Granularity, Zone),
 }
 
-impl GroupBy<'_> {
-    fn key_sql(self) -> String {
+impl GroupBy {
+    fn key_sql(&self) -> String {
         match self {
             GroupBy::Ad => "toString(ad_id)".to_owned(),
             GroupBy::Total => "'total'".to_owned(),
@@ -202,43 +214,19 @@ impl Repo {
         Ok((newest > 0).then(|| OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(newest)))
     }
 
-    /// Totals per ad over the window, for the ads that had events.
-    pub async fn totals_by_ad(&self, window: Window, ads: Ads<'_>, states: States) -> Result<BTreeMap<Uuid, Counts>, QueryError> {
-        let by_key = self.aggregate(window, ads, GroupBy::Ad, states).await?;
-        by_key
-            .into_iter()
-            .map(|(key, counts)| {
-                let id = Uuid::parse_str(&key).map_err(|e| QueryError::ClickHouse(format!("bad ad_id {key:?}: {e}")))?;
-                Ok((id, counts))
-            })
-            .collect()
-    }
-
-    /// The counts of every ad together (unique visitors counted once across ads).
-    pub async fn total(&self, window: Window) -> Result<Counts, QueryError> {
-        let mut by_key = self.aggregate(window, Ads::All, GroupBy::Total, States::Merged).await?;
-        Ok(by_key.remove("total").unwrap_or_default())
-    }
-
-    /// Counts per bucket (keyed by the bucket's unix start) of the ads; empty buckets absent.
-    pub async fn series(&self, window: Window, ads: Ads<'_>, granularity: Granularity, zone: &Zone) -> Result<BTreeMap<i64, Counts>, QueryError> {
-        let by_key = self.aggregate(window, ads, GroupBy::Bucket(granularity, zone), States::Merged).await?;
-        by_key
-            .into_iter()
-            .map(|(key, counts)| {
-                let start = key.parse::<i64>().map_err(|e| QueryError::ClickHouse(format!("bad bucket {key:?}: {e}")))?;
-                Ok((start, counts))
-            })
-            .collect()
-    }
-
-    async fn aggregate(&self, window: Window, ads: Ads<'_>, group: GroupBy<'_>, states: States) -> Result<BTreeMap<String, Counts>, QueryError> {
+    /// What `read` computes over the window's rollup rows of `ads`, per group (keyed as
+    /// [`GroupBy`] says); groups without events are absent.
+    pub async fn rollups(&self, window: Window, ads: Ads<'_>, group: &GroupBy, read: Read) -> Result<BTreeMap<String, Counts>, QueryError> {
         let segments = match group {
             GroupBy::Ad | GroupBy::Total => window.segments(Rollup::Day),
-            GroupBy::Bucket(g, zone) => window.series_segments(g, zone),
+            GroupBy::Bucket(g, zone) => window.series_segments(*g, zone),
         };
         let key = group.key_sql();
         let stored = StoredDays::of(ads, group);
+        let states = match read {
+            Read::Counts(states) => states,
+            Read::Percentiles => States::Skipped,
+        };
         let clicks_sql = counts_sql(&CLICKS, &key, &segments, ads, stored, states);
         let impressions_sql = counts_sql(&IMPRESSIONS, &key, &segments, ads, stored, states);
         let playback_sql = format!(
@@ -250,7 +238,7 @@ impl Repo {
             rollup_rows("invalid_events", "kind, invalid_reason, events", &segments, ads)
         );
         let cut_hours = match group {
-            GroupBy::Bucket(g, zone) if segments.iter().any(|s| matches!(s.rows, Rows::InCutHours(_))) => window.cut_hours(g, zone)?,
+            GroupBy::Bucket(g, zone) if segments.iter().any(|s| matches!(s.rows, Rows::InCutHours(_))) => window.cut_hours(*g, zone)?,
             _ => Vec::new(),
         };
         let bind = |sql: &str| {
@@ -272,21 +260,22 @@ impl Repo {
                 Ads::These(ids) => query.param("ad_ids", ids.iter().map(Uuid::to_string).collect::<Vec<_>>()),
             }
         };
-        let playback = async {
-            match states {
-                States::Merged => self.timed("playback", bind(&playback_sql).fetch_all::<PlaybackAgg>()).await,
-                States::Skipped => Ok(Vec::new()),
+        let mut out: BTreeMap<String, Counts> = BTreeMap::new();
+        if read == Read::Percentiles {
+            for row in self.timed("playback", bind(&playback_sql).fetch_all::<PlaybackAgg>()).await? {
+                let counts = out.entry(row.key).or_default();
+                let finite = |i: usize| row.quantiles.get(i).map(|&q| f64::from(q)).filter(|q| q.is_finite());
+                (counts.playback_p50_secs, counts.playback_p95_secs) = (finite(0), finite(1));
             }
-        };
-        // Boxed: four fetches side by side make a future large enough to overflow a worker
+            return Ok(out);
+        }
+        // Boxed: three fetches side by side make a future large enough to overflow a worker
         // thread's stack in debug builds when several windows are read at once.
-        let (clicks, impressions, playback, invalid) = tokio::try_join!(
+        let (clicks, impressions, invalid) = tokio::try_join!(
             Box::pin(self.timed("clicks", bind(&clicks_sql).fetch_all::<ClickAgg>())),
             Box::pin(self.timed("impressions", bind(&impressions_sql).fetch_all::<ImpressionAgg>())),
-            Box::pin(playback),
             Box::pin(self.timed("invalid", bind(&invalid_sql).fetch_all::<InvalidAgg>()))
         )?;
-        let mut out: BTreeMap<String, Counts> = BTreeMap::new();
         for row in clicks {
             let counts = out.entry(row.key).or_default();
             counts.clicks = row.clicks;
@@ -300,11 +289,6 @@ impl Repo {
             let counts = out.entry(row.key).or_default();
             counts.impressions = row.impressions;
             counts.unique_viewers = row.unique_viewers;
-        }
-        for row in playback {
-            let counts = out.entry(row.key).or_default();
-            let finite = |i: usize| row.quantiles.get(i).map(|&q| f64::from(q)).filter(|q| q.is_finite());
-            (counts.playback_p50_secs, counts.playback_p95_secs) = (finite(0), finite(1));
         }
         for row in invalid {
             // A reason or kind this build does not know yet is left out rather than misfiled.
@@ -481,7 +465,7 @@ enum StoredDays {
 }
 
 impl StoredDays {
-    fn of(ads: Ads<'_>, group: GroupBy<'_>) -> StoredDays {
+    fn of(ads: Ads<'_>, group: &GroupBy) -> StoredDays {
         match (ads, group) {
             (_, GroupBy::Ad) | (Ads::One(_), _) => StoredDays::PerAd,
             (Ads::All, _) => StoredDays::AllAds,

@@ -11,6 +11,7 @@ use crate::api::model::{Ad, AdAnalytics, AdChanges, Breakdown, BreakdownGroup, N
 use crate::breakdown::{Dimension, Filters};
 use crate::cache::AnswerCache;
 use crate::catalog;
+use crate::counts::CountsReader;
 use crate::error::QueryError;
 use crate::metrics::Metrics;
 use crate::range::{Compare, Granularity, Window, Zone};
@@ -19,6 +20,7 @@ use crate::repo::{Ads, Counts, Repo, States};
 
 pub struct Analytics {
     repo: Repo,
+    counts: CountsReader,
     ad_lists: AnswerCache<(u32, u32), AdList>,
     ads: AnswerCache<Uuid, Option<Ad>>,
     reports: AnswerCache<ReportQuery, AnalyticsReport>,
@@ -27,11 +29,14 @@ pub struct Analytics {
 }
 
 impl Analytics {
-    /// `max_bytes` is the budget of all caches together; each gets an equal share.
-    pub fn new(repo: Repo, ttl: Duration, max_bytes: u64, metrics: &Metrics) -> Self {
+    /// `ttl` bounds the age of answers, `past_ttl` that of the counts before today (see
+    /// [`CountsReader`]); `max_bytes` is the budget of all caches together, each getting an
+    /// equal share.
+    pub fn new(repo: Repo, ttl: Duration, past_ttl: Duration, max_bytes: u64, metrics: &Metrics) -> Self {
         let lookups = metrics.cache_lookups.clone();
-        let share = max_bytes / 5;
+        let share = max_bytes / 6;
         Self {
+            counts: CountsReader::new(repo.clone(), past_ttl, share, lookups.clone()),
             repo,
             ad_lists: AnswerCache::new("ad_lists", ttl, share, lookups.clone()),
             ads: AnswerCache::new("ads", ttl, share, lookups.clone()),
@@ -69,7 +74,7 @@ impl Analytics {
         self.breakdowns
             .get_or_compute(query.clone(), async {
                 let (groups, newest_event_received_at) = tokio::try_join!(
-                    self.repo.breakdown(query.window, query.by, &query.filters),
+                    self.counts.breakdown(query.window, query.by, &query.filters),
                     self.repo.newest_event_received_at()
                 )?;
                 Ok(Breakdown {
@@ -107,11 +112,14 @@ impl Analytics {
         self.store(catalog::deactivated_row(current, now())).await
     }
 
-    /// Forgets every cached answer about events (not the catalog's): ClickHouse holds new ones.
-    pub fn forget_event_answers(&self) {
+    /// Forgets the cached answers a write made stale: every answer about events (not the
+    /// catalog's), and the counts of past days only when the write reached back to them
+    /// (`earliest`, the earliest event time it wrote; `None`: any).
+    pub fn forget_written(&self, earliest: Option<OffsetDateTime>) {
         self.reports.invalidate_all();
         self.series.invalidate_all();
         self.breakdowns.invalidate_all();
+        self.counts.forget_written(earliest, now());
     }
 
     /// Writes the ad's new version and forgets cached answers that showed the old one.
@@ -119,6 +127,9 @@ impl Analytics {
         self.repo.insert_ad(&row).await?;
         self.ads.invalidate(&row.id).await;
         self.ad_lists.invalidate_all();
+        // Breakdowns by campaign read the catalog.
+        self.breakdowns.invalidate_all();
+        self.counts.forget_all();
         Ok(row.into())
     }
 
@@ -133,7 +144,7 @@ impl Analytics {
                 let total = async {
                     match query.ad {
                         Some(_) => Ok(None),
-                        None => self.repo.total(query.window).await.map(Some),
+                        None => self.counts.total(query.window).await.map(Some),
                     }
                 };
                 let (ads, total, newest_event_received_at) =
@@ -160,20 +171,20 @@ impl Analytics {
     async fn report_ads(&self, query: &ReportQuery) -> Result<Vec<(Uuid, Counts)>, QueryError> {
         let window = query.window;
         if let Some(id) = query.ad {
-            let mut totals = self.repo.totals_by_ad(window, Ads::One(id), States::Merged).await?;
+            let mut totals = self.counts.totals_by_ad(window, Ads::One(id), States::Merged).await?;
             return Ok(vec![(id, totals.remove(&id).unwrap_or_default())]);
         }
         let Some(ranking) = query.ranking else {
-            return Ok(self.repo.totals_by_ad(window, Ads::All, States::Merged).await?.into_iter().collect());
+            return Ok(self.counts.totals_by_ad(window, Ads::All, States::Merged).await?.into_iter().collect());
         };
         if ranking.metric.needs_states() {
-            return Ok(ranking::top(self.repo.totals_by_ad(window, Ads::All, States::Merged).await?, ranking));
+            return Ok(ranking::top(self.counts.totals_by_ad(window, Ads::All, States::Merged).await?, ranking));
         }
         // Rank on the sums alone, then merge the states for the winners only.
-        let mut top = ranking::top(self.repo.totals_by_ad(window, Ads::All, States::Skipped).await?, ranking);
+        let mut top = ranking::top(self.counts.totals_by_ad(window, Ads::All, States::Skipped).await?, ranking);
         if !top.is_empty() {
             let ids: Vec<Uuid> = top.iter().map(|(id, _)| *id).collect();
-            let merged = self.repo.totals_by_ad(window, Ads::These(&ids), States::Merged).await?;
+            let merged = self.counts.totals_by_ad(window, Ads::These(&ids), States::Merged).await?;
             for (id, counts) in &mut top {
                 if let Some(m) = merged.get(id) {
                     counts.unique_clicks = m.unique_clicks;
@@ -199,13 +210,13 @@ impl Analytics {
         let totals = async {
             match ids.is_empty() {
                 true => Ok(Default::default()),
-                false => self.repo.totals_by_ad(window, scope, States::Merged).await,
+                false => self.counts.totals_by_ad(window, scope, States::Merged).await,
             }
         };
         let total = async {
             match query.ad {
                 Some(_) => Ok(None),
-                None => self.repo.total(window).await.map(Some),
+                None => self.counts.total(window).await.map(Some),
             }
         };
         let (mut totals, total) = tokio::try_join!(totals, total)?;
@@ -252,11 +263,11 @@ impl Analytics {
         let scope = ad.map_or(Ads::All, Ads::One);
         let totals = async {
             match ad {
-                Some(id) => Ok(self.repo.totals_by_ad(window, scope, States::Merged).await?.remove(&id).unwrap_or_default()),
-                None => self.repo.total(window).await,
+                Some(id) => Ok(self.counts.totals_by_ad(window, scope, States::Merged).await?.remove(&id).unwrap_or_default()),
+                None => self.counts.total(window).await,
             }
         };
-        let (totals, mut by_bucket) = tokio::try_join!(totals, self.repo.series(window, scope, query.granularity, &query.zone))?;
+        let (totals, mut by_bucket) = tokio::try_join!(totals, self.counts.series(window, scope, query.granularity, &query.zone))?;
         let series: Vec<Bucket> = buckets
             .into_iter()
             .map(|start| Bucket {

@@ -1,11 +1,14 @@
 //! Listens for the aggregator's write announcements (`NATS_WRITTEN_SUBJECT`, see
-//! `schemas::stream::WrittenNotice`) and drops the cached answers about events on each, so a
-//! new event shows in the next answer rather than after the cache's TTL. Without NATS the
-//! service still answers; its cached answers then live out their TTL.
+//! `schemas::stream::WrittenNotice`) and drops the cached answers each made stale, so a new
+//! event shows in the next answer rather than after the cache's TTL: every answer about
+//! events, and the cached counts of past days from the earliest time the write touched on.
+//! Without NATS the service still answers; its cached answers then live out their TTLs.
 
 use std::sync::Arc;
 
 use futures::StreamExt;
+use schemas::stream::WrittenNotice;
+use time::OffsetDateTime;
 
 use crate::metrics::Metrics;
 use crate::service::Analytics;
@@ -28,8 +31,28 @@ pub async fn forget_on_writes(nats_url: String, subject: String, analytics: Arc<
         }
     };
     tracing::info!(subject, "dropping cached answers on each write announcement");
-    while announcements.next().await.is_some() {
-        analytics.forget_event_answers();
+    while let Some(message) = announcements.next().await {
+        analytics.forget_written(earliest_written(&message.payload));
         metrics.write_notices.inc();
+    }
+}
+
+/// The earliest event time a notice says its write touched; `None` (any time) when it does
+/// not say, or cannot be read.
+fn earliest_written(payload: &[u8]) -> Option<OffsetDateTime> {
+    let notice: WrittenNotice = serde_json::from_slice(payload).ok()?;
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(notice.earliest_timestamp_ms?) * 1_000_000).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notice_that_does_not_say_when_it_wrote_touched_any_time() {
+        let notice = br#"{"events":2,"last_stream_seq":7,"earliest_timestamp_ms":1700000000123}"#;
+        assert_eq!(earliest_written(notice), Some(time::macros::datetime!(2023-11-14 22:13:20.123 UTC)));
+        assert_eq!(earliest_written(br#"{"events":2,"last_stream_seq":7}"#), None);
+        assert_eq!(earliest_written(b"not json"), None);
     }
 }

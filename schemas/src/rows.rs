@@ -141,6 +141,15 @@ impl EventRow {
         }
     }
 
+    /// When the event happened (the client's time): the time its counts are kept under.
+    pub fn timestamp(&self) -> OffsetDateTime {
+        match self {
+            EventRow::Click(row) => row.timestamp,
+            EventRow::Impression(row) => row.timestamp,
+            EventRow::Invalid(row) => row.timestamp,
+        }
+    }
+
     /// The same event as invalid traffic (an event already flagged keeps its first reason).
     pub fn flagged(self, reason: InvalidReason) -> Self {
         let invalid_reason = reason.as_str().to_owned();

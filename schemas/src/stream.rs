@@ -24,14 +24,20 @@ pub const REQUEST_ID_HEADER: &str = "Ads-Request-Id";
 /// the stream's `<prefix>.>`: it is a signal, not an event.
 pub const DEFAULT_WRITTEN_SUBJECT: &str = "ads.written";
 
-/// The body of a write announcement (JSON), for operators watching with
-/// `nats sub ads.written`; the query service needs only that one arrived.
+/// The body of a write announcement (JSON), also for operators watching with
+/// `nats sub ads.written`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WrittenNotice {
-    /// Rows the write added to the raw tables (billable and flagged).
+    /// Rows the write added to the raw tables (billable and flagged); 0 for a write of derived
+    /// numbers only (the closed days' stored unique visitors).
     pub events: u64,
-    /// The newest stream sequence among the messages written.
+    /// The newest stream sequence among the messages written; 0 when none was.
     pub last_stream_seq: u64,
+    /// The earliest event `timestamp` the write may have changed a count at, in unix
+    /// milliseconds: counts over time before it stay as they were, so the query service keeps
+    /// those cached. Absent: any time may have changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earliest_timestamp_ms: Option<i64>,
 }
 
 /// Whether a core-NATS `subject` would be captured by the stream of `prefix` (`<prefix>.>`).
@@ -58,6 +64,16 @@ mod tests {
         assert_eq!(subject("ads.events", EventKind::Click), "ads.events.click");
         assert_eq!(subject("x", EventKind::Impression), "x.impression");
         assert_eq!(stream_subjects("ads.events"), "ads.events.>");
+    }
+
+    #[test]
+    fn a_notice_without_its_earliest_timestamp_reads_as_touching_any_time() {
+        let older: WrittenNotice = serde_json::from_str(r#"{"events":3,"last_stream_seq":9}"#).expect("an older aggregator's notice");
+        assert_eq!(older, WrittenNotice { events: 3, last_stream_seq: 9, earliest_timestamp_ms: None });
+        let notice = WrittenNotice { events: 1, last_stream_seq: 2, earliest_timestamp_ms: Some(1_700_000_000_000) };
+        let json = serde_json::to_string(&notice).expect("encode");
+        assert_eq!(json, r#"{"events":1,"last_stream_seq":2,"earliest_timestamp_ms":1700000000000}"#);
+        assert_eq!(serde_json::from_str::<WrittenNotice>(&json).expect("decode"), notice);
     }
 
     #[test]

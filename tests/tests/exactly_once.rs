@@ -182,9 +182,9 @@ async fn redelivered_and_retried_batches_are_not_counted_twice() {
 
     // A crash after inserting 1..=100 but before the ack: JetStream redelivers, mixed with new
     // messages, in a differently cut batch.
-    assert_eq!(sink.write((1..=100).map(click).collect()).await, WriteOutcome { inserted: 100, already_stored: 0 });
-    assert_eq!(sink.write((50..=150).map(click).collect()).await, WriteOutcome { inserted: 50, already_stored: 51 });
-    assert_eq!(sink.write((1..=150).rev().map(click).collect()).await, WriteOutcome { inserted: 0, already_stored: 150 });
+    assert_eq!(written(sink.write((1..=100).map(click).collect()).await), (100, 0));
+    assert_eq!(written(sink.write((50..=150).map(click).collect()).await), (50, 51));
+    assert_eq!(written(sink.write((1..=150).rev().map(click).collect()).await), (0, 150));
     assert_eq!(count("SELECT count() FROM click_events").await, "150");
     assert_eq!(count("SELECT sum(clicks) FROM click_events_per_minute").await, "150");
 
@@ -198,17 +198,17 @@ async fn redelivered_and_retried_batches_are_not_counted_twice() {
             other => other,
         })
         .collect();
-    assert_eq!(sink.write(fresh).await, WriteOutcome { inserted: 10, already_stored: 0 });
+    assert_eq!(written(sink.write(fresh).await), (10, 0));
 
     // A client retry that reached the stream after the duplicate window: same event, new
     // sequence. Also repeats inside one batch.
     assert_eq!(sink.write(vec![click(1), click(2)].into_iter().map(|r| with_seq(r, 9_001)).collect()).await.inserted, 0);
-    assert_eq!(sink.write(vec![click(500), click(500)]).await, WriteOutcome { inserted: 1, already_stored: 1 });
+    assert_eq!(written(sink.write(vec![click(500), click(500)]).await), (1, 1));
 
     // A full default-size batch (BATCH_MAX_MESSAGES = 10,000) half of which is stored already.
     let big: Vec<EventRow> = (5_001..=15_000).map(click).collect();
     assert_eq!(sink.write(big[..5_000].to_vec()).await.inserted, 5_000);
-    assert_eq!(sink.write(big).await, WriteOutcome { inserted: 5_000, already_stored: 5_000 });
+    assert_eq!(written(sink.write(big).await), (5_000, 5_000));
 
     // A retried insert (lost response): same rows, same token. The raw table and the rollup
     // both recognise it.
@@ -233,6 +233,25 @@ async fn redelivered_and_retried_batches_are_not_counted_twice() {
     }
     assert_eq!(count("SELECT count() FROM click_events").await, "10171");
     assert_eq!(count("SELECT sum(clicks) FROM click_events_per_minute").await, "10171");
+
+    // The write announcement names the earliest time a write changed (the query service keeps
+    // its answers about earlier times); a write of repeats changed none.
+    let yesterday = OffsetDateTime::now_utc() - time::Duration::DAY;
+    let late = match click(20_001) {
+        EventRow::Click(mut row) => {
+            row.timestamp = yesterday;
+            EventRow::Click(row)
+        }
+        other => other,
+    };
+    let outcome = sink.write(vec![click(20_002), late.clone()]).await;
+    assert_eq!((outcome.inserted, outcome.earliest_timestamp), (2, Some(yesterday)));
+    assert_eq!(sink.write(vec![late]).await.earliest_timestamp, None);
+}
+
+/// What a write inserted and recognised as stored.
+fn written(outcome: WriteOutcome) -> (usize, usize) {
+    (outcome.inserted, outcome.already_stored)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

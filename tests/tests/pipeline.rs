@@ -243,6 +243,51 @@ async fn a_new_event_shows_up_as_soon_as_the_aggregator_announces_its_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_days_stay_cached_across_writes_until_a_late_event_reaches_back_to_them() {
+    // A TTL far beyond the harness's patience: only an announcement can refresh past days.
+    let stack = e2e::Stack::start_with(e2e::StackOptions { query_env: vec![("CACHE_PAST_TTL_SECS", "600")], ..Default::default() }).await;
+    let now = OffsetDateTime::now_utc();
+    let today = now.replace_time(time::Time::MIDNIGHT);
+    let path = format!("/ads/analytics?ad_id={AD_COFFEE_CLUB}&from={}&to={}", at(today - Duration::days(2)), at(now + Duration::HOUR));
+    let clicks = |report: &Value| entry(report, AD_COFFEE_CLUB).and_then(|e| e["clicks"].as_u64());
+    let past = |metrics: &str, outcome: &str| {
+        e2e::metric(metrics, &format!(r#"query_cache_lookups_total{{cache="past_counts",outcome="{outcome}"}}"#)).unwrap_or(0.0)
+    };
+    let click = |timestamp: OffsetDateTime, agent: &'static str| {
+        let stack = &stack;
+        async move {
+            let body = json!({"ad_id": AD_COFFEE_CLUB, "timestamp": at(timestamp)}).to_string().into_bytes();
+            assert_eq!(stack.post_raw("/ads/click", "application/json", body, &[("user-agent", agent)]).await.0, 202);
+        }
+    };
+    let shows = |expected: u64| {
+        let (stack, path) = (&stack, &path);
+        eventually("the clicks in the report", move || async move {
+            let (_, report) = stack.get(path).await;
+            if clicks(&report) == Some(expected) { Ok(()) } else { Err(report.to_string()) }
+        })
+    };
+    shows(0).await;
+    let first = stack.metrics(&stack.query).await;
+    assert!(past(&first, "miss") >= 1.0, "the days before today were read once: {first}");
+
+    // Today's click: the answer changes, the days before today are not read again.
+    click(now, "today").await;
+    stack.wait_for_count("SELECT count() FROM click_events", 1).await;
+    shows(1).await;
+    let after_today = stack.metrics(&stack.query).await;
+    assert_eq!(past(&after_today, "miss"), past(&first, "miss"), "a write of today's events keeps the past cached: {after_today}");
+    assert!(past(&after_today, "hit") > past(&first, "hit"), "{after_today}");
+
+    // A late click for yesterday: its announcement reaches back, so yesterday is read again.
+    click(today - Duration::hours(12), "yesterday").await;
+    stack.wait_for_count("SELECT count() FROM click_events", 2).await;
+    shows(2).await;
+    let after_late = stack.metrics(&stack.query).await;
+    assert!(past(&after_late, "miss") > past(&after_today, "miss"), "{after_late}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_announcements_a_new_event_shows_up_once_the_cache_ttl_has_passed() {
     const TTL: std::time::Duration = std::time::Duration::from_secs(6);
     // The aggregator announces on a subject the query service does not listen to, as when
