@@ -59,6 +59,10 @@ pub struct QueryCase {
     /// The query service's own count of its answer cache, over the measured requests.
     pub cache_hits: u64,
     pub cache_misses: u64,
+    /// The same for the query service's counts of past pieces (`past_counts`): a miss reads a
+    /// piece of the window before today from ClickHouse.
+    pub past_hits: u64,
+    pub past_misses: u64,
     /// Write announcements the query service received while the case ran (each drops its
     /// cached answers about events).
     pub write_notices: u64,
@@ -361,6 +365,7 @@ async fn measure_case(stack: &Stack, case: &Case, args: &Args) -> anyhow::Result
     }
     let metrics_before = stack.metrics(&stack.query).await;
     let (hits_before, misses_before) = cache_lookups(&metrics_before, case.cache);
+    let (past_hits_before, past_misses_before) = cache_lookups(&metrics_before, PAST_COUNTS);
     let (mut latencies_us, mut errors) = (Vec::new(), 0);
     let started = Instant::now();
     let limit = Duration::from_secs(args.query_case_max_secs);
@@ -375,6 +380,7 @@ async fn measure_case(stack: &Stack, case: &Case, args: &Args) -> anyhow::Result
     }
     let metrics_after = stack.metrics(&stack.query).await;
     let (hits_after, misses_after) = cache_lookups(&metrics_after, case.cache);
+    let (past_hits_after, past_misses_after) = cache_lookups(&metrics_after, PAST_COUNTS);
     let notices = |text: &str| e2e::metric(text, "query_write_notices_total").unwrap_or(0.0) as u64;
     let write_notices = notices(&metrics_after).saturating_sub(notices(&metrics_before));
     let plain_sql = match &case.sql {
@@ -390,6 +396,8 @@ async fn measure_case(stack: &Stack, case: &Case, args: &Args) -> anyhow::Result
         latency: Latency::of(latencies_us),
         cache_hits: hits_after.saturating_sub(hits_before),
         cache_misses: misses_after.saturating_sub(misses_before),
+        past_hits: past_hits_after.saturating_sub(past_hits_before),
+        past_misses: past_misses_after.saturating_sub(past_misses_before),
         write_notices,
         plain_sql,
     })
@@ -416,6 +424,9 @@ async fn measure_sql(stack: &Stack, sql: &dyn Fn(usize) -> Vec<String>, args: &A
     }
     Ok(Latency::of(latencies_us))
 }
+
+/// The query service's cache of the counts of past pieces of windows.
+const PAST_COUNTS: &str = "past_counts";
 
 /// (hits, misses) of one cache from the query service's Prometheus text.
 fn cache_lookups(metrics: &str, cache: &str) -> (u64, u64) {

@@ -485,6 +485,7 @@ fn query_tables(q: &QueryReport) -> Vec<Table> {
                 sql,
                 ratio,
                 format!("{} / {}", c.cache_hits, c.cache_misses),
+                format!("{} / {}", c.past_hits, c.past_misses),
                 c.write_notices.to_string(),
                 c.errors.to_string(),
             ]
@@ -493,11 +494,27 @@ fn query_tables(q: &QueryReport) -> Vec<Table> {
     let raw: u64 = ["click_events", "impression_events"].iter().filter_map(|t| q.tables.get(*t)).map(|t| t.rows).sum();
     let latency = Table {
         title: format!("Query latency over {} raw events (one client, sequential)", thousands(raw as f64)),
-        header: vec!["query", "answer", "requests", "p50", "p99", "max", "plain SQL p50 / p99", "SQL ÷ API p50 / p99", "cache hits / misses", "write notices", "errors"],
+        header: vec![
+            "query",
+            "answer",
+            "requests",
+            "p50",
+            "p99",
+            "max",
+            "plain SQL p50 / p99",
+            "SQL ÷ API p50 / p99",
+            "cache hits / misses",
+            "past days hits / misses",
+            "write notices",
+            "errors",
+        ],
         rows,
         notes: vec![
             "Cached: the same URL again (its first request, the miss, is in the warm-up). Uncached: each request \
-             a new 30-day window (shifted by a minute), so every one reaches ClickHouse."
+             a new 30-day window (shifted by a minute), so every one reaches ClickHouse: for today, its first part \
+             day and the whole window's playback percentiles; the whole days between come from the cached counts of \
+             past days (`CACHE_PAST_TTL_SECS`) once read, which write announcements of today's events leave in place \
+             (past days hits / misses: pieces of windows read from that cache or from ClickHouse)."
                 .into(),
             "Plain SQL: the same numbers from the raw tables (uniqExact for unique visitors), for the windows of the \
              first uncached requests; each request's statements run at once, as the API's do."

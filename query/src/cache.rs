@@ -38,6 +38,12 @@ impl Footprint for Option<Ad> {
     }
 }
 
+impl Footprint for Option<time::OffsetDateTime> {
+    fn footprint(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+}
+
 impl Footprint for AdList {
     fn footprint(&self) -> usize {
         std::mem::size_of::<Self>() + self.ads.iter().map(Ad::footprint).sum::<usize>()

@@ -26,6 +26,9 @@ pub struct Analytics {
     reports: AnswerCache<ReportQuery, AnalyticsReport>,
     series: AnswerCache<(Option<Uuid>, SeriesQuery), Series>,
     breakdowns: AnswerCache<BreakdownQuery, Breakdown>,
+    /// When ingest received the newest event stored: one read shared by every answer between
+    /// two write announcements.
+    newest_received: AnswerCache<(), Option<OffsetDateTime>>,
 }
 
 impl Analytics {
@@ -42,7 +45,8 @@ impl Analytics {
             ads: AnswerCache::new("ads", ttl, share, lookups.clone()),
             reports: AnswerCache::new("reports", ttl, share, lookups.clone()),
             series: AnswerCache::new("series", ttl, share, lookups.clone()),
-            breakdowns: AnswerCache::new("breakdowns", ttl, share, lookups),
+            breakdowns: AnswerCache::new("breakdowns", ttl, share, lookups.clone()),
+            newest_received: AnswerCache::new("newest_received", ttl, WATERMARK_BYTES, lookups),
         }
     }
 
@@ -75,7 +79,7 @@ impl Analytics {
             .get_or_compute(query.clone(), async {
                 let (groups, newest_event_received_at) = tokio::try_join!(
                     self.counts.breakdown(query.window, query.by, &query.filters),
-                    self.repo.newest_event_received_at()
+                    self.newest_event_received_at()
                 )?;
                 Ok(Breakdown {
                     from: query.window.from,
@@ -119,7 +123,14 @@ impl Analytics {
         self.reports.invalidate_all();
         self.series.invalidate_all();
         self.breakdowns.invalidate_all();
+        self.newest_received.invalidate_all();
         self.counts.forget_written(earliest, now());
+    }
+
+    async fn newest_event_received_at(&self) -> Result<Option<OffsetDateTime>, QueryError> {
+        // Boxed: a cache lookup's future is large, and inside an answer's it overflowed a worker
+        // thread's stack in debug builds.
+        Box::pin(self.newest_received.get_or_compute((), self.repo.newest_event_received_at())).await
     }
 
     /// Writes the ad's new version and forgets cached answers that showed the old one.
@@ -148,7 +159,7 @@ impl Analytics {
                     }
                 };
                 let (ads, total, newest_event_received_at) =
-                    tokio::try_join!(self.report_ads(&query), total, self.repo.newest_event_received_at())?;
+                    tokio::try_join!(self.report_ads(&query), total, self.newest_event_received_at())?;
                 // With one ad, its own metrics are the total.
                 let total = total.or_else(|| ads.first().map(|(_, c)| *c)).unwrap_or_default();
                 let previous = match previous_window {
@@ -252,7 +263,7 @@ impl Analytics {
                     }
                 };
                 let (current, previous, newest_event_received_at) =
-                    tokio::try_join!(current, previous, self.repo.newest_event_received_at())?;
+                    tokio::try_join!(current, previous, self.newest_event_received_at())?;
                 Ok(Series { granularity: query.granularity, tz: query.zone.name().to_owned(), newest_event_received_at, current, previous })
             })
             .await
@@ -282,6 +293,9 @@ impl Analytics {
         Ok(Period { from: window.from, to: window.to, totals: totals.into(), series })
     }
 }
+
+/// The watermark cache's budget: one small entry.
+const WATERMARK_BYTES: u64 = 4_096;
 
 /// What `GET /ads/analytics` asks, normalised: also the cache key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
