@@ -33,8 +33,8 @@ pub struct Analytics {
 
 impl Analytics {
     /// `ttl` bounds the age of answers, `past_ttl` that of the counts before today (see
-    /// [`CountsReader`]); `max_bytes` is the budget of all caches together, each getting an
-    /// equal share.
+    /// [`CountsReader`]); `max_bytes` is the budget of all caches together: a sixth for each
+    /// of the five kinds of answer and for the past counts (the watermark's one entry aside).
     pub fn new(repo: Repo, ttl: Duration, past_ttl: Duration, max_bytes: u64, metrics: &Metrics) -> Self {
         let lookups = metrics.cache_lookups.clone();
         let share = max_bytes / 6;
