@@ -20,10 +20,19 @@ mkdir -p "$DATA/logs"
 # Ingest's key for daily visitor ids: made once per checkout and kept, so that visitors stay
 # the same across restarts (README "Privacy").
 if [ -z "${VISITOR_HASH_SECRET:-}" ]; then
-    [ -s "$DATA/visitor-hash-secret" ] || od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$DATA/visitor-hash-secret"
+    [ -s "$DATA/visitor-hash-secret" ] || (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$DATA/visitor-hash-secret")
+    chmod 600 "$DATA/visitor-hash-secret"
     VISITOR_HASH_SECRET="$(cat "$DATA/visitor-hash-secret")"
 fi
 export VISITOR_HASH_SECRET
+# Analytics without a key, for this machine only: the query service refuses to start without
+# a key unless ANONYMOUS_READS is on, and here it listens on loopback. Given a key, or another
+# address, it is left to what you set.
+READS="with a key only (API_KEY, READ_API_KEYS)"
+if [ -z "${API_KEY:-}${READ_API_KEYS:-}" ] && [[ "$QUERY_ADDR" =~ ^(127\.0\.0\.1|localhost|\[::1\]): ]]; then
+    export ANONYMOUS_READS="${ANONYMOUS_READS:-true}"
+fi
+[ "${ANONYMOUS_READS:-false}" = "true" ] && READS="open to anyone on this machine, no key (ANONYMOUS_READS=true)"
 
 pids=()
 stop() {
@@ -74,6 +83,7 @@ cat <<MSG
   dashboard   http://$QUERY_ADDR/dashboard/
   ingest      http://$INGEST_ADDR      (Swagger UI: http://$INGEST_ADDR/docs)
   query       http://$QUERY_ADDR      (Swagger UI: http://$QUERY_ADDR/docs)
+  analytics   $READS
   aggregator  http://$AGGREGATOR_ADDR/metrics
   NATS        $NATS_URL   ClickHouse  $CLICKHOUSE_URL
   logs        $DATA/logs/

@@ -524,6 +524,10 @@ impl Stack {
         ingest_env.extend(options.ingest_env);
         let ingest = Service::new("ingest", "INGEST_ADDR", &dir, with(&ingest_env));
         let mut query_env = vec![("CACHE_TTL_MS", "200")];
+        // As `make run` does: reads open on loopback, unless the test gives keys.
+        if !options.query_env.iter().any(|(name, _)| *name == "API_KEY" || *name == "READ_API_KEYS") {
+            query_env.push(("ANONYMOUS_READS", "true"));
+        }
         query_env.extend(options.query_env);
         let query = Service::new("query", "QUERY_ADDR", &dir, with(&query_env));
 

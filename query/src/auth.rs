@@ -1,12 +1,14 @@
-//! The API key: `Authorization: Bearer <API_KEY>`. With a key configured, every operation needs
-//! it; without one, reads are anonymous and ads cannot be changed.
+//! API keys, sent as `Authorization: Bearer <key>`. Admin keys (`API_KEY`) read and change the
+//! ad catalog; read keys (`READ_API_KEYS`) only read. Each setting takes several keys, so that a
+//! new key can be given out before the old one is removed. Without a key, a caller reads only
+//! when `ANONYMOUS_READS` is on, and changes nothing.
 
 use poem_openapi::auth::Bearer;
 use poem_openapi::SecurityScheme;
 
 use crate::error::QueryError;
 
-/// The API key configured as `API_KEY`, sent as a bearer token.
+/// A key configured as `API_KEY` or `READ_API_KEYS`, sent as a bearer token.
 #[derive(SecurityScheme)]
 #[oai(ty = "bearer", rename = "apiKey")]
 pub struct ApiKey(Bearer);
@@ -26,26 +28,48 @@ pub enum Access {
     Write,
 }
 
-/// Whether `caller` may do `access`, given the configured key.
-pub fn authorize(configured: Option<&str>, caller: &Caller, access: Access) -> Result<(), QueryError> {
-    let sent = match caller {
-        Caller::Key(ApiKey(bearer)) => Some(bearer.token.as_str()),
-        Caller::Anonymous => None,
-    };
-    match (configured, sent) {
-        (None, _) if access == Access::Write => Err(QueryError::ManagementDisabled),
-        (None, _) => Ok(()),
-        (Some(key), Some(sent)) if same_key(key, sent) => Ok(()),
-        (Some(_), Some(_)) => Err(QueryError::Unauthorized("wrong API key")),
-        (Some(_), None) => Err(QueryError::Unauthorized("send the API key as `Authorization: Bearer <key>`")),
-    }
+/// The configured keys, kept as digests.
+#[derive(Debug, Clone, Default)]
+pub struct Keys {
+    admin: Vec<Digest>,
+    read: Vec<Digest>,
+    anonymous_reads: bool,
 }
+
+type Digest = [u8; 32];
 
 /// Compares digests, not the keys: how long a comparison takes then says nothing about how
 /// many leading bytes of a guess are right.
-fn same_key(key: &str, sent: &str) -> bool {
-    let digest = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
-    digest(key).as_ref() == digest(sent).as_ref()
+fn digest(key: &str) -> Digest {
+    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+    let mut out = [0; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+impl Keys {
+    pub fn new(admin: &[String], read: &[String], anonymous_reads: bool) -> Self {
+        let digests = |keys: &[String]| keys.iter().map(|k| digest(k)).collect();
+        Self { admin: digests(admin), read: digests(read), anonymous_reads }
+    }
+
+    /// Whether `caller` may do `access`.
+    pub fn authorize(&self, caller: &Caller, access: Access) -> Result<(), QueryError> {
+        let sent = match caller {
+            Caller::Key(ApiKey(bearer)) => Some(digest(&bearer.token)),
+            Caller::Anonymous => None,
+        };
+        let admin = sent.is_some_and(|d| self.admin.contains(&d));
+        let reader = sent.is_some_and(|d| self.read.contains(&d));
+        match access {
+            Access::Read if admin || reader || self.anonymous_reads => Ok(()),
+            Access::Write if admin => Ok(()),
+            Access::Write if self.admin.is_empty() => Err(QueryError::Forbidden("ads cannot be changed: the query service runs without API_KEY")),
+            Access::Write if reader => Err(QueryError::Forbidden("this key may only read: changing ads needs a key of API_KEY")),
+            Access::Read | Access::Write if sent.is_some() => Err(QueryError::Unauthorized("unknown API key")),
+            Access::Read | Access::Write => Err(QueryError::Unauthorized("send an API key as `Authorization: Bearer <key>`")),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -56,14 +80,36 @@ mod tests {
         Caller::Key(ApiKey(Bearer { token: token.to_owned() }))
     }
 
+    fn keys(admin: &[&str], read: &[&str], anonymous_reads: bool) -> Keys {
+        let owned = |keys: &[&str]| keys.iter().map(|k| (*k).to_owned()).collect::<Vec<_>>();
+        Keys::new(&owned(admin), &owned(read), anonymous_reads)
+    }
+
     #[test]
-    fn a_configured_key_guards_everything_and_no_key_guards_writes() {
-        assert!(authorize(None, &Caller::Anonymous, Access::Read).is_ok());
-        assert!(authorize(None, &key("anything"), Access::Read).is_ok());
-        assert!(matches!(authorize(None, &key("anything"), Access::Write), Err(QueryError::ManagementDisabled)));
-        assert!(authorize(Some("s3cret"), &key("s3cret"), Access::Write).is_ok());
-        assert!(authorize(Some("s3cret"), &key("s3cret"), Access::Read).is_ok());
-        assert!(matches!(authorize(Some("s3cret"), &key("s3cre"), Access::Read), Err(QueryError::Unauthorized(_))));
-        assert!(matches!(authorize(Some("s3cret"), &Caller::Anonymous, Access::Read), Err(QueryError::Unauthorized(_))));
+    fn admin_keys_read_and_change_read_keys_only_read() {
+        let keys = keys(&["admin-old", "admin-new"], &["reader"], false);
+        for admin in ["admin-old", "admin-new"] {
+            assert!(keys.authorize(&key(admin), Access::Read).is_ok());
+            assert!(keys.authorize(&key(admin), Access::Write).is_ok());
+        }
+        assert!(keys.authorize(&key("reader"), Access::Read).is_ok());
+        assert!(matches!(keys.authorize(&key("reader"), Access::Write), Err(QueryError::Forbidden(_))));
+        for access in [Access::Read, Access::Write] {
+            assert!(matches!(keys.authorize(&key("admin-ol"), access), Err(QueryError::Unauthorized(_))));
+            assert!(matches!(keys.authorize(&Caller::Anonymous, access), Err(QueryError::Unauthorized(_))));
+        }
+    }
+
+    #[test]
+    fn anonymous_reads_open_reads_only_and_no_admin_key_closes_changes() {
+        let open = keys(&["admin"], &[], true);
+        assert!(open.authorize(&Caller::Anonymous, Access::Read).is_ok());
+        assert!(open.authorize(&key("anything"), Access::Read).is_ok());
+        assert!(matches!(open.authorize(&Caller::Anonymous, Access::Write), Err(QueryError::Unauthorized(_))));
+        assert!(open.authorize(&key("admin"), Access::Write).is_ok());
+        let readers_only = keys(&[], &["reader"], false);
+        assert!(readers_only.authorize(&key("reader"), Access::Read).is_ok());
+        assert!(matches!(readers_only.authorize(&key("reader"), Access::Write), Err(QueryError::Forbidden(_))));
+        assert!(matches!(keys(&[], &[], true).authorize(&key("x"), Access::Write), Err(QueryError::Forbidden(_))));
     }
 }

@@ -33,10 +33,18 @@ pub struct Config {
     /// answer, and the counts of past days, gets an equal share), in MiB.
     #[arg(long, env = "CACHE_MAX_MIB", default_value_t = 64)]
     pub cache_max_mib: u64,
-    /// The API key (`Authorization: Bearer <key>`). Set: every operation needs it and ads can be
-    /// changed. Unset: reads are anonymous and ads cannot be changed.
-    #[arg(long, env = "API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
+    /// Admin API keys (`Authorization: Bearer <key>`), comma-separated: each reads and changes
+    /// ads. Several let a new key be given out before the old one is removed. None: ads cannot be
+    /// changed.
+    #[arg(long = "api-key", env = "API_KEY", value_delimiter = ',', hide_env_values = true)]
+    pub api_keys: Vec<String>,
+    /// Read-only API keys, comma-separated: each reads analytics and the catalog.
+    #[arg(long, env = "READ_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub read_api_keys: Vec<String>,
+    /// Serve reads to anyone who reaches the service, without a key. Off, the service refuses to
+    /// start without a key; `make run` turns it on, as it listens on loopback only.
+    #[arg(long, env = "ANONYMOUS_READS", default_value_t = false)]
+    pub anonymous_reads: bool,
 }
 
 impl Config {
@@ -50,8 +58,16 @@ impl Config {
         if self.cache_max_mib == 0 {
             return Err("CACHE_MAX_MIB must be at least 1".into());
         }
-        if self.api_key.as_deref().is_some_and(|key| key.len() < 16) {
-            return Err("API_KEY must be at least 16 characters".into());
+        if self.api_keys.iter().any(|key| key.len() < 16) {
+            return Err("API_KEY: each key must have at least 16 characters".into());
+        }
+        if self.read_api_keys.iter().any(|key| key.len() < 16) {
+            return Err("READ_API_KEYS: each key must have at least 16 characters".into());
+        }
+        if self.api_keys.is_empty() && self.read_api_keys.is_empty() && !self.anonymous_reads {
+            return Err("no API key: set API_KEY (admin keys) or READ_API_KEYS, or ANONYMOUS_READS=true to serve \
+                        analytics to anyone who can reach the service"
+                .into());
         }
         Ok(())
     }
@@ -77,11 +93,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_are_valid() {
-        let config = Config::try_parse_from(["query"]).unwrap();
+    fn defaults_are_valid_once_a_key_or_anonymous_reads_is_given() {
+        let config = Config::try_parse_from(["query", "--anonymous-reads"]).unwrap();
         config.validate().unwrap();
         assert_eq!(config.cache_ttl(), Duration::from_millis(250));
-        let config = Config::try_parse_from(["query", "--cache-ttl-ms", "0"]).unwrap();
+        let config = Config::try_parse_from(["query", "--anonymous-reads", "--cache-ttl-ms", "0"]).unwrap();
         assert!(config.validate().unwrap_err().contains("CACHE_TTL_MS"));
+    }
+
+    #[test]
+    fn without_a_key_the_service_refuses_to_start_unless_reads_are_open() {
+        let config = Config::try_parse_from(["query"]).unwrap();
+        assert!(config.validate().unwrap_err().contains("ANONYMOUS_READS=true"));
+        let config = Config::try_parse_from(["query", "--read-api-keys", "reader-key-0123456789"]).unwrap();
+        config.validate().unwrap();
+        let config = Config::try_parse_from(["query", "--api-key", "admin-key-old-0123456,admin-key-new-0123456"]).unwrap();
+        assert_eq!(config.api_keys.len(), 2);
+        config.validate().unwrap();
+        let config = Config::try_parse_from(["query", "--api-key", "admin-key-old-0123456,short"]).unwrap();
+        assert!(config.validate().unwrap_err().contains("16 characters"));
     }
 }

@@ -10,8 +10,9 @@ pub enum QueryError {
     ClickHouse(String),
     #[error("{0}")]
     Unauthorized(&'static str),
-    #[error("ads cannot be changed: the query service runs without API_KEY")]
-    ManagementDisabled,
+    /// The caller may not change ads: no admin key is configured, or its key only reads.
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("ad {0} already exists: change it with PATCH /ads/{0}")]
     AdExists(uuid::Uuid),
 }
@@ -29,7 +30,7 @@ impl QueryError {
             QueryError::AdNotFound(_) => StatusCode::NOT_FOUND,
             QueryError::ClickHouse(_) => StatusCode::SERVICE_UNAVAILABLE,
             QueryError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            QueryError::ManagementDisabled => StatusCode::FORBIDDEN,
+            QueryError::Forbidden(_) => StatusCode::FORBIDDEN,
             QueryError::AdExists(_) => StatusCode::CONFLICT,
         }
     }
@@ -39,7 +40,7 @@ impl QueryError {
             QueryError::InvalidParameter { field, .. } => Some(field),
             QueryError::AdNotFound(_) => Some("ad_id"),
             QueryError::AdExists(_) => Some("id"),
-            QueryError::ClickHouse(_) | QueryError::Unauthorized(_) | QueryError::ManagementDisabled => None,
+            QueryError::ClickHouse(_) | QueryError::Unauthorized(_) | QueryError::Forbidden(_) => None,
         }
     }
 }

@@ -136,3 +136,35 @@ async fn ads_are_managed_with_the_api_key_and_ingest_follows() {
     let (_, list) = call(&stack, "GET", "/ads?limit=100", Some(KEY), None).await;
     assert_eq!(list["pagination"]["total"], 5, "the four seed ads and the one created: {list}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_keys_only_read_admin_keys_rotate_and_no_key_means_no_service() {
+    const OLD: &str = "admin-key-old-0123456789";
+    const NEW: &str = "admin-key-new-0123456789";
+    const READER: &str = "reader-key-0123456789";
+    let stack = Stack::start_with(StackOptions {
+        query_env: vec![("API_KEY", "admin-key-old-0123456789,admin-key-new-0123456789"), ("READ_API_KEYS", READER)],
+        ..StackOptions::default()
+    })
+    .await;
+    let ad = format!("/ads/{AD_TRAIL_RUNNER}");
+    for key in [OLD, NEW, READER] {
+        for path in ["/ads", ad.as_str(), "/ads/analytics?timeframe=1h", "/ads/analytics/series?timeframe=1h"] {
+            assert_eq!(call(&stack, "GET", path, Some(key), None).await.0, 200, "{path} with {key}");
+        }
+    }
+    assert_eq!(call(&stack, "GET", "/ads/analytics", None, None).await.0, 401, "no anonymous reads");
+    let (status, refused) = call(&stack, "PATCH", &ad, Some(READER), Some(json!({"title": "Not mine"}))).await;
+    assert_eq!(status, 403, "a read key changes nothing: {refused}");
+    assert!(refused["detail"].as_str().is_some_and(|d| d.contains("may only read")), "{refused}");
+    assert_eq!(call(&stack, "GET", &ad, Some(READER), None).await.1["title"], "Trail Runner 3");
+    for key in [OLD, NEW] {
+        assert_eq!(call(&stack, "PATCH", &ad, Some(key), Some(json!({"title": "Trail Runner 3"}))).await.0, 200, "{key} changes ads");
+    }
+
+    // The binary's default: no key and no ANONYMOUS_READS, no service.
+    let output = stack.query.command().env_remove("API_KEY").env_remove("READ_API_KEYS").env_remove("ANONYMOUS_READS").output().expect("run query");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("ANONYMOUS_READS=true"), "{stderr}");
+}

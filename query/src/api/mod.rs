@@ -40,8 +40,8 @@ pub enum QueryTags {
 
 pub struct QueryApi {
     pub analytics: Arc<Analytics>,
-    /// `API_KEY`: with it every operation needs it; without it ads cannot be changed.
-    pub api_key: Option<String>,
+    /// Who may read and who may change ads.
+    pub keys: auth::Keys,
 }
 
 #[OpenApi]
@@ -75,7 +75,7 @@ impl QueryApi {
 
     /// Create an ad
     ///
-    /// Needs the API key. Ingest accepts events for it within `CATALOG_REFRESH_SECS` (5 s by
+    /// Needs an admin key (`API_KEY`). Ingest accepts events for it within `CATALOG_REFRESH_SECS` (5 s by
     /// default).
     #[oai(path = "/ads", method = "post", operation_id = "createAd", tag = "QueryTags::Ads")]
     async fn create_ad(&self, caller: Caller, ad: JsonBody<NewAd>) -> CreateAdResponse {
@@ -88,7 +88,7 @@ impl QueryApi {
             Err(e) => match e {
                 QueryError::InvalidParameter { .. } => CreateAdResponse::Unprocessable(problem(&e)),
                 QueryError::Unauthorized(_) => CreateAdResponse::Unauthorized(problem(&e), BEARER.to_owned()),
-                QueryError::ManagementDisabled => CreateAdResponse::Forbidden(problem(&e)),
+                QueryError::Forbidden(_) => CreateAdResponse::Forbidden(problem(&e)),
                 QueryError::AdExists(_) => CreateAdResponse::Conflict(problem(&e)),
                 QueryError::AdNotFound(_) | QueryError::ClickHouse(_) => CreateAdResponse::Unavailable(problem(&e)),
             },
@@ -97,7 +97,7 @@ impl QueryApi {
 
     /// Change an ad
     ///
-    /// Needs the API key. Only the fields given change. Ingest sees the change within
+    /// Needs an admin key (`API_KEY`). Only the fields given change. Ingest sees the change within
     /// `CATALOG_REFRESH_SECS`.
     #[oai(path = "/ads/:ad_id", method = "patch", operation_id = "updateAd", tag = "QueryTags::Ads")]
     async fn update_ad(&self, caller: Caller, ad_id: Path<Uuid>, changes: JsonBody<AdChanges>) -> AdResponse {
@@ -107,7 +107,7 @@ impl QueryApi {
 
     /// Deactivate an ad
     ///
-    /// Needs the API key. A soft delete: the ad stays in the catalog with `active: false`, its
+    /// Needs an admin key (`API_KEY`). A soft delete: the ad stays in the catalog with `active: false`, its
     /// numbers stay, and ingest refuses its new events (422) within `CATALOG_REFRESH_SECS`.
     /// Deactivating it again changes nothing; `PATCH` with `active: true` reactivates it.
     #[oai(path = "/ads/:ad_id", method = "delete", operation_id = "deactivateAd", tag = "QueryTags::Ads")]
@@ -289,7 +289,7 @@ fn series_query(
 
 impl QueryApi {
     fn authorize(&self, caller: &Caller, access: Access) -> Result<(), QueryError> {
-        auth::authorize(self.api_key.as_deref(), caller, access)
+        self.keys.authorize(caller, access)
     }
 
     /// `answer`, if the caller may have it (it is not started otherwise).
@@ -324,7 +324,8 @@ pub enum ListAdsResponse {
     /// `page` or `limit` is not a number in range.
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
-    /// An API key is configured and the request lacks it or has another.
+    /// The request has no API key, or one the service does not know (reads need none when the
+    /// service runs with `ANONYMOUS_READS`).
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
     /// ClickHouse did not answer.
@@ -347,10 +348,12 @@ pub enum AdResponse {
     /// included).
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
-    /// An API key is configured and the request lacks it or has another.
+    /// The request has no API key, or one the service does not know (reads need none when the
+    /// service runs with `ANONYMOUS_READS`).
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
-    /// Changes only: the service runs without `API_KEY`, so ads cannot be changed.
+    /// Changes only: the key only reads (`READ_API_KEYS`), or the service has no admin key
+    /// (`API_KEY`), so ads cannot be changed.
     #[oai(status = 403, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
     /// No ad has this id.
@@ -376,7 +379,7 @@ impl From<Result<Ad, QueryError>> for AdResponse {
         };
         match e {
             QueryError::Unauthorized(_) => Self::Unauthorized(problem(&e), BEARER.to_owned()),
-            QueryError::ManagementDisabled => Self::Forbidden(problem(&e)),
+            QueryError::Forbidden(_) => Self::Forbidden(problem(&e)),
             QueryError::AdNotFound(_) => Self::NotFound(problem(&e)),
             QueryError::InvalidParameter { .. } => Self::Unprocessable(problem(&e)),
             QueryError::ClickHouse(_) | QueryError::AdExists(_) => Self::Unavailable(problem(&e)),
@@ -394,10 +397,12 @@ pub enum CreateAdResponse {
     /// wrong type, a string too long, a URL that does not parse).
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
-    /// An API key is configured and the request lacks it or has another.
+    /// The request has no API key, or one the service does not know (reads need none when the
+    /// service runs with `ANONYMOUS_READS`).
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
-    /// The service runs without `API_KEY`, so ads cannot be changed.
+    /// The key only reads (`READ_API_KEYS`), or the service has no admin key (`API_KEY`), so ads
+    /// cannot be changed.
     #[oai(status = 403, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
     /// An ad with this `id` exists already.
@@ -424,7 +429,8 @@ pub enum AnalyticsResponse<T: poem_openapi::types::ToJSON> {
     /// A parameter is not of its type (not a UUID, not RFC 3339, unknown enum value).
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
-    /// An API key is configured and the request lacks it or has another.
+    /// The request has no API key, or one the service does not know (reads need none when the
+    /// service runs with `ANONYMOUS_READS`).
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
     /// The ad does not exist.
@@ -454,7 +460,7 @@ impl<T: poem_openapi::types::ToJSON> From<Result<T, QueryError>> for AnalyticsRe
             QueryError::InvalidParameter { .. } => Self::Unprocessable(problem(&e)),
             QueryError::Unauthorized(_) => Self::Unauthorized(problem(&e), BEARER.to_owned()),
             QueryError::AdNotFound(_) => Self::NotFound(problem(&e)),
-            QueryError::ClickHouse(_) | QueryError::ManagementDisabled | QueryError::AdExists(_) => Self::Unavailable(problem(&e)),
+            QueryError::ClickHouse(_) | QueryError::Forbidden(_) | QueryError::AdExists(_) => Self::Unavailable(problem(&e)),
         }
     }
 }
@@ -470,7 +476,8 @@ pub enum SeriesResponse {
     /// A parameter is not of its type (not RFC 3339, unknown enum value).
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
-    /// An API key is configured and the request lacks it or has another.
+    /// The request has no API key, or one the service does not know (reads need none when the
+    /// service runs with `ANONYMOUS_READS`).
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
     /// Parameters contradict each other (timeframe with from/to, from after to, too many
