@@ -92,6 +92,12 @@ pub struct StreamArgs {
     /// server).
     #[arg(long, env = "STREAM_REPLICAS", default_value_t = 1)]
     pub stream_replicas: usize,
+    /// Most bytes the stream keeps (per replica). When it is full, JetStream refuses new
+    /// events, which ingest answers with 503 and `Retry-After`: nothing stored is dropped to
+    /// make room, since the aggregator may not have read it yet. `EventStreamFilling` alerts at
+    /// 80 %. Size it for STREAM_MAX_AGE_SECS of traffic, or lower that.
+    #[arg(long, env = "STREAM_MAX_BYTES", default_value_t = 10 * 1024 * 1024 * 1024)]
+    pub stream_max_bytes: u64,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -173,6 +179,12 @@ impl Config {
             && self.stream.stream_max_age_secs < self.stream.stream_duplicate_window_secs
         {
             return Err("STREAM_MAX_AGE_SECS must be 0 (unlimited) or at least STREAM_DUPLICATE_WINDOW_SECS".into());
+        }
+        if self.stream.stream_max_bytes < 1024 * 1024 {
+            return Err("STREAM_MAX_BYTES must be at least 1048576 (one message of NATS's default max_payload)".into());
+        }
+        if self.dead_letters.dead_letter_max_age_secs < 86_400 {
+            return Err("DEAD_LETTER_MAX_AGE_SECS must be at least 86400 (a day for someone to look)".into());
         }
         if !(1..=5).contains(&self.stream.stream_replicas) {
             return Err("STREAM_REPLICAS must be between 1 and 5".into());

@@ -8,6 +8,7 @@
 //! `ads.dead-letters.unknown_ad`) in stream `AD_EVENTS_DLQ`, payload unchanged.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use async_nats::header::HeaderMap;
 use async_nats::jetstream::message::{PublishMessage, StreamMessage};
@@ -47,6 +48,10 @@ pub struct DeadLetterArgs {
     /// Subject prefix of dead letters (must not fall under NATS_SUBJECT_PREFIX).
     #[arg(long, env = "DEAD_LETTER_SUBJECT_PREFIX", default_value = "ads.dead-letters")]
     pub dead_letter_subject_prefix: String,
+    /// How long a dead letter is kept for someone to fix its cause and re-drive it; older ones
+    /// are deleted. `AggregatorDeadLetters` alerts within minutes of one arriving.
+    #[arg(long, env = "DEAD_LETTER_MAX_AGE_SECS", default_value_t = 30 * 86_400)]
+    pub dead_letter_max_age_secs: u64,
 }
 
 pub async fn ensure_stream(js: &jetstream::Context, args: &DeadLetterArgs, replicas: usize) -> Result<(), async_nats::Error> {
@@ -55,6 +60,7 @@ pub async fn ensure_stream(js: &jetstream::Context, args: &DeadLetterArgs, repli
         num_replicas: replicas,
         subjects: vec![format!("{}.>", args.dead_letter_subject_prefix)],
         storage: stream::StorageType::File,
+        max_age: Duration::from_secs(args.dead_letter_max_age_secs),
         description: Some("Ad events the aggregator could not count, with the reason; re-drive after a fix".into()),
         ..Default::default()
     })

@@ -1,6 +1,7 @@
 //! Consumer lag, sampled every few seconds for `/metrics`: how many messages wait to be
 //! delivered, how many were delivered and wait for their ack, and how long ago the oldest
-//! message not yet acked was stored in the stream (the age of the oldest unprocessed event).
+//! message not yet acked was stored in the stream (the age of the oldest unprocessed event);
+//! and how full the stream is.
 //! Reading that message's time fetches the whole message from the stream: one message every
 //! few seconds, while anything waits.
 
@@ -29,6 +30,9 @@ pub async fn watch(mut consumer: PullConsumer, stream: Stream, subjects: String,
 }
 
 async fn sample(consumer: &mut PullConsumer, stream: &Stream, subjects: &str, metrics: &Metrics) -> Result<(), async_nats::Error> {
+    let stream_info = stream.get_info().await?;
+    metrics.stream_bytes.set(i64::try_from(stream_info.state.bytes).unwrap_or(i64::MAX));
+    metrics.stream_max_bytes.set(stream_info.config.max_bytes);
     let info = consumer.info().await?;
     let (pending, ack_pending, ack_floor) = (info.num_pending, info.num_ack_pending, info.ack_floor.stream_sequence);
     metrics.consumer_pending.set(i64::try_from(pending).unwrap_or(i64::MAX));

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub consumer_pending: IntGauge,
     pub consumer_ack_pending: IntGauge,
     pub oldest_unprocessed_age_seconds: Gauge,
+    pub stream_bytes: IntGauge,
+    pub stream_max_bytes: IntGauge,
 }
 
 impl Metrics {
@@ -60,6 +62,13 @@ impl Metrics {
             "aggregator_oldest_unprocessed_event_age_seconds",
             "How long ago the oldest message not yet acked was stored in the stream; 0 when none waits (sampled)",
         )?;
+        let stream_bytes = IntGauge::new("aggregator_stream_bytes", "Bytes the event stream holds (sampled)")?;
+        let stream_max_bytes = IntGauge::new(
+            "aggregator_stream_max_bytes",
+            "The event stream's size limit, STREAM_MAX_BYTES (sampled); at it, ingest refuses new events with 503",
+        )?;
+        registry.register(Box::new(stream_bytes.clone()))?;
+        registry.register(Box::new(stream_max_bytes.clone()))?;
         registry.register(Box::new(consumer_pending.clone()))?;
         registry.register(Box::new(consumer_ack_pending.clone()))?;
         registry.register(Box::new(oldest_unprocessed_age_seconds.clone()))?;
@@ -84,6 +93,8 @@ impl Metrics {
             consumer_pending,
             consumer_ack_pending,
             oldest_unprocessed_age_seconds,
+            stream_bytes,
+            stream_max_bytes,
         })
     }
 }

@@ -11,6 +11,9 @@ pub async fn ensure_stream(js: &jetstream::Context, config: &Config) -> Result<s
             subjects: vec![schemas::stream::stream_subjects(&config.nats.nats_subject_prefix)],
             storage: stream::StorageType::File,
             max_age: config.stream.max_age(),
+            max_bytes: i64::try_from(config.stream.stream_max_bytes).unwrap_or(i64::MAX),
+            // Full: refuse what is new rather than drop what the aggregator may not have read.
+            discard: stream::DiscardPolicy::New,
             duplicate_window: config.stream.duplicate_window(),
             num_replicas: config.stream.stream_replicas,
             description: Some("Accepted ad events (JSON, Nats-Msg-Id = event_id); the source of truth".into()),

@@ -47,6 +47,8 @@ METRICS = {
     "aggregator_consumer_pending_messages": ("gauge", set()),
     "aggregator_consumer_ack_pending_messages": ("gauge", set()),
     "aggregator_oldest_unprocessed_event_age_seconds": ("gauge", set()),
+    "aggregator_stream_bytes": ("gauge", set()),
+    "aggregator_stream_max_bytes": ("gauge", set()),
     # query
     "query_cache_lookups_total": ("counter", {"cache", "outcome"}),
     "query_clickhouse_query_duration_seconds": ("histogram", {"query"}),
