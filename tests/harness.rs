@@ -585,7 +585,7 @@ impl Stack {
 
     /// GETs from the query service; returns the status and the JSON answer.
     pub async fn get(&self, path_and_query: &str) -> (u16, Value) {
-        let response = self.http.get(self.query.url(path_and_query)).send().await.unwrap_or_else(|e| panic!("GET {path_and_query}: {e}"));
+        let response = self.http.get(self.query.url(path_and_query)).send().await.unwrap_or_else(|e| panic!("GET {path_and_query}: {e:?}"));
         read_answer(&format!("GET {path_and_query}"), response).await
     }
 

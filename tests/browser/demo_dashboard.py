@@ -156,7 +156,8 @@ def main():
             sys.exit(f"an impression for another ad: {answer.status} {answer.text()}")
         dashboard.locator("#ad").select_option("")
         expect(dashboard.locator("#ads tbody tr[aria-selected=true]")).to_have_count(0)
-        expect(dashboard.locator(f"#ads tbody tr[data-ad-id='{COFFEE_CLUB}'] td[data-metric=impressions]")).not_to_have_text("0")
+        # Through the aggregator and the next poll, as above: seconds, not the default 5.
+        expect(dashboard.locator(f"#ads tbody tr[data-ad-id='{COFFEE_CLUB}'] td[data-metric=impressions]")).not_to_have_text("0", timeout=60_000)
         single_ad_impressions = before_impressions + 1
         dashboard.wait_for_function(
             """([more]) => {
