@@ -13,6 +13,7 @@ use std::time::Duration;
 use clickhouse::Client;
 use schemas::stream::WrittenNotice;
 use schemas::EventKind;
+use time::OffsetDateTime;
 
 use crate::sink::{CLICK_TABLE, IMPRESSION_TABLE};
 use crate::written::Announcer;
@@ -52,8 +53,7 @@ pub async fn store_forever(client: Client, args: ClosedDaysArgs, raw_events_ttl_
                     Ok(days) => {
                         if let Some(earliest) = days.iter().min() {
                             tracing::info!(kind = kind.as_str(), ?days, "stored closed days' unique visitors");
-                            let notice = WrittenNotice { events: 0, last_stream_seq: 0, earliest_timestamp_ms: Some(earliest * 1_000) };
-                            written.announce(notice).await;
+                            written.announce(WrittenNotice::new(0, 0, OffsetDateTime::from_unix_timestamp(*earliest).ok())).await;
                         }
                         if days.len() < DAYS_PER_PASS as usize {
                             break;

@@ -149,8 +149,7 @@ impl Consumer {
         self.metrics.stage_seconds.with_label_values(&["write"]).observe(started.elapsed().as_secs_f64());
         if outcome.inserted > 0 {
             let last_stream_seq = to_ack.iter().filter_map(|m| m.info().ok()).map(|info| info.stream_sequence).max().unwrap_or(0);
-            let earliest_timestamp_ms = outcome.earliest_timestamp.map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64);
-            self.written.announce(WrittenNotice { events: outcome.inserted as u64, last_stream_seq, earliest_timestamp_ms }).await;
+            self.written.announce(WrittenNotice::new(outcome.inserted as u64, last_stream_seq, outcome.earliest_timestamp)).await;
         }
         let started = Instant::now();
         for message in &to_ack {

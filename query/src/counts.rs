@@ -22,6 +22,7 @@ use crate::cache::{AnswerCache, Footprint};
 use crate::error::QueryError;
 use crate::range::{utc_day, Granularity, Piece, Window, Zone};
 use crate::repo::{Ads, ByReason, Counts, GroupBy, Read, Repo, States};
+use crate::service::now;
 
 /// Counts per group key, as [`Repo::rollups`] and [`Repo::breakdown`] answer them.
 type ByKey = BTreeMap<String, Counts>;
@@ -118,7 +119,7 @@ impl CountsReader {
     /// Counts per value of `by` over the window, for the events matching `filters`.
     pub async fn breakdown(&self, window: Window, by: Dimension, filters: &Filters) -> Result<ByKey, QueryError> {
         let question = Question::Breakdown { by, filters: filters.clone() };
-        self.summed(window, &question).await
+        self.summed_at(window, &question, utc_day(now())).await
     }
 
     /// A write touched `earliest` and later (`None`: any time): forgets the past pieces that
@@ -140,13 +141,14 @@ impl CountsReader {
     async fn rollups(&self, window: Window, scope: Scope, group: GroupBy, states: States) -> Result<ByKey, QueryError> {
         let counts = Question::Rollups { scope: scope.clone(), group: group.clone(), read: Read::Counts(states) };
         if states == States::Skipped {
-            return self.summed(window, &counts).await;
+            return self.summed_at(window, &counts, utc_day(now())).await;
         }
+        let today = utc_day(now());
         let percentiles = Question::Rollups { scope, group, read: Read::Percentiles };
-        let whole = Piece { window, past: window.to <= utc_day(now()) };
         // Boxed, as each read below: a read's future is large, and several side by side
         // overflowed a worker thread's stack in debug builds.
-        let (mut out, percentiles) = tokio::try_join!(Box::pin(self.summed(window, &counts)), self.piece(whole, &percentiles))?;
+        let (mut out, percentiles) =
+            tokio::try_join!(Box::pin(self.summed_at(window, &counts, today)), self.piece(Piece::new(window, today), &percentiles))?;
         for (key, found) in percentiles.iter() {
             let counts = out.entry(key.clone()).or_default();
             (counts.playback_p50_secs, counts.playback_p95_secs) = (found.playback_p50_secs, found.playback_p95_secs);
@@ -154,9 +156,9 @@ impl CountsReader {
         Ok(out)
     }
 
-    /// The question's counts over the window: the sum of its pieces'.
-    async fn summed(&self, window: Window, question: &Question) -> Result<ByKey, QueryError> {
-        let pieces = window.pieces(utc_day(now()));
+    /// The question's counts over the window: the sum of its pieces', cut at `today`.
+    async fn summed_at(&self, window: Window, question: &Question, today: OffsetDateTime) -> Result<ByKey, QueryError> {
+        let pieces = window.pieces(today);
         let parts = futures::future::try_join_all(pieces.into_iter().map(|piece| Box::pin(self.piece(piece, question)))).await?;
         let mut out = ByKey::new();
         for part in parts {
@@ -199,10 +201,6 @@ fn add(into: &mut Counts, more: &Counts) {
 
 fn added(a: ByReason, b: ByReason) -> ByReason {
     ByReason(std::array::from_fn(|i| a.0[i] + b.0[i]))
-}
-
-fn now() -> OffsetDateTime {
-    OffsetDateTime::now_utc()
 }
 
 #[cfg(test)]

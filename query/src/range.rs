@@ -199,7 +199,7 @@ pub enum Rows {
     /// Minute rows of the hours a bucket boundary cuts: [`Window::cut_hours`], bound as
     /// `{cut<i>:Array(Int64)}` (the key finds those hours' rows; a condition on every row's
     /// hour would read the window's).
-    InCutHours(Granularity),
+    InCutHours,
 }
 
 impl Segment {
@@ -210,7 +210,7 @@ impl Segment {
         match self.rows {
             Rows::All => String::new(),
             Rows::InsideBuckets(g) => format!(" AND {} = {}", g.bucket_start_sql("hour"), g.bucket_start_sql("(hour + 3599)")),
-            Rows::InCutHours(_) => format!(" AND toStartOfHour(minute) IN (SELECT toDateTime(arrayJoin({{cut{i}:Array(Int64)}}), 'UTC'))"),
+            Rows::InCutHours => format!(" AND toStartOfHour(minute) IN (SELECT toDateTime(arrayJoin({{cut{i}:Array(Int64)}}), 'UTC'))"),
         }
     }
 }
@@ -221,6 +221,13 @@ pub struct Piece {
     pub window: Window,
     /// Wholly before the current UTC day: only a late event changes its counts.
     pub past: bool,
+}
+
+impl Piece {
+    /// `window` as one piece, past when it ends by `today` (the start of the current UTC day).
+    pub fn new(window: Window, today: OffsetDateTime) -> Piece {
+        Piece { window, past: window.to <= today }
+    }
 }
 
 /// The start of the UTC day of `t`.
@@ -346,7 +353,7 @@ impl Window {
         let mut segments = vec![
             segment(Rollup::Minute, self.from, hours_from, Rows::All),
             segment(Rollup::Hour, hours_from, hours_to, Rows::InsideBuckets(granularity)),
-            segment(Rollup::Minute, hours_from, hours_to, Rows::InCutHours(granularity)),
+            segment(Rollup::Minute, hours_from, hours_to, Rows::InCutHours),
             segment(Rollup::Minute, hours_to, self.to, Rows::All),
         ];
         segments.retain(|s| s.from < s.to);
@@ -382,10 +389,10 @@ impl Window {
         for bounds in cuts.windows(2) {
             let (from, to) = (bounds[0], bounds[1]);
             if from >= today {
-                pieces.push(Piece { window: Window { from, to: self.to }, past: false });
+                pieces.push(Piece::new(Window { from, to: self.to }, today));
                 break;
             }
-            pieces.push(Piece { window: Window { from, to }, past: true });
+            pieces.push(Piece::new(Window { from, to }, today));
         }
         pieces
     }
@@ -655,7 +662,7 @@ mod tests {
             vec![
                 (Minute, w.from, whole_from, Rows::All),
                 (Hour, whole_from, whole_to, Rows::InsideBuckets(Granularity::Day)),
-                (Minute, whole_from, whole_to, Rows::InCutHours(Granularity::Day)),
+                (Minute, whole_from, whole_to, Rows::InCutHours),
                 (Minute, whole_to, w.to, Rows::All),
             ]
         );

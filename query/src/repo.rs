@@ -222,23 +222,8 @@ impl Repo {
             GroupBy::Bucket(g, zone) => window.series_segments(*g, zone),
         };
         let key = group.key_sql();
-        let stored = StoredDays::of(ads, group);
-        let states = match read {
-            Read::Counts(states) => states,
-            Read::Percentiles => States::Skipped,
-        };
-        let clicks_sql = counts_sql(&CLICKS, &key, &segments, ads, stored, states);
-        let impressions_sql = counts_sql(&IMPRESSIONS, &key, &segments, ads, stored, states);
-        let playback_sql = format!(
-            "SELECT {key} AS key, quantilesTDigestMerge(0.5, 0.95)(playback_time_secs_quantiles) AS quantiles FROM ({}) GROUP BY key",
-            rollup_rows("click_playback", "playback_time_secs_quantiles", &segments, ads)
-        );
-        let invalid_sql = format!(
-            "SELECT {key} AS key, kind, invalid_reason, sum(events) AS events FROM ({}) GROUP BY key, kind, invalid_reason",
-            rollup_rows("invalid_events", "kind, invalid_reason, events", &segments, ads)
-        );
         let cut_hours = match group {
-            GroupBy::Bucket(g, zone) if segments.iter().any(|s| matches!(s.rows, Rows::InCutHours(_))) => window.cut_hours(*g, zone)?,
+            GroupBy::Bucket(g, zone) if segments.iter().any(|s| matches!(s.rows, Rows::InCutHours)) => window.cut_hours(*g, zone)?,
             _ => Vec::new(),
         };
         let bind = |sql: &str| {
@@ -247,7 +232,7 @@ impl Repo {
                 query = query
                     .param(&format!("from{i}"), segment.from.unix_timestamp())
                     .param(&format!("to{i}"), segment.to.unix_timestamp());
-                if let Rows::InCutHours(_) = segment.rows {
+                if let Rows::InCutHours = segment.rows {
                     query = query.param(&format!("cut{i}"), cut_hours.clone());
                 }
             }
@@ -261,14 +246,25 @@ impl Repo {
             }
         };
         let mut out: BTreeMap<String, Counts> = BTreeMap::new();
-        if read == Read::Percentiles {
+        let Read::Counts(states) = read else {
+            let playback_sql = format!(
+                "SELECT {key} AS key, quantilesTDigestMerge(0.5, 0.95)(playback_time_secs_quantiles) AS quantiles FROM ({}) GROUP BY key",
+                rollup_rows("click_playback", "playback_time_secs_quantiles", &segments, ads)
+            );
             for row in self.timed("playback", bind(&playback_sql).fetch_all::<PlaybackAgg>()).await? {
                 let counts = out.entry(row.key).or_default();
                 let finite = |i: usize| row.quantiles.get(i).map(|&q| f64::from(q)).filter(|q| q.is_finite());
                 (counts.playback_p50_secs, counts.playback_p95_secs) = (finite(0), finite(1));
             }
             return Ok(out);
-        }
+        };
+        let stored = StoredDays::of(ads, group);
+        let clicks_sql = counts_sql(&CLICKS, &key, &segments, ads, stored, states);
+        let impressions_sql = counts_sql(&IMPRESSIONS, &key, &segments, ads, stored, states);
+        let invalid_sql = format!(
+            "SELECT {key} AS key, kind, invalid_reason, sum(events) AS events FROM ({}) GROUP BY key, kind, invalid_reason",
+            rollup_rows("invalid_events", "kind, invalid_reason, events", &segments, ads)
+        );
         // Boxed: three fetches side by side make a future large enough to overflow a worker
         // thread's stack in debug builds when several windows are read at once.
         let (clicks, impressions, invalid) = tokio::try_join!(

@@ -40,8 +40,7 @@ pub async fn forget_on_writes(nats_url: String, subject: String, analytics: Arc<
 /// The earliest event time a notice says its write touched; `None` (any time) when it does
 /// not say, or cannot be read.
 fn earliest_written(payload: &[u8]) -> Option<OffsetDateTime> {
-    let notice: WrittenNotice = serde_json::from_slice(payload).ok()?;
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(notice.earliest_timestamp_ms?) * 1_000_000).ok()
+    serde_json::from_slice::<WrittenNotice>(payload).ok()?.earliest_timestamp()
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! replay one kind with `nats consumer add --filter ads.events.click`.
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 use crate::EventKind;
 
@@ -40,6 +41,20 @@ pub struct WrittenNotice {
     pub earliest_timestamp_ms: Option<i64>,
 }
 
+impl WrittenNotice {
+    /// The notice of a write of `events` rows up to stream sequence `last_stream_seq`, whose
+    /// earliest event time is `earliest`.
+    pub fn new(events: u64, last_stream_seq: u64, earliest: Option<OffsetDateTime>) -> Self {
+        let earliest_timestamp_ms = earliest.map(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX));
+        Self { events, last_stream_seq, earliest_timestamp_ms }
+    }
+
+    /// `earliest_timestamp_ms` as a time; `None` when absent (or out of range): any time.
+    pub fn earliest_timestamp(&self) -> Option<OffsetDateTime> {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.earliest_timestamp_ms?) * 1_000_000).ok()
+    }
+}
+
 /// Whether a core-NATS `subject` would be captured by the stream of `prefix` (`<prefix>.>`).
 pub fn captured_by_stream(prefix: &str, subject: &str) -> bool {
     subject.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('.') && rest.len() > 1)
@@ -74,6 +89,9 @@ mod tests {
         let json = serde_json::to_string(&notice).expect("encode");
         assert_eq!(json, r#"{"events":1,"last_stream_seq":2,"earliest_timestamp_ms":1700000000000}"#);
         assert_eq!(serde_json::from_str::<WrittenNotice>(&json).expect("decode"), notice);
+        let at = time::macros::datetime!(2023-11-14 22:13:20.123 UTC);
+        assert_eq!(WrittenNotice::new(1, 2, Some(at)).earliest_timestamp(), Some(at));
+        assert_eq!(older.earliest_timestamp(), None);
     }
 
     #[test]
