@@ -601,6 +601,22 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
+/// The sum of the series of metric `name` in Prometheus text whose labels include each of
+/// `labels` (`key="value"`, as printed); with none, of all its series.
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (printed, value) = match rest.strip_prefix('{') {
+                Some(rest) => rest.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            let has = |wanted: &&str| printed.split(',').any(|label| label == *wanted);
+            labels.iter().all(has).then(|| value.trim().parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
 /// The status and JSON body of an answer. Every error answer of every test is checked to be an
 /// RFC 9457 problem (`application/problem+json` with `type`, `title` and the same `status`).
 pub async fn read_answer(request: &str, response: reqwest::Response) -> (u16, Value) {

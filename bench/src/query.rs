@@ -430,23 +430,9 @@ const PAST_COUNTS: &str = "past_counts";
 
 /// (hits, misses) of one cache from the query service's Prometheus text.
 fn cache_lookups(metrics: &str, cache: &str) -> (u64, u64) {
-    let (mut hits, mut misses) = (0, 0);
     let cache_label = format!("cache=\"{cache}\"");
-    for line in metrics.lines() {
-        let Some((labels, value)) = line.strip_prefix("query_cache_lookups_total{").and_then(|rest| rest.split_once("} ")) else {
-            continue;
-        };
-        if !labels.contains(&cache_label) {
-            continue;
-        }
-        let value = value.trim().parse::<u64>().unwrap_or(0);
-        if labels.contains("outcome=\"hit\"") {
-            hits += value;
-        } else if labels.contains("outcome=\"miss\"") {
-            misses += value;
-        }
-    }
-    (hits, misses)
+    let lookups = |outcome: &str| e2e::metric_sum(metrics, "query_cache_lookups_total", &[&cache_label, outcome]) as u64;
+    (lookups("outcome=\"hit\""), lookups("outcome=\"miss\""))
 }
 
 #[cfg(test)]
@@ -461,6 +447,8 @@ mod tests {
                     query_cache_lookups_total{cache=\"reports\",outcome=\"miss\"} 2\n";
         assert_eq!(cache_lookups(text, "reports"), (3, 2));
         assert_eq!(cache_lookups(text, "series"), (0, 0));
+        assert_eq!(e2e::metric_sum(text, "query_cache_lookups_total", &[]), 14.0, "every series without a label asked");
+        assert_eq!(e2e::metric_sum(text, "query_cache", &[]), 0.0, "a name is matched whole");
     }
 
     #[test]

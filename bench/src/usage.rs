@@ -188,12 +188,7 @@ async fn sample_forever(state: Arc<Mutex<State>>, aggregator_metrics: String) {
 /// The sum of the aggregator's `aggregator_events_inserted_total` over its tables.
 async fn inserted_rows(http: &reqwest::Client, url: &str) -> Option<u64> {
     let text = http.get(url).timeout(EVERY).send().await.ok()?.text().await.ok()?;
-    let rows = text
-        .lines()
-        .filter(|line| line.starts_with("aggregator_events_inserted_total{"))
-        .filter_map(|line| line.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
-        .sum::<f64>();
-    Some(rows as u64)
+    Some(e2e::metric_sum(&text, "aggregator_events_inserted_total", &[]) as u64)
 }
 
 fn sample(state: &mut State) {
