@@ -16,15 +16,31 @@ export CLICKHOUSE_URL="${CLICKHOUSE_URL:-http://127.0.0.1:$CLICKHOUSE_HTTP_PORT}
 export INGEST_ADDR="${INGEST_ADDR:-127.0.0.1:8080}"
 export QUERY_ADDR="${QUERY_ADDR:-127.0.0.1:8081}"
 export AGGREGATOR_ADDR="${AGGREGATOR_ADDR:-127.0.0.1:8082}"
-mkdir -p "$DATA/logs"
-# Ingest's key for daily visitor ids: made once per checkout and kept, so that visitors stay
-# the same across restarts (README "Privacy").
-if [ -z "${VISITOR_HASH_SECRET:-}" ]; then
-    [ -s "$DATA/visitor-hash-secret" ] || (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$DATA/visitor-hash-secret")
-    chmod 600 "$DATA/visitor-hash-secret"
-    VISITOR_HASH_SECRET="$(cat "$DATA/visitor-hash-secret")"
-fi
+mkdir -p "$DATA/logs" "$DATA/secrets"
+chmod 700 "$DATA/secrets"
+# A secret made once per checkout and kept (mode 0600), so that it holds across restarts.
+kept_secret() { # file
+    [ -s "$1" ] || (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$1")
+    chmod 600 "$1"
+    cat "$1"
+}
+# Ingest's key for daily visitor ids: visitors stay the same across restarts (README "Privacy").
+[ -n "${VISITOR_HASH_SECRET:-}" ] || VISITOR_HASH_SECRET="$(kept_secret "$DATA/visitor-hash-secret")"
 export VISITOR_HASH_SECRET
+# ClickHouse's users (deploy/clickhouse/users.d/adtrack.xml): the administrator runs the
+# migrations, each service logs in as its own user. With EXTERNAL_CLICKHOUSE, set these to that
+# server's passwords.
+# Only ClickHouse gets them all; each service, its own.
+clickhouse_passwords=()
+for who in ADMIN INGEST AGGREGATOR QUERY ANALYST; do
+    variable="CLICKHOUSE_${who}_PASSWORD"
+    [ -n "${!variable:-}" ] || printf -v "$variable" '%s' "$(kept_secret "$DATA/secrets/clickhouse-${who,,}-password")"
+    clickhouse_passwords+=("$variable=${!variable}")
+done
+CLICKHOUSE_ADMIN_USER="${CLICKHOUSE_ADMIN_USER:-adtrack_admin}"
+as_clickhouse_user() { # user password command...
+    CLICKHOUSE_USER="$1" CLICKHOUSE_PASSWORD="$2" "${@:3}"
+}
 # Analytics without a key, for this machine only: the query service refuses to start without
 # a key unless ANONYMOUS_READS is on, and here it listens on loopback. Given a key, or another
 # address, it is left to what you set.
@@ -60,18 +76,19 @@ wait_http() { # url what
 "${NATS_SERVER:-nats-server}" -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$DATA/nats" >"$DATA/logs/nats.log" 2>&1 &
 pids+=($!)
 if [ -z "${EXTERNAL_CLICKHOUSE:-}" ]; then
-    .venv/bin/python dev/clickhouse_server.py "$DATA/clickhouse" "$CLICKHOUSE_HTTP_PORT" "$CLICKHOUSE_TCP_PORT" \
-        >"$DATA/logs/clickhouse.log" 2>&1 &
+    (export "${clickhouse_passwords[@]}" && exec .venv/bin/python dev/clickhouse_server.py "$DATA/clickhouse" \
+        "$CLICKHOUSE_HTTP_PORT" "$CLICKHOUSE_TCP_PORT") >"$DATA/logs/clickhouse.log" 2>&1 &
     pids+=($!)
 fi
 wait_http "$CLICKHOUSE_URL/ping" "ClickHouse"
 
-"$BIN/aggregator" migrate --seed >"$DATA/logs/migrate.log" 2>&1 || { cat "$DATA/logs/migrate.log"; exit 1; }
-"$BIN/aggregator" >"$DATA/logs/aggregator.log" 2>&1 &
+as_clickhouse_user "$CLICKHOUSE_ADMIN_USER" "$CLICKHOUSE_ADMIN_PASSWORD" "$BIN/aggregator" migrate --seed \
+    >"$DATA/logs/migrate.log" 2>&1 || { cat "$DATA/logs/migrate.log"; exit 1; }
+as_clickhouse_user adtrack_aggregator "$CLICKHOUSE_AGGREGATOR_PASSWORD" "$BIN/aggregator" >"$DATA/logs/aggregator.log" 2>&1 &
 pids+=($!)
-"$BIN/ingest" >"$DATA/logs/ingest.log" 2>&1 &
+as_clickhouse_user adtrack_ingest "$CLICKHOUSE_INGEST_PASSWORD" "$BIN/ingest" >"$DATA/logs/ingest.log" 2>&1 &
 pids+=($!)
-"$BIN/query" >"$DATA/logs/query.log" 2>&1 &
+as_clickhouse_user adtrack_query "$CLICKHOUSE_QUERY_PASSWORD" "$BIN/query" >"$DATA/logs/query.log" 2>&1 &
 pids+=($!)
 wait_http "http://$AGGREGATOR_ADDR/readyz" "aggregator"
 wait_http "http://$INGEST_ADDR/readyz" "ingest"
@@ -86,6 +103,7 @@ cat <<MSG
   analytics   $READS
   aggregator  http://$AGGREGATOR_ADDR/metrics
   NATS        $NATS_URL   ClickHouse  $CLICKHOUSE_URL
+  SQL         user adtrack_analyst, password in $DATA/secrets/clickhouse-analyst-password
   logs        $DATA/logs/
 
 Ready. Ctrl-C stops everything.

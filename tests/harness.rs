@@ -3,8 +3,10 @@
 //! their environment variables, exactly as an operator would.
 //!
 //! - ClickHouse: one server per test binary (started from `dev/clickhouse_server.py`, or the
-//!   one `CLICKHOUSE_URL` names), a fresh database per test. Tests that stop ClickHouse start a
-//!   private one with [`ClickHouse::start`].
+//!   one `CLICKHOUSE_URL` names, as the administrator `CLICKHOUSE_USER`/`CLICKHOUSE_PASSWORD`),
+//!   a fresh database per test. Tests that stop ClickHouse start a private one with
+//!   [`ClickHouse::start`]. The services log in as the administrator too, since the services'
+//!   own users may only use the database `adtrack` ([`StackOptions::service_users`]).
 //! - NATS: one server per test, with its own JetStream directory.
 //! - Service logs go to files in the test's directory; a failing test prints their tails.
 
@@ -28,6 +30,16 @@ pub const AD_INACTIVE: &str = "a1000000-0000-4000-8000-000000000004";
 
 /// Ingest's `VISITOR_HASH_SECRET` in every test stack.
 pub const TEST_VISITOR_HASH_SECRET: &str = "e2e-visitor-hash-secret";
+
+/// The users of the ClickHouse servers started here and their passwords: the administrator,
+/// then who else logs in (deploy/clickhouse/users.d/adtrack.xml).
+pub const TEST_CLICKHOUSE_ADMIN: (&str, &str) = ("adtrack_admin", "e2e-clickhouse-admin-password");
+pub const TEST_CLICKHOUSE_USERS: [(&str, &str, &str); 4] = [
+    ("ingest", "adtrack_ingest", "e2e-clickhouse-ingest-password"),
+    ("aggregator", "adtrack_aggregator", "e2e-clickhouse-aggregator-password"),
+    ("query", "adtrack_query", "e2e-clickhouse-query-password"),
+    ("analyst", "adtrack_analyst", "e2e-clickhouse-analyst-password"),
+];
 
 /// How long any condition is waited for before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -117,8 +129,39 @@ fn terminate(child: &mut Child) {
 }
 
 /// A ClickHouse server (chdb-core) serving HTTP on a loopback port.
-pub struct ClickHouse {
+/// Where a ClickHouse server is, and who to log in as.
+#[derive(Debug, Clone)]
+pub struct ClickHouseLogin {
     pub url: String,
+    pub user: String,
+    pub password: String,
+}
+
+impl ClickHouseLogin {
+    /// The services' environment for this login.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("CLICKHOUSE_URL".to_owned(), self.url.clone()),
+            ("CLICKHOUSE_USER".to_owned(), self.user.clone()),
+            ("CLICKHOUSE_PASSWORD".to_owned(), self.password.clone()),
+        ]
+    }
+
+    /// The same server, as another user.
+    pub fn as_user(&self, user: &str, password: &str) -> ClickHouseLogin {
+        ClickHouseLogin { url: self.url.clone(), user: user.to_owned(), password: password.to_owned() }
+    }
+
+    /// The same server (one started here), as `who` of [`TEST_CLICKHOUSE_USERS`].
+    pub fn as_test_user(&self, who: &str) -> ClickHouseLogin {
+        let (_, user, password) = TEST_CLICKHOUSE_USERS.iter().find(|(name, ..)| *name == who).unwrap_or_else(|| panic!("no test user {who}"));
+        self.as_user(user, password)
+    }
+}
+
+pub struct ClickHouse {
+    /// The administrator's login.
+    pub login: ClickHouseLogin,
     process: Option<Child>,
     launch: Option<(PathBuf, u16, u16)>,
 }
@@ -131,7 +174,11 @@ impl ClickHouse {
         SHARED_CLICKHOUSE
             .get_or_init(|| async {
                 match std::env::var("CLICKHOUSE_URL") {
-                    Ok(url) if !url.is_empty() => ClickHouse { url, process: None, launch: None },
+                    Ok(url) if !url.is_empty() => {
+                        let variable = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("CLICKHOUSE_URL is set: set {name} too (an administrator)"));
+                        let login = ClickHouseLogin { url, user: variable("CLICKHOUSE_USER"), password: variable("CLICKHOUSE_PASSWORD") };
+                        ClickHouse { login, process: None, launch: None }
+                    }
                     _ => ClickHouse::start(&scratch_dir("clickhouse")).await,
                 }
             })
@@ -141,7 +188,9 @@ impl ClickHouse {
     /// Starts a private server with its data in `dir`.
     pub async fn start(dir: &Path) -> ClickHouse {
         let (http, tcp) = (free_port(), free_port());
-        let mut server = ClickHouse { url: format!("http://127.0.0.1:{http}"), process: None, launch: Some((dir.to_path_buf(), http, tcp)) };
+        let (user, password) = TEST_CLICKHOUSE_ADMIN;
+        let login = ClickHouseLogin { url: format!("http://127.0.0.1:{http}"), user: user.to_owned(), password: password.to_owned() };
+        let mut server = ClickHouse { login, process: None, launch: Some((dir.to_path_buf(), http, tcp)) };
         server.restart().await;
         server
     }
@@ -162,12 +211,14 @@ impl ClickHouse {
             .arg(http.to_string())
             .arg(tcp.to_string())
             .env("EXIT_WITH_PARENT", "1")
+            .env("CLICKHOUSE_ADMIN_PASSWORD", TEST_CLICKHOUSE_ADMIN.1)
+            .envs(TEST_CLICKHOUSE_USERS.map(|(who, _, password)| (format!("CLICKHOUSE_{}_PASSWORD", who.to_uppercase()), password)))
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log)
             .spawn()
             .expect("start ClickHouse");
         self.process = Some(child);
-        let url = self.url.clone();
+        let url = self.login.url.clone();
         eventually("ClickHouse /ping", || {
             let url = url.clone();
             async move {
@@ -190,7 +241,7 @@ impl ClickHouse {
     }
 
     pub async fn sql(&self, database: &str, sql: &str) -> Result<String, String> {
-        run_sql(&self.url, database, sql).await
+        run_sql(&self.login, database, sql).await
     }
 
     /// The server's process id, when it was started here and runs (the bench samples it).
@@ -200,9 +251,10 @@ impl ClickHouse {
 }
 
 /// Runs SQL in `database` over HTTP and returns the trimmed text answer.
-pub async fn run_sql(url: &str, database: &str, sql: &str) -> Result<String, String> {
+pub async fn run_sql(login: &ClickHouseLogin, database: &str, sql: &str) -> Result<String, String> {
     let response = reqwest::Client::new()
-        .post(format!("{url}/?database={database}"))
+        .post(format!("{}/?database={database}", login.url))
+        .basic_auth(&login.user, Some(&login.password))
         .body(sql.to_owned())
         .send()
         .await
@@ -449,7 +501,11 @@ pub struct StackOptions {
     /// Extra environment for the query service.
     pub query_env: Vec<(&'static str, &'static str)>,
     /// Use this ClickHouse instead of the shared one.
-    pub clickhouse_url: Option<String>,
+    pub clickhouse: Option<ClickHouseLogin>,
+    /// The database `adtrack`, and each service logged in as its own ClickHouse user, as
+    /// deployed (the migrations still run as the administrator). Only on a server started here
+    /// for this test: the database is not a fresh one.
+    pub service_users: bool,
     /// A 3-node NATS cluster and a stream with 3 replicas, instead of one server.
     pub nats_cluster: bool,
 }
@@ -458,7 +514,8 @@ pub struct StackOptions {
 pub struct Stack {
     pub dir: PathBuf,
     pub database: String,
-    pub clickhouse_url: String,
+    /// The administrator's login.
+    pub clickhouse: ClickHouseLogin,
     /// The NATS server (the first node, with a cluster).
     pub nats: Nats,
     /// The other nodes of a cluster.
@@ -478,9 +535,9 @@ impl Stack {
 
     pub async fn start_with(options: StackOptions) -> Stack {
         let dir = scratch_dir("stack");
-        let clickhouse_url = match options.clickhouse_url {
-            Some(url) => url,
-            None => ClickHouse::shared().await.url.clone(),
+        let clickhouse = match options.clickhouse {
+            Some(login) => login,
+            None => ClickHouse::shared().await.login.clone(),
         };
         let (nats, nats_peers) = if options.nats_cluster {
             let mut nodes = Nats::start_cluster(&dir).await.into_iter();
@@ -490,14 +547,12 @@ impl Stack {
             (Nats::start(&dir).await, Vec::new())
         };
         let nats_url = std::iter::once(&nats).chain(&nats_peers).map(|n| n.url.clone()).collect::<Vec<_>>().join(",");
-        let database = format!("e2e_{}", uuid::Uuid::new_v4().simple());
-        let common = vec![
-            ("NATS_URL".to_owned(), nats_url.clone()),
-            ("CLICKHOUSE_URL".to_owned(), clickhouse_url.clone()),
-            ("CLICKHOUSE_DATABASE".to_owned(), database.clone()),
-        ];
-        let with = |extra: &[(&str, &str)]| {
+        let database = if options.service_users { "adtrack".to_owned() } else { format!("e2e_{}", uuid::Uuid::new_v4().simple()) };
+        let common = vec![("NATS_URL".to_owned(), nats_url.clone()), ("CLICKHOUSE_DATABASE".to_owned(), database.clone())];
+        let with = |service: &str, extra: &[(&str, &str)]| {
             let mut env = common.clone();
+            let login = if options.service_users { clickhouse.as_test_user(service) } else { clickhouse.clone() };
+            env.extend(login.env());
             env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
             env
         };
@@ -519,26 +574,26 @@ impl Stack {
             aggregator_env.push(("STREAM_REPLICAS", "3"));
         }
         aggregator_env.extend(options.aggregator_env);
-        let aggregator = Service::new("aggregator", "AGGREGATOR_ADDR", &dir, with(&aggregator_env));
+        let aggregator = Service::new("aggregator", "AGGREGATOR_ADDR", &dir, with("aggregator", &aggregator_env));
         let mut ingest_env = vec![("CATALOG_REFRESH_SECS", "1"), ("VISITOR_HASH_SECRET", TEST_VISITOR_HASH_SECRET)];
         ingest_env.extend(options.ingest_env);
-        let ingest = Service::new("ingest", "INGEST_ADDR", &dir, with(&ingest_env));
+        let ingest = Service::new("ingest", "INGEST_ADDR", &dir, with("ingest", &ingest_env));
         let mut query_env = vec![("CACHE_TTL_MS", "200")];
         // As `make run` does: reads open on loopback, unless the test gives keys.
         if !options.query_env.iter().any(|(name, _)| *name == "API_KEY" || *name == "READ_API_KEYS") {
             query_env.push(("ANONYMOUS_READS", "true"));
         }
         query_env.extend(options.query_env);
-        let query = Service::new("query", "QUERY_ADDR", &dir, with(&query_env));
+        let query = Service::new("query", "QUERY_ADDR", &dir, with("query", &query_env));
 
         // A fresh cluster takes a moment to elect its JetStream leader: retry until then.
         eventually("aggregator migrate", || async {
-            let migrate = aggregator.run_command(&["migrate", "--seed"]);
+            let migrate = aggregator.command().envs(clickhouse.env()).args(["migrate", "--seed"]).output().expect("run aggregator migrate");
             if migrate.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&migrate.stderr).into_owned()) }
         })
         .await;
 
-        let mut stack = Stack { dir, database, clickhouse_url, nats, nats_peers, nats_url, ingest, aggregator, query, http: reqwest::Client::new() };
+        let mut stack = Stack { dir, database, clickhouse, nats, nats_peers, nats_url, ingest, aggregator, query, http: reqwest::Client::new() };
         if !options.aggregator_stopped {
             stack.aggregator.start().await;
         }
@@ -549,7 +604,7 @@ impl Stack {
 
     /// Runs SQL against this stack's database.
     pub async fn sql(&self, sql: &str) -> Result<String, String> {
-        run_sql(&self.clickhouse_url, &self.database, sql).await
+        run_sql(&self.clickhouse, &self.database, sql).await
     }
 
     /// Waits until `sql` (a count) returns `expected`.

@@ -33,7 +33,7 @@ pub struct Config {
     pub closed_days: ClosedDaysArgs,
     /// Days the raw event tables (`click_events`, `impression_events`, `invalid_events`) keep
     /// a row, by its `timestamp`; the rollups keep their counts for good. 0 keeps rows forever.
-    /// Applied by `migrate` (and at every start) as the tables' ClickHouse TTL.
+    /// Applied by `migrate` as the tables' ClickHouse TTL; the closed-days job reads it too.
     #[arg(long, env = "RAW_EVENTS_TTL_DAYS", default_value_t = 90)]
     pub raw_events_ttl_days: u32,
     /// Address of /healthz, /readyz and /metrics.
@@ -48,7 +48,8 @@ pub struct Config {
 pub enum Command {
     /// Consume the stream into ClickHouse (the default).
     Run,
-    /// Create the stream, the consumer and the ClickHouse schema, then exit.
+    /// Create the stream, the consumer and the ClickHouse schema, and apply RAW_EVENTS_TTL_DAYS,
+    /// then exit. Needs a ClickHouse user that may change the schema; the aggregator's own may not.
     Migrate {
         /// Also load the sample ads from clickhouse/seed.sql.
         #[arg(long)]
@@ -163,6 +164,7 @@ impl ConsumerArgs {
 impl Config {
     /// Fails fast with the name of the variable that is wrong.
     pub fn validate(&self) -> Result<(), String> {
+        self.clickhouse.validate()?;
         if self.consumer.batch_max_messages == 0 {
             return Err("BATCH_MAX_MESSAGES must be at least 1".into());
         }
@@ -220,20 +222,24 @@ mod tests {
 
     use super::*;
 
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(["aggregator", "--clickhouse-password", "aggregator-password"].iter().chain(args)).unwrap()
+    }
+
     #[test]
     fn defaults_are_valid() {
-        let config = Config::try_parse_from(["aggregator"]).unwrap();
+        let config = parse(&[]);
         config.validate().unwrap();
         assert_eq!(config.consumer.batch_max_messages, 10_000);
     }
 
     #[test]
     fn validation_names_the_variable() {
-        let config = Config::try_parse_from(["aggregator", "--batch-max-messages", "0"]).unwrap();
+        let config = parse(&["--batch-max-messages", "0"]);
         assert!(config.validate().unwrap_err().contains("BATCH_MAX_MESSAGES"));
-        let config = Config::try_parse_from(["aggregator", "--clickhouse-database", "a-b"]).unwrap();
+        let config = parse(&["--clickhouse-database", "a-b"]);
         assert!(config.validate().unwrap_err().contains("CLICKHOUSE_DATABASE"));
-        let config = Config::try_parse_from(["aggregator", "--nats-written-subject", "ads.events.written"]).unwrap();
+        let config = parse(&["--nats-written-subject", "ads.events.written"]);
         assert!(config.validate().unwrap_err().contains("NATS_WRITTEN_SUBJECT"));
     }
 }

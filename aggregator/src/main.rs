@@ -28,13 +28,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(Command::Rebuild) = &config.command {
         return aggregator::rebuild::run(&config.clickhouse.server_client(), &clickhouse, &js, &config).await;
     }
-    let seed = matches!(config.command, Some(Command::Migrate { seed: true }));
-    migrate::apply(&config.clickhouse.server_client(), &clickhouse, &config.clickhouse.clickhouse_database, seed)
-        .await
-        .map_err(|e| anyhow::anyhow!("applying clickhouse migrations: {e}"))?;
-    migrate::apply_retention(&clickhouse, config.raw_events_ttl_days)
-        .await
-        .map_err(|e| anyhow::anyhow!("applying RAW_EVENTS_TTL_DAYS: {e}"))?;
+    if let Some(Command::Migrate { seed }) = config.command {
+        migrate::apply(&config.clickhouse.server_client(), &clickhouse, &config.clickhouse.clickhouse_database, seed)
+            .await
+            .map_err(|e| anyhow::anyhow!("applying clickhouse migrations: {e}"))?;
+        migrate::apply_retention(&clickhouse, config.raw_events_ttl_days)
+            .await
+            .map_err(|e| anyhow::anyhow!("applying RAW_EVENTS_TTL_DAYS: {e}"))?;
+    } else {
+        migrate::check_applied(&config.clickhouse.server_client(), &config.clickhouse.clickhouse_database).await?;
+    }
     setup::ensure_stream(&js, &config).await.map_err(|e| anyhow::anyhow!("creating the stream: {e}"))?;
     dead_letter::ensure_stream(&js, &config.dead_letters, config.stream.stream_replicas)
         .await

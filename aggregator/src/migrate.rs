@@ -1,5 +1,8 @@
-//! Applies `clickhouse/migrations/*.sql` in order. Every statement is idempotent, so every start
-//! re-applies them all; the files are compiled in, so the binary needs no checkout.
+//! Applies `clickhouse/migrations/*.sql` in order (`aggregator migrate`, as an administrator).
+//! Every statement is idempotent, so each run re-applies them all; the files are compiled in, so
+//! the binary needs no checkout. The aggregator itself only checks, at start, that the newest
+//! migration it knows has been applied ([`check_applied`]): its ClickHouse user cannot change the
+//! schema.
 
 use clickhouse::Client;
 
@@ -18,7 +21,13 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0011_invalid_traffic.sql", include_str!("../../clickhouse/migrations/0011_invalid_traffic.sql")),
     ("0012_daily_unique_visitors.sql", include_str!("../../clickhouse/migrations/0012_daily_unique_visitors.sql")),
     ("0013_time_ordered_rollups.sql", include_str!("../../clickhouse/migrations/0013_time_ordered_rollups.sql")),
+    ("0014_schema_migrations.sql", include_str!("../../clickhouse/migrations/0014_schema_migrations.sql")),
 ];
+
+/// The newest migration this binary knows.
+pub fn newest() -> &'static str {
+    MIGRATIONS[MIGRATIONS.len() - 1].0
+}
 
 /// Sample ads for a new installation.
 pub const SEED: &str = include_str!("../../clickhouse/seed.sql");
@@ -71,6 +80,11 @@ pub async fn apply(server: &Client, client: &Client, database: &str, seed: bool)
         }
         tracing::info!(migration = name, "migration applied");
     }
+    let mut applied = client.insert::<AppliedMigration>("schema_migrations").await?;
+    for (name, _) in MIGRATIONS {
+        applied.write(&AppliedMigration { name }).await?;
+    }
+    applied.end().await?;
     if seed {
         for statement in statements(SEED) {
             client.query(&statement).execute().await?;
@@ -78,6 +92,38 @@ pub async fn apply(server: &Client, client: &Client, database: &str, seed: bool)
         tracing::info!("sample ads loaded");
     }
     Ok(())
+}
+
+#[derive(clickhouse::Row, serde::Serialize)]
+struct AppliedMigration {
+    name: &'static str,
+}
+
+/// Why the aggregator cannot run on this database yet.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("the ClickHouse schema lacks migration {0}: run `aggregator migrate` (as a ClickHouse administrator) first")]
+    Behind(&'static str),
+    #[error("reading schema_migrations: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+}
+
+/// Whether `aggregator migrate` has applied every migration this binary knows to `database`
+/// (asked of the server: the database may not exist yet).
+pub async fn check_applied(server: &Client, database: &str) -> Result<(), SchemaError> {
+    let tables: u64 = server
+        .query("SELECT count() FROM system.tables WHERE database = ? AND name = 'schema_migrations'")
+        .bind(database)
+        .fetch_one()
+        .await?;
+    let applied = tables > 0
+        && server
+            .query(&format!("SELECT count() FROM `{database}`.schema_migrations WHERE name = ?"))
+            .bind(newest())
+            .fetch_one::<u64>()
+            .await?
+            > 0;
+    if applied { Ok(()) } else { Err(SchemaError::Behind(newest())) }
 }
 
 /// The tables holding one row per event: what `RAW_EVENTS_TTL_DAYS` expires.

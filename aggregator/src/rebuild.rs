@@ -136,7 +136,8 @@ mod tests {
                 }
             }
         }
-        created.retain(|name| name != "ads");
+        // Kept by a rebuild: the catalog, and which migrations the database has had.
+        created.retain(|name| name != "ads" && name != "schema_migrations");
         created.sort();
         // A view rebuilt by a later migration (0013) is created twice.
         created.dedup();

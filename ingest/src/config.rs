@@ -90,6 +90,7 @@ pub struct Config {
 impl Config {
     /// Fails fast with the name of the variable that is wrong.
     pub fn validate(&self) -> Result<(), String> {
+        self.clickhouse.validate()?;
         self.trusted_proxy_nets()?;
         self.datacenter_ranges()?;
         if self.visitor_hash_secret.chars().count() < 16 {
@@ -168,10 +169,10 @@ mod tests {
 
     use super::*;
 
-    const SECRET: [&str; 2] = ["--visitor-hash-secret", "0123456789abcdef"];
+    const REQUIRED: [&str; 4] = ["--visitor-hash-secret", "0123456789abcdef", "--clickhouse-password", "ingest-password"];
 
     fn parse(args: &[&str]) -> Config {
-        Config::try_parse_from(["ingest"].iter().chain(&SECRET).chain(args)).unwrap()
+        Config::try_parse_from(["ingest"].iter().chain(&REQUIRED).chain(args)).unwrap()
     }
 
     #[test]
@@ -196,8 +197,14 @@ mod tests {
     fn the_visitor_secret_is_required_and_not_short() {
         let error = Config::try_parse_from(["ingest"]).unwrap_err().to_string();
         assert!(error.contains("VISITOR_HASH_SECRET") || error.contains("--visitor-hash-secret"), "{error}");
-        let config = Config::try_parse_from(["ingest", "--visitor-hash-secret", "short"]).unwrap();
+        let config = Config::try_parse_from(["ingest", "--clickhouse-password", "x", "--visitor-hash-secret", "short"]).unwrap();
         assert!(config.validate().unwrap_err().contains("VISITOR_HASH_SECRET"));
+    }
+
+    #[test]
+    fn the_clickhouse_password_is_required() {
+        let config = Config::try_parse_from(["ingest", "--visitor-hash-secret", "0123456789abcdef"]).unwrap();
+        assert!(config.validate().unwrap_err().contains("CLICKHOUSE_PASSWORD"));
     }
 
     #[test]

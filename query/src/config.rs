@@ -49,6 +49,7 @@ pub struct Config {
 
 impl Config {
     pub fn validate(&self) -> Result<(), String> {
+        self.clickhouse.validate()?;
         if self.cache_ttl_ms == 0 {
             return Err("CACHE_TTL_MS must be at least 1 (caching cannot be turned off)".into());
         }
@@ -92,25 +93,29 @@ mod tests {
 
     use super::*;
 
+    fn parse(args: &[&str]) -> Config {
+        Config::try_parse_from(["query", "--clickhouse-password", "query-password"].iter().chain(args)).unwrap()
+    }
+
     #[test]
     fn defaults_are_valid_once_a_key_or_anonymous_reads_is_given() {
-        let config = Config::try_parse_from(["query", "--anonymous-reads"]).unwrap();
+        let config = parse(&["--anonymous-reads"]);
         config.validate().unwrap();
         assert_eq!(config.cache_ttl(), Duration::from_millis(250));
-        let config = Config::try_parse_from(["query", "--anonymous-reads", "--cache-ttl-ms", "0"]).unwrap();
+        let config = parse(&["--anonymous-reads", "--cache-ttl-ms", "0"]);
         assert!(config.validate().unwrap_err().contains("CACHE_TTL_MS"));
     }
 
     #[test]
     fn without_a_key_the_service_refuses_to_start_unless_reads_are_open() {
-        let config = Config::try_parse_from(["query"]).unwrap();
+        let config = parse(&[]);
         assert!(config.validate().unwrap_err().contains("ANONYMOUS_READS=true"));
-        let config = Config::try_parse_from(["query", "--read-api-keys", "reader-key-0123456789"]).unwrap();
+        let config = parse(&["--read-api-keys", "reader-key-0123456789"]);
         config.validate().unwrap();
-        let config = Config::try_parse_from(["query", "--api-key", "admin-key-old-0123456,admin-key-new-0123456"]).unwrap();
+        let config = parse(&["--api-key", "admin-key-old-0123456,admin-key-new-0123456"]);
         assert_eq!(config.api_keys.len(), 2);
         config.validate().unwrap();
-        let config = Config::try_parse_from(["query", "--api-key", "admin-key-old-0123456,short"]).unwrap();
+        let config = parse(&["--api-key", "admin-key-old-0123456,short"]);
         assert!(config.validate().unwrap_err().contains("16 characters"));
     }
 }

@@ -42,6 +42,7 @@ NAMESPACED_KINDS = {
     "Job",
     "HorizontalPodAutoscaler",
     "PodDisruptionBudget",
+    "NetworkPolicy",
 }
 POD_OWNERS = {"Deployment", "Job"}
 

@@ -62,6 +62,8 @@ BUILTIN_SERIES = {"up": set(), "ALERTS": {"alertname", "alertstate", "severity"}
 BUILTIN_PREFIX = "scrape_"
 
 # The services Prometheus scrapes: job -> container address.
+# The services a deployment exposes to its clients; everything else stays inside the stack.
+PUBLIC_SERVICES = {"ingest", "query"}
 SCRAPE_JOBS = {"ingest": "ingest:8080", "query": "query:8081", "aggregator": "aggregator:8082"}
 
 PROMQL_FUNCTIONS = {
@@ -394,6 +396,26 @@ class Checker:
         exempt = f" (one-shot jobs need none: {', '.join(sorted(one_shot))})" if one_shot else ""
         return f"{checked} services with healthchecks{exempt}, depends_on targets exist, {mounts} bind mounts exist"
 
+    def compose_exposure(self):
+        """Only ingest and query face the network; nothing has a password written into the file."""
+        problems = []
+        for name, service in self.compose["services"].items():
+            for port in service.get("ports", []):
+                published = str(port.get("published", "")) if isinstance(port, dict) else str(port)
+                host_ip = port.get("host_ip", "") if isinstance(port, dict) else ""
+                loopback = host_ip == "127.0.0.1" or published.startswith("127.0.0.1:")
+                if name not in PUBLIC_SERVICES and not loopback:
+                    problems.append(f"{name}: publishes {published} on every address (only {', '.join(sorted(PUBLIC_SERVICES))} may)")
+            environment = service.get("environment") or {}
+            if isinstance(environment, list):
+                environment = dict(item.split("=", 1) for item in environment if "=" in item)
+            for variable, value in environment.items():
+                if "PASSWORD" in variable and not re.fullmatch(r"\$\{[A-Z_]+:\?[^}]*\}", str(value)):
+                    problems.append(f"{name}: {variable} is not a required variable (${{NAME:?why}}): {value!r}")
+        if problems:
+            raise Failed("\n".join(problems))
+        return f"only {', '.join(sorted(PUBLIC_SERVICES))} publish on every address; passwords are required variables"
+
     def dockerfile(self):
         stages = parse_dockerfile(self.root / "Dockerfile")
         services = self.compose["services"]
@@ -668,6 +690,7 @@ def main(argv):
         ("alerts_test.yml covers every alert, firing and not", c.alert_test_coverage),
         ("docker-compose.yml against the Compose Specification", c.compose_schema),
         ("docker-compose.yml healthchecks, depends_on, mounts, volumes", c.compose_structure),
+        ("docker-compose.yml published ports and passwords", c.compose_exposure),
         ("Dockerfile stages and compose build targets", c.dockerfile),
         ("grafana provisioning: data source and dashboard provider", c.grafana_provisioning),
         ("grafana dashboard deploy/grafana/dashboards/adtrack.json", c.dashboard),

@@ -171,7 +171,8 @@ fn click(seq: u64) -> EventRow {
 async fn redelivered_and_retried_batches_are_not_counted_twice() {
     let server = ClickHouse::shared().await;
     let database = format!("e2e_{}", uuid::Uuid::new_v4().simple());
-    let root = clickhouse::Client::default().with_url(&server.url);
+    let login = &server.login;
+    let root = clickhouse::Client::default().with_url(&login.url).with_user(&login.user).with_password(&login.password);
     let client = root.clone().with_database(&database);
     aggregator::migrate::apply(&root, &client, &database, false).await.expect("migrate");
     let sink = Sink::new(client.clone(), Backoff::default(), Metrics::new().expect("metrics"));
@@ -258,7 +259,7 @@ fn written(outcome: WriteOutcome) -> (usize, usize) {
 async fn clickhouse_stopped_for_30_s_under_load_loses_nothing() {
     let dir = e2e::scratch_dir("clickhouse-outage");
     let mut clickhouse = ClickHouse::start(&dir).await;
-    let stack = Stack::start_with(StackOptions { clickhouse_url: Some(clickhouse.url.clone()), ..StackOptions::default() }).await;
+    let stack = Stack::start_with(StackOptions { clickhouse: Some(clickhouse.login.clone()), ..StackOptions::default() }).await;
 
     // About 200 events a second for 40 s.
     let load = Load::start(stack.ingest.url(""), 8_000, 8, 10, Duration::from_millis(40));

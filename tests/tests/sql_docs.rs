@@ -61,7 +61,8 @@ impl Session<'_> {
         let response = self
             .stack
             .http
-            .post(format!("{}/", self.stack.clickhouse_url))
+            .post(format!("{}/", self.stack.clickhouse.url))
+            .basic_auth(&self.stack.clickhouse.user, Some(&self.stack.clickhouse.password))
             .query(&[
                 ("database", self.stack.database.as_str()),
                 ("session_id", self.id.as_str()),
