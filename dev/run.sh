@@ -27,19 +27,27 @@ kept_secret() { # file
 # Ingest's key for daily visitor ids: visitors stay the same across restarts (README "Privacy").
 [ -n "${VISITOR_HASH_SECRET:-}" ] || VISITOR_HASH_SECRET="$(kept_secret "$DATA/visitor-hash-secret")"
 export VISITOR_HASH_SECRET
-# ClickHouse's users (deploy/clickhouse/users.d/adtrack.xml): the administrator runs the
-# migrations, each service logs in as its own user. With EXTERNAL_CLICKHOUSE, set these to that
-# server's passwords.
-# Only ClickHouse gets them all; each service, its own.
+# The users of ClickHouse (deploy/clickhouse/users.d/adtrack.xml) and NATS
+# (deploy/nats/adtrack-users.conf): the administrator runs the migrations, each service logs in
+# as its own user. With EXTERNAL_CLICKHOUSE, set the CLICKHOUSE_* ones to that server's
+# passwords. Each server gets all of its own; each service, only its own.
 clickhouse_passwords=()
-for who in ADMIN INGEST AGGREGATOR QUERY ANALYST; do
-    variable="CLICKHOUSE_${who}_PASSWORD"
-    [ -n "${!variable:-}" ] || printf -v "$variable" '%s' "$(kept_secret "$DATA/secrets/clickhouse-${who,,}-password")"
-    clickhouse_passwords+=("$variable=${!variable}")
-done
+nats_passwords=()
+passwords() { # CLICKHOUSE|NATS who...: sets <server>_<who>_PASSWORD, given or kept, and lists it
+    local server="$1" who variable
+    local -n list="${server,,}_passwords"
+    shift
+    for who in "$@"; do
+        variable="${server}_${who}_PASSWORD"
+        [ -n "${!variable:-}" ] || printf -v "$variable" '%s' "$(kept_secret "$DATA/secrets/${server,,}-${who,,}-password")"
+        list+=("$variable=${!variable}")
+    done
+}
+passwords CLICKHOUSE ADMIN INGEST AGGREGATOR QUERY ANALYST
+passwords NATS ADMIN INGEST AGGREGATOR QUERY
 CLICKHOUSE_ADMIN_USER="${CLICKHOUSE_ADMIN_USER:-adtrack_admin}"
-as_clickhouse_user() { # user password command...
-    CLICKHOUSE_USER="$1" CLICKHOUSE_PASSWORD="$2" "${@:3}"
+as_user() { # clickhouse-user clickhouse-password nats-user nats-password command...
+    CLICKHOUSE_USER="$1" CLICKHOUSE_PASSWORD="$2" NATS_USER="$3" NATS_PASSWORD="$4" "${@:5}"
 }
 # Analytics without a key, for this machine only: the query service refuses to start without
 # a key unless ANONYMOUS_READS is on, and here it listens on loopback. Given a key, or another
@@ -73,7 +81,8 @@ wait_http() { # url what
     exit 1
 }
 
-"${NATS_SERVER:-nats-server}" -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$DATA/nats" >"$DATA/logs/nats.log" 2>&1 &
+(export "${nats_passwords[@]}" && exec "${NATS_SERVER:-nats-server}" -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$DATA/nats" \
+    -c deploy/nats/adtrack-users.conf) >"$DATA/logs/nats.log" 2>&1 &
 pids+=($!)
 if [ -z "${EXTERNAL_CLICKHOUSE:-}" ]; then
     (export "${clickhouse_passwords[@]}" && exec .venv/bin/python dev/clickhouse_server.py "$DATA/clickhouse" \
@@ -82,13 +91,16 @@ if [ -z "${EXTERNAL_CLICKHOUSE:-}" ]; then
 fi
 wait_http "$CLICKHOUSE_URL/ping" "ClickHouse"
 
-as_clickhouse_user "$CLICKHOUSE_ADMIN_USER" "$CLICKHOUSE_ADMIN_PASSWORD" "$BIN/aggregator" migrate --seed \
-    >"$DATA/logs/migrate.log" 2>&1 || { cat "$DATA/logs/migrate.log"; exit 1; }
-as_clickhouse_user adtrack_aggregator "$CLICKHOUSE_AGGREGATOR_PASSWORD" "$BIN/aggregator" >"$DATA/logs/aggregator.log" 2>&1 &
+as_user "$CLICKHOUSE_ADMIN_USER" "$CLICKHOUSE_ADMIN_PASSWORD" adtrack_admin "$NATS_ADMIN_PASSWORD" \
+    "$BIN/aggregator" migrate --seed >"$DATA/logs/migrate.log" 2>&1 || { cat "$DATA/logs/migrate.log"; exit 1; }
+as_user adtrack_aggregator "$CLICKHOUSE_AGGREGATOR_PASSWORD" adtrack_aggregator "$NATS_AGGREGATOR_PASSWORD" \
+    "$BIN/aggregator" >"$DATA/logs/aggregator.log" 2>&1 &
 pids+=($!)
-as_clickhouse_user adtrack_ingest "$CLICKHOUSE_INGEST_PASSWORD" "$BIN/ingest" >"$DATA/logs/ingest.log" 2>&1 &
+as_user adtrack_ingest "$CLICKHOUSE_INGEST_PASSWORD" adtrack_ingest "$NATS_INGEST_PASSWORD" \
+    "$BIN/ingest" >"$DATA/logs/ingest.log" 2>&1 &
 pids+=($!)
-as_clickhouse_user adtrack_query "$CLICKHOUSE_QUERY_PASSWORD" "$BIN/query" >"$DATA/logs/query.log" 2>&1 &
+as_user adtrack_query "$CLICKHOUSE_QUERY_PASSWORD" adtrack_query "$NATS_QUERY_PASSWORD" \
+    "$BIN/query" >"$DATA/logs/query.log" 2>&1 &
 pids+=($!)
 wait_http "http://$AGGREGATOR_ADDR/readyz" "aggregator"
 wait_http "http://$INGEST_ADDR/readyz" "ingest"
@@ -102,8 +114,8 @@ cat <<MSG
   query       http://$QUERY_ADDR      (Swagger UI: http://$QUERY_ADDR/docs)
   analytics   $READS
   aggregator  http://$AGGREGATOR_ADDR/metrics
-  NATS        $NATS_URL   ClickHouse  $CLICKHOUSE_URL
-  SQL         user adtrack_analyst, password in $DATA/secrets/clickhouse-analyst-password
+  NATS        $NATS_URL   (user adtrack_admin, password in $DATA/secrets/nats-admin-password)
+  ClickHouse  $CLICKHOUSE_URL   (SQL: user adtrack_analyst, password in $DATA/secrets/clickhouse-analyst-password)
   logs        $DATA/logs/
 
 Ready. Ctrl-C stops everything.

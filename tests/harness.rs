@@ -41,6 +41,32 @@ pub const TEST_CLICKHOUSE_USERS: [(&str, &str, &str); 4] = [
     ("analyst", "adtrack_analyst", "e2e-clickhouse-analyst-password"),
 ];
 
+/// The NATS users of every server started here and their passwords: the administrator first,
+/// then each service (deploy/nats/adtrack-users.conf). Services always log in as their own.
+pub const TEST_NATS_USERS: [(&str, &str, &str); 4] = [
+    ("admin", "adtrack_admin", "e2e-nats-admin-password"),
+    ("ingest", "adtrack_ingest", "e2e-nats-ingest-password"),
+    ("aggregator", "adtrack_aggregator", "e2e-nats-aggregator-password"),
+    ("query", "adtrack_query", "e2e-nats-query-password"),
+];
+
+/// A service's (or the administrator's) NATS environment: `NATS_USER`, `NATS_PASSWORD`.
+pub fn nats_login_env(who: &str) -> Vec<(String, String)> {
+    let (_, user, password) = TEST_NATS_USERS.iter().find(|(name, ..)| *name == who).unwrap_or_else(|| panic!("no NATS user {who}"));
+    vec![("NATS_USER".to_owned(), (*user).to_owned()), ("NATS_PASSWORD".to_owned(), (*password).to_owned())]
+}
+
+/// A client of the NATS servers of `urls` (comma-separated: any live node will do), as the
+/// administrator.
+pub async fn nats_admin(urls: &str) -> async_nats::Client {
+    let servers: Vec<async_nats::ServerAddr> = urls.split(',').map(|url| url.parse().expect("NATS URL")).collect();
+    let (_, user, password) = TEST_NATS_USERS[0];
+    async_nats::ConnectOptions::with_user_and_password(user.to_owned(), password.to_owned())
+        .connect(servers)
+        .await
+        .expect("connect to NATS")
+}
+
 /// How long any condition is waited for before the test fails.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -326,6 +352,9 @@ impl Nats {
             .args(&self.cluster_args)
             .arg("-sd")
             .arg(&self.dir)
+            .arg("-c")
+            .arg(workspace_root().join("deploy/nats/adtrack-users.conf"))
+            .envs(TEST_NATS_USERS.map(|(who, _, password)| (format!("NATS_{}_PASSWORD", who.to_uppercase()), password)))
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log)
             .spawn()
@@ -344,6 +373,12 @@ impl Nats {
     /// The process id while the server runs (the bench samples it).
     pub fn pid(&self) -> Option<u32> {
         self.process.as_ref().map(Child::id)
+    }
+
+    /// The permission violations this server logged since it last started.
+    pub fn permission_violations(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default();
+        log.lines().filter(|line| line.contains(" Violation - ")).map(str::to_owned).collect()
     }
 
     /// SIGKILL, as a crashed machine.
@@ -408,11 +443,6 @@ impl Service {
         let mut command = Command::new(bin);
         command.envs(self.env.iter().map(|(k, v)| (k, v))).env("RUST_LOG", "info");
         command
-    }
-
-    /// Runs the binary once with `args` (a subcommand), with the service's environment.
-    pub fn run_command(&self, args: &[&str]) -> std::process::Output {
-        self.command().args(args).output().unwrap_or_else(|e| panic!("run {} {args:?}: {e}", self.name))
     }
 
     /// Adds or replaces an environment variable for the next start.
@@ -510,6 +540,12 @@ pub struct StackOptions {
     pub nats_cluster: bool,
 }
 
+fn admin_command(aggregator: &Service, clickhouse: &ClickHouseLogin) -> Command {
+    let mut command = aggregator.command();
+    command.envs(clickhouse.env()).envs(nats_login_env("admin"));
+    command
+}
+
 /// NATS, a fresh ClickHouse database with the schema and sample ads, and the three services.
 pub struct Stack {
     pub dir: PathBuf,
@@ -526,6 +562,8 @@ pub struct Stack {
     pub aggregator: Service,
     pub query: Service,
     pub http: reqwest::Client,
+    /// The test provokes NATS permission violations itself; otherwise, any one fails it.
+    pub permission_violations_expected: bool,
 }
 
 impl Stack {
@@ -553,6 +591,7 @@ impl Stack {
             let mut env = common.clone();
             let login = if options.service_users { clickhouse.as_test_user(service) } else { clickhouse.clone() };
             env.extend(login.env());
+            env.extend(nats_login_env(service));
             env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
             env
         };
@@ -588,18 +627,46 @@ impl Stack {
 
         // A fresh cluster takes a moment to elect its JetStream leader: retry until then.
         eventually("aggregator migrate", || async {
-            let migrate = aggregator.command().envs(clickhouse.env()).args(["migrate", "--seed"]).output().expect("run aggregator migrate");
+            let migrate = admin_command(&aggregator, &clickhouse).args(["migrate", "--seed"]).output().expect("run aggregator migrate");
             if migrate.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&migrate.stderr).into_owned()) }
         })
         .await;
 
-        let mut stack = Stack { dir, database, clickhouse, nats, nats_peers, nats_url, ingest, aggregator, query, http: reqwest::Client::new() };
+        let mut stack = Stack {
+            dir,
+            database,
+            clickhouse,
+            nats,
+            nats_peers,
+            nats_url,
+            ingest,
+            aggregator,
+            query,
+            http: reqwest::Client::new(),
+            permission_violations_expected: false,
+        };
         if !options.aggregator_stopped {
             stack.aggregator.start().await;
         }
         stack.ingest.start().await;
         stack.query.start().await;
         stack
+    }
+
+    /// The aggregator's binary as an operator runs its subcommands (`migrate`, `rebuild`,
+    /// `dead-letters`): as the administrator of ClickHouse and of NATS.
+    pub fn admin_command(&self) -> Command {
+        admin_command(&self.aggregator, &self.clickhouse)
+    }
+
+    /// Runs `aggregator <args>` as [`Stack::admin_command`] does, to its end.
+    pub fn run_admin(&self, args: &[&str]) -> std::process::Output {
+        self.admin_command().args(args).output().unwrap_or_else(|e| panic!("run aggregator {args:?}: {e}"))
+    }
+
+    /// A NATS client of this stack, as the administrator.
+    pub async fn nats_admin(&self) -> async_nats::Client {
+        nats_admin(&self.nats_url).await
     }
 
     /// Runs SQL against this stack's database.
@@ -699,6 +766,11 @@ impl Drop for Stack {
                 eprintln!("----- {} log (last 30 lines) -----\n{}", service.name, service.log_tail(30));
             }
             eprintln!("----- test data kept in {} -----", self.dir.display());
+        } else if !self.permission_violations_expected {
+            // A service asked NATS for something its user may not do: some path of it fails
+            // (often quietly, as a warning) wherever deploy/nats/adtrack-users.conf is used.
+            let violations: Vec<String> = std::iter::once(&self.nats).chain(&self.nats_peers).flat_map(Nats::permission_violations).collect();
+            assert!(violations.is_empty(), "NATS refused a service:\n{}", violations.join("\n"));
         }
     }
 }
@@ -835,10 +907,7 @@ impl Stack {
     /// Messages in the stream, and the aggregator consumer's undelivered and unacked counts.
     pub async fn stream_state(&self) -> (u64, u64, usize) {
         // Any live node will do (a test may have killed one).
-        let servers: Vec<async_nats::ServerAddr> =
-            self.nats_url.split(',').map(|url| url.parse().expect("NATS URL")).collect();
-        let nats = async_nats::connect(servers).await.expect("connect to NATS");
-        let js = async_nats::jetstream::new(nats);
+        let js = async_nats::jetstream::new(nats_admin(&self.nats_url).await);
         let stream = js.get_stream("AD_EVENTS").await.expect("stream");
         let mut consumer = stream
             .get_consumer::<async_nats::jetstream::consumer::pull::Config>("aggregator")

@@ -165,6 +165,7 @@ impl Config {
     /// Fails fast with the name of the variable that is wrong.
     pub fn validate(&self) -> Result<(), String> {
         self.clickhouse.validate()?;
+        self.nats.login.validate()?;
         if self.consumer.batch_max_messages == 0 {
             return Err("BATCH_MAX_MESSAGES must be at least 1".into());
         }
@@ -223,7 +224,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Config {
-        Config::try_parse_from(["aggregator", "--clickhouse-password", "aggregator-password"].iter().chain(args)).unwrap()
+        Config::try_parse_from(["aggregator", "--clickhouse-password", "aggregator-password", "--nats-user", "adtrack_aggregator", "--nats-password", "nats-password"].iter().chain(args)).unwrap()
     }
 
     #[test]

@@ -60,13 +60,16 @@ impl Consumer {
     /// written and acked; past that it is abandoned, which loses nothing: unacked messages are
     /// redelivered to the next aggregator.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+        // A predecessor killed mid-insert may leave ClickHouse running it: until it ends, its
+        // events are not found stored, and a client's repeat of one would be written again.
+        self.sink.await_inserts_begun_before(Instant::now()).await;
         while !*shutdown.borrow() {
             let started = Instant::now();
             let batch = self.pull().await;
             self.metrics.stage_seconds.with_label_values(&["pull"]).observe(started.elapsed().as_secs_f64());
             let full = batch.len() >= self.args.batch_max_messages;
             if !batch.is_empty() {
-                let processing = self.process(batch);
+                let processing = self.process(batch, started);
                 tokio::pin!(processing);
                 tokio::select! {
                     () = &mut processing => {}
@@ -114,7 +117,7 @@ impl Consumer {
         batch
     }
 
-    async fn process(&self, batch: Vec<Message>) {
+    async fn process(&self, batch: Vec<Message>, pulled: Instant) {
         self.metrics.batch_size.observe(batch.len() as f64);
         self.metrics.consumed.inc_by(batch.len() as u64);
         let mut decoded = Vec::with_capacity(batch.len());
@@ -145,6 +148,9 @@ impl Consumer {
             }
         }
         let started = Instant::now();
+        if to_ack.iter().any(|message| message.info().is_ok_and(|info| info.delivered > 1)) {
+            self.sink.await_inserts_begun_before(pulled).await;
+        }
         let outcome = self.sink.write(rows).await;
         self.metrics.stage_seconds.with_label_values(&["write"]).observe(started.elapsed().as_secs_f64());
         if outcome.inserted > 0 {

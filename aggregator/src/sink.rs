@@ -7,14 +7,18 @@
 //! - **An event that comes back** — redelivered after a crash (inserted, not acked), or sent
 //!   again by a client after JetStream's duplicate window: before inserting, events whose
 //!   `event_id` is in `stored_event_ids_kv` (or earlier in the same batch) are dropped; the caller
-//!   still acks their messages.
+//!   still acks their messages. That lookup sees an event only once the insert holding it has
+//!   ended, and an insert can outlive the aggregator that sent it (killed, or gone on after a
+//!   timeout): so the consumer first waits for the inserts ClickHouse began before it started,
+//!   and a batch with redelivered messages for those begun before it was pulled
+//!   ([`Sink::await_inserts_begun_before`]).
 //! - **A retried insert** (the response was lost, or a materialized view failed half-way): the
 //!   retry carries the same `insert_deduplication_token`, which the raw table and, through
 //!   `deduplicate_blocks_in_dependent_materialized_views`, every materialized view's table
 //!   recognise.
 
 use std::collections::HashSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clickhouse::Client;
 use futures::StreamExt;
@@ -31,6 +35,11 @@ pub const CLICK_TABLE: &str = "click_events";
 pub const IMPRESSION_TABLE: &str = "impression_events";
 pub const INVALID_TABLE: &str = "invalid_events";
 /// Event ids per `stored_event_ids_kv` lookup.
+/// Inserts into this database that ClickHouse has been running for more than `{secs:Float64}`
+/// seconds. The aggregator's ClickHouse user may read only these columns of `system.processes`.
+pub const INSERTS_RUNNING_LONGER_THAN: &str = "SELECT count() FROM system.processes \
+     WHERE query_kind = 'Insert' AND current_database = currentDatabase() AND elapsed > {secs:Float64}";
+
 const LOOKUP_CHUNK: usize = 1_000;
 /// Lookups of one batch in flight at once.
 const PARALLEL_LOOKUPS: usize = 4;
@@ -85,6 +94,34 @@ impl Sink {
     pub fn with_invalid_traffic_rules(mut self, rules: ivt::Rules) -> Self {
         self.history = Some(History::new(self.client.clone(), rules));
         self
+    }
+
+    /// Waits until ClickHouse has ended every insert into this database that it began before
+    /// `pulled`: one may hold the events of redelivered messages, whose ids the lookup would
+    /// miss while it runs. Should ClickHouse not answer, the write's own retries take over.
+    pub async fn await_inserts_begun_before(&self, pulled: Instant) {
+        let mut last_report = Instant::now();
+        loop {
+            let running = self
+                .client
+                .query(INSERTS_RUNNING_LONGER_THAN)
+                .param("secs", pulled.elapsed().as_secs_f64())
+                .fetch_one::<u64>()
+                .await;
+            match running {
+                Ok(0) => return,
+                Ok(inserts) if last_report.elapsed() >= Duration::from_secs(10) => {
+                    tracing::warn!(inserts, waited_secs = pulled.elapsed().as_secs(), "redelivered events wait for inserts begun before them");
+                    last_report = Instant::now();
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "could not tell whether earlier inserts still run");
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Writes every event not stored yet, retrying temporary failures with backoff until they

@@ -37,9 +37,7 @@ pub struct PublishReport {
 
 /// One measured run per window size, against a scratch copy of `stream`; the copy is deleted
 /// afterwards, also when a run fails.
-pub async fn run(nats_url: &str, stream: &str, mix: &Mix, windows: &[usize], warmup: std::time::Duration, measured: std::time::Duration) -> anyhow::Result<Vec<PublishReport>> {
-    let servers = nats_url.split(',').map(str::parse).collect::<Result<Vec<async_nats::ServerAddr>, _>>()?;
-    let client = async_nats::connect(servers).await.context("connecting to NATS")?;
+pub async fn run(client: async_nats::Client, stream: &str, mix: &Mix, windows: &[usize], warmup: std::time::Duration, measured: std::time::Duration) -> anyhow::Result<Vec<PublishReport>> {
     let js = jetstream::new(client);
     let mut config = js.get_stream(stream).await.context("reading the real stream")?.get_info().await?.config;
     config.name = SCRATCH_STREAM.to_owned();

@@ -124,7 +124,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         // Every message a new event, as ingest publishes them.
         let fresh = Mix { repeat_share: 0.0, ..mix.clone() };
         let stream = schemas::stream::DEFAULT_STREAM;
-        match jetstream::run(&bench.stack.nats_url, stream, &fresh, &args.jetstream_in_flight, args.warmup(), args.duration()).await {
+        match jetstream::run(bench.stack.nats_admin().await, stream, &fresh, &args.jetstream_in_flight, args.warmup(), args.duration()).await {
             Ok(reports) => jetstream = reports,
             Err(error) => bench.fail("jetstream", error),
         }

@@ -91,6 +91,7 @@ impl Config {
     /// Fails fast with the name of the variable that is wrong.
     pub fn validate(&self) -> Result<(), String> {
         self.clickhouse.validate()?;
+        self.nats.login.validate()?;
         self.trusted_proxy_nets()?;
         self.datacenter_ranges()?;
         if self.visitor_hash_secret.chars().count() < 16 {
@@ -169,7 +170,16 @@ mod tests {
 
     use super::*;
 
-    const REQUIRED: [&str; 4] = ["--visitor-hash-secret", "0123456789abcdef", "--clickhouse-password", "ingest-password"];
+    const REQUIRED: [&str; 8] = [
+        "--visitor-hash-secret",
+        "0123456789abcdef",
+        "--clickhouse-password",
+        "ingest-password",
+        "--nats-user",
+        "adtrack_ingest",
+        "--nats-password",
+        "nats-password",
+    ];
 
     fn parse(args: &[&str]) -> Config {
         Config::try_parse_from(["ingest"].iter().chain(&REQUIRED).chain(args)).unwrap()
@@ -197,14 +207,16 @@ mod tests {
     fn the_visitor_secret_is_required_and_not_short() {
         let error = Config::try_parse_from(["ingest"]).unwrap_err().to_string();
         assert!(error.contains("VISITOR_HASH_SECRET") || error.contains("--visitor-hash-secret"), "{error}");
-        let config = Config::try_parse_from(["ingest", "--clickhouse-password", "x", "--visitor-hash-secret", "short"]).unwrap();
+        let config = Config::try_parse_from(["ingest", "--clickhouse-password", "x", "--nats-user", "u", "--nats-password", "p", "--visitor-hash-secret", "short"]).unwrap();
         assert!(config.validate().unwrap_err().contains("VISITOR_HASH_SECRET"));
     }
 
     #[test]
-    fn the_clickhouse_password_is_required() {
-        let config = Config::try_parse_from(["ingest", "--visitor-hash-secret", "0123456789abcdef"]).unwrap();
+    fn clickhouse_and_nats_credentials_are_required() {
+        let config = Config::try_parse_from(["ingest", "--visitor-hash-secret", "0123456789abcdef", "--nats-user", "u", "--nats-password", "p"]).unwrap();
         assert!(config.validate().unwrap_err().contains("CLICKHOUSE_PASSWORD"));
+        let config = Config::try_parse_from(["ingest", "--visitor-hash-secret", "0123456789abcdef", "--clickhouse-password", "x"]).unwrap();
+        assert!(config.validate().unwrap_err().contains("NATS_PASSWORD"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use service_kit::{ClickHouseArgs, WrittenArgs};
+use service_kit::{ClickHouseArgs, NatsLogin, WrittenArgs};
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "query", about = "Serves ad analytics from the ClickHouse rollups.")]
@@ -28,6 +28,8 @@ pub struct Config {
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
     #[command(flatten)]
+    pub nats_login: NatsLogin,
+    #[command(flatten)]
     pub written: WrittenArgs,
     /// Most memory the cached answers take, all caches together (each of the five kinds of
     /// answer, and the counts of past days, gets an equal share), in MiB.
@@ -50,6 +52,7 @@ pub struct Config {
 impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.clickhouse.validate()?;
+        self.nats_login.validate()?;
         if self.cache_ttl_ms == 0 {
             return Err("CACHE_TTL_MS must be at least 1 (caching cannot be turned off)".into());
         }
@@ -94,7 +97,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Config {
-        Config::try_parse_from(["query", "--clickhouse-password", "query-password"].iter().chain(args)).unwrap()
+        Config::try_parse_from(["query", "--clickhouse-password", "query-password", "--nats-user", "adtrack_query", "--nats-password", "nats-password"].iter().chain(args)).unwrap()
     }
 
     #[test]

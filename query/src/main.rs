@@ -21,7 +21,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let repo = Repo::new(clickhouse.clone(), metrics.clickhouse_seconds.clone());
     let analytics = Analytics::new(repo, config.cache_ttl(), config.cache_past_ttl(), config.cache_max_bytes(), &metrics);
     let analytics = Arc::new(analytics);
-    tokio::spawn(query::written::forget_on_writes(config.nats_url.clone(), config.written.nats_written_subject.clone(), analytics.clone(), metrics.clone()));
+    tokio::spawn(query::written::forget_on_writes(config.nats_url.clone(), config.nats_login.clone(), config.written.nats_written_subject.clone(), analytics.clone(), metrics.clone()));
     let api = OpenApiService::new(QueryApi { analytics, keys: query::auth::Keys::new(&config.api_keys, &config.read_api_keys, config.anonymous_reads) }, "Ad analytics", env!("CARGO_PKG_VERSION"));
     let docs = api.swagger_ui();
     let spec = service_kit::spec::close_objects(&api.spec(), query::api::CLOSED_SCHEMAS)?;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use schemas::stream::WrittenNotice;
+use service_kit::NatsLogin;
 use time::OffsetDateTime;
 
 use crate::metrics::Metrics;
@@ -15,8 +16,8 @@ use crate::service::Analytics;
 
 /// Runs until the connection is closed for good. async-nats reconnects and resubscribes on
 /// its own; announcements sent meanwhile are lost, which only the TTL covers.
-pub async fn forget_on_writes(nats_url: String, subject: String, analytics: Arc<Analytics>, metrics: Metrics) {
-    let nats = match service_kit::connect_nats(&nats_url).await {
+pub async fn forget_on_writes(nats_url: String, login: NatsLogin, subject: String, analytics: Arc<Analytics>, metrics: Metrics) {
+    let nats = match service_kit::connect_nats(&nats_url, &login).await {
         Ok(nats) => nats,
         Err(error) => {
             tracing::warn!(%error, "not listening for write announcements; cached answers live out their TTL");

@@ -32,24 +32,53 @@ pub struct NatsArgs {
     /// Subject prefix: events go to `<prefix>.click` and `<prefix>.impression`.
     #[arg(long, env = "NATS_SUBJECT_PREFIX", default_value = schemas::stream::DEFAULT_SUBJECT_PREFIX)]
     pub nats_subject_prefix: String,
+    #[command(flatten)]
+    pub login: NatsLogin,
 }
 
 impl NatsArgs {
     /// Connects, retrying in the background after the first success (async-nats reconnects).
     pub async fn connect(&self) -> Result<async_nats::Client, async_nats::ConnectError> {
-        connect_nats(&self.nats_url).await
+        connect_nats(&self.nats_url, &self.login).await
     }
 }
 
-/// Connects to the NATS servers of `urls` (comma-separated), retrying in the background until
-/// one answers and reconnecting after that.
-pub async fn connect_nats(urls: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+/// Who a service is to NATS (deploy/nats/adtrack-users.conf).
+#[derive(Debug, Clone, clap::Args)]
+pub struct NatsLogin {
+    /// This service's own NATS user.
+    #[arg(long, env = "NATS_USER", default_value = "")]
+    pub nats_user: String,
+    /// Required: NATS lets in no one without credentials.
+    #[arg(long, env = "NATS_PASSWORD", default_value = "", hide_env_values = true)]
+    pub nats_password: String,
+}
+
+impl NatsLogin {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.nats_user.is_empty() || self.nats_password.is_empty() {
+            return Err("NATS_USER and NATS_PASSWORD are required: this service's NATS user (docs/deploy.md, \"NATS users\")".into());
+        }
+        Ok(())
+    }
+
+    /// Where this user's replies come: its own inbox prefix, the only one its permissions let
+    /// it subscribe to.
+    pub fn inbox_prefix(&self) -> String {
+        format!("_INBOX.{}", self.nats_user)
+    }
+}
+
+/// Connects to the NATS servers of `urls` (comma-separated) as `login`, retrying in the
+/// background until one answers and reconnecting after that.
+pub async fn connect_nats(urls: &str, login: &NatsLogin) -> Result<async_nats::Client, async_nats::ConnectError> {
     let servers = urls
         .split(',')
         .map(|url| url.trim().parse::<async_nats::ServerAddr>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::ServerParse, e))?;
-    async_nats::ConnectOptions::new()
+    async_nats::ConnectOptions::with_user_and_password(login.nats_user.clone(), login.nats_password.clone())
+        .custom_inbox_prefix(login.inbox_prefix())
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5))
         .connect(servers)

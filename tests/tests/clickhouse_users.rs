@@ -69,6 +69,9 @@ async fn each_service_has_its_own_user_allowed_only_its_work() {
     assert_denied(&ingest, "SELECT count() FROM click_events").await;
     assert_denied(&ingest, "INSERT INTO ads (id, title) VALUES (generateUUIDv4(), 'forged')").await;
     let aggregator = admin.as_test_user("aggregator");
+    let running = aggregator::sink::INSERTS_RUNNING_LONGER_THAN.replace("{secs:Float64}", "0");
+    assert_eq!(run_sql(&aggregator, "adtrack", &running).await.map(|n| n.parse::<u64>().is_ok()), Ok(true), "the aggregator sees running inserts");
+    assert_denied(&aggregator, "SELECT query FROM system.processes").await;
     assert_denied(&aggregator, "INSERT INTO ads (id, title) VALUES (generateUUIDv4(), 'forged')").await;
     assert_denied(&aggregator, "ALTER TABLE ads UPDATE target_url = 'https://evil.example' WHERE 1").await;
     assert_denied(&aggregator, "DROP TABLE click_events_per_hour").await;

@@ -19,7 +19,7 @@ async fn add_ad(stack: &Stack, id: uuid::Uuid) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_are_dead_lettered_and_can_be_redriven() {
     let stack = Stack::start().await;
-    let nats = async_nats::connect(&stack.nats.url).await.expect("connect to NATS");
+    let nats = stack.nats_admin().await;
     let js = async_nats::jetstream::new(nats);
 
     // What an operator's replay or a broken producer could put in the stream.
@@ -46,7 +46,7 @@ async fn poison_messages_are_dead_lettered_and_can_be_redriven() {
 
     stack.wait_for_count("SELECT count() FROM click_events", 3).await;
     let letters = eventually("three dead letters", || async {
-        let output = stack.aggregator.run_command(&["dead-letters", "list"]);
+        let output = stack.run_admin(&["dead-letters", "list"]);
         let letters: Vec<Value> = String::from_utf8_lossy(&output.stdout)
             .lines()
             .map(|l| serde_json::from_str(l).expect("JSON line"))
@@ -69,11 +69,11 @@ async fn poison_messages_are_dead_lettered_and_can_be_redriven() {
     // The fix: the ad is added to the catalog. Then only its letter is re-driven and counted.
     add_ad(&stack, missing_ad).await;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await; // CATALOG_REFRESH_SECS=1
-    let output = stack.aggregator.run_command(&["dead-letters", "redrive", "--reason", "unknown_ad"]);
+    let output = stack.run_admin(&["dead-letters", "redrive", "--reason", "unknown_ad"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "re-drove 1 dead letters");
     stack.wait_for_count(&format!("SELECT count() FROM click_events WHERE ad_id = '{missing_ad}'"), 1).await;
-    let output = stack.aggregator.run_command(&["dead-letters", "list"]);
+    let output = stack.run_admin(&["dead-letters", "list"]);
     assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 2, "the unfixable ones stay");
     assert_eq!(stack.count("SELECT count() FROM click_events").await, 4, "expected 3 valid + 1 re-driven clicks");
 }
@@ -92,11 +92,11 @@ async fn an_event_for_an_ad_created_a_moment_ago_is_counted_not_dead_lettered() 
     let mut event: Value = serde_json::from_slice(include_bytes!("../../schemas/test-data/v1/click.json")).expect("fixture");
     event["event_id"] = json!(uuid::Uuid::now_v7());
     event["ad_id"] = json!(ad);
-    let nats = async_nats::connect(&stack.nats.url).await.expect("connect to NATS");
+    let nats = stack.nats_admin().await;
     let js = async_nats::jetstream::new(nats);
     let publish = PublishMessage::build().payload(event.to_string().into());
     js.send_publish("ads.events.click", publish).await.expect("publish").await.expect("ack");
     stack.wait_for_count(&format!("SELECT count() FROM click_events WHERE ad_id = '{ad}'"), 1).await;
-    let output = stack.aggregator.run_command(&["dead-letters", "list"]);
+    let output = stack.run_admin(&["dead-letters", "list"]);
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "", "nothing dead-lettered");
 }

@@ -354,7 +354,7 @@ async fn ingest_answers_503_while_nats_is_down_and_a_retry_counts_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_settings_follow_the_configuration_on_restart() {
     let mut stack = Stack::start().await;
-    let nats = async_nats::connect(&stack.nats.url).await.expect("connect to NATS");
+    let nats = stack.nats_admin().await;
     let js = async_nats::jetstream::new(nats);
     let ack_wait = |js: async_nats::jetstream::Context| async move {
         let stream = js.get_stream("AD_EVENTS").await.expect("stream");

@@ -57,7 +57,7 @@ async fn a_full_event_stream_refuses_new_events_with_503_and_keeps_every_accepte
     assert!(e2e::metric(&metrics, "aggregator_stream_bytes").is_some_and(|held| held <= LIMIT as f64));
 
     // Dead letters are kept 30 days by default.
-    let nats = async_nats::connect(&stack.nats_url).await.expect("NATS");
+    let nats = stack.nats_admin().await;
     let js = async_nats::jetstream::new(nats);
     let dead_letters = js.get_stream("AD_EVENTS_DLQ").await.expect("dead-letter stream").info().await.expect("info").config.clone();
     assert_eq!(dead_letters.max_age, Duration::from_secs(30 * 86_400));

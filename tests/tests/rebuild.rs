@@ -23,12 +23,12 @@ async fn rebuild_from_the_stream_gives_identical_analytics() {
     let before = snapshot(&stack, &window).await;
     assert!(before.0["ads"].as_array().is_some_and(|ads| ads.len() == 3), "{}", before.0);
 
-    let refused = stack.aggregator.run_command(&["rebuild"]);
+    let refused = stack.run_admin(&["rebuild"]);
     assert!(!refused.status.success(), "no rebuild under a running aggregator");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("stop every aggregator"));
     let status = stack.aggregator.terminate();
     assert!(status.success());
-    let output = stack.aggregator.run_command(&["rebuild"]);
+    let output = stack.run_admin(&["rebuild"]);
     assert!(output.status.success(), "rebuild failed:\n{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(stack.count("SELECT count() FROM click_events").await, 0, "derived tables start empty");
     assert_eq!(stack.count("SELECT count() FROM ads FINAL").await, 4, "the catalog is kept");

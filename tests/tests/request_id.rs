@@ -37,7 +37,7 @@ fn answered_id(response: &reqwest::Response) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_id_follows_its_event_from_http_to_the_aggregator_logs() {
     let mut stack = Stack::start_with(StackOptions { ingest_env: vec![("PUBLISH_TIMEOUT_MS", "1000")], ..StackOptions::default() }).await;
-    let js = async_nats::jetstream::new(async_nats::connect(&stack.nats.url).await.expect("connect to NATS"));
+    let js = async_nats::jetstream::new(stack.nats_admin().await);
 
     // The caller's id: answered, and carried by the message and by the event.
     let response = click_with_id(&stack, "trace-me-123").await;

@@ -49,7 +49,7 @@ async fn raw_events_expire_after_the_configured_days_and_rollups_keep_them() {
 
     // Another setting changes the TTL at the next migrate; 0 removes it.
     let migrate = |days: &str| {
-        let output = stack.aggregator.command().env("RAW_EVENTS_TTL_DAYS", days).arg("migrate").output().expect("aggregator migrate");
+        let output = stack.admin_command().env("RAW_EVENTS_TTL_DAYS", days).arg("migrate").output().expect("aggregator migrate");
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     };
     migrate("30");

@@ -231,9 +231,9 @@ async fn windows_across_days_and_hours_match_the_raw_events() {
     for view in ["click_events_received_watermark_mv", "impression_events_received_watermark_mv", "events_received_watermark"] {
         stack.sql(&format!("DROP TABLE {view} SYNC")).await.expect("drop watermark");
     }
-    let migrate = stack.aggregator.run_command(&["migrate"]);
+    let migrate = stack.run_admin(&["migrate"]);
     assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
-    let again = stack.aggregator.run_command(&["migrate"]);
+    let again = stack.run_admin(&["migrate"]);
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
     // Refilled in the old layout by their own migrations, then rebuilt sorted by time (0013),
     // once: the second run left them alone.
