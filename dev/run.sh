@@ -57,6 +57,10 @@ if [ -z "${API_KEY:-}${READ_API_KEYS:-}" ] && [[ "$QUERY_ADDR" =~ ^(127\.0\.0\.1
     export ANONYMOUS_READS="${ANONYMOUS_READS:-true}"
 fi
 [ "${ANONYMOUS_READS:-false}" = "true" ] && READS="open to anyone on this machine, no key (ANONYMOUS_READS=true)"
+# No per-IP rate limit unless asked for: a load test from this machine is one address.
+export RATE_LIMIT_PER_IP="${RATE_LIMIT_PER_IP:-0}"
+LIMIT="off (RATE_LIMIT_PER_IP=0: a load test here comes from one address)"
+[ "$RATE_LIMIT_PER_IP" = "0" ] || LIMIT="$RATE_LIMIT_PER_IP events/s per client IP"
 
 pids=()
 stop() {
@@ -113,6 +117,7 @@ cat <<MSG
   ingest      http://$INGEST_ADDR      (Swagger UI: http://$INGEST_ADDR/docs)
   query       http://$QUERY_ADDR      (Swagger UI: http://$QUERY_ADDR/docs)
   analytics   $READS
+  rate limit  $LIMIT
   aggregator  http://$AGGREGATOR_ADDR/metrics
   NATS        $NATS_URL   (user adtrack_admin, password in $DATA/secrets/nats-admin-password)
   ClickHouse  $CLICKHOUSE_URL   (SQL: user adtrack_analyst, password in $DATA/secrets/clickhouse-analyst-password)

@@ -614,7 +614,8 @@ impl Stack {
         }
         aggregator_env.extend(options.aggregator_env);
         let aggregator = Service::new("aggregator", "AGGREGATOR_ADDR", &dir, with("aggregator", &aggregator_env));
-        let mut ingest_env = vec![("CATALOG_REFRESH_SECS", "1"), ("VISITOR_HASH_SECRET", TEST_VISITOR_HASH_SECRET)];
+        // As `make run` does: no per-IP rate limit, since every test client is 127.0.0.1.
+        let mut ingest_env = vec![("CATALOG_REFRESH_SECS", "1"), ("VISITOR_HASH_SECRET", TEST_VISITOR_HASH_SECRET), ("RATE_LIMIT_PER_IP", "0")];
         ingest_env.extend(options.ingest_env);
         let ingest = Service::new("ingest", "INGEST_ADDR", &dir, with("ingest", &ingest_env));
         let mut query_env = vec![("CACHE_TTL_MS", "200")];

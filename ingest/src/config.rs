@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use service_kit::limits::ConnectionArgs;
 use service_kit::{CatalogArgs, ClickHouseArgs, NatsArgs};
 
 /// Default of `MAX_BODY_BYTES`.
@@ -43,20 +44,12 @@ pub struct Config {
     /// Most events in one `POST /ads/events`.
     #[arg(long, env = "MAX_BATCH_EVENTS", default_value_t = 1_000)]
     pub max_batch_events: usize,
-    /// Largest total size of a request's headers (names and values); more gets 431.
-    #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 8 * 1024)]
-    pub max_header_bytes: usize,
-    /// Most connections open at once; a connection beyond them is answered 503 with
-    /// `Retry-After: 1` at once. Default: three quarters of the open-file limit, which ingest
-    /// raises to its hard limit at start (`ulimit -Hn`), and at most one per 64 KiB of the
-    /// container's memory limit above 64 MiB.
-    #[arg(long, env = "MAX_CONNECTIONS")]
-    pub max_connections: Option<usize>,
-    /// A connection with no traffic for this long is closed (slow or stalled clients).
-    #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = 30)]
-    pub idle_timeout_secs: u64,
-    /// Events per second one client IP may send (0: no limit); more gets 429.
-    #[arg(long, env = "RATE_LIMIT_PER_IP", default_value_t = 0)]
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+    /// Events per second one client IP may send (0: no limit); more gets 429. High enough for
+    /// thousands of viewers behind one carrier-NAT address, low enough that one machine cannot
+    /// flood the stream. `make run` turns it off: load tests come from one address.
+    #[arg(long, env = "RATE_LIMIT_PER_IP", default_value_t = 1_000)]
     pub rate_limit_per_ip: u32,
     /// Events one client IP may send in a burst above its rate (default: one second's worth).
     #[arg(long, env = "RATE_LIMIT_BURST")]
@@ -116,12 +109,7 @@ impl Config {
         if self.max_batch_events == 0 {
             return Err("MAX_BATCH_EVENTS must be at least 1".into());
         }
-        if self.max_connections == Some(0) {
-            return Err("MAX_CONNECTIONS must be at least 1".into());
-        }
-        if self.idle_timeout_secs == 0 {
-            return Err("IDLE_TIMEOUT_SECS must be at least 1".into());
-        }
+        self.connections.validate()?;
         if self.rate_limit_burst == Some(0) {
             return Err("RATE_LIMIT_BURST must be at least 1".into());
         }
@@ -193,6 +181,7 @@ mod tests {
         assert!(config.trusted_proxy_nets().unwrap().is_empty());
         assert!(config.datacenter_ranges().unwrap().is_empty());
         assert!(!config.keep_raw_ips);
+        assert_eq!(config.rate_limit_per_ip, 1_000, "deployments are rate-limited unless they say otherwise");
     }
 
     #[test]

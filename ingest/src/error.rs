@@ -19,8 +19,9 @@ pub enum IngestError {
     TooManyEvents { count: usize, max: usize },
     #[error("a batch of {count} events is more than one client may send at once ({burst}): split it")]
     BatchExceedsBurst { count: usize, burst: u32 },
-    #[error("too many events from {ip}; retry in {retry_after_secs} s")]
-    RateLimited { ip: std::net::IpAddr, retry_after_secs: u32 },
+    /// The message names no address: it is logged, and no full client IP may be.
+    #[error("too many events from this client address; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u32 },
     #[error("unknown ad {0}")]
     UnknownAd(Uuid),
     #[error("ad {0} is inactive")]

@@ -8,10 +8,10 @@ use ingest::http::{BodyLimits, IngestApi};
 use ingest::metrics::Metrics;
 use ingest::publisher::{self, Publisher};
 use ingest::service::Ingest;
-use poem::{EndpointExt, Route, Server};
+use poem::{EndpointExt, Route};
 use poem_openapi::OpenApiService;
 use service_kit::catalog::Catalog;
-use service_kit::limits::{self, limit_header_size, LimitedAcceptor};
+use service_kit::limits::limit_header_size;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -68,7 +68,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         metrics.registry.clone(),
         vec![("nats", service_kit::nats_check(nats.clone())), ("catalog", catalog_check)],
     );
-    let max_header_bytes = config.max_header_bytes;
+    let max_header_bytes = config.connections.max_header_bytes;
     // Without origins, no CORS headers at all: browsers then refuse cross-origin calls.
     let cors = (!config.cors_allowed_origins.is_empty()).then(|| {
         poem::middleware::Cors::new()
@@ -100,12 +100,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         });
     }
 
-    let open_files = limits::raise_open_file_limit();
-    let max_connections = config.max_connections.unwrap_or_else(|| limits::default_max_connections(open_files, limits::container_memory_limit()));
-    let acceptor = limits::listen(config.addr)?;
-    tracing::info!(addr = %config.addr, max_connections, open_files, "ingest listening");
-    Server::new_with_acceptor(LimitedAcceptor::new(acceptor, max_connections, metrics.connections_refused.clone()))
-        .idle_timeout(std::time::Duration::from_secs(config.idle_timeout_secs))
+    config
+        .connections
+        .server(config.addr, "ingest", metrics.connections_refused.clone())?
         .run_with_graceful_shutdown(
             app,
             service_kit::shutdown_signal(),

@@ -227,7 +227,7 @@ impl Ingest {
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => {
                 let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
-                Err(IngestError::RateLimited { ip, retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u32 })
+                Err(IngestError::RateLimited { retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u32 })
             }
             Err(governor::InsufficientCapacity(burst)) => Err(IngestError::BatchExceedsBurst { count, burst }),
         }

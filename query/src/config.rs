@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use service_kit::limits::ConnectionArgs;
 use service_kit::{ClickHouseArgs, NatsLogin, WrittenArgs};
 
 #[derive(Debug, Clone, clap::Parser)]
@@ -30,6 +31,8 @@ pub struct Config {
     #[command(flatten)]
     pub nats_login: NatsLogin,
     #[command(flatten)]
+    pub connections: ConnectionArgs,
+    #[command(flatten)]
     pub written: WrittenArgs,
     /// Most memory the cached answers take, all caches together (each of the five kinds of
     /// answer, and the counts of past days, gets an equal share), in MiB.
@@ -53,6 +56,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.clickhouse.validate()?;
         self.nats_login.validate()?;
+        self.connections.validate()?;
         if self.cache_ttl_ms == 0 {
             return Err("CACHE_TTL_MS must be at least 1 (caching cannot be turned off)".into());
         }

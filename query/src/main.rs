@@ -1,8 +1,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use poem::listener::TcpListener;
-use poem::{EndpointExt, Route, Server};
+use poem::{EndpointExt, Route};
 use poem_openapi::OpenApiService;
 use query::api::QueryApi;
 use query::config::Config;
@@ -27,6 +26,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let spec = service_kit::spec::close_objects(&api.spec(), query::api::CLOSED_SCHEMAS)?;
     let operations = service_kit::operations::Operations::from_spec(&spec)?;
     let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics.registry, &operations, &[&query::dashboard::DASHBOARD_PAGE])?;
+    let max_header_bytes = config.connections.max_header_bytes;
     let app = service_kit::with_ops_routes(
         service_kit::web::serve(
             Route::new().nest("/", api).nest("/docs", docs).at("/openapi.json", service_kit::spec_endpoint(spec)),
@@ -36,11 +36,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         vec![("clickhouse", service_kit::clickhouse_check(clickhouse))],
     )
     .with(service_kit::operations::KnownQueryParameters::new(operations))
+    .around(move |next, req| service_kit::limits::limit_header_size(next, req, max_header_bytes))
     .catch_all_error(service_kit::problem_for_error)
     .around(service_kit::request_id::with_request_id)
     .with(http_metrics);
-    tracing::info!(addr = %config.addr, "query listening");
-    Server::new(TcpListener::bind(config.addr))
+    config
+        .connections
+        .server(config.addr, "query", metrics.connections_refused.clone())?
         .run_with_graceful_shutdown(app, service_kit::shutdown_signal(), Some(std::time::Duration::from_secs(10)))
         .await?;
     tracing::info!("query stopped");

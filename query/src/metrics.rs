@@ -10,6 +10,7 @@ pub struct Metrics {
     pub clickhouse_seconds: HistogramVec,
     /// The aggregator's write announcements heard, each of which dropped the cached answers.
     pub write_notices: IntCounter,
+    pub connections_refused: IntCounter,
 }
 
 impl Metrics {
@@ -28,9 +29,14 @@ impl Metrics {
             "query_write_notices_total",
             "Write announcements heard from the aggregator; each drops the cached answers about events",
         )?;
+        let connections_refused = IntCounter::new(
+            "query_connections_refused_total",
+            "Connections answered 503 (Retry-After: 1) at once because the query service held MAX_CONNECTIONS already",
+        )?;
+        registry.register(Box::new(connections_refused.clone()))?;
         registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(clickhouse_seconds.clone()))?;
         registry.register(Box::new(write_notices.clone()))?;
-        Ok(Self { registry, cache_lookups, clickhouse_seconds, write_notices })
+        Ok(Self { registry, cache_lookups, clickhouse_seconds, write_notices, connections_refused })
     }
 }

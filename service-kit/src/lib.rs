@@ -221,11 +221,17 @@ where
     }
 }
 
+/// poem's server names the client's full address and port when it closes an idle connection
+/// (at INFO), and no full client IP may reach the logs: its lines below WARN are dropped,
+/// whatever `RUST_LOG` says.
+const QUIET_POEM_SERVER: &str = "poem::server=warn";
+
 /// JSON logs on stderr (stdout stays free for command output); the level comes from
 /// `RUST_LOG` (default `info`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .add_directive(QUIET_POEM_SERVER.parse().expect("a valid directive"));
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

@@ -19,6 +19,55 @@ use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// What one client may hold of a service's HTTP listener: its connections, their idle time, and
+/// their request headers. Ingest and the query service take the same settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectionArgs {
+    /// Largest total size of a request's headers (names and values); more gets 431.
+    #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 8 * 1024)]
+    pub max_header_bytes: usize,
+    /// Most connections open at once; a connection beyond them is answered 503 with
+    /// `Retry-After: 1` at once. Default: three quarters of the open-file limit, which the
+    /// service raises to its hard limit at start (`ulimit -Hn`), and at most one per 64 KiB of
+    /// the container's memory limit above 64 MiB.
+    #[arg(long, env = "MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// A connection with no traffic for this long is closed (slow or stalled clients).
+    #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = 30)]
+    pub idle_timeout_secs: u64,
+}
+
+/// Requests one HTTP/2 connection may carry at once: without a bound, one connection would
+/// carry any number of requests past `MAX_CONNECTIONS`.
+pub const HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
+
+impl ConnectionArgs {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_connections == Some(0) {
+            return Err("MAX_CONNECTIONS must be at least 1".into());
+        }
+        if self.idle_timeout_secs == 0 {
+            return Err("IDLE_TIMEOUT_SECS must be at least 1".into());
+        }
+        if self.max_header_bytes < 1024 {
+            return Err("MAX_HEADER_BYTES must be at least 1024".into());
+        }
+        Ok(())
+    }
+
+    /// A server on `addr` holding these limits (connections over the cap counted in `refused`).
+    pub fn server(&self, addr: SocketAddr, service: &str, refused: IntCounter) -> IoResult<poem::Server<std::convert::Infallible, LimitedAcceptor<TcpAcceptor>>> {
+        let open_files = raise_open_file_limit();
+        let max_connections = self.max_connections.unwrap_or_else(|| default_max_connections(open_files, container_memory_limit()));
+        let acceptor = listen(addr)?;
+        tracing::info!(%addr, max_connections, open_files, "{service} listening");
+        Ok(poem::Server::new_with_acceptor(LimitedAcceptor::new(acceptor, max_connections, refused))
+            .idle_timeout(Duration::from_secs(self.idle_timeout_secs))
+            .http2_max_concurrent_streams(HTTP2_MAX_CONCURRENT_STREAMS)
+            .http2_max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX)))
+    }
+}
+
 /// Raises the process's soft open-file limit to its hard limit, and returns the limit then in
 /// force: each connection is a file.
 pub fn raise_open_file_limit() -> u64 {

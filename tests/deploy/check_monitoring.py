@@ -35,6 +35,7 @@ METRICS = {
     "ingest_messages_published_total": ("counter", {"outcome"}),
     "ingest_tracking_unrecorded_total": ("counter", {"endpoint", "reason"}),
     "ingest_connections_refused_total": ("counter", set()),
+    "query_connections_refused_total": ("counter", set()),
     # aggregator
     "aggregator_messages_consumed_total": ("counter", set()),
     "aggregator_events_inserted_total": ("counter", {"table"}),

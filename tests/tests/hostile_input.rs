@@ -1,7 +1,7 @@
 //! Hostile query parameters: every one reaches ClickHouse only as a bound parameter, so
 //! injection payloads get a 4xx or a correct (empty) answer, never a 5xx or someone else's data.
 
-use e2e::{Stack, AD_TRAIL_RUNNER};
+use e2e::{Service, Stack, StackOptions, AD_TRAIL_RUNNER};
 
 const PAYLOADS: &[&str] = &[
     "' OR 1=1 --",
@@ -93,33 +93,41 @@ async fn one_client_ip_is_rate_limited_and_nothing_limited_is_counted() {
     assert_eq!(stack.count("SELECT count() FROM click_events").await, accepted, "limited requests are not counted");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_headers_idle_clients_and_connection_limits() {
-    let stack = e2e::Stack::start_with(e2e::StackOptions {
-        ingest_env: vec![("MAX_CONNECTIONS", "2"), ("IDLE_TIMEOUT_SECS", "2")],
-        ..e2e::StackOptions::default()
-    })
-    .await;
+/// Each service answers oversized headers 431, closes idle connections, and answers a connection
+/// over its `MAX_CONNECTIONS` at once with 503 (counted in `refused_metric`); `over_the_cap`
+/// is the request sent then.
+async fn assert_connection_limits(stack: &Stack, service: &Service, refused_metric: &str, over_the_cap: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder) {
     let fresh = || reqwest::Client::builder().timeout(std::time::Duration::from_secs(1)).build().expect("client");
+    let name = service.name;
 
-    let response = fresh().get(stack.ingest.url("/healthz")).header("x-padding", "a".repeat(10_000)).send().await.expect("answer");
-    assert_eq!(e2e::read_answer("GET /healthz", response).await.0, 431, "headers over 8 KiB");
+    let response = fresh().get(service.url("/healthz")).header("x-padding", "a".repeat(10_000)).send().await.expect("answer");
+    assert_eq!(e2e::read_answer(&format!("{name} GET /healthz"), response).await.0, 431, "{name}: headers over 8 KiB");
     // Let that connection go idle and close.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
 
     // Two clients that connect and send nothing hold both connections...
-    let idle: Vec<std::net::TcpStream> = (0..2).map(|_| std::net::TcpStream::connect(stack.ingest.addr).expect("connect")).collect();
+    let idle: Vec<std::net::TcpStream> = (0..2).map(|_| std::net::TcpStream::connect(service.addr).expect("connect")).collect();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     // ...so a third is answered at once, 503 with Retry-After, and counted...
-    let refused = fresh().post(stack.ingest.url("/ads/click")).json(&serde_json::json!({"ad_id": e2e::AD_TRAIL_RUNNER})).send().await;
-    let refused = refused.expect("a connection over the cap is answered, not left waiting");
-    assert_eq!(refused.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
-    assert_eq!(e2e::read_answer("POST /ads/click over the cap", refused).await.0, 503);
+    let refused = over_the_cap(&fresh()).send().await;
+    let refused = refused.unwrap_or_else(|e| panic!("{name}: a connection over the cap is answered, not left waiting: {e}"));
+    assert_eq!(refused.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"), "{name}");
+    assert_eq!(e2e::read_answer(&format!("{name}: a request over the cap"), refused).await.0, 503);
     // ...until the idle timeout closes them.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    let response = fresh().get(stack.ingest.url("/healthz")).send().await.expect("served after the idle clients were dropped");
-    assert_eq!(response.status(), 200);
-    assert_eq!(e2e::metric(&stack.metrics(&stack.ingest).await, "ingest_connections_refused_total"), Some(1.0));
-    assert_eq!(stack.count("SELECT count() FROM click_events").await, 0, "the refused click was not recorded");
+    let response = fresh().get(service.url("/healthz")).send().await.expect("served after the idle clients were dropped");
+    assert_eq!(response.status(), 200, "{name}");
+    assert_eq!(e2e::metric(&stack.metrics(service).await, refused_metric), Some(1.0), "{name}");
     drop(idle);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_headers_idle_clients_and_connection_limits() {
+    let limits = vec![("MAX_CONNECTIONS", "2"), ("IDLE_TIMEOUT_SECS", "2")];
+    let stack = Stack::start_with(StackOptions { ingest_env: limits.clone(), query_env: limits, ..StackOptions::default() }).await;
+    let click = |client: &reqwest::Client| client.post(stack.ingest.url("/ads/click")).json(&serde_json::json!({"ad_id": e2e::AD_TRAIL_RUNNER}));
+    assert_connection_limits(&stack, &stack.ingest, "ingest_connections_refused_total", click).await;
+    assert_eq!(stack.count("SELECT count() FROM click_events").await, 0, "the refused click was not recorded");
+    let read = |client: &reqwest::Client| client.get(stack.query.url("/ads/analytics?timeframe=1h"));
+    assert_connection_limits(&stack, &stack.query, "query_connections_refused_total", read).await;
 }
