@@ -11,6 +11,7 @@ use service_kit::{CatalogArgs, ClickHouseArgs, NatsArgs};
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
 /// Default of `MAX_BATCH_BODY_BYTES`.
 pub const DEFAULT_MAX_BATCH_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "ingest", about = "Accepts ad clicks and impressions over HTTP into NATS JetStream.")]
@@ -41,6 +42,11 @@ pub struct Config {
     /// Largest `POST /ads/events` body accepted.
     #[arg(long, env = "MAX_BATCH_BODY_BYTES", default_value_t = DEFAULT_MAX_BATCH_BODY_BYTES)]
     pub max_batch_body_bytes: usize,
+    /// Bytes of `POST /ads/events` bodies held at once, every client together; a batch that
+    /// would pass it gets 429 with `Retry-After: 1`. Bounds ingest's memory under a flood of
+    /// large batches.
+    #[arg(long, env = "MAX_BATCH_BYTES_IN_FLIGHT", default_value_t = DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT)]
+    pub max_batch_bytes_in_flight: usize,
     /// Most events in one `POST /ads/events`.
     #[arg(long, env = "MAX_BATCH_EVENTS", default_value_t = 1_000)]
     pub max_batch_events: usize,
@@ -102,6 +108,9 @@ impl Config {
         }
         if self.publish_max_in_flight == 0 {
             return Err("PUBLISH_MAX_IN_FLIGHT must be at least 1".into());
+        }
+        if self.max_batch_bytes_in_flight < self.max_batch_body_bytes {
+            return Err("MAX_BATCH_BYTES_IN_FLIGHT must be at least MAX_BATCH_BODY_BYTES".into());
         }
         if self.max_batch_body_bytes == 0 {
             return Err("MAX_BATCH_BODY_BYTES must be at least 1".into());

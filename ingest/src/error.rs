@@ -24,6 +24,9 @@ pub enum IngestError {
     RateLimited { retry_after_secs: u32 },
     #[error("unknown ad {0}")]
     UnknownAd(Uuid),
+    /// Every client together, not this one: the batch bodies held at once are bounded.
+    #[error("ingest holds {limit} bytes of batches already (MAX_BATCH_BYTES_IN_FLIGHT); retry in 1 s")]
+    BatchesInFlight { limit: usize },
     #[error("ad {0} is inactive")]
     InactiveAd(Uuid),
     #[error("the ad catalog is not loaded yet; retry shortly")]
@@ -54,6 +57,7 @@ impl IngestError {
             IngestError::TooManyEvents { .. } => "too_many_events",
             IngestError::BatchExceedsBurst { .. } => "batch_exceeds_burst",
             IngestError::RateLimited { .. } => "rate_limited",
+            IngestError::BatchesInFlight { .. } => "batches_in_flight",
             IngestError::UnknownAd(_) => "unknown_ad",
             IngestError::InactiveAd(_) => "inactive_ad",
             IngestError::CatalogNotLoaded => "catalog_not_loaded",

@@ -79,7 +79,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .max_age(600)
     });
     let app = routes
-        .data(BodyLimits { event: config.max_body_bytes, batch: config.max_batch_body_bytes })
+        .data(BodyLimits::new(config.max_body_bytes, config.max_batch_body_bytes, config.max_batch_bytes_in_flight))
         .with(service_kit::operations::KnownQueryParameters::new(operations.ignoring_unknown_query_parameters(ingest::http::LINK_OPERATIONS)))
         .around(move |next, req| limit_header_size(next, req, max_header_bytes))
         .with_if(cors.is_some(), cors.unwrap_or_default())

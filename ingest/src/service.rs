@@ -19,6 +19,9 @@ use crate::metrics::Metrics;
 use crate::privacy::Privacy;
 use crate::publisher::{Published, Publisher};
 
+/// A batch's bytes and how its items are laid out, or why they were not read.
+pub type ReadBatch = Result<(Vec<u8>, BatchFormat), IngestError>;
+
 /// What the connection tells about the sender.
 #[derive(Debug, Clone, Default)]
 pub struct Sender {
@@ -134,7 +137,7 @@ impl Ingest {
     /// and each `Ok` item is durable.
     pub async fn accept_batch(
         &self,
-        body: Result<(Vec<u8>, BatchFormat), IngestError>,
+        body: ReadBatch,
         sender: Sender,
     ) -> Result<Vec<Result<Accepted, IngestError>>, IngestError> {
         self.metrics.received.with_label_values(&[BATCH]).inc();
@@ -155,7 +158,7 @@ impl Ingest {
 
     async fn validate_and_publish_batch(
         &self,
-        body: Result<(Vec<u8>, BatchFormat), IngestError>,
+        body: ReadBatch,
         sender: Sender,
     ) -> Result<Vec<Result<Accepted, IngestError>>, IngestError> {
         let ip = client_ip(sender.peer, sender.forwarded_for.as_deref(), &self.trusted_proxies);

@@ -7,6 +7,7 @@
 
 use serde_json::{Map, Value};
 
+
 use crate::input::{parse_json, wrong_type, RequestContext, TimestampLimits};
 use crate::{AdEvent, ClickInput, EventKind, ImpressionInput, InputError};
 
@@ -72,32 +73,71 @@ fn take_type(map: &mut Map<String, Value>) -> Result<EventKind, InputError> {
     }
 }
 
-/// Splits a batch into items, each parsed on its own, in request order.
+/// Splits a batch into items, each parsed on its own, in request order. The body is split
+/// first, into borrowed slices of at most `max_events` items (the rest only counted, nothing
+/// built), so that a body of a million tiny items costs no more memory than the body itself.
 pub fn parse_batch(
     body: &[u8],
     format: BatchFormat,
     max_events: usize,
 ) -> Result<Vec<Result<EventInput, InputError>>, BatchRejection> {
-    let items: Vec<Result<Value, InputError>> = match format {
-        BatchFormat::JsonArray => match parse_json(body).map_err(BatchRejection::Input)? {
-            Value::Array(values) => values.into_iter().map(Ok).collect(),
-            _ => return Err(BatchRejection::Input(InputError::malformed(None, "body must be a JSON array of events"))),
-        },
+    let items: Vec<&[u8]> = match format {
+        BatchFormat::JsonArray => split_array(body, max_events)?,
         BatchFormat::Ndjson => {
-            let lines: Vec<&[u8]> = body.split(|&b| b == b'\n').map(<[u8]>::trim_ascii).filter(|l| !l.is_empty()).collect();
-            if lines.len() > max_events {
-                return Err(BatchRejection::TooManyEvents { count: lines.len(), max: max_events });
+            let lines = || body.split(|&b| b == b'\n').map(<[u8]>::trim_ascii).filter(|l| !l.is_empty());
+            let count = lines().count();
+            if count > max_events {
+                return Err(BatchRejection::TooManyEvents { count, max: max_events });
             }
-            lines.into_iter().map(parse_json).collect()
+            lines().collect()
         }
     };
     if items.is_empty() {
         return Err(BatchRejection::Input(InputError::invalid_body("the batch holds no events")));
     }
-    if items.len() > max_events {
-        return Err(BatchRejection::TooManyEvents { count: items.len(), max: max_events });
+    Ok(items.into_iter().map(|item| parse_json(item).and_then(EventInput::from_value)).collect())
+}
+
+/// The items of a JSON array as slices of `body`: at most `max` kept, the rest only counted.
+fn split_array(body: &[u8], max: usize) -> Result<Vec<&[u8]>, BatchRejection> {
+    struct Items<'de> {
+        kept: Vec<&'de [u8]>,
+        count: usize,
+        max: usize,
     }
-    Ok(items.into_iter().map(|item| item.and_then(EventInput::from_value)).collect())
+    impl<'de> serde::de::Visitor<'de> for &mut Items<'de> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON array of events")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while self.count < self.max {
+                match seq.next_element::<&'de serde_json::value::RawValue>()? {
+                    Some(item) => {
+                        self.kept.push(item.get().as_bytes());
+                        self.count += 1;
+                    }
+                    None => return Ok(()),
+                }
+            }
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                self.count += 1;
+            }
+            Ok(())
+        }
+    }
+    let mut items = Items { kept: Vec::new(), count: 0, max };
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let malformed = |e: serde_json::Error| {
+        let detail = if e.is_data() { "body must be a JSON array of events".to_owned() } else { format!("malformed JSON: {e}") };
+        BatchRejection::Input(InputError::malformed(None, detail))
+    };
+    serde::Deserializer::deserialize_seq(&mut deserializer, &mut items).map_err(malformed)?;
+    deserializer.end().map_err(malformed)?;
+    if items.count > max {
+        return Err(BatchRejection::TooManyEvents { count: items.count, max });
+    }
+    Ok(items.kept)
 }
 
 #[cfg(test)]
@@ -159,6 +199,21 @@ mod tests {
         assert_eq!(
             parse_batch(array.as_bytes(), BatchFormat::JsonArray, 2),
             Err(BatchRejection::TooManyEvents { count: 3, max: 2 })
+        );
+    }
+
+    #[test]
+    fn a_huge_array_of_tiny_items_is_counted_not_built() {
+        // 1 MiB of `0,`: half a million items, of which only `max` are kept as slices.
+        let body = format!("[{}0]", "0,".repeat(512 * 1024));
+        let items = split_array(body.as_bytes(), 1000);
+        assert_eq!(items, Err(BatchRejection::TooManyEvents { count: 512 * 1024 + 1, max: 1000 }));
+        let body = format!("[{}0]", "0,".repeat(999));
+        assert_eq!(split_array(body.as_bytes(), 1000).map(|kept| kept.len()), Ok(1000));
+        let body = "0\n".repeat(512 * 1024);
+        assert_eq!(
+            parse_batch(body.as_bytes(), BatchFormat::Ndjson, 1000),
+            Err(BatchRejection::TooManyEvents { count: 512 * 1024, max: 1000 })
         );
     }
 }

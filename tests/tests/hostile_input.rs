@@ -131,3 +131,36 @@ async fn oversized_headers_idle_clients_and_connection_limits() {
     let read = |client: &reqwest::Client| client.get(stack.query.url("/ads/analytics?timeframe=1h"));
     assert_connection_limits(&stack, &stack.query, "query_connections_refused_total", read).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_bodies_held_at_once_are_bounded() {
+    let stack = Stack::start_with(StackOptions {
+        ingest_env: vec![("MAX_BATCH_BODY_BYTES", "4096"), ("MAX_BATCH_BYTES_IN_FLIGHT", "4096")],
+        ..StackOptions::default()
+    })
+    .await;
+    let batch = format!("{{\"type\":\"impression\",\"ad_id\":\"{AD_TRAIL_RUNNER}\"}}\n");
+    // One client declares a 4 KiB batch and sends only part of it: it holds the whole budget.
+    let addr = stack.ingest.addr;
+    let mut slow = std::net::TcpStream::connect(addr).expect("connect");
+    use std::io::Write;
+    write!(slow, "POST /ads/events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-ndjson\r\nContent-Length: 4096\r\n\r\n{batch}").expect("send");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Another batch is refused at once, for now.
+    let refused = stack.http.post(stack.ingest.url("/ads/events")).header("content-type", "application/x-ndjson").body(batch.clone()).send().await.expect("answer");
+    assert_eq!(refused.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    let (status, problem) = e2e::read_answer("POST /ads/events over the budget", refused).await;
+    assert_eq!(status, 429, "{problem}");
+    assert!(problem["detail"].as_str().is_some_and(|d| d.contains("MAX_BATCH_BYTES_IN_FLIGHT")), "{problem}");
+    // Once the slow client is gone, batches are taken again.
+    drop(slow);
+    e2e::eventually("a batch after the slow one left", || async {
+        let answer = stack.http.post(stack.ingest.url("/ads/events")).header("content-type", "application/x-ndjson").body(batch.clone()).send().await;
+        match answer.map(|r| r.status().as_u16()) {
+            Ok(202) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    stack.wait_for_count("SELECT count() FROM impression_events", 1).await;
+}

@@ -2,6 +2,7 @@
 //! parsing and every rejection (with its field) stay in `schemas`.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 
@@ -10,15 +11,27 @@ use poem_openapi::registry::{MetaMediaType, MetaRequest, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use schemas::batch::BatchFormat;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::{DEFAULT_MAX_BATCH_BODY_BYTES, DEFAULT_MAX_BODY_BYTES};
+use crate::config::{DEFAULT_MAX_BATCH_BODY_BYTES, DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT, DEFAULT_MAX_BODY_BYTES};
 use crate::error::IngestError;
+use crate::service::ReadBatch;
 
 /// The body size limits, attached to the routes as request data.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct BodyLimits {
     pub event: usize,
     pub batch: usize,
+    /// Bytes that batch bodies may hold at once, every request together: each batch reserves
+    /// its declared length (or `batch` when it declares none) while it is handled.
+    pub batches_in_flight: Arc<Semaphore>,
+    batch_bytes_in_flight: usize,
+}
+
+impl BodyLimits {
+    pub fn new(event: usize, batch: usize, batch_bytes_in_flight: usize) -> Self {
+        Self { event, batch, batches_in_flight: Arc::new(Semaphore::new(batch_bytes_in_flight)), batch_bytes_in_flight }
+    }
 }
 
 /// One event: `application/json`, documented as `T`.
@@ -35,13 +48,15 @@ impl<T> EventBody<T> {
 
 /// Many events: a JSON array or NDJSON of `T`.
 pub struct BatchBody<T> {
-    body: Result<(Vec<u8>, BatchFormat), IngestError>,
+    body: ReadBatch,
+    reserved: Option<OwnedSemaphorePermit>,
     _schema: PhantomData<T>,
 }
 
 impl<T> BatchBody<T> {
-    pub fn into_parts(self) -> Result<(Vec<u8>, BatchFormat), IngestError> {
-        self.body
+    /// The body, and its share of `MAX_BATCH_BYTES_IN_FLIGHT`: keep that until the batch is done.
+    pub fn into_parts(self) -> (ReadBatch, Option<OwnedSemaphorePermit>) {
+        (self.body, self.reserved)
     }
 }
 
@@ -69,16 +84,15 @@ const DISCARD_UP_TO_LIMITS: u64 = 4;
 /// Longest a refused body is read for: a client trickling it gets the reset after this.
 const DISCARD_FOR_AT_MOST: std::time::Duration = std::time::Duration::from_secs(5);
 
+fn declared_length(request: &Request) -> Option<u64> {
+    request.headers().get(poem::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+}
+
 /// Reads the whole body, refusing more than `limit` bytes (early, when Content-Length says so).
 async fn read(request: &Request, body: &mut RequestBody, limit: usize) -> Result<Vec<u8>, IngestError> {
     let too_large = || IngestError::PayloadTooLarge { limit };
     let discard_budget = DISCARD_UP_TO_LIMITS.saturating_mul(limit as u64);
-    let declared = request
-        .headers()
-        .get(poem::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(declared) = declared.filter(|len| *len > limit as u64) {
+    if let Some(declared) = declared_length(request).filter(|len| *len > limit as u64) {
         // A client waiting for `100 Continue` has sent nothing yet and will send nothing: the
         // 413 reaches it as it is.
         let waits_for_continue = request
@@ -123,7 +137,20 @@ async fn discard(mut chunks: impl Stream<Item = std::io::Result<bytes::Bytes>> +
 
 /// The route's limits; the configuration's defaults if none were attached.
 fn limits(request: &Request) -> BodyLimits {
-    request.data::<BodyLimits>().copied().unwrap_or(BodyLimits { event: DEFAULT_MAX_BODY_BYTES, batch: DEFAULT_MAX_BATCH_BODY_BYTES })
+    request.data::<BodyLimits>().cloned().unwrap_or_else(|| {
+        BodyLimits::new(DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BATCH_BODY_BYTES, DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT)
+    })
+}
+
+/// Reserves the batch's bytes of `MAX_BATCH_BYTES_IN_FLIGHT`, or refuses it at once.
+fn reserve_batch(request: &Request, limits: &BodyLimits) -> Result<OwnedSemaphorePermit, IngestError> {
+    let bytes = declared_length(request).map_or(limits.batch, |len| usize::try_from(len).unwrap_or(usize::MAX).min(limits.batch));
+    let permits = u32::try_from(bytes).unwrap_or(u32::MAX);
+    limits
+        .batches_in_flight
+        .clone()
+        .try_acquire_many_owned(permits)
+        .map_err(|_| IngestError::BatchesInFlight { limit: limits.batch_bytes_in_flight })
 }
 
 async fn read_event(request: &Request, body: &mut RequestBody) -> Result<Vec<u8>, IngestError> {
@@ -135,7 +162,7 @@ async fn read_event(request: &Request, body: &mut RequestBody) -> Result<Vec<u8>
     read(request, body, limits(request).event).await
 }
 
-async fn read_batch(request: &Request, body: &mut RequestBody) -> Result<(Vec<u8>, BatchFormat), IngestError> {
+async fn read_batch(request: &Request, body: &mut RequestBody, limits: &BodyLimits) -> ReadBatch {
     let content_type = request.content_type().unwrap_or("");
     let format = match essence(content_type) {
         t if t.eq_ignore_ascii_case(JSON) => Some(BatchFormat::JsonArray),
@@ -144,7 +171,7 @@ async fn read_batch(request: &Request, body: &mut RequestBody) -> Result<(Vec<u8
         t if t.eq_ignore_ascii_case(TEXT) => None,
         _ => return Err(unsupported(content_type, &format!("{JSON}, {NDJSON} or {TEXT}"))),
     };
-    let bytes = read(request, body, limits(request).batch).await?;
+    let bytes = read(request, body, limits.batch).await?;
     let format = format.unwrap_or_else(|| match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'[') => BatchFormat::JsonArray,
         _ => BatchFormat::Ndjson,
@@ -206,7 +233,12 @@ impl<'a, T: Type + Send> ApiExtractor<'a> for BatchBody<T> {
         body: &mut RequestBody,
         _param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
-        Ok(Self { body: read_batch(request, body).await, _schema: PhantomData })
+        let limits = limits(request);
+        let (body, reserved) = match reserve_batch(request, &limits) {
+            Ok(reserved) => (read_batch(request, body, &limits).await, Some(reserved)),
+            Err(refused) => (Err(refused), None),
+        };
+        Ok(Self { body, reserved, _schema: PhantomData })
     }
 }
 

@@ -69,7 +69,8 @@ impl IngestApi {
     /// `unavailable` ones with their `event_id`, and fix the `rejected` ones.
     #[oai(path = "/ads/events", method = "post", operation_id = "postEvents", tag = "IngestTags::Events")]
     async fn post_events(&self, req: &Request, body: BatchBody<BatchEvent>) -> PostEventsResponse {
-        self.ingest.accept_batch(body.into_parts(), sender(req)).await.into()
+        let (body, _reserved) = body.into_parts();
+        self.ingest.accept_batch(body, sender(req)).await.into()
     }
 
     /// Click through to an ad's page
@@ -415,7 +416,8 @@ pub enum PostEventsResponse {
     /// The batch holds no events.
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
-    /// This client IP sent more events than `RATE_LIMIT_PER_IP` allows; nothing was recorded.
+    /// This client IP sent more events than `RATE_LIMIT_PER_IP` allows, or ingest holds
+    /// `MAX_BATCH_BYTES_IN_FLIGHT` of batches from every client already; nothing was recorded.
     /// Retry after `Retry-After` seconds.
     #[oai(status = 429, content_type = "application/problem+json")]
     TooManyRequests(Json<Problem>, #[oai(header = "Retry-After")] u32),
@@ -443,6 +445,7 @@ impl Refusal {
             }
             IngestError::UnsupportedMediaType { .. } => Self::UnsupportedMediaType,
             IngestError::RateLimited { retry_after_secs, .. } => Self::TooManyRequests { retry_after_secs: *retry_after_secs },
+            IngestError::BatchesInFlight { .. } => Self::TooManyRequests { retry_after_secs: 1 },
             IngestError::CatalogNotLoaded | IngestError::Publish { .. } => Self::Unavailable,
         }
     }
