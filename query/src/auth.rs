@@ -72,6 +72,42 @@ impl Keys {
     }
 }
 
+/// Where the API's operations live: every path under it passes [`gate`].
+pub const API_PATHS: &str = "/ads";
+
+/// What a request under [`API_PATHS`] asks: reads by `GET` (and `HEAD`), changes otherwise.
+fn access_of(method: &poem::http::Method) -> Access {
+    if matches!(*method, poem::http::Method::GET | poem::http::Method::HEAD) { Access::Read } else { Access::Write }
+}
+
+/// The bearer token of an `Authorization` header, if any.
+fn caller_of(request: &poem::Request) -> Caller {
+    let header = request.headers().get(poem::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let token = header.and_then(|h| h.split_once(' ')).filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, token)| token.trim());
+    match token {
+        Some(token) => Caller::Key(ApiKey(Bearer { token: token.to_owned() })),
+        None => Caller::Anonymous,
+    }
+}
+
+/// Refuses a caller who may not do what the request asks before any of it is read: no
+/// parameter, no body and no unknown-parameter check reaches someone without the right key.
+/// The operations check again, with the same rule ([`Keys::authorize`]); this only answers
+/// first.
+pub async fn gate<E: poem::Endpoint>(next: E, request: poem::Request, keys: std::sync::Arc<Keys>) -> poem::Result<poem::Response> {
+    use poem::IntoResponse;
+    if request.uri().path().starts_with(API_PATHS) {
+        if let Err(error) = keys.authorize(&caller_of(&request), access_of(request.method())) {
+            let mut response = service_kit::Problem::new(error.status(), error.to_string(), None).into_response();
+            if matches!(error, QueryError::Unauthorized(_)) {
+                response.headers_mut().insert(poem::http::header::WWW_AUTHENTICATE, poem::http::HeaderValue::from_static("Bearer"));
+            }
+            return Ok(response);
+        }
+    }
+    Ok(next.call(request).await?.into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +134,26 @@ mod tests {
             assert!(matches!(keys.authorize(&key("admin-ol"), access), Err(QueryError::Unauthorized(_))));
             assert!(matches!(keys.authorize(&Caller::Anonymous, access), Err(QueryError::Unauthorized(_))));
         }
+    }
+
+    #[test]
+    fn the_gate_reads_the_bearer_token_and_the_method() {
+        let request = |method: poem::http::Method, authorization: Option<&str>| {
+            let mut builder = poem::Request::builder().method(method).uri(poem::http::Uri::from_static("/ads"));
+            if let Some(value) = authorization {
+                builder = builder.header(poem::http::header::AUTHORIZATION, value);
+            }
+            builder.finish()
+        };
+        let token = |caller: Caller| match caller {
+            Caller::Key(ApiKey(bearer)) => Some(bearer.token),
+            Caller::Anonymous => None,
+        };
+        assert_eq!(token(caller_of(&request(poem::http::Method::GET, Some("bearer  k-1 ")))), Some("k-1".to_owned()));
+        assert_eq!(token(caller_of(&request(poem::http::Method::GET, Some("Basic a2V5")))), None);
+        assert_eq!(token(caller_of(&request(poem::http::Method::GET, None))), None);
+        assert_eq!(access_of(&poem::http::Method::HEAD), Access::Read);
+        assert_eq!(access_of(&poem::http::Method::PATCH), Access::Write);
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub enum QueryTags {
 pub struct QueryApi {
     pub analytics: Arc<Analytics>,
     /// Who may read and who may change ads.
-    pub keys: auth::Keys,
+    pub keys: std::sync::Arc<auth::Keys>,
 }
 
 #[OpenApi]
