@@ -26,13 +26,13 @@ USER 10001:10001
 FROM runtime AS ingest
 COPY --from=build /out/ingest /usr/local/bin/ingest
 ENV INGEST_ADDR=0.0.0.0:8080
-EXPOSE 8080
+EXPOSE 8080 8090
 ENTRYPOINT ["/usr/local/bin/ingest"]
 
 FROM runtime AS query
 COPY --from=build /out/query /usr/local/bin/query
 ENV QUERY_ADDR=0.0.0.0:8081
-EXPOSE 8081
+EXPOSE 8081 8091
 ENTRYPOINT ["/usr/local/bin/query"]
 
 # Also the one-shot `aggregator migrate --seed` of docker-compose.yml (arguments follow the

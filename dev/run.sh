@@ -15,6 +15,8 @@ export NATS_URL="${NATS_URL:-nats://127.0.0.1:$NATS_PORT}"
 export CLICKHOUSE_URL="${CLICKHOUSE_URL:-http://127.0.0.1:$CLICKHOUSE_HTTP_PORT}"
 export INGEST_ADDR="${INGEST_ADDR:-127.0.0.1:8080}"
 export QUERY_ADDR="${QUERY_ADDR:-127.0.0.1:8081}"
+export INGEST_ADMIN_ADDR="${INGEST_ADMIN_ADDR:-127.0.0.1:8090}"
+export QUERY_ADMIN_ADDR="${QUERY_ADMIN_ADDR:-127.0.0.1:8091}"
 export AGGREGATOR_ADDR="${AGGREGATOR_ADDR:-127.0.0.1:8082}"
 mkdir -p "$DATA/logs" "$DATA/secrets"
 chmod 700 "$DATA/secrets"
@@ -118,7 +120,7 @@ cat <<MSG
   query       http://$QUERY_ADDR      (Swagger UI: http://$QUERY_ADDR/docs)
   analytics   $READS
   rate limit  $LIMIT
-  aggregator  http://$AGGREGATOR_ADDR/metrics
+  metrics     http://$INGEST_ADMIN_ADDR/metrics  http://$QUERY_ADMIN_ADDR/metrics  http://$AGGREGATOR_ADDR/metrics
   NATS        $NATS_URL   (user adtrack_admin, password in $DATA/secrets/nats-admin-password)
   ClickHouse  $CLICKHOUSE_URL   (SQL: user adtrack_analyst, password in $DATA/secrets/clickhouse-analyst-password)
   logs        $DATA/logs/

@@ -400,6 +400,8 @@ impl Drop for Nats {
 pub struct Service {
     pub name: &'static str,
     pub addr: SocketAddr,
+    /// Where it serves `/metrics`: its admin address, or `addr` when it has none.
+    pub metrics_addr: SocketAddr,
     env: Vec<(String, String)>,
     log: PathBuf,
     process: Option<Child>,
@@ -417,10 +419,19 @@ fn bin_dir() -> PathBuf {
 }
 
 impl Service {
-    fn new(name: &'static str, addr_var: &str, dir: &Path, mut env: Vec<(String, String)>) -> Service {
+    /// `admin_var`: the variable of its admin address, if it has one.
+    fn new(name: &'static str, addr_var: &str, admin_var: Option<&str>, dir: &Path, mut env: Vec<(String, String)>) -> Service {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         env.push((addr_var.to_owned(), addr.to_string()));
-        Service { name, addr, env, log: dir.join(format!("{name}.log")), process: None }
+        let metrics_addr = match admin_var {
+            Some(variable) => {
+                let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+                env.push((variable.to_owned(), admin.to_string()));
+                admin
+            }
+            None => addr,
+        };
+        Service { name, addr, metrics_addr, env, log: dir.join(format!("{name}.log")), process: None }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -613,18 +624,18 @@ impl Stack {
             aggregator_env.push(("STREAM_REPLICAS", "3"));
         }
         aggregator_env.extend(options.aggregator_env);
-        let aggregator = Service::new("aggregator", "AGGREGATOR_ADDR", &dir, with("aggregator", &aggregator_env));
+        let aggregator = Service::new("aggregator", "AGGREGATOR_ADDR", None, &dir, with("aggregator", &aggregator_env));
         // As `make run` does: no per-IP rate limit, since every test client is 127.0.0.1.
         let mut ingest_env = vec![("CATALOG_REFRESH_SECS", "1"), ("VISITOR_HASH_SECRET", TEST_VISITOR_HASH_SECRET), ("RATE_LIMIT_PER_IP", "0")];
         ingest_env.extend(options.ingest_env);
-        let ingest = Service::new("ingest", "INGEST_ADDR", &dir, with("ingest", &ingest_env));
+        let ingest = Service::new("ingest", "INGEST_ADDR", Some("INGEST_ADMIN_ADDR"), &dir, with("ingest", &ingest_env));
         let mut query_env = vec![("CACHE_TTL_MS", "200")];
         // As `make run` does: reads open on loopback, unless the test gives keys.
         if !options.query_env.iter().any(|(name, _)| *name == "API_KEY" || *name == "READ_API_KEYS") {
             query_env.push(("ANONYMOUS_READS", "true"));
         }
         query_env.extend(options.query_env);
-        let query = Service::new("query", "QUERY_ADDR", &dir, with("query", &query_env));
+        let query = Service::new("query", "QUERY_ADDR", Some("QUERY_ADMIN_ADDR"), &dir, with("query", &query_env));
 
         // A fresh cluster takes a moment to elect its JetStream leader: retry until then.
         eventually("aggregator migrate", || async {
@@ -714,7 +725,8 @@ impl Stack {
 
     /// A service's Prometheus text.
     pub async fn metrics(&self, service: &Service) -> String {
-        self.http.get(service.url("/metrics")).send().await.expect("GET /metrics").text().await.expect("metrics text")
+        let url = format!("http://{}/metrics", service.metrics_addr);
+        self.http.get(url).send().await.expect("GET /metrics").text().await.expect("metrics text")
     }
 }
 

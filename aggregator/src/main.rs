@@ -59,10 +59,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let ops = service_kit::with_ops_routes(
         poem::Route::new(),
         metrics.registry.clone(),
-        vec![
+        Arc::new(vec![
             ("clickhouse", service_kit::clickhouse_check(clickhouse.clone())),
             ("nats", service_kit::nats_check(nats.clone())),
-        ],
+        ]),
     );
     let stream = js.get_stream(&config.nats.nats_stream).await.map_err(|e| anyhow::anyhow!("looking up the stream: {e}"))?;
     let subjects = schemas::stream::stream_subjects(&config.nats.nats_subject_prefix);

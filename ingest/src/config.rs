@@ -19,6 +19,9 @@ pub struct Config {
     /// Listen address.
     #[arg(long, env = "INGEST_ADDR", default_value = "0.0.0.0:8080")]
     pub addr: SocketAddr,
+    /// Where `/metrics` is served (with `/healthz` and `/readyz`): for Prometheus, not clients.
+    #[arg(long, env = "INGEST_ADMIN_ADDR", default_value = "0.0.0.0:8090")]
+    pub admin_addr: SocketAddr,
     #[command(flatten)]
     pub nats: NatsArgs,
     #[command(flatten)]

@@ -60,13 +60,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let loaded = catalog.is_loaded();
         async move { if loaded { Ok(()) } else { Err("catalog: not loaded yet".to_owned()) } }
     });
-    let routes = service_kit::with_ops_routes(
+    let checks = std::sync::Arc::new(vec![("nats", service_kit::nats_check(nats.clone())), ("catalog", catalog_check)]);
+    service_kit::serve_admin(config.admin_addr, metrics.registry.clone(), checks.clone())?;
+    let routes = service_kit::with_health_routes(
         ingest::demo::serve(
             Route::new().nest("/", api).nest("/docs", docs).at("/openapi.json", service_kit::spec_endpoint(spec)),
             ingest.catalog.clone(),
         ),
-        metrics.registry.clone(),
-        vec![("nats", service_kit::nats_check(nats.clone())), ("catalog", catalog_check)],
+        checks,
     );
     let max_header_bytes = config.connections.max_header_bytes;
     // Without origins, no CORS headers at all: browsers then refuse cross-origin calls.

@@ -12,6 +12,9 @@ pub struct Config {
     /// Listen address.
     #[arg(long, env = "QUERY_ADDR", default_value = "0.0.0.0:8081")]
     pub addr: SocketAddr,
+    /// Where `/metrics` is served (with `/healthz` and `/readyz`): for Prometheus, not clients.
+    #[arg(long, env = "QUERY_ADMIN_ADDR", default_value = "0.0.0.0:8091")]
+    pub admin_addr: SocketAddr,
     #[command(flatten)]
     pub clickhouse: ClickHouseArgs,
     /// How long an answer is reused at most. Answers are also dropped whenever the aggregator

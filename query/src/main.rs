@@ -28,13 +28,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let operations = service_kit::operations::Operations::from_spec(&spec)?;
     let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics.registry, &operations, &[&query::dashboard::DASHBOARD_PAGE])?;
     let max_header_bytes = config.connections.max_header_bytes;
-    let app = service_kit::with_ops_routes(
+    let checks = Arc::new(vec![("clickhouse", service_kit::clickhouse_check(clickhouse))]);
+    service_kit::serve_admin(config.admin_addr, metrics.registry.clone(), checks.clone())?;
+    let app = service_kit::with_health_routes(
         service_kit::web::serve(
             Route::new().nest("/", api).nest("/docs", docs).at("/openapi.json", service_kit::spec_endpoint(spec)),
             &query::dashboard::DASHBOARD_PAGE,
         ),
-        metrics.registry.clone(),
-        vec![("clickhouse", service_kit::clickhouse_check(clickhouse))],
+        checks,
     )
     .with(service_kit::operations::KnownQueryParameters::new(operations))
     .around(move |next, req| query::auth::gate(next, req, keys.clone()))

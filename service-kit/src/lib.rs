@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
 use poem::http::StatusCode;
-use poem::{Response, Route};
+use poem::{EndpointExt, Response, Route};
 use prometheus::{Encoder, Registry, TextEncoder};
 
 /// How to reach NATS JetStream and which stream holds the events.
@@ -321,18 +321,34 @@ pub fn nats_check(client: async_nats::Client) -> ReadinessCheck {
 }
 
 /// Adds `/healthz` (the process is alive), `/readyz` (every dependency answers) and `/metrics`.
-pub fn with_ops_routes(route: Route, registry: Registry, checks: Vec<(&'static str, ReadinessCheck)>) -> Route {
-    let checks = Arc::new(checks);
-    route
-        .at("/healthz", poem::endpoint::make_sync(|_| "ok"))
-        .at(
-            "/readyz",
-            poem::endpoint::make(move |_| {
-                let checks = checks.clone();
-                async move { readiness(&checks).await }
-            }),
-        )
-        .at("/metrics", poem::endpoint::make_sync(move |_| metrics(&registry)))
+pub fn with_ops_routes(route: Route, registry: Registry, checks: Arc<Vec<(&'static str, ReadinessCheck)>>) -> Route {
+    with_health_routes(route, checks).at("/metrics", poem::endpoint::make_sync(move |_| metrics(&registry)))
+}
+
+/// `/healthz` and `/readyz` (what orchestrators probe), without `/metrics`: for a listener
+/// clients reach, whose metrics are served on an admin address ([`serve_admin`]).
+pub fn with_health_routes(route: Route, checks: Arc<Vec<(&'static str, ReadinessCheck)>>) -> Route {
+    route.at("/healthz", poem::endpoint::make_sync(|_| "ok")).at(
+        "/readyz",
+        poem::endpoint::make(move |_| {
+            let checks = checks.clone();
+            async move { readiness(&checks).await }
+        }),
+    )
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr`, an address for Prometheus and
+/// operators only, until the process ends. Binds at once, so a taken address stops the start.
+pub fn serve_admin(addr: std::net::SocketAddr, registry: Registry, checks: Arc<Vec<(&'static str, ReadinessCheck)>>) -> std::io::Result<()> {
+    let acceptor = limits::listen(addr)?;
+    let app = with_ops_routes(Route::new(), registry, checks).catch_all_error(problem_for_error);
+    tracing::info!(%addr, "metrics on the admin address");
+    tokio::spawn(async move {
+        if let Err(error) = poem::Server::new_with_acceptor(acceptor).run(app).await {
+            tracing::error!(%error, "admin address stopped");
+        }
+    });
+    Ok(())
 }
 
 async fn readiness(checks: &[(&'static str, ReadinessCheck)]) -> Response {

@@ -65,7 +65,7 @@ BUILTIN_PREFIX = "scrape_"
 # The services Prometheus scrapes: job -> container address.
 # The services a deployment exposes to its clients; everything else stays inside the stack.
 PUBLIC_SERVICES = {"ingest", "query"}
-SCRAPE_JOBS = {"ingest": "ingest:8080", "query": "query:8081", "aggregator": "aggregator:8082"}
+SCRAPE_JOBS = {"ingest": "ingest:8090", "query": "query:8091", "aggregator": "aggregator:8082"}
 
 PROMQL_FUNCTIONS = {
     # aggregation operators

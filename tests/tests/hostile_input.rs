@@ -164,3 +164,16 @@ async fn batch_bodies_held_at_once_are_bounded() {
     .await;
     stack.wait_for_count("SELECT count() FROM impression_events", 1).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_on_the_admin_address_only() {
+    let stack = Stack::start().await;
+    for service in [&stack.ingest, &stack.query] {
+        let public = stack.http.get(service.url("/metrics")).send().await.expect("GET /metrics");
+        assert_eq!(public.status(), 404, "{}: /metrics on the address clients reach", service.name);
+        let admin = stack.metrics(service).await;
+        assert!(admin.contains(&format!("{}_", service.name)), "{}: {admin}", service.name);
+        let ready = stack.http.get(format!("http://{}/readyz", service.metrics_addr)).send().await.expect("GET /readyz");
+        assert_eq!(ready.status(), 200, "{}: /readyz on the admin address", service.name);
+    }
+}
