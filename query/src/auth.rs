@@ -21,6 +21,18 @@ pub enum Caller {
     Anonymous,
 }
 
+/// Who a caller is, once its key (or the lack of one) is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Admin,
+    Reader,
+    /// Anyone, while `ANONYMOUS_READS` is on: reads only.
+    Anyone { sent_a_key: bool },
+}
+
+const UNKNOWN_KEY: &str = "unknown API key";
+const SEND_A_KEY: &str = "send an API key as `Authorization: Bearer <key>`";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     Read,
@@ -53,32 +65,36 @@ impl Keys {
         Self { admin: digests(admin), read: digests(read), anonymous_reads }
     }
 
-    /// Whether `caller` may do `access`.
-    pub fn authorize(&self, caller: &Caller, access: Access) -> Result<(), QueryError> {
+    /// Who `caller` is: an admin or a reader by its key, or anyone while `ANONYMOUS_READS` is
+    /// on (a key then counts only if it is configured); otherwise 401.
+    pub fn authenticate(&self, caller: &Caller) -> Result<Role, QueryError> {
         let sent = match caller {
             Caller::Key(ApiKey(bearer)) => Some(digest(&bearer.token)),
             Caller::Anonymous => None,
         };
-        let admin = sent.is_some_and(|d| self.admin.contains(&d));
-        let reader = sent.is_some_and(|d| self.read.contains(&d));
-        match access {
-            Access::Read if admin || reader || self.anonymous_reads => Ok(()),
-            Access::Write if admin => Ok(()),
-            Access::Write if self.admin.is_empty() => Err(QueryError::Forbidden("ads cannot be changed: the query service runs without API_KEY")),
-            Access::Write if reader => Err(QueryError::Forbidden("this key may only read: changing ads needs a key of API_KEY")),
-            Access::Read | Access::Write if sent.is_some() => Err(QueryError::Unauthorized("unknown API key")),
-            Access::Read | Access::Write => Err(QueryError::Unauthorized("send an API key as `Authorization: Bearer <key>`")),
+        match sent {
+            Some(d) if self.admin.contains(&d) => Ok(Role::Admin),
+            Some(d) if self.read.contains(&d) => Ok(Role::Reader),
+            _ if self.anonymous_reads => Ok(Role::Anyone { sent_a_key: sent.is_some() }),
+            Some(_) => Err(QueryError::Unauthorized(UNKNOWN_KEY)),
+            None => Err(QueryError::Unauthorized(SEND_A_KEY)),
+        }
+    }
+
+    /// Whether `caller` may do `access`.
+    pub fn authorize(&self, caller: &Caller, access: Access) -> Result<(), QueryError> {
+        match (access, self.authenticate(caller)?) {
+            (Access::Read, _) | (Access::Write, Role::Admin) => Ok(()),
+            (Access::Write, _) if self.admin.is_empty() => Err(QueryError::Forbidden("ads cannot be changed: the query service runs without API_KEY")),
+            (Access::Write, Role::Reader) => Err(QueryError::Forbidden("this key may only read: changing ads needs a key of API_KEY")),
+            (Access::Write, Role::Anyone { sent_a_key: true }) => Err(QueryError::Unauthorized(UNKNOWN_KEY)),
+            (Access::Write, Role::Anyone { sent_a_key: false }) => Err(QueryError::Unauthorized(SEND_A_KEY)),
         }
     }
 }
 
 /// Where the API's operations live: every path under it passes [`gate`].
 pub const API_PATHS: &str = "/ads";
-
-/// What a request under [`API_PATHS`] asks: reads by `GET` (and `HEAD`), changes otherwise.
-fn access_of(method: &poem::http::Method) -> Access {
-    if matches!(*method, poem::http::Method::GET | poem::http::Method::HEAD) { Access::Read } else { Access::Write }
-}
 
 /// The bearer token of an `Authorization` header, if any.
 fn caller_of(request: &poem::Request) -> Caller {
@@ -90,14 +106,14 @@ fn caller_of(request: &poem::Request) -> Caller {
     }
 }
 
-/// Refuses a caller who may not do what the request asks before any of it is read: no
-/// parameter, no body and no unknown-parameter check reaches someone without the right key.
-/// The operations check again, with the same rule ([`Keys::authorize`]); this only answers
-/// first.
+/// Refuses a caller whose key is unknown, or who sends none while reads need one, before any of
+/// the request is read: no parameter, no body and no unknown-parameter check answers someone
+/// the service does not know. What a known caller may do (read, or change ads) is the
+/// operations' to say ([`Keys::authorize`], after routing, so a wrong method is still 405).
 pub async fn gate<E: poem::Endpoint>(next: E, request: poem::Request, keys: std::sync::Arc<Keys>) -> poem::Result<poem::Response> {
     use poem::IntoResponse;
     if request.uri().path().starts_with(API_PATHS) {
-        if let Err(error) = keys.authorize(&caller_of(&request), access_of(request.method())) {
+        if let Err(error) = keys.authenticate(&caller_of(&request)) {
             let mut response = service_kit::Problem::new(error.status(), error.to_string(), None).into_response();
             if matches!(error, QueryError::Unauthorized(_)) {
                 response.headers_mut().insert(poem::http::header::WWW_AUTHENTICATE, poem::http::HeaderValue::from_static("Bearer"));
@@ -152,13 +168,13 @@ mod tests {
         assert_eq!(token(caller_of(&request(poem::http::Method::GET, Some("bearer  k-1 ")))), Some("k-1".to_owned()));
         assert_eq!(token(caller_of(&request(poem::http::Method::GET, Some("Basic a2V5")))), None);
         assert_eq!(token(caller_of(&request(poem::http::Method::GET, None))), None);
-        assert_eq!(access_of(&poem::http::Method::HEAD), Access::Read);
-        assert_eq!(access_of(&poem::http::Method::PATCH), Access::Write);
     }
 
     #[test]
     fn anonymous_reads_open_reads_only_and_no_admin_key_closes_changes() {
         let open = keys(&["admin"], &[], true);
+        assert_eq!(open.authenticate(&key("anything")).ok(), Some(Role::Anyone { sent_a_key: true }));
+        assert!(matches!(keys(&["admin"], &[], false).authenticate(&key("anything")), Err(QueryError::Unauthorized(_))));
         assert!(open.authorize(&Caller::Anonymous, Access::Read).is_ok());
         assert!(open.authorize(&key("anything"), Access::Read).is_ok());
         assert!(matches!(open.authorize(&Caller::Anonymous, Access::Write), Err(QueryError::Unauthorized(_))));
