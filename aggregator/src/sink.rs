@@ -111,7 +111,7 @@ impl Sink {
             match running {
                 Ok(0) => return,
                 Ok(inserts) if last_report.elapsed() >= Duration::from_secs(10) => {
-                    tracing::warn!(inserts, waited_secs = pulled.elapsed().as_secs(), "redelivered events wait for inserts begun before them");
+                    tracing::warn!(inserts, waited_secs = pulled.elapsed().as_secs(), "waiting for inserts ClickHouse began earlier");
                     last_report = Instant::now();
                 }
                 Ok(_) => {}

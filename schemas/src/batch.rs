@@ -7,7 +7,6 @@
 
 use serde_json::{Map, Value};
 
-
 use crate::input::{parse_json, wrong_type, RequestContext, TimestampLimits};
 use crate::{AdEvent, ClickInput, EventKind, ImpressionInput, InputError};
 
@@ -102,7 +101,8 @@ pub fn parse_batch(
 fn split_array(body: &[u8], max: usize) -> Result<Vec<&[u8]>, BatchRejection> {
     struct Items<'de> {
         kept: Vec<&'de [u8]>,
-        count: usize,
+        /// Items past the `max` kept, only counted.
+        beyond: usize,
         max: usize,
     }
     impl<'de> serde::de::Visitor<'de> for &mut Items<'de> {
@@ -111,22 +111,19 @@ fn split_array(body: &[u8], max: usize) -> Result<Vec<&[u8]>, BatchRejection> {
             f.write_str("a JSON array of events")
         }
         fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            while self.count < self.max {
+            while self.kept.len() < self.max {
                 match seq.next_element::<&'de serde_json::value::RawValue>()? {
-                    Some(item) => {
-                        self.kept.push(item.get().as_bytes());
-                        self.count += 1;
-                    }
+                    Some(item) => self.kept.push(item.get().as_bytes()),
                     None => return Ok(()),
                 }
             }
             while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
-                self.count += 1;
+                self.beyond += 1;
             }
             Ok(())
         }
     }
-    let mut items = Items { kept: Vec::new(), count: 0, max };
+    let mut items = Items { kept: Vec::new(), beyond: 0, max };
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let malformed = |e: serde_json::Error| {
         let detail = if e.is_data() { "body must be a JSON array of events".to_owned() } else { format!("malformed JSON: {e}") };
@@ -134,8 +131,8 @@ fn split_array(body: &[u8], max: usize) -> Result<Vec<&[u8]>, BatchRejection> {
     };
     serde::Deserializer::deserialize_seq(&mut deserializer, &mut items).map_err(malformed)?;
     deserializer.end().map_err(malformed)?;
-    if items.count > max {
-        return Err(BatchRejection::TooManyEvents { count: items.count, max });
+    if items.beyond > 0 {
+        return Err(BatchRejection::TooManyEvents { count: items.kept.len() + items.beyond, max });
     }
     Ok(items.kept)
 }

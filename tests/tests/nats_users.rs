@@ -14,10 +14,11 @@ use serde_json::json;
 /// A client logged in as `who` of the test users, and the permission errors the server sent it.
 async fn connect_as(stack: &Stack, who: &str) -> (async_nats::Client, Arc<Mutex<Vec<String>>>) {
     let env = nats_login_env(who);
+    let login = service_kit::NatsLogin { nats_user: env[0].1.clone(), nats_password: env[1].1.clone() };
     let errors = Arc::new(Mutex::new(Vec::new()));
     let seen = errors.clone();
-    let client = async_nats::ConnectOptions::with_user_and_password(env[0].1.clone(), env[1].1.clone())
-        .custom_inbox_prefix(format!("_INBOX.{}", env[0].1))
+    let client = async_nats::ConnectOptions::with_user_and_password(login.nats_user.clone(), login.nats_password.clone())
+        .custom_inbox_prefix(login.inbox_prefix())
         .event_callback(move |event| {
             let seen = seen.clone();
             async move {

@@ -24,7 +24,7 @@ pub struct BodyLimits {
     pub batch: usize,
     /// Bytes that batch bodies may hold at once, every request together: each batch reserves
     /// its declared length (or `batch` when it declares none) while it is handled.
-    pub batches_in_flight: Arc<Semaphore>,
+    batches_in_flight: Arc<Semaphore>,
     batch_bytes_in_flight: usize,
 }
 
