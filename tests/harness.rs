@@ -28,6 +28,15 @@ pub const AD_COFFEE_CLUB: &str = "a1000000-0000-4000-8000-000000000002";
 pub const AD_CITY_BREAK: &str = "a1000000-0000-4000-8000-000000000003";
 pub const AD_INACTIVE: &str = "a1000000-0000-4000-8000-000000000004";
 
+/// What the tests' HTTP clients call themselves: a browser's user agent. Ingest flags a request
+/// without one (`missing_user_agent`), and one from an HTTP library as a bot's.
+pub const BROWSER_USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+
+/// An HTTP client that sends [`BROWSER_USER_AGENT`], so that the events it sends are billable.
+pub fn browser_like_client() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().user_agent(BROWSER_USER_AGENT)
+}
+
 /// Ingest's `VISITOR_HASH_SECRET` in every test stack.
 pub const TEST_VISITOR_HASH_SECRET: &str = "e2e-visitor-hash-secret";
 
@@ -654,7 +663,7 @@ impl Stack {
             ingest,
             aggregator,
             query,
-            http: reqwest::Client::new(),
+            http: browser_like_client().build().expect("http client"),
             permission_violations_expected: false,
         };
         if !options.aggregator_stopped {
@@ -816,7 +825,7 @@ impl Load {
     /// time, each sender pausing `pause` between its events.
     pub fn start(ingest_url: String, events: usize, concurrency: usize, repeat_every: usize, pause: Duration) -> Load {
         let task = tokio::spawn(async move {
-            let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client");
+            let http = browser_like_client().timeout(Duration::from_secs(10)).build().expect("http client");
             let outcomes: Vec<(bool, uuid::Uuid, Vec<u16>)> = futures::stream::iter(0..events)
                 .map(|i| {
                     let (http, url) = (http.clone(), ingest_url.clone());

@@ -9,9 +9,11 @@
 //!   alone, as most click trackers do, would otherwise see every click flagged: the rule cannot
 //!   tell an impression that was not reported from one that did not happen.
 //!
-//! "Before" is by event `timestamp`, over what ClickHouse holds plus the batch itself. A visitor
-//! is `visitor_id`, whose key changes at 00:00 UTC: a click just after midnight cannot be linked
-//! to its impression just before, and is flagged. An impression that reaches the aggregator
+//! "Before" and the windows go by `received_at`, the time ingest received each event, over what
+//! ClickHouse holds plus the batch itself: a client chooses its events' `timestamp`, so three
+//! clicks sent within a second but stamped 31 s apart are still duplicates. A visitor is
+//! `visitor_id`, whose key changes when ingest's receiving day does (00:00 UTC): a click received
+//! just after midnight cannot be linked to its impression received just before, and is flagged. An impression that reaches the aggregator
 //! after its click (in a later batch) does not clear the click: flags are final once written.
 //! Replaying the stream (`aggregator rebuild`) reads the events in the same order and flags
 //! the same ones.
@@ -52,9 +54,9 @@ impl Rules {
     }
 }
 
-/// What ClickHouse held, before a batch, about one of its clicks: the newest click and the
-/// newest impression by the same visitor on the same ad at or before the click's time, each
-/// looked for only within its rule's window.
+/// What ClickHouse held, before a batch, about one of its clicks: when ingest received the
+/// newest click and the newest impression by the same visitor on the same ad, at or before it
+/// received the click, each looked for only within its rule's window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Before {
     pub click: Option<OffsetDateTime>,
@@ -71,7 +73,7 @@ pub struct Stored {
 }
 
 /// Flags the batch's billable clicks that break a rule, given what ClickHouse held. Events are
-/// taken in time order, so a batch's earlier events count as history for its later ones; the
+/// taken in the order ingest received them, so a batch's earlier events count as history for its later ones; the
 /// rows come back in their original order.
 pub fn flag(rows: Vec<EventRow>, rules: Rules, stored: &Stored) -> Vec<EventRow> {
     if !rules.any() {
@@ -81,7 +83,7 @@ pub fn flag(rows: Vec<EventRow>, rules: Rules, stored: &Stored) -> Vec<EventRow>
     let mut shown_ads = stored.shown_ads.clone();
     shown_ads.extend(facts.iter().flatten().filter(|f| f.kind == EventKind::Impression).map(|f| f.ad_id));
     let mut order: Vec<usize> = (0..rows.len()).filter(|&i| facts[i].is_some()).collect();
-    order.sort_by_key(|&i| facts[i].as_ref().map(|f| (f.timestamp, f.stream_seq)));
+    order.sort_by_key(|&i| facts[i].as_ref().map(|f| (f.received_at, f.stream_seq)));
     let mut newest: HashMap<(u64, Uuid, EventKind), OffsetDateTime> = HashMap::new();
     let mut reasons: Vec<Option<InvalidReason>> = vec![None; rows.len()];
     for i in order {
@@ -89,7 +91,7 @@ pub fn flag(rows: Vec<EventRow>, rules: Rules, stored: &Stored) -> Vec<EventRow>
         if f.billable_click {
             let before = stored.before.get(&f.event_id).copied().unwrap_or_default();
             let newest_of = |kind, stored: Option<OffsetDateTime>| newest.get(&(f.visitor_id, f.ad_id, kind)).copied().max(stored);
-            let within = |at: Option<OffsetDateTime>, window: Duration| at.is_some_and(|at| f.timestamp - at <= window);
+            let within = |at: Option<OffsetDateTime>, window: Duration| at.is_some_and(|at| f.received_at - at <= window);
             let click = newest_of(EventKind::Click, before.click);
             let impression = newest_of(EventKind::Impression, before.impression);
             reasons[i] = if rules.duplicate_click_window.is_some_and(|w| within(click, w)) {
@@ -100,7 +102,7 @@ pub fn flag(rows: Vec<EventRow>, rules: Rules, stored: &Stored) -> Vec<EventRow>
                 None
             };
         }
-        newest.insert((f.visitor_id, f.ad_id, f.kind), f.timestamp);
+        newest.insert((f.visitor_id, f.ad_id, f.kind), f.received_at);
     }
     rows.into_iter()
         .zip(reasons)
@@ -117,7 +119,7 @@ struct Facts {
     ad_id: Uuid,
     visitor_id: u64,
     kind: EventKind,
-    timestamp: OffsetDateTime,
+    received_at: OffsetDateTime,
     stream_seq: u64,
     /// A click not flagged yet: the only rows the rules judge.
     billable_click: bool,
@@ -130,7 +132,7 @@ fn facts_of(row: &EventRow) -> Option<Facts> {
             ad_id: r.ad_id,
             visitor_id: r.visitor_id,
             kind: EventKind::Click,
-            timestamp: r.timestamp,
+            received_at: r.received_at,
             stream_seq: r.stream_seq,
             billable_click: true,
         },
@@ -139,7 +141,7 @@ fn facts_of(row: &EventRow) -> Option<Facts> {
             ad_id: r.ad_id,
             visitor_id: r.visitor_id,
             kind: EventKind::Impression,
-            timestamp: r.timestamp,
+            received_at: r.received_at,
             stream_seq: r.stream_seq,
             billable_click: false,
         },
@@ -153,7 +155,7 @@ fn facts_of(row: &EventRow) -> Option<Facts> {
                 "impression" => EventKind::Impression,
                 _ => return None,
             },
-            timestamp: r.timestamp,
+            received_at: r.received_at,
             stream_seq: r.stream_seq,
             billable_click: false,
         },
@@ -192,7 +194,7 @@ impl History {
         let clicks: Vec<(Uuid, u64, Uuid, i64)> = rows
             .iter()
             .filter_map(|row| match row {
-                EventRow::Click(c) => Some((c.event_id, c.visitor_id, c.ad_id, (c.timestamp.unix_timestamp_nanos() / 1_000_000) as i64)),
+                EventRow::Click(c) => Some((c.event_id, c.visitor_id, c.ad_id, (c.received_at.unix_timestamp_nanos() / 1_000_000) as i64)),
                 _ => None,
             })
             .collect();
@@ -265,20 +267,20 @@ impl History {
         let history = |table: &str, kind: &str| {
             let batch = format!(
                 "ad_id IN {{ads:Array(UUID)}} AND visitor_id IN {{visitors:Array(UInt64)}} \
-                 AND timestamp >= fromUnixTimestamp64Milli({{{kind}_from:Int64}}, 'UTC') AND timestamp <= fromUnixTimestamp64Milli({{to:Int64}}, 'UTC')"
+                 AND received_at >= fromUnixTimestamp64Milli({{{kind}_from:Int64}}, 'UTC') AND received_at <= fromUnixTimestamp64Milli({{to:Int64}}, 'UTC')"
             );
             format!(
-                "SELECT visitor_id, ad_id, timestamp FROM {table} WHERE {batch} \
-                 UNION ALL SELECT visitor_id, ad_id, timestamp FROM invalid_events WHERE kind = '{kind}' AND {batch}"
+                "SELECT visitor_id, ad_id, received_at FROM {table} WHERE {batch} \
+                 UNION ALL SELECT visitor_id, ad_id, received_at FROM invalid_events WHERE kind = '{kind}' AND {batch}"
             )
         };
         let sql = format!(
-            "SELECT c.event_id AS event_id, toUnixTimestamp64Milli(k.timestamp) AS click_ms, toUnixTimestamp64Milli(i.timestamp) AS impression_ms \
+            "SELECT c.event_id AS event_id, toUnixTimestamp64Milli(k.received_at) AS click_ms, toUnixTimestamp64Milli(i.received_at) AS impression_ms \
              FROM (SELECT tupleElement(t, 1) AS event_id, tupleElement(t, 2) AS visitor_id, tupleElement(t, 3) AS ad_id, \
-                   fromUnixTimestamp64Milli(tupleElement(t, 4), 'UTC') AS timestamp \
+                   fromUnixTimestamp64Milli(tupleElement(t, 4), 'UTC') AS received_at \
                    FROM (SELECT arrayJoin({{clicks:Array(Tuple(UUID, UInt64, UUID, Int64))}}) AS t)) AS c \
-             ASOF LEFT JOIN ({}) AS k ON c.visitor_id = k.visitor_id AND c.ad_id = k.ad_id AND c.timestamp >= k.timestamp \
-             ASOF LEFT JOIN ({}) AS i ON c.visitor_id = i.visitor_id AND c.ad_id = i.ad_id AND c.timestamp >= i.timestamp",
+             ASOF LEFT JOIN ({}) AS k ON c.visitor_id = k.visitor_id AND c.ad_id = k.ad_id AND c.received_at >= k.received_at \
+             ASOF LEFT JOIN ({}) AS i ON c.visitor_id = i.visitor_id AND c.ad_id = i.ad_id AND c.received_at >= i.received_at",
             history("click_events", "click"),
             history("impression_events", "impression"),
         );
@@ -377,6 +379,27 @@ mod tests {
         // 39 is 29 s after 10; 70 is 31 s after 39 (a flagged click is history too); the second
         // click at 70 repeats the first.
         assert_eq!(reasons(&flag(rows, RULES, &Stored::default())), [None, None, Some("duplicate_click"), None, Some("duplicate_click")]);
+    }
+
+    #[test]
+    fn the_rules_go_by_when_ingest_received_a_click_not_by_its_timestamp() {
+        // Received within a second, stamped 31 s apart by the client: duplicates.
+        let stamped_apart = |id: u128, ms: i64, stamped_secs: i64| match click(id, 1, 0) {
+            EventRow::Click(mut c) => {
+                c.received_at = at(0) + time::Duration::milliseconds(ms);
+                c.timestamp = at(stamped_secs);
+                EventRow::Click(c)
+            }
+            _ => unreachable!(),
+        };
+        let rows = vec![impression(1, 1, 0), stamped_apart(2, 100, 0), stamped_apart(3, 400, 31), stamped_apart(4, 900, 62)];
+        assert_eq!(reasons(&flag(rows, RULES, &Stored::default())), [None, None, Some("duplicate_click"), Some("duplicate_click")]);
+        // Received 40 s apart but stamped as one moment: not a duplicate.
+        let mut later = click(6, 1, 40);
+        if let EventRow::Click(c) = &mut later {
+            c.timestamp = at(0);
+        }
+        assert_eq!(reasons(&flag(vec![impression(1, 1, 0), click(5, 1, 0), later], RULES, &Stored::default())), [None, None, None]);
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0012_daily_unique_visitors.sql", include_str!("../../clickhouse/migrations/0012_daily_unique_visitors.sql")),
     ("0013_time_ordered_rollups.sql", include_str!("../../clickhouse/migrations/0013_time_ordered_rollups.sql")),
     ("0014_schema_migrations.sql", include_str!("../../clickhouse/migrations/0014_schema_migrations.sql")),
+    ("0015_received_at_index.sql", include_str!("../../clickhouse/migrations/0015_received_at_index.sql")),
 ];
 
 /// The newest migration this binary knows.

@@ -65,7 +65,8 @@ pub async fn run(stack: &Stack, mix: &Mix, args: &Args) -> anyhow::Result<(Fresh
         let (addr, connections, mix, rate) = (stack.ingest.addr, args.freshness_connections, mix.clone(), args.freshness_rate as f64);
         tokio::spawn(async move { single_events(addr, connections, &mix, window, Some(rate)).await })
     };
-    let http = reqwest::Client::new();
+    // With no user agent, every probe would be flagged `missing_user_agent`.
+    let http = reqwest::Client::builder().user_agent(crate::http::BENCH_USER_AGENT).build()?;
     let probes = Mutex::new(Probes::default());
     let click_url = stack.ingest.url("/ads/click");
     let poll_url = stack.query.url(&format!("/ads/analytics?ad_id={PROBE_AD}&timeframe=15m"));

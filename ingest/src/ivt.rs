@@ -25,10 +25,13 @@ impl RequestRules {
     }
 
     /// Why an event from this sender is invalid traffic, if it is (the first rule that
-    /// matches). A missing user agent is not a bot's: many privacy tools strip it.
+    /// matches). Browsers and players always send a user agent (privacy tools change it, they
+    /// do not remove it), so a request without one is a script's.
     pub fn reason(&self, ip: Option<IpAddr>, user_agent: Option<&str>) -> Option<InvalidReason> {
-        if user_agent.is_some_and(|agent| self.bots.is_match(agent)) {
-            return Some(InvalidReason::BotUserAgent);
+        match user_agent.map(str::trim) {
+            None | Some("") => return Some(InvalidReason::MissingUserAgent),
+            Some(agent) if self.bots.is_match(agent) => return Some(InvalidReason::BotUserAgent),
+            Some(_) => {}
         }
         if ip.is_some_and(|ip| self.datacenter_ranges.iter().any(|range| range.contains(&canonical(ip)))) {
             return Some(InvalidReason::DatacenterIp);
@@ -87,17 +90,18 @@ mod tests {
     }
 
     #[test]
-    fn people_are_not_bots() {
+    fn people_are_not_bots_and_a_missing_user_agent_is_flagged() {
         let rules = rules();
         for agent in [
             "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
             "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
             "Mozilla/5.0 (Linux; Android 12; CUBOT KINGKONG 7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0 Mobile Safari/537.36",
-            "",
         ] {
             assert_eq!(rules.reason(Some("192.0.2.1".parse().unwrap()), Some(agent)), None, "{agent}");
         }
-        assert_eq!(rules.reason(None, None), None);
+        assert_eq!(rules.reason(None, None), Some(InvalidReason::MissingUserAgent));
+        assert_eq!(rules.reason(None, Some(" ")), Some(InvalidReason::MissingUserAgent));
+        assert_eq!(rules.reason(Some("203.0.113.1".parse().unwrap()), None), Some(InvalidReason::MissingUserAgent));
     }
 
     #[test]

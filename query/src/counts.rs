@@ -220,8 +220,8 @@ mod tests {
             watched_percent_count: 1,
             playback_p50_secs: Some(3.5),
             playback_p95_secs: Some(3.5),
-            invalid_clicks: ByReason([1, 0, 2, 0]),
-            invalid_impressions: ByReason([0, 1, 0, 0]),
+            invalid_clicks: ByReason([1, 0, 2, 0, 1]),
+            invalid_impressions: ByReason([0, 1, 0, 0, 0]),
         };
         let mut sum = Counts::default();
         add(&mut sum, &a);
@@ -239,8 +239,8 @@ mod tests {
                 watched_percent_count: 2,
                 playback_p50_secs: None,
                 playback_p95_secs: None,
-                invalid_clicks: ByReason([2, 0, 4, 0]),
-                invalid_impressions: ByReason([0, 2, 0, 0]),
+                invalid_clicks: ByReason([2, 0, 4, 0, 2]),
+                invalid_impressions: ByReason([0, 2, 0, 0, 0]),
             }
         );
     }

@@ -7,7 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One reason per event: the first that applies, in this order.
+/// One reason per event: the first that applies. Ingest checks the user agent (missing, then
+/// a bot's) before the address; the aggregator's history rules come after.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InvalidReason {
@@ -19,11 +20,20 @@ pub enum InvalidReason {
     DuplicateClick,
     /// The visitor clicked an ad without having been shown it in the preceding period.
     ClickWithoutImpression,
+    /// The request had no `User-Agent` header (or an empty one): browsers and players always
+    /// send one, scripts often do not.
+    MissingUserAgent,
 }
 
 impl InvalidReason {
-    pub const ALL: [InvalidReason; 4] =
-        [InvalidReason::BotUserAgent, InvalidReason::DatacenterIp, InvalidReason::DuplicateClick, InvalidReason::ClickWithoutImpression];
+    /// Every reason, in the order the API lists them; [`InvalidReason::index`] is a position here.
+    pub const ALL: [InvalidReason; 5] = [
+        InvalidReason::BotUserAgent,
+        InvalidReason::DatacenterIp,
+        InvalidReason::DuplicateClick,
+        InvalidReason::ClickWithoutImpression,
+        InvalidReason::MissingUserAgent,
+    ];
 
     /// The name stored in `invalid_events.invalid_reason` and used by the API.
     pub fn as_str(self) -> &'static str {
@@ -32,6 +42,7 @@ impl InvalidReason {
             InvalidReason::DatacenterIp => "datacenter_ip",
             InvalidReason::DuplicateClick => "duplicate_click",
             InvalidReason::ClickWithoutImpression => "click_without_impression",
+            InvalidReason::MissingUserAgent => "missing_user_agent",
         }
     }
 

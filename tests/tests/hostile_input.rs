@@ -97,7 +97,7 @@ async fn one_client_ip_is_rate_limited_and_nothing_limited_is_counted() {
 /// over its `MAX_CONNECTIONS` at once with 503 (counted in `refused_metric`); `over_the_cap`
 /// is the request sent then.
 async fn assert_connection_limits(stack: &Stack, service: &Service, refused_metric: &str, over_the_cap: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder) {
-    let fresh = || reqwest::Client::builder().timeout(std::time::Duration::from_secs(1)).build().expect("client");
+    let fresh = || e2e::browser_like_client().timeout(std::time::Duration::from_secs(1)).build().expect("client");
     let name = service.name;
 
     let response = fresh().get(service.url("/healthz")).header("x-padding", "a".repeat(10_000)).send().await.expect("answer");

@@ -2,7 +2,7 @@
 //! the reason in `invalid_events`, left out of every billable number and reported by reason;
 //! and no stored row holds a full client IP.
 
-use e2e::{eventually, metric, Stack, StackOptions, AD_COFFEE_CLUB, AD_TRAIL_RUNNER};
+use e2e::{eventually, metric, read_answer, Stack, StackOptions, AD_COFFEE_CLUB, AD_TRAIL_RUNNER};
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -11,6 +11,9 @@ const HUMAN_A: (&str, &str) = ("203.0.113.10", "Mozilla/5.0 (X11; Linux x86_64) 
 const HUMAN_B: (&str, &str) = ("203.0.113.20", "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0 (visitor B)");
 const CRAWLER: (&str, &str) = ("203.0.113.30", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)");
 const IN_A_DATA_CENTRE: (&str, &str) = ("198.51.100.5", "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0 (visitor C)");
+const HUMAN_D: (&str, &str) = ("203.0.113.40", "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0 (visitor D)");
+/// The duplicate-click window of this test: short, so that it can wait past it.
+const DUPLICATE_WINDOW_SECS: &str = "3";
 
 /// `secs` from now, as a client timestamp.
 fn at(secs: i64) -> String {
@@ -32,21 +35,45 @@ fn invalid(metrics: &Value, which: &str, reason: &str) -> u64 {
 async fn every_rule_flags_its_events_which_are_stored_apart_and_never_billed() {
     let stack = Stack::start_with(StackOptions {
         ingest_env: vec![("TRUSTED_PROXIES", "127.0.0.1"), ("IVT_DATACENTER_RANGES", "198.51.100.0/24,2001:db8:dc::/48")],
-        // The defaults, against the harness's "off".
-        aggregator_env: vec![("IVT_DUPLICATE_CLICK_WINDOW_SECS", "30"), ("IVT_CLICK_IMPRESSION_WINDOW_SECS", "3600")],
+        // On, against the harness's "off": the click-impression window as by default.
+        aggregator_env: vec![
+            ("IVT_DUPLICATE_CLICK_WINDOW_SECS", DUPLICATE_WINDOW_SECS),
+            ("IVT_CLICK_IMPRESSION_WINDOW_SECS", "3600"),
+        ],
         ..StackOptions::default()
     })
     .await;
-    // Visitor A is shown the ad, clicks, clicks again 10 s later (a duplicate) and once more
-    // 50 s after that (outside the window: billable again). Each waits for the one before to
-    // be stored, so the rules read it from ClickHouse, not from the batch in hand.
+    // Visitor A is shown the ad, clicks, clicks again at once (a duplicate) and once more after
+    // the window (billable again). Each waits for the one before to be stored, so the rules
+    // read it from ClickHouse, not from the batch in hand.
     send(&stack, "/ads/impression", AD_TRAIL_RUNNER, -130, HUMAN_A).await;
     stack.wait_for_count("SELECT count() FROM impression_events", 1).await;
     send(&stack, "/ads/click", AD_TRAIL_RUNNER, -120, HUMAN_A).await;
     stack.wait_for_count("SELECT count() FROM click_events", 1).await;
-    send(&stack, "/ads/click", AD_TRAIL_RUNNER, -110, HUMAN_A).await;
+    send(&stack, "/ads/click", AD_TRAIL_RUNNER, -120, HUMAN_A).await;
     stack.wait_for_count("SELECT count() FROM invalid_events", 1).await;
-    send(&stack, "/ads/click", AD_TRAIL_RUNNER, -60, HUMAN_A).await;
+    let window = std::time::Duration::from_secs(DUPLICATE_WINDOW_SECS.parse().expect("seconds"));
+    tokio::time::sleep(window + std::time::Duration::from_millis(200)).await;
+    send(&stack, "/ads/click", AD_TRAIL_RUNNER, -120, HUMAN_A).await;
+    // The rules go by when ingest received a click: D's three clicks, sent at once but stamped
+    // 31 s apart by the client, are one billable click and two duplicates.
+    send(&stack, "/ads/impression", AD_TRAIL_RUNNER, -100, HUMAN_D).await;
+    for secs in [-95, -64, -33] {
+        send(&stack, "/ads/click", AD_TRAIL_RUNNER, secs, HUMAN_D).await;
+    }
+    // A request without a user agent is a script's, whatever else it looks like.
+    let (status, answer) = read_answer(
+        "POST /ads/click without a user agent",
+        reqwest::Client::new()
+            .post(stack.ingest.url("/ads/click"))
+            .header("x-forwarded-for", "203.0.113.50")
+            .json(&json!({"ad_id": AD_TRAIL_RUNNER}))
+            .send()
+            .await
+            .expect("answer"),
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
     // A clicks another ad, which B was shown but A never was; B clicks without any impression.
     send(&stack, "/ads/impression", AD_COFFEE_CLUB, -55, HUMAN_B).await;
     stack.wait_for_count(&format!("SELECT count() FROM impression_events WHERE ad_id = '{AD_COFFEE_CLUB}'"), 1).await;
@@ -64,12 +91,12 @@ async fn every_rule_flags_its_events_which_are_stored_apart_and_never_billed() {
     stack
         .wait_for_count(
             "SELECT (SELECT count() FROM click_events) + (SELECT count() FROM impression_events) + (SELECT count() FROM invalid_events)",
-            11,
+            16,
         )
         .await;
-    assert_eq!(stack.count("SELECT count() FROM invalid_events").await, 7);
-    assert_eq!(stack.count("SELECT count() FROM click_events").await, 2);
-    assert_eq!(stack.count("SELECT count() FROM impression_events").await, 2);
+    assert_eq!(stack.count("SELECT count() FROM invalid_events").await, 10);
+    assert_eq!(stack.count("SELECT count() FROM click_events").await, 3);
+    assert_eq!(stack.count("SELECT count() FROM impression_events").await, 3);
     let flagged = stack
         .sql("SELECT kind, invalid_reason, client_ip, count() FROM invalid_events GROUP BY ALL ORDER BY ALL FORMAT CSV")
         .await
@@ -81,7 +108,8 @@ async fn every_rule_flags_its_events_which_are_stored_apart_and_never_billed() {
             r#""click","bot_user_agent","203.0.113.0",1"#,
             r#""click","click_without_impression","203.0.113.0",2"#,
             r#""click","datacenter_ip","198.51.100.0",1"#,
-            r#""click","duplicate_click","203.0.113.0",1"#,
+            r#""click","duplicate_click","203.0.113.0",3"#,
+            r#""click","missing_user_agent","203.0.113.0",1"#,
             r#""impression","bot_user_agent","203.0.113.0",1"#,
             r#""impression","datacenter_ip","198.51.100.0",1"#,
         ]
@@ -96,19 +124,21 @@ async fn every_rule_flags_its_events_which_are_stored_apart_and_never_billed() {
         )
         .await;
     assert_eq!(full_ips, 0, "every stored IP is truncated to its /24");
-    assert_eq!(stack.count("SELECT uniqExact(visitor_id) FROM invalid_events WHERE client_ip = '203.0.113.0'").await, 3, "A, B and the crawler");
+    assert_eq!(stack.count("SELECT uniqExact(visitor_id) FROM invalid_events WHERE client_ip = '203.0.113.0'").await, 5, "A, B, D, the crawler and the script");
 
     // The API: billable numbers without them, the flagged ones by reason.
     let report = eventually("the flagged events in /ads/analytics", || async {
         let (status, report) = stack.get(&format!("/ads/analytics?ad_id={AD_TRAIL_RUNNER}&timeframe=1h")).await;
         assert_eq!(status, 200, "{report}");
         let total = report["total"].clone();
-        if total["invalid_clicks"]["total"] == 4 { Ok(total) } else { Err(total.to_string()) }
+        if total["invalid_clicks"]["total"] == 7 { Ok(total) } else { Err(total.to_string()) }
     })
     .await;
     println!("{AD_TRAIL_RUNNER}: {report}");
-    assert_eq!((report["clicks"].as_u64(), report["unique_clicks"].as_u64(), report["impressions"].as_u64()), (Some(2), Some(1), Some(1)));
-    for (reason, clicks) in [("bot_user_agent", 1), ("datacenter_ip", 1), ("duplicate_click", 1), ("click_without_impression", 1)] {
+    assert_eq!((report["clicks"].as_u64(), report["unique_clicks"].as_u64(), report["impressions"].as_u64()), (Some(3), Some(2), Some(2)));
+    for (reason, clicks) in
+        [("bot_user_agent", 1), ("datacenter_ip", 1), ("duplicate_click", 3), ("click_without_impression", 1), ("missing_user_agent", 1)]
+    {
         assert_eq!(invalid(&report, "invalid_clicks", reason), clicks, "{reason}");
     }
     assert_eq!(invalid(&report, "invalid_impressions", "total"), 2);

@@ -11,7 +11,7 @@ const LIMIT: u64 = 1024 * 1024;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_event_stream_refuses_new_events_with_503_and_keeps_every_accepted_one() {
     let stack = Stack::start_with(StackOptions { aggregator_env: vec![("STREAM_MAX_BYTES", "1048576")], ..StackOptions::default() }).await;
-    let http = reqwest::Client::new();
+    let http = e2e::browser_like_client().build().expect("http client");
     let mut report = LoadReport::default();
     let mut refused = None;
     // Fifty clicks at a time until JetStream refuses one: about 2,000 fill a MiB.

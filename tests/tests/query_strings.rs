@@ -17,7 +17,7 @@ fn path_of(template: &str) -> String {
 async fn every_operation_of_both_services_refuses_a_parameter_it_does_not_take() {
     let stack = Stack::start().await;
     // The click-through link's 302 is the answer, not a page to follow.
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let http = e2e::browser_like_client().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let mut checked = Vec::new();
     for service in [&stack.ingest, &stack.query] {
         let spec: Value = stack.http.get(service.url("/openapi.json")).send().await.expect("spec").json().await.expect("spec JSON");

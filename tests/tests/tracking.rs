@@ -10,7 +10,7 @@ const PUBLISHER: &str = "https://publisher.example";
 
 /// A client that shows redirects instead of following them (their targets are not ours).
 fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("http client")
+    e2e::browser_like_client().redirect(reqwest::redirect::Policy::none()).build().expect("http client")
 }
 
 fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {

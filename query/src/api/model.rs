@@ -160,6 +160,8 @@ pub struct InvalidTraffic {
     pub duplicate_click: u64,
     /// The visitor had not been shown the ad in the preceding period (an hour by default).
     pub click_without_impression: u64,
+    /// The request had no `User-Agent` header.
+    pub missing_user_agent: u64,
 }
 
 impl From<ByReason> for InvalidTraffic {
@@ -170,6 +172,7 @@ impl From<ByReason> for InvalidTraffic {
             datacenter_ip: counts.get(InvalidReason::DatacenterIp),
             duplicate_click: counts.get(InvalidReason::DuplicateClick),
             click_without_impression: counts.get(InvalidReason::ClickWithoutImpression),
+            missing_user_agent: counts.get(InvalidReason::MissingUserAgent),
         }
     }
 }
@@ -337,8 +340,8 @@ mod examples {
             p50_playback_time_secs: Some(9.0),
             p95_playback_time_secs: Some(28.5),
             avg_watched_percent: Some(46.0),
-            invalid_clicks: ByReason([clicks / 50, 0, clicks / 40, clicks / 25]).into(),
-            invalid_impressions: ByReason([impressions / 30, impressions / 100, 0, 0]).into(),
+            invalid_clicks: ByReason([clicks / 50, 0, clicks / 40, clicks / 25, clicks / 200]).into(),
+            invalid_impressions: ByReason([impressions / 30, impressions / 100, 0, 0, impressions / 200]).into(),
         }
     }
 
