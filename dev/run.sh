@@ -59,10 +59,12 @@ if [ -z "${API_KEY:-}${READ_API_KEYS:-}" ] && [[ "$QUERY_ADDR" =~ ^(127\.0\.0\.1
     export ANONYMOUS_READS="${ANONYMOUS_READS:-true}"
 fi
 [ "${ANONYMOUS_READS:-false}" = "true" ] && READS="open to anyone on this machine, no key (ANONYMOUS_READS=true)"
-# No per-IP rate limit unless asked for: a load test from this machine is one address.
-export RATE_LIMIT_PER_IP="${RATE_LIMIT_PER_IP:-0}"
-LIMIT="off (RATE_LIMIT_PER_IP=0: a load test here comes from one address)"
-[ "$RATE_LIMIT_PER_IP" = "0" ] || LIMIT="$RATE_LIMIT_PER_IP events/s per client IP"
+# No rate limits unless asked for: a load test from this machine is one address.
+export RATE_LIMIT_PER_IP="${RATE_LIMIT_PER_IP:-0}" RATE_LIMIT_PER_CALLER="${RATE_LIMIT_PER_CALLER:-0}"
+LIMIT="ingest off (RATE_LIMIT_PER_IP=0: a load test here comes from one address)"
+[ "$RATE_LIMIT_PER_IP" = "0" ] || LIMIT="ingest $RATE_LIMIT_PER_IP events/s per client IP"
+LIMIT="$LIMIT; query off (RATE_LIMIT_PER_CALLER=0)"
+[ "$RATE_LIMIT_PER_CALLER" = "0" ] || LIMIT="${LIMIT%; *}; query $RATE_LIMIT_PER_CALLER requests/s per caller"
 
 pids=()
 stop() {

@@ -634,11 +634,11 @@ impl Stack {
         }
         aggregator_env.extend(options.aggregator_env);
         let aggregator = Service::new("aggregator", "AGGREGATOR_ADDR", None, &dir, with("aggregator", &aggregator_env));
-        // As `make run` does: no per-IP rate limit, since every test client is 127.0.0.1.
+        // As `make run` does: no rate limits (here and on query), since every test client is 127.0.0.1.
         let mut ingest_env = vec![("CATALOG_REFRESH_SECS", "1"), ("VISITOR_HASH_SECRET", TEST_VISITOR_HASH_SECRET), ("RATE_LIMIT_PER_IP", "0")];
         ingest_env.extend(options.ingest_env);
         let ingest = Service::new("ingest", "INGEST_ADDR", Some("INGEST_ADMIN_ADDR"), &dir, with("ingest", &ingest_env));
-        let mut query_env = vec![("CACHE_TTL_MS", "200")];
+        let mut query_env = vec![("CACHE_TTL_MS", "200"), ("RATE_LIMIT_PER_CALLER", "0")];
         // As `make run` does: reads open on loopback, unless the test gives keys.
         if !options.query_env.iter().any(|(name, _)| *name == "API_KEY" || *name == "READ_API_KEYS") {
             query_env.push(("ANONYMOUS_READS", "true"));

@@ -15,6 +15,8 @@ pub enum IngestError {
     PayloadTooLarge { limit: usize },
     #[error("cannot read the body: {0}")]
     BodyRead(String),
+    #[error("the body did not arrive within {secs} s")]
+    BodyTimeout { secs: u64 },
     #[error("a batch holds at most {max} events, this one {count}: split it")]
     TooManyEvents { count: usize, max: usize },
     #[error("a batch of {count} events is more than one client may send at once ({burst}): split it")]
@@ -54,6 +56,7 @@ impl IngestError {
             IngestError::UnsupportedMediaType { .. } => "unsupported_media_type",
             IngestError::PayloadTooLarge { .. } => "payload_too_large",
             IngestError::BodyRead(_) => "body_read",
+            IngestError::BodyTimeout { .. } => "body_timeout",
             IngestError::TooManyEvents { .. } => "too_many_events",
             IngestError::BatchExceedsBurst { .. } => "batch_exceeds_burst",
             IngestError::RateLimited { .. } => "rate_limited",

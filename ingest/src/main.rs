@@ -37,7 +37,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(catalog.clone().refresh_forever(clickhouse, config.catalog.refresh()));
 
     let metrics = Metrics::new()?;
-    let rate_limiter = config.rate_limit().map(governor::RateLimiter::keyed);
+    let rate_limiter = service_kit::rate::RateLimiter::new(config.rate_limit_per_ip, config.rate_limit_burst);
     let publisher = Publisher::new(js, config.nats.nats_subject_prefix.clone(), config.publish_timeout(), metrics.clone());
     let ingest = Arc::new(Ingest {
         catalog: catalog.clone(),
@@ -80,27 +80,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .max_age(600)
     });
     let app = routes
-        .data(BodyLimits::new(config.max_body_bytes, config.max_batch_body_bytes, config.max_batch_bytes_in_flight))
+        .data(BodyLimits::new(config.max_body_bytes, config.max_batch_body_bytes, config.max_batch_bytes_in_flight, config.body_read_timeout()))
         .with(service_kit::operations::KnownQueryParameters::new(operations.ignoring_unknown_query_parameters(ingest::http::LINK_OPERATIONS)))
         .around(move |next, req| limit_header_size(next, req, max_header_bytes))
         .with_if(cors.is_some(), cors.unwrap_or_default())
         .catch_all_error(service_kit::problem_for_error)
         .around(service_kit::request_id::with_request_id)
         .with(http_metrics);
-    // Forget idle IPs now and then, so the limiter's memory stays bounded.
-    if ingest.rate_limiter.is_some() {
-        let ingest = ingest.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-                if let Some(limiter) = &ingest.rate_limiter {
-                    limiter.retain_recent();
-                    limiter.shrink_to_fit();
-                }
-            }
-        });
-    }
-
     config
         .connections
         .server(config.addr, "ingest", metrics.connections_refused.clone())?

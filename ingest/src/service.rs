@@ -1,5 +1,6 @@
 //! One event request, from body bytes to a durable stream message. No HTTP types here.
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use service_kit::catalog::{AdStatus, Catalog};
+use service_kit::rate::{address_key, RateLimiter, RateRefusal};
 use crate::client_ip::client_ip;
 use crate::coalesce::Coalescer;
 use crate::error::IngestError;
@@ -39,24 +41,10 @@ pub struct Accepted {
     pub published: Published,
 }
 
-/// The bucket an address draws from: IPv6 clients get a /64 each (one subscriber's network), so
-/// rotating addresses inside it does not escape the limit or grow the table.
-pub fn rate_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => {
-            let network = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(network.into())
-        }
-    }
-}
-
-/// Per-client-IP token buckets.
-pub type RateLimiter = governor::DefaultKeyedRateLimiter<IpAddr>;
-
 pub struct Ingest {
     pub catalog: Arc<Catalog>,
-    pub rate_limiter: Option<RateLimiter>,
+    /// Events per client address (`RATE_LIMIT_PER_IP`); `None`: no limit.
+    pub rate_limiter: Option<Arc<RateLimiter<IpAddr>>>,
     /// Batches.
     pub publisher: Publisher,
     /// Single events, grouped when they arrive together.
@@ -73,8 +61,14 @@ pub struct Ingest {
 const BATCH: &str = "batch";
 
 impl Ingest {
-    /// Validates, checks the catalog, publishes. `Ok` means JetStream holds the event.
-    pub async fn accept(&self, kind: EventKind, body: Result<Vec<u8>, IngestError>, sender: Sender) -> Result<Accepted, IngestError> {
+    /// Charges the client's rate limit, reads the body, validates, checks the catalog,
+    /// publishes. `Ok` means JetStream holds the event.
+    pub async fn accept(
+        &self,
+        kind: EventKind,
+        body: impl Future<Output = Result<Vec<u8>, IngestError>>,
+        sender: Sender,
+    ) -> Result<Accepted, IngestError> {
         self.metrics.received.with_label_values(&[kind.as_str()]).inc();
         let outcome = self.validate_and_publish(kind, body, sender).await;
         match &outcome {
@@ -84,10 +78,15 @@ impl Ingest {
         outcome
     }
 
-    async fn validate_and_publish(&self, kind: EventKind, body: Result<Vec<u8>, IngestError>, sender: Sender) -> Result<Accepted, IngestError> {
+    async fn validate_and_publish(
+        &self,
+        kind: EventKind,
+        body: impl Future<Output = Result<Vec<u8>, IngestError>>,
+        sender: Sender,
+    ) -> Result<Accepted, IngestError> {
         let ip = client_ip(sender.peer, sender.forwarded_for.as_deref(), &self.trusted_proxies);
-        self.check_rate(ip)?;
-        let body = body?;
+        self.check_rate(ip, 1, 1)?;
+        let body = body.await?;
         let ctx = RequestContext { received_at: OffsetDateTime::now_utc(), client_ip: ip, user_agent: sender.user_agent, request_id: sender.request_id };
         let event = match kind {
             EventKind::Click => ClickInput::parse(&body)?.into_event(ctx, self.limits)?,
@@ -126,7 +125,7 @@ impl Ingest {
 
     async fn record_tracked(&self, kind: EventKind, ad_id: Uuid, sender: Sender, endpoint: &str) {
         let body = serde_json::json!({ "ad_id": ad_id }).to_string().into_bytes();
-        if let Err(error) = self.accept(kind, Ok(body), sender).await {
+        if let Err(error) = self.accept(kind, std::future::ready(Ok(body)), sender).await {
             self.metrics.tracking_unrecorded.with_label_values(&[endpoint, error.reason()]).inc();
             tracing::warn!(%error, endpoint, "tracked event not recorded; answered anyway");
         }
@@ -134,10 +133,11 @@ impl Ingest {
 
     /// Validates each item of a batch on its own and publishes the valid ones together.
     /// `Err` refuses the whole batch; otherwise each item has its outcome, in request order,
-    /// and each `Ok` item is durable.
+    /// and each `Ok` item is durable. The batch is charged one event before its body is read,
+    /// and the rest once its events are counted.
     pub async fn accept_batch(
         &self,
-        body: ReadBatch,
+        body: impl Future<Output = ReadBatch>,
         sender: Sender,
     ) -> Result<Vec<Result<Accepted, IngestError>>, IngestError> {
         self.metrics.received.with_label_values(&[BATCH]).inc();
@@ -158,13 +158,14 @@ impl Ingest {
 
     async fn validate_and_publish_batch(
         &self,
-        body: ReadBatch,
+        body: impl Future<Output = ReadBatch>,
         sender: Sender,
     ) -> Result<Vec<Result<Accepted, IngestError>>, IngestError> {
         let ip = client_ip(sender.peer, sender.forwarded_for.as_deref(), &self.trusted_proxies);
-        let (body, format) = body?;
+        self.check_rate(ip, 1, 1)?;
+        let (body, format) = body.await?;
         let items = parse_batch(&body, format, self.max_batch_events)?;
-        self.check_rate_n(ip, items.len())?;
+        self.check_rate(ip, items.len().saturating_sub(1), items.len())?;
         let ctx = RequestContext { received_at: OffsetDateTime::now_utc(), client_ip: ip, user_agent: sender.user_agent, request_id: sender.request_id };
         // The valid events go to the publisher; `checked` keeps each item's place.
         let mut valid = Vec::with_capacity(items.len());
@@ -218,37 +219,17 @@ impl Ingest {
         }
     }
 
-    fn check_rate(&self, ip: Option<IpAddr>) -> Result<(), IngestError> {
-        self.check_rate_n(ip, 1)
-    }
-
-    /// Takes `count` events from the client's bucket, all or none.
-    fn check_rate_n(&self, ip: Option<IpAddr>, count: usize) -> Result<(), IngestError> {
+    /// Takes `cost` events from the client's bucket, all or none, for a request of `events`
+    /// events: one that no burst can hold is refused as too large.
+    fn check_rate(&self, ip: Option<IpAddr>, cost: usize, events: usize) -> Result<(), IngestError> {
         let (Some(limiter), Some(ip)) = (&self.rate_limiter, ip) else { return Ok(()) };
-        let Some(n) = u32::try_from(count).ok().and_then(std::num::NonZeroU32::new) else { return Ok(()) };
-        match limiter.check_key_n(&rate_key(ip), n) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(not_until)) => {
-                let wait = not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()));
-                Err(IngestError::RateLimited { retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u32 })
-            }
-            Err(governor::InsufficientCapacity(burst)) => Err(IngestError::BatchExceedsBurst { count, burst }),
+        let burst = limiter.burst();
+        if events > burst as usize {
+            return Err(IngestError::BatchExceedsBurst { count: events, burst });
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ipv6_clients_share_a_bucket_per_64() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
-        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(rate_key(a), rate_key(b));
-        assert_ne!(rate_key(a), rate_key(other));
-        let v4: IpAddr = "203.0.113.9".parse().unwrap();
-        assert_eq!(rate_key(v4), v4);
+        limiter.take(&address_key(ip), cost).map_err(|refusal| match refusal {
+            RateRefusal::Wait { retry_after_secs } => IngestError::RateLimited { retry_after_secs },
+            RateRefusal::OverBurst { burst } => IngestError::BatchExceedsBurst { count: events, burst },
+        })
     }
 }

@@ -3,8 +3,11 @@
 //! new key can be given out before the old one is removed. Without a key, a caller reads only
 //! when `ANONYMOUS_READS` is on, and changes nothing.
 
+use std::sync::Arc;
+
 use poem_openapi::auth::Bearer;
 use poem_openapi::SecurityScheme;
+use service_kit::rate::{address_key, RateLimiter, RateRefusal};
 
 use crate::error::QueryError;
 
@@ -48,7 +51,7 @@ pub struct Keys {
     anonymous_reads: bool,
 }
 
-type Digest = [u8; 32];
+pub type Digest = [u8; 32];
 
 /// Compares digests, not the keys: how long a comparison takes then says nothing about how
 /// many leading bytes of a guess are right.
@@ -106,19 +109,75 @@ fn caller_of(request: &poem::Request) -> Caller {
     }
 }
 
-/// Refuses a caller whose key is unknown, or who sends none while reads need one, before any of
-/// the request is read: no parameter, no body and no unknown-parameter check answers someone
-/// the service does not know. What a known caller may do (read, or change ads) is the
-/// operations' to say ([`Keys::authorize`], after routing, so a wrong method is still 405).
-pub async fn gate<E: poem::Endpoint>(next: E, request: poem::Request, keys: std::sync::Arc<Keys>) -> poem::Result<poem::Response> {
+/// Who a caller's requests are counted against: its key, or its address when it reads without
+/// one (an IPv6 subscriber's whole /64).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RateKey {
+    Key(Digest),
+    Address(std::net::IpAddr),
+}
+
+/// What [`gate`] checks: the keys, and each caller's rate (`RATE_LIMIT_PER_CALLER`; `None`: no
+/// limit).
+pub struct Gate {
+    pub keys: Keys,
+    pub rate_limiter: Option<Arc<RateLimiter<RateKey>>>,
+}
+
+/// Why [`gate`] turns a request away.
+#[derive(Debug, Clone)]
+enum Refused {
+    /// 401: the service does not know the caller.
+    Unknown(QueryError),
+    /// 429: its message names no key or address.
+    OverRate { retry_after_secs: u32 },
+}
+
+impl Gate {
+    /// Who `caller` is, and whether it may make one more request now.
+    fn admit(&self, caller: &Caller, peer: Option<std::net::IpAddr>) -> Result<(), Refused> {
+        let role = self.keys.authenticate(caller).map_err(Refused::Unknown)?;
+        let Some(limiter) = &self.rate_limiter else { return Ok(()) };
+        let key = match (role, caller) {
+            (Role::Admin | Role::Reader, Caller::Key(ApiKey(bearer))) => RateKey::Key(digest(&bearer.token)),
+            _ => match peer {
+                Some(ip) => RateKey::Address(address_key(ip)),
+                None => return Ok(()),
+            },
+        };
+        limiter.take(&key, 1).map_err(|refusal| match refusal {
+            RateRefusal::Wait { retry_after_secs } => Refused::OverRate { retry_after_secs },
+            // One request is never more than a burst (at least 1).
+            RateRefusal::OverBurst { .. } => Refused::OverRate { retry_after_secs: 1 },
+        })
+    }
+}
+
+/// Refuses a caller whose key is unknown, or who sends none while reads need one, and a caller
+/// over its rate, before any of the request is read: no parameter, no body and no
+/// unknown-parameter check answers someone the service does not know or should not serve now.
+/// What a known caller may do (read, or change ads) is the operations' to say
+/// ([`Keys::authorize`], after routing, so a wrong method is still 405).
+pub async fn gate<E: poem::Endpoint>(next: E, request: poem::Request, gate: Arc<Gate>) -> poem::Result<poem::Response> {
+    use poem::http::{header, HeaderValue};
     use poem::IntoResponse;
     if request.uri().path().starts_with(API_PATHS) {
-        if let Err(error) = keys.authenticate(&caller_of(&request)) {
-            let mut response = service_kit::Problem::new(error.status(), error.to_string(), None).into_response();
-            if matches!(error, QueryError::Unauthorized(_)) {
-                response.headers_mut().insert(poem::http::header::WWW_AUTHENTICATE, poem::http::HeaderValue::from_static("Bearer"));
+        let peer = request.remote_addr().as_socket_addr().map(|addr| addr.ip());
+        match gate.admit(&caller_of(&request), peer) {
+            Ok(()) => {}
+            Err(Refused::Unknown(error)) => {
+                let mut response = service_kit::Problem::new(error.status(), error.to_string(), None).into_response();
+                if matches!(error, QueryError::Unauthorized(_)) {
+                    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                }
+                return Ok(response);
             }
-            return Ok(response);
+            Err(Refused::OverRate { retry_after_secs }) => {
+                let message = format!("too many requests from this caller; retry in {retry_after_secs} s");
+                let mut response = service_kit::Problem::new(poem::http::StatusCode::TOO_MANY_REQUESTS, message, None).into_response();
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                return Ok(response);
+            }
         }
     }
     Ok(next.call(request).await?.into_response())
@@ -150,6 +209,21 @@ mod tests {
             assert!(matches!(keys.authorize(&key("admin-ol"), access), Err(QueryError::Unauthorized(_))));
             assert!(matches!(keys.authorize(&Caller::Anonymous, access), Err(QueryError::Unauthorized(_))));
         }
+    }
+
+    #[tokio::test]
+    async fn a_caller_is_counted_by_its_key_or_else_by_its_address() {
+        let gate = Gate { keys: keys(&["admin-key"], &["reader-key"], true), rate_limiter: RateLimiter::new(1, Some(1)) };
+        let (here, there): (std::net::IpAddr, std::net::IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let over_rate = |outcome| matches!(outcome, Err(Refused::OverRate { retry_after_secs: 1 }));
+        assert!(gate.admit(&key("reader-key"), Some(here)).is_ok());
+        assert!(over_rate(gate.admit(&key("reader-key"), Some(there))), "a key, from anywhere");
+        assert!(gate.admit(&key("admin-key"), Some(here)).is_ok(), "another key has its own bucket");
+        assert!(gate.admit(&Caller::Anonymous, Some(here)).is_ok());
+        assert!(over_rate(gate.admit(&key("not-a-key"), Some(here))), "an unknown key reads as anyone, by address");
+        assert!(gate.admit(&Caller::Anonymous, Some(there)).is_ok());
+        let closed = Gate { keys: keys(&["admin-key"], &[], false), rate_limiter: None };
+        assert!(matches!(closed.admit(&Caller::Anonymous, Some(here)), Err(Refused::Unknown(QueryError::Unauthorized(_)))));
     }
 
     #[test]

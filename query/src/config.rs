@@ -53,6 +53,15 @@ pub struct Config {
     /// start without a key; `make run` turns it on, as it listens on loopback only.
     #[arg(long, env = "ANONYMOUS_READS", default_value_t = false)]
     pub anonymous_reads: bool,
+    /// Requests per second one caller may make (0: no limit); more gets 429 before anything of
+    /// the request is read. A caller is its API key, or its address for anonymous reads. A
+    /// dashboard refresh is about six requests. `make run` turns it off: load tests share one
+    /// address.
+    #[arg(long, env = "RATE_LIMIT_PER_CALLER", default_value_t = 50)]
+    pub rate_limit_per_caller: u32,
+    /// Requests one caller may make at once above its rate (default: one second's worth).
+    #[arg(long, env = "RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
 }
 
 impl Config {
@@ -68,6 +77,9 @@ impl Config {
         }
         if self.cache_max_mib == 0 {
             return Err("CACHE_MAX_MIB must be at least 1".into());
+        }
+        if self.rate_limit_burst == Some(0) {
+            return Err("RATE_LIMIT_BURST must be at least 1".into());
         }
         if self.api_keys.iter().any(|key| key.len() < 16) {
             return Err("API_KEY: each key must have at least 16 characters".into());

@@ -21,10 +21,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let analytics = Analytics::new(repo, config.cache_ttl(), config.cache_past_ttl(), config.cache_max_bytes(), &metrics);
     let analytics = Arc::new(analytics);
     tokio::spawn(query::written::forget_on_writes(config.nats_url.clone(), config.nats_login.clone(), config.written.nats_written_subject.clone(), analytics.clone(), metrics.clone()));
-    let keys = Arc::new(query::auth::Keys::new(&config.api_keys, &config.read_api_keys, config.anonymous_reads));
-    let api = OpenApiService::new(QueryApi { analytics, keys: keys.clone() }, "Ad analytics", env!("CARGO_PKG_VERSION"));
+    let keys = query::auth::Keys::new(&config.api_keys, &config.read_api_keys, config.anonymous_reads);
+    let api = OpenApiService::new(QueryApi { analytics, keys: Arc::new(keys.clone()) }, "Ad analytics", env!("CARGO_PKG_VERSION"));
+    let gate = Arc::new(query::auth::Gate {
+        keys,
+        rate_limiter: service_kit::rate::RateLimiter::new(config.rate_limit_per_caller, config.rate_limit_burst),
+    });
     let docs = api.swagger_ui();
-    let spec = service_kit::spec::close_objects(&api.spec(), query::api::CLOSED_SCHEMAS)?;
+    let spec = query::api::add_gate_answers(&service_kit::spec::close_objects(&api.spec(), query::api::CLOSED_SCHEMAS)?)?;
     let operations = service_kit::operations::Operations::from_spec(&spec)?;
     let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics.registry, &operations, &[&query::dashboard::DASHBOARD_PAGE])?;
     let max_header_bytes = config.connections.max_header_bytes;
@@ -38,7 +42,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         checks,
     )
     .with(service_kit::operations::KnownQueryParameters::new(operations))
-    .around(move |next, req| query::auth::gate(next, req, keys.clone()))
+    .around(move |next, req| query::auth::gate(next, req, gate.clone()))
     .around(move |next, req| service_kit::limits::limit_header_size(next, req, max_header_bytes))
     .catch_all_error(service_kit::problem_for_error)
     .around(service_kit::request_id::with_request_id)

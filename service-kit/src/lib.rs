@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod http_metrics;
 pub mod limits;
 pub mod operations;
+pub mod rate;
 pub mod request_id;
 pub mod spec;
 pub mod web;

@@ -88,9 +88,100 @@ async fn one_client_ip_is_rate_limited_and_nothing_limited_is_counted() {
     }
     println!("10 quick clicks from one IP allowed 1/s (burst 2): {accepted} accepted, {limited} limited");
     assert!(limited > 0 && accepted >= 2, "{accepted} accepted, {limited} limited");
+    // The limit is checked before the body is read: a client over it gets its 429 after
+    // sending only its headers, for a single event and for a batch.
+    for (path, content_type) in [("/ads/click", "application/json"), ("/ads/events", "application/x-ndjson")] {
+        let status = status_after_sending(stack.ingest.addr, path, content_type, 100, b"", &[]);
+        assert!(status.contains(" 429 "), "{path}, body not sent: {status}");
+    }
     stack.wait_for_count("SELECT count() FROM click_events", accepted).await;
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     assert_eq!(stack.count("SELECT count() FROM click_events").await, accepted, "limited requests are not counted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_query_caller_is_rate_limited_before_its_request_is_read() {
+    const ADMIN: &str = "an-admin-key-of-the-test-0001";
+    const READER: &str = "a-reader-key-of-the-test-0001";
+    let stack = Stack::start_with(StackOptions {
+        query_env: vec![("RATE_LIMIT_PER_CALLER", "1"), ("RATE_LIMIT_BURST", "2"), ("API_KEY", ADMIN), ("READ_API_KEYS", READER)],
+        ..StackOptions::default()
+    })
+    .await;
+    let read = |key: &'static str| stack.http.get(stack.query.url("/ads?limit=1")).bearer_auth(key).send();
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let response = read(READER).await.expect("answer");
+        let status = response.status().as_u16();
+        if status == 429 {
+            let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u32>().ok());
+            assert!(retry_after.is_some_and(|s| s >= 1), "429 carries Retry-After");
+            let (_, problem) = e2e::read_answer("GET /ads over the rate", response).await;
+            assert!(!problem.to_string().contains(READER) && !problem.to_string().contains("127.0.0.1"), "names no key or address: {problem}");
+        }
+        statuses.push(status);
+    }
+    println!("6 quick reads with one key, 1/s (burst 2): {statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 429) && statuses.contains(&429) && statuses[..2] == [200, 200], "{statuses:?}");
+    // Each key has its own bucket: the admin key still reads.
+    assert_eq!(read(ADMIN).await.expect("answer").status().as_u16(), 200);
+    // An unknown key is refused as unknown (401), whatever its rate.
+    assert_eq!(read("not-a-key-of-this-service").await.expect("answer").status().as_u16(), 401);
+    // Over its rate, a caller gets 429 before its body is read: here a POST that declares a body
+    // and never sends it.
+    read(ADMIN).await.expect("answer");
+    read(ADMIN).await.expect("answer");
+    let status = status_after_sending(stack.query.addr, "/ads", "application/json", 100, b"", &[("authorization", &format!("Bearer {ADMIN}"))]);
+    assert!(status.contains(" 429 "), "POST /ads over the rate, body not sent: {status}");
+}
+
+/// Sends a request's headers (with `headers`), declaring a `declared_length` body, and `sent` of
+/// that body; then waits (at most 10 s) and returns the status line of the answer.
+fn status_after_sending(
+    addr: std::net::SocketAddr,
+    path: &str,
+    content_type: &str,
+    declared_length: usize,
+    sent: &[u8],
+    headers: &[(&str, &str)],
+) -> String {
+    use std::io::{Read, Write};
+    let mut connection = std::net::TcpStream::connect(addr).expect("connect");
+    connection.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("read timeout");
+    let more: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: {}\r\nContent-Type: {content_type}\r\nContent-Length: {declared_length}\r\n{more}\r\n",
+        e2e::BROWSER_USER_AGENT
+    );
+    connection.write_all(head.as_bytes()).expect("send the head");
+    connection.write_all(sent).expect("send part of the body");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.windows(2).any(|w| w == b"\r\n") {
+        match connection.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&answer).lines().next().unwrap_or("no answer").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_trickles_in_gets_408_and_nothing_is_counted() {
+    let stack = Stack::start_with(StackOptions { ingest_env: vec![("BODY_READ_TIMEOUT_SECS", "1")], ..StackOptions::default() }).await;
+    let click = format!("{{\"ad_id\":\"{AD_TRAIL_RUNNER}\"}}");
+    let started = std::time::Instant::now();
+    for (path, content_type) in [("/ads/click", "application/json"), ("/ads/events", "application/x-ndjson")] {
+        let status = status_after_sending(stack.ingest.addr, path, content_type, click.len(), &click.as_bytes()[..10], &[]);
+        assert!(status.contains(" 408 "), "{path}, a third of the body sent: {status}");
+    }
+    println!("two trickling bodies answered 408 in {:?}", started.elapsed());
+    let text = stack.metrics(&stack.ingest).await;
+    assert_eq!(e2e::metric_sum(&text, "ingest_events_rejected_total", &["reason=\"body_timeout\""]), 2.0, "{text}");
+    // A whole body still goes through.
+    let (status, answer) = stack.post_raw("/ads/click", "application/json", click.into_bytes(), &[]).await;
+    assert_eq!(status, 202, "{answer}");
+    stack.wait_for_count("SELECT count() FROM click_events", 1).await;
 }
 
 /// Each service answers oversized headers 431, closes idle connections, and answers a connection

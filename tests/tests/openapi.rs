@@ -38,6 +38,7 @@ fn combined_spec() -> String {
     // The same amendments as each service's /openapi.json.
     let closed: Vec<&str> = ingest::http::CLOSED_SCHEMAS.iter().chain(query::api::CLOSED_SCHEMAS).copied().collect();
     let spec = service_kit::spec::close_objects(&service.spec(), &closed).expect("spec is JSON");
+    let spec = query::api::add_gate_answers(&spec).expect("spec is JSON");
     let value: serde_json::Value = serde_json::from_str(&spec).expect("spec is JSON");
     serde_yaml::to_string(&value).expect("spec as YAML")
 }

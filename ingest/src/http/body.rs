@@ -1,27 +1,32 @@
 //! Request bodies that document a schema in the OpenAPI spec but are read as raw bytes, so that
-//! parsing and every rejection (with its field) stay in `schemas`.
+//! parsing and every rejection (with its field) stay in `schemas`. They are read only when the
+//! service asks ([`EventBody::read`]), after it has charged the client's rate limit: a client
+//! over its rate costs no more than its headers.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 
-use poem::{Request, RequestBody};
+use poem::{Body, Request, RequestBody};
 use poem_openapi::registry::{MetaMediaType, MetaRequest, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use schemas::batch::BatchFormat;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::{DEFAULT_MAX_BATCH_BODY_BYTES, DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT, DEFAULT_MAX_BODY_BYTES};
+use crate::config::{DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BATCH_BODY_BYTES, DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT, DEFAULT_MAX_BODY_BYTES};
 use crate::error::IngestError;
 use crate::service::ReadBatch;
 
-/// The body size limits, attached to the routes as request data.
+/// The body limits, attached to the routes as request data.
 #[derive(Debug, Clone)]
 pub struct BodyLimits {
     pub event: usize,
     pub batch: usize,
+    /// How long a body may take to arrive, whole: a client trickling it gets 408.
+    pub read_timeout: Duration,
     /// Bytes that batch bodies may hold at once, every request together: each batch reserves
     /// its declared length (or `batch` when it declares none) while it is handled.
     batches_in_flight: Arc<Semaphore>,
@@ -29,34 +34,70 @@ pub struct BodyLimits {
 }
 
 impl BodyLimits {
-    pub fn new(event: usize, batch: usize, batch_bytes_in_flight: usize) -> Self {
-        Self { event, batch, batches_in_flight: Arc::new(Semaphore::new(batch_bytes_in_flight)), batch_bytes_in_flight }
+    pub fn new(event: usize, batch: usize, batch_bytes_in_flight: usize, read_timeout: Duration) -> Self {
+        Self { event, batch, read_timeout, batches_in_flight: Arc::new(Semaphore::new(batch_bytes_in_flight)), batch_bytes_in_flight }
+    }
+}
+
+/// What the headers say about a body, kept so that it can be read after the request is routed.
+#[derive(Debug, Clone)]
+struct BodyHead {
+    content_type: String,
+    declared_length: Option<u64>,
+    /// The client waits for `100 Continue` before it sends anything.
+    waits_for_continue: bool,
+}
+
+impl BodyHead {
+    fn of(request: &Request) -> Self {
+        let waits_for_continue = request
+            .headers()
+            .get(poem::http::header::EXPECT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+        Self { content_type: request.content_type().unwrap_or("").to_owned(), declared_length: declared_length(request), waits_for_continue }
+    }
+}
+
+/// A body not read yet.
+struct Unread {
+    head: BodyHead,
+    body: Option<Body>,
+    limits: BodyLimits,
+}
+
+impl Unread {
+    fn of(request: &Request, body: &mut RequestBody) -> Self {
+        Self { head: BodyHead::of(request), body: body.take().ok(), limits: limits(request) }
     }
 }
 
 /// One event: `application/json`, documented as `T`.
 pub struct EventBody<T> {
-    bytes: Result<Vec<u8>, IngestError>,
+    unread: Unread,
     _schema: PhantomData<T>,
 }
 
 impl<T> EventBody<T> {
-    pub fn into_bytes(self) -> Result<Vec<u8>, IngestError> {
-        self.bytes
+    /// Reads the body: its bytes, or why they cannot be had.
+    pub async fn read(self) -> Result<Vec<u8>, IngestError> {
+        read_event(self.unread).await
     }
 }
 
 /// Many events: a JSON array or NDJSON of `T`.
 pub struct BatchBody<T> {
-    body: ReadBatch,
+    unread: Result<Unread, IngestError>,
     reserved: Option<OwnedSemaphorePermit>,
     _schema: PhantomData<T>,
 }
 
 impl<T> BatchBody<T> {
-    /// The body, and its share of `MAX_BATCH_BYTES_IN_FLIGHT`: keep that until the batch is done.
-    pub fn into_parts(self) -> (ReadBatch, Option<OwnedSemaphorePermit>) {
-        (self.body, self.reserved)
+    /// The body, to read, and its share of `MAX_BATCH_BYTES_IN_FLIGHT`: keep that until the
+    /// batch is done.
+    pub fn into_parts(self) -> (impl std::future::Future<Output = ReadBatch> + Send, Option<OwnedSemaphorePermit>) {
+        let unread = self.unread;
+        (async move { read_batch(unread?).await }, self.reserved)
     }
 }
 
@@ -88,37 +129,39 @@ fn declared_length(request: &Request) -> Option<u64> {
     request.headers().get(poem::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
 }
 
-/// Reads the whole body, refusing more than `limit` bytes (early, when Content-Length says so).
-async fn read(request: &Request, body: &mut RequestBody, limit: usize) -> Result<Vec<u8>, IngestError> {
+/// Reads the whole body within `limits.read_timeout`, refusing more than `limit` bytes (early,
+/// when Content-Length says so).
+async fn read(unread: Unread, limit: usize) -> Result<Vec<u8>, IngestError> {
+    let Unread { head, body, limits } = unread;
     let too_large = || IngestError::PayloadTooLarge { limit };
     let discard_budget = DISCARD_UP_TO_LIMITS.saturating_mul(limit as u64);
-    if let Some(declared) = declared_length(request).filter(|len| *len > limit as u64) {
+    if head.declared_length.is_some_and(|len| len > limit as u64) {
         // A client waiting for `100 Continue` has sent nothing yet and will send nothing: the
         // 413 reaches it as it is.
-        let waits_for_continue = request
-            .headers()
-            .get(poem::http::header::EXPECT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
-        if declared <= discard_budget && !waits_for_continue {
-            if let Ok(body) = body.take() {
+        if head.declared_length.is_some_and(|len| len <= discard_budget) && !head.waits_for_continue {
+            if let Some(body) = body {
                 discard(std::pin::pin!(body.into_bytes_stream()), discard_budget).await;
             }
         }
         return Err(too_large());
     }
-    let body = body.take().map_err(|e| IngestError::BodyRead(e.to_string()))?;
+    let body = body.ok_or_else(|| IngestError::BodyRead("the body was already taken".to_owned()))?;
     let mut chunks = std::pin::pin!(body.into_bytes_stream());
-    let mut bytes = Vec::new();
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| IngestError::BodyRead(e.to_string()))?;
-        if bytes.len() + chunk.len() > limit {
-            discard(chunks, discard_budget.saturating_sub(bytes.len() as u64)).await;
-            return Err(too_large());
+    let whole = async {
+        let mut bytes = Vec::new();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| IngestError::BodyRead(e.to_string()))?;
+            if bytes.len() + chunk.len() > limit {
+                discard(&mut chunks, discard_budget.saturating_sub(bytes.len() as u64)).await;
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
         }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(bytes)
+        Ok(bytes)
+    };
+    tokio::time::timeout(limits.read_timeout, whole)
+        .await
+        .unwrap_or(Err(IngestError::BodyTimeout { secs: limits.read_timeout.as_secs() }))
 }
 
 /// Reads and drops what remains of a body, up to `budget` bytes and [`DISCARD_FOR_AT_MOST`].
@@ -138,13 +181,14 @@ async fn discard(mut chunks: impl Stream<Item = std::io::Result<bytes::Bytes>> +
 /// The route's limits; the configuration's defaults if none were attached.
 fn limits(request: &Request) -> BodyLimits {
     request.data::<BodyLimits>().cloned().unwrap_or_else(|| {
-        BodyLimits::new(DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BATCH_BODY_BYTES, DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT)
+        BodyLimits::new(DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BATCH_BODY_BYTES, DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT, DEFAULT_BODY_READ_TIMEOUT)
     })
 }
 
 /// Reserves the batch's bytes of `MAX_BATCH_BYTES_IN_FLIGHT`, or refuses it at once.
-fn reserve_batch(request: &Request, limits: &BodyLimits) -> Result<OwnedSemaphorePermit, IngestError> {
-    let bytes = declared_length(request).map_or(limits.batch, |len| usize::try_from(len).unwrap_or(usize::MAX).min(limits.batch));
+fn reserve_batch(unread: &Unread) -> Result<OwnedSemaphorePermit, IngestError> {
+    let limits = &unread.limits;
+    let bytes = unread.head.declared_length.map_or(limits.batch, |len| usize::try_from(len).unwrap_or(usize::MAX).min(limits.batch));
     let permits = u32::try_from(bytes).unwrap_or(u32::MAX);
     limits
         .batches_in_flight
@@ -153,25 +197,27 @@ fn reserve_batch(request: &Request, limits: &BodyLimits) -> Result<OwnedSemaphor
         .map_err(|_| IngestError::BatchesInFlight { limit: limits.batch_bytes_in_flight })
 }
 
-async fn read_event(request: &Request, body: &mut RequestBody) -> Result<Vec<u8>, IngestError> {
-    let content_type = request.content_type().unwrap_or("");
+async fn read_event(unread: Unread) -> Result<Vec<u8>, IngestError> {
+    let content_type = &unread.head.content_type;
     let essence = essence(content_type);
     if !essence.eq_ignore_ascii_case(JSON) && !essence.eq_ignore_ascii_case(TEXT) {
         return Err(unsupported(content_type, &format!("{JSON} (or {TEXT}, as sendBeacon sends it)")));
     }
-    read(request, body, limits(request).event).await
+    let limit = unread.limits.event;
+    read(unread, limit).await
 }
 
-async fn read_batch(request: &Request, body: &mut RequestBody, limits: &BodyLimits) -> ReadBatch {
-    let content_type = request.content_type().unwrap_or("");
-    let format = match essence(content_type) {
+async fn read_batch(unread: Unread) -> ReadBatch {
+    let content_type = unread.head.content_type.clone();
+    let format = match essence(&content_type) {
         t if t.eq_ignore_ascii_case(JSON) => Some(BatchFormat::JsonArray),
         t if t.eq_ignore_ascii_case(NDJSON) => Some(BatchFormat::Ndjson),
         // sendBeacon: the text says which, by its first character.
         t if t.eq_ignore_ascii_case(TEXT) => None,
-        _ => return Err(unsupported(content_type, &format!("{JSON}, {NDJSON} or {TEXT}"))),
+        _ => return Err(unsupported(&content_type, &format!("{JSON}, {NDJSON} or {TEXT}"))),
     };
-    let bytes = read(request, body, limits.batch).await?;
+    let limit = unread.limits.batch;
+    let bytes = read(unread, limit).await?;
     let format = format.unwrap_or_else(|| match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'[') => BatchFormat::JsonArray,
         _ => BatchFormat::Ndjson,
@@ -202,7 +248,7 @@ impl<'a, T: Type + Send> ApiExtractor<'a> for EventBody<T> {
         body: &mut RequestBody,
         _param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
-        Ok(Self { bytes: read_event(request, body).await, _schema: PhantomData })
+        Ok(Self { unread: Unread::of(request, body), _schema: PhantomData })
     }
 }
 
@@ -233,12 +279,12 @@ impl<'a, T: Type + Send> ApiExtractor<'a> for BatchBody<T> {
         body: &mut RequestBody,
         _param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
-        let limits = limits(request);
-        let (body, reserved) = match reserve_batch(request, &limits) {
-            Ok(reserved) => (read_batch(request, body, &limits).await, Some(reserved)),
+        let unread = Unread::of(request, body);
+        let (unread, reserved) = match reserve_batch(&unread) {
+            Ok(reserved) => (Ok(unread), Some(reserved)),
             Err(refused) => (Err(refused), None),
         };
-        Ok(Self { body, reserved, _schema: PhantomData })
+        Ok(Self { unread, reserved, _schema: PhantomData })
     }
 }
 

@@ -49,7 +49,7 @@ impl IngestApi {
     /// Send `event_id` (any UUID you generate) to make retries safe: the same id is counted once.
     #[oai(path = "/ads/click", method = "post", operation_id = "postClick", tag = "IngestTags::Events")]
     async fn post_click(&self, req: &Request, body: EventBody<ClickRequest>) -> PostEventResponse {
-        self.ingest.accept(EventKind::Click, body.into_bytes(), sender(req)).await.into()
+        self.ingest.accept(EventKind::Click, body.read(), sender(req)).await.into()
     }
 
     /// Record an impression (an ad was shown)
@@ -57,7 +57,7 @@ impl IngestApi {
     /// Send `event_id` (any UUID you generate) to make retries safe: the same id is counted once.
     #[oai(path = "/ads/impression", method = "post", operation_id = "postImpression", tag = "IngestTags::Events")]
     async fn post_impression(&self, req: &Request, body: EventBody<ImpressionRequest>) -> PostEventResponse {
-        self.ingest.accept(EventKind::Impression, body.into_bytes(), sender(req)).await.into()
+        self.ingest.accept(EventKind::Impression, body.read(), sender(req)).await.into()
     }
 
     /// Record many clicks and impressions at once
@@ -333,6 +333,9 @@ pub enum PostEventResponse {
     /// Malformed JSON, a field of the wrong type, or an unknown field.
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
+    /// The body did not arrive whole within `BODY_READ_TIMEOUT_SECS`; nothing was recorded.
+    #[oai(status = 408, content_type = "application/problem+json")]
+    RequestTimeout(Json<Problem>),
     /// The body is larger than the limit (16 KiB by default).
     #[oai(status = 413, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
@@ -406,6 +409,9 @@ pub enum PostEventsResponse {
     /// Not a JSON array (with `application/json`), or unreadable; nothing was recorded.
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
+    /// The body did not arrive whole within `BODY_READ_TIMEOUT_SECS`; nothing was recorded.
+    #[oai(status = 408, content_type = "application/problem+json")]
+    RequestTimeout(Json<Problem>),
     /// More than 1 MiB, more than 1,000 events, or more events than this client's rate-limit
     /// burst; nothing was recorded. Split the batch.
     #[oai(status = 413, content_type = "application/problem+json")]
@@ -426,6 +432,7 @@ pub enum PostEventsResponse {
 /// How an error answers, for a single event or a whole batch.
 enum Refusal {
     BadRequest,
+    RequestTimeout,
     PayloadTooLarge,
     UnsupportedMediaType,
     Unprocessable,
@@ -439,6 +446,7 @@ impl Refusal {
         match error {
             IngestError::Input(e) if e.kind == schemas::InputErrorKind::Malformed => Self::BadRequest,
             IngestError::BodyRead(_) => Self::BadRequest,
+            IngestError::BodyTimeout { .. } => Self::RequestTimeout,
             IngestError::Input(_) | IngestError::UnknownAd(_) | IngestError::InactiveAd(_) => Self::Unprocessable,
             IngestError::PayloadTooLarge { .. } | IngestError::TooManyEvents { .. } | IngestError::BatchExceedsBurst { .. } => {
                 Self::PayloadTooLarge
@@ -453,6 +461,7 @@ impl Refusal {
     fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
@@ -493,6 +502,7 @@ impl From<Result<Vec<Result<Accepted, IngestError>>, IngestError>> for PostEvent
                 let refusal = Refusal::of(&error);
                 return match refusal {
                     Refusal::BadRequest => Self::BadRequest(refusal.problem(&error)),
+                    Refusal::RequestTimeout => Self::RequestTimeout(refusal.problem(&error)),
                     Refusal::PayloadTooLarge => Self::PayloadTooLarge(refusal.problem(&error)),
                     Refusal::UnsupportedMediaType => Self::UnsupportedMediaType(refusal.problem(&error)),
                     Refusal::TooManyRequests { retry_after_secs } => Self::TooManyRequests(refusal.problem(&error), retry_after_secs),
@@ -535,6 +545,7 @@ impl From<Result<Accepted, IngestError>> for PostEventResponse {
         let problem = refusal.problem(&error);
         match refusal {
             Refusal::BadRequest => Self::BadRequest(problem),
+            Refusal::RequestTimeout => Self::RequestTimeout(problem),
             Refusal::Unprocessable => Self::Unprocessable(problem),
             Refusal::PayloadTooLarge => Self::PayloadTooLarge(problem),
             Refusal::UnsupportedMediaType => Self::UnsupportedMediaType(problem),

@@ -30,6 +30,18 @@ use crate::service::{now, Analytics, BreakdownQuery, ReportQuery, SeriesQuery};
 /// Request bodies that reject unknown fields (400): closed objects in the spec.
 pub const CLOSED_SCHEMAS: &[&str] = &["NewAd", "AdChanges"];
 
+/// `spec` with what [`auth::gate`] answers before any operation runs: 429 on every operation.
+pub fn add_gate_answers(spec: &str) -> Result<String, serde_json::Error> {
+    let operation_ids: Vec<&str> =
+        <QueryApi as poem_openapi::OpenApi>::meta().iter().flat_map(|api| &api.paths).flat_map(|path| &path.operations).filter_map(|op| op.operation_id).collect();
+    service_kit::spec::add_too_many_requests(
+        spec,
+        &operation_ids,
+        "This caller (its API key, or its address when it sends none) made more requests than \
+         `RATE_LIMIT_PER_CALLER` allows; nothing was read. Retry after `Retry-After` seconds.",
+    )
+}
+
 #[derive(Tags)]
 pub enum QueryTags {
     /// The ad catalog.
