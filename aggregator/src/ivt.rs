@@ -11,9 +11,11 @@
 //!
 //! "Before" and the windows go by `received_at`, the time ingest received each event, over what
 //! ClickHouse holds plus the batch itself: a client chooses its events' `timestamp`, so three
-//! clicks sent within a second but stamped 31 s apart are still duplicates. A visitor is
-//! `visitor_id`, whose key changes when ingest's receiving day does (00:00 UTC): a click received
-//! just after midnight cannot be linked to its impression received just before, and is flagged. An impression that reaches the aggregator
+//! clicks sent within a second but stamped 31 s apart are still duplicates. A visitor is its
+//! `sender_id`, keyed by the day ingest received the event (not `visitor_id`, keyed by the day of
+//! the client's timestamp, which a client could vary to pass for several visitors). Its key
+//! changes at 00:00 UTC: a click received just after midnight cannot be linked to its impression
+//! received just before, and is flagged. An impression that reaches the aggregator
 //! after its click (in a later batch) does not clear the click: flags are final once written.
 //! Replaying the stream (`aggregator rebuild`) reads the events in the same order and flags
 //! the same ones.
@@ -90,7 +92,7 @@ pub fn flag(rows: Vec<EventRow>, rules: Rules, stored: &Stored) -> Vec<EventRow>
         let Some(f) = &facts[i] else { continue };
         if f.billable_click {
             let before = stored.before.get(&f.event_id).copied().unwrap_or_default();
-            let newest_of = |kind, stored: Option<OffsetDateTime>| newest.get(&(f.visitor_id, f.ad_id, kind)).copied().max(stored);
+            let newest_of = |kind, stored: Option<OffsetDateTime>| newest.get(&(f.sender_id, f.ad_id, kind)).copied().max(stored);
             let within = |at: Option<OffsetDateTime>, window: Duration| at.is_some_and(|at| f.received_at - at <= window);
             let click = newest_of(EventKind::Click, before.click);
             let impression = newest_of(EventKind::Impression, before.impression);
@@ -102,7 +104,7 @@ pub fn flag(rows: Vec<EventRow>, rules: Rules, stored: &Stored) -> Vec<EventRow>
                 None
             };
         }
-        newest.insert((f.visitor_id, f.ad_id, f.kind), f.received_at);
+        newest.insert((f.sender_id, f.ad_id, f.kind), f.received_at);
     }
     rows.into_iter()
         .zip(reasons)
@@ -117,7 +119,7 @@ pub fn flag(rows: Vec<EventRow>, rules: Rules, stored: &Stored) -> Vec<EventRow>
 struct Facts {
     event_id: Uuid,
     ad_id: Uuid,
-    visitor_id: u64,
+    sender_id: u64,
     kind: EventKind,
     received_at: OffsetDateTime,
     stream_seq: u64,
@@ -130,7 +132,7 @@ fn facts_of(row: &EventRow) -> Option<Facts> {
         EventRow::Click(r) => Facts {
             event_id: r.event_id,
             ad_id: r.ad_id,
-            visitor_id: r.visitor_id,
+            sender_id: r.sender_id,
             kind: EventKind::Click,
             received_at: r.received_at,
             stream_seq: r.stream_seq,
@@ -139,7 +141,7 @@ fn facts_of(row: &EventRow) -> Option<Facts> {
         EventRow::Impression(r) => Facts {
             event_id: r.event_id,
             ad_id: r.ad_id,
-            visitor_id: r.visitor_id,
+            sender_id: r.sender_id,
             kind: EventKind::Impression,
             received_at: r.received_at,
             stream_seq: r.stream_seq,
@@ -148,7 +150,7 @@ fn facts_of(row: &EventRow) -> Option<Facts> {
         EventRow::Invalid(r) => Facts {
             event_id: r.event_id,
             ad_id: r.ad_id,
-            visitor_id: r.visitor_id,
+            sender_id: r.sender_id,
             // A flagged event of a kind this build does not know is no one's history.
             kind: match r.kind.as_str() {
                 "click" => EventKind::Click,
@@ -194,7 +196,7 @@ impl History {
         let clicks: Vec<(Uuid, u64, Uuid, i64)> = rows
             .iter()
             .filter_map(|row| match row {
-                EventRow::Click(c) => Some((c.event_id, c.visitor_id, c.ad_id, (c.received_at.unix_timestamp_nanos() / 1_000_000) as i64)),
+                EventRow::Click(c) => Some((c.event_id, c.sender_id, c.ad_id, (c.received_at.unix_timestamp_nanos() / 1_000_000) as i64)),
                 _ => None,
             })
             .collect();
@@ -255,32 +257,32 @@ impl History {
     async fn lookup(&self, clicks: &[(Uuid, u64, Uuid, i64)], windows_ms: (i64, i64)) -> Result<Vec<Found>, clickhouse::error::Error> {
         let earliest = clicks.iter().map(|c| c.3).min().unwrap_or(0);
         let to = clicks.iter().map(|c| c.3).max().unwrap_or(0);
-        let mut visitors: Vec<u64> = clicks.iter().map(|c| c.1).collect();
-        visitors.sort_unstable();
-        visitors.dedup();
+        let mut senders: Vec<u64> = clicks.iter().map(|c| c.1).collect();
+        senders.sort_unstable();
+        senders.dedup();
         let mut ads: Vec<String> = clicks.iter().map(|c| c.2.to_string()).collect();
         ads.sort_unstable();
         ads.dedup();
         let tuples: Vec<(String, u64, String, i64)> = clicks.iter().map(|c| (c.0.to_string(), c.1, c.2.to_string(), c.3)).collect();
-        // Each side reads only the batch's ads and visitors (primary key and bloom-filter
+        // Each side reads only the batch's ads and senders (primary key and bloom-filter
         // index) within its window; flagged events count as history too.
         let history = |table: &str, kind: &str| {
             let batch = format!(
-                "ad_id IN {{ads:Array(UUID)}} AND visitor_id IN {{visitors:Array(UInt64)}} \
+                "ad_id IN {{ads:Array(UUID)}} AND sender_id IN {{senders:Array(UInt64)}} \
                  AND received_at >= fromUnixTimestamp64Milli({{{kind}_from:Int64}}, 'UTC') AND received_at <= fromUnixTimestamp64Milli({{to:Int64}}, 'UTC')"
             );
             format!(
-                "SELECT visitor_id, ad_id, received_at FROM {table} WHERE {batch} \
-                 UNION ALL SELECT visitor_id, ad_id, received_at FROM invalid_events WHERE kind = '{kind}' AND {batch}"
+                "SELECT sender_id, ad_id, received_at FROM {table} WHERE {batch} \
+                 UNION ALL SELECT sender_id, ad_id, received_at FROM invalid_events WHERE kind = '{kind}' AND {batch}"
             )
         };
         let sql = format!(
             "SELECT c.event_id AS event_id, toUnixTimestamp64Milli(k.received_at) AS click_ms, toUnixTimestamp64Milli(i.received_at) AS impression_ms \
-             FROM (SELECT tupleElement(t, 1) AS event_id, tupleElement(t, 2) AS visitor_id, tupleElement(t, 3) AS ad_id, \
+             FROM (SELECT tupleElement(t, 1) AS event_id, tupleElement(t, 2) AS sender_id, tupleElement(t, 3) AS ad_id, \
                    fromUnixTimestamp64Milli(tupleElement(t, 4), 'UTC') AS received_at \
                    FROM (SELECT arrayJoin({{clicks:Array(Tuple(UUID, UInt64, UUID, Int64))}}) AS t)) AS c \
-             ASOF LEFT JOIN ({}) AS k ON c.visitor_id = k.visitor_id AND c.ad_id = k.ad_id AND c.received_at >= k.received_at \
-             ASOF LEFT JOIN ({}) AS i ON c.visitor_id = i.visitor_id AND c.ad_id = i.ad_id AND c.received_at >= i.received_at",
+             ASOF LEFT JOIN ({}) AS k ON c.sender_id = k.sender_id AND c.ad_id = k.ad_id AND c.received_at >= k.received_at \
+             ASOF LEFT JOIN ({}) AS i ON c.sender_id = i.sender_id AND c.ad_id = i.ad_id AND c.received_at >= i.received_at",
             history("click_events", "click"),
             history("impression_events", "impression"),
         );
@@ -288,7 +290,7 @@ impl History {
             .query(&sql)
             .param("clicks", tuples)
             .param("ads", ads)
-            .param("visitors", visitors)
+            .param("senders", senders)
             .param("click_from", earliest - windows_ms.0)
             .param("impression_from", earliest - windows_ms.1)
             .param("to", to)
@@ -328,6 +330,7 @@ mod tests {
             device_type: String::new(),
             browser: String::new(),
             country: String::new(),
+            sender_id: visitor,
         })
     }
 
@@ -346,6 +349,7 @@ mod tests {
             device_type: c.device_type,
             browser: c.browser,
             country: c.country,
+            sender_id: c.sender_id,
         })
     }
 

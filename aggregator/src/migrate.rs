@@ -23,6 +23,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0013_time_ordered_rollups.sql", include_str!("../../clickhouse/migrations/0013_time_ordered_rollups.sql")),
     ("0014_schema_migrations.sql", include_str!("../../clickhouse/migrations/0014_schema_migrations.sql")),
     ("0015_received_at_index.sql", include_str!("../../clickhouse/migrations/0015_received_at_index.sql")),
+    ("0016_sender_id.sql", include_str!("../../clickhouse/migrations/0016_sender_id.sql")),
 ];
 
 /// The newest migration this binary knows.

@@ -307,6 +307,7 @@ mod tests {
             device_type: String::new(),
             browser: String::new(),
             country: String::new(),
+            sender_id: 0,
         })
     }
 

@@ -111,8 +111,10 @@ fn ad_event(event: &Event) -> AdEvent {
         country: None,
         // Ingest records each request's id (a UUIDv7 when the client sends none).
         request_id: Some(uuid::Uuid::now_v7().to_string()),
-        // Ingest hashes each sender into a visitor id (the value matters not, the size does).
+        // Ingest hashes each sender into a visitor id and a sender id (the values matter not,
+        // the sizes do).
         visitor_id: Some(0x5eed_0000_0000_0001),
+        sender_id: Some(0x5eed_0000_0000_0001),
         invalid_reason: None,
     }
 }

@@ -2,12 +2,15 @@
 //!
 //! - The client IP is truncated to its /24 (IPv4) or /48 (IPv6) unless `KEEP_RAW_IPS` is set:
 //!   neither the stream nor ClickHouse then ever holds a full address.
-//! - `visitor_id`, the identity behind unique counts and the click rules, is HMAC-SHA256 of the
-//!   full IP and user agent under a key that changes every UTC day. The day's key is itself an
+//! - `visitor_id`, the identity behind unique counts, is HMAC-SHA256 of the full IP and user
+//!   agent under a key that changes every UTC day: the day of the event's `timestamp`. The day's key is itself an
 //!   HMAC of the day under `VISITOR_HASH_SECRET`, so every ingest replica derives the same one
 //!   with nothing to share at runtime, and ids of different days cannot be linked without the
 //!   secret. "Unique" therefore means distinct IP + user agent within one UTC day: a visitor
 //!   seen on two days counts once per day in a multi-day window.
+//! - `sender_id`, the identity behind the invalid-traffic click rules, is the same hash under
+//!   the key of the day ingest received the event: a client cannot pass for several senders by
+//!   stamping its events with several days.
 
 use std::net::IpAddr;
 use std::sync::RwLock;
@@ -47,11 +50,15 @@ impl Privacy {
         key
     }
 
-    /// Sets the event's visitor id from its sender and the UTC day of its timestamp, then
-    /// truncates its IP.
+    /// Sets the event's visitor id from its sender and the UTC day of its timestamp, and its
+    /// sender id from its sender and the day it was received; then truncates its IP.
     pub fn apply(&self, event: &mut AdEvent) {
-        let day = event.timestamp.to_offset(time::UtcOffset::UTC).date();
-        event.visitor_id = Some(self.visitor_id(day, event.client_ip, event.user_agent.as_deref()));
+        let utc_day = |t: time::OffsetDateTime| t.to_offset(time::UtcOffset::UTC).date();
+        let (day, received_day) = (utc_day(event.timestamp), utc_day(event.received_at));
+        let visitor_id = self.visitor_id(day, event.client_ip, event.user_agent.as_deref());
+        event.visitor_id = Some(visitor_id);
+        event.sender_id =
+            Some(if received_day == day { visitor_id } else { self.visitor_id(received_day, event.client_ip, event.user_agent.as_deref()) });
         if !self.keep_raw_ips {
             event.client_ip = event.client_ip.map(truncate);
         }
@@ -135,7 +142,7 @@ mod tests {
     }
 
     #[test]
-    fn the_id_follows_the_day_of_the_event_not_the_day_it_arrived() {
+    fn the_visitor_id_follows_the_day_of_the_event_and_the_sender_id_the_day_it_arrived() {
         let privacy = Privacy::new("a secret of some length", false);
         let mut before_midnight = AdEvent::from_json(include_bytes!("../../schemas/test-data/v1/click.json")).unwrap();
         before_midnight.timestamp = datetime!(2026-12-01 23:59:59.900 UTC);
@@ -153,5 +160,9 @@ mod tests {
         assert_eq!(before_midnight.visitor_id, Some(on(date!(2026 - 12 - 01))), "received on the 2nd, it happened on the 1st");
         assert_eq!(after_midnight.visitor_id, Some(on(date!(2026 - 12 - 02))));
         assert_eq!(with_offset.visitor_id, Some(on(date!(2026 - 12 - 01))));
+        // Whatever day a client stamps its events with, the rules see one sender per day received.
+        for event in [&before_midnight, &after_midnight, &with_offset] {
+            assert_eq!(event.sender_id, Some(on(date!(2026 - 12 - 02))));
+        }
     }
 }

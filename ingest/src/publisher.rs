@@ -221,6 +221,7 @@ mod tests {
             country: None,
             request_id: None,
             visitor_id: None,
+            sender_id: None,
             invalid_reason: None,
         }
     }

@@ -79,6 +79,13 @@ pub struct AdEvent {
     /// ingest computed it: readers then use [`crate::rows::unkeyed_visitor_id`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visitor_id: Option<u64>,
+    /// Who sent the event as ingest saw it on the day it received it: the same hash as
+    /// `visitor_id` under the key of `received_at`'s UTC day, so it differs from `visitor_id` only
+    /// when the client's `timestamp` falls on another day. The invalid-traffic rules compare it,
+    /// since a client cannot change it by choosing timestamps. Absent in events published before
+    /// ingest computed it: readers then use `visitor_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_id: Option<u64>,
     /// Set by ingest when the request itself shows invalid traffic ([`InvalidReason`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invalid_reason: Option<InvalidReason>,

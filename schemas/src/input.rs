@@ -156,6 +156,7 @@ fn into_event(
         request_id: ctx.request_id,
         // Ingest's business, after validation: see `ingest::privacy` and `ingest::ivt`.
         visitor_id: None,
+        sender_id: None,
         invalid_reason: None,
     })
 }

@@ -36,6 +36,8 @@ pub struct ClickRow {
     pub browser: String,
     /// Empty when the client sent none.
     pub country: String,
+    /// [`AdEvent::sender_id`]: what the invalid-traffic rules compare.
+    pub sender_id: u64,
 }
 
 /// A row of `impression_events`: a billable impression.
@@ -57,6 +59,7 @@ pub struct ImpressionRow {
     pub device_type: String,
     pub browser: String,
     pub country: String,
+    pub sender_id: u64,
 }
 
 /// A row of `invalid_events`: a click or impression flagged as invalid traffic, kept with its
@@ -85,6 +88,7 @@ pub struct InvalidEventRow {
     pub device_type: String,
     pub browser: String,
     pub country: String,
+    pub sender_id: u64,
 }
 
 /// The visitor of an event published before ingest computed [`AdEvent::visitor_id`]: FNV-1a
@@ -169,6 +173,7 @@ impl EventRow {
                 device_type,
                 browser,
                 country,
+                sender_id,
             }) => InvalidEventRow {
                 event_id,
                 ad_id,
@@ -186,6 +191,7 @@ impl EventRow {
                 device_type,
                 browser,
                 country,
+                sender_id,
             },
             EventRow::Impression(ImpressionRow {
                 event_id,
@@ -200,6 +206,7 @@ impl EventRow {
                 device_type,
                 browser,
                 country,
+                sender_id,
             }) => InvalidEventRow {
                 event_id,
                 ad_id,
@@ -217,6 +224,7 @@ impl EventRow {
                 device_type,
                 browser,
                 country,
+                sender_id,
             },
             EventRow::Invalid(row) => row,
         };
@@ -231,6 +239,7 @@ impl EventRow {
         let browser = event.browser.unwrap_or_else(|| Browser::of(&user_agent)).as_str().to_owned();
         let country = event.country.unwrap_or_default();
         let visitor_id = event.visitor_id.unwrap_or_else(|| unkeyed_visitor_id(&client_ip, &user_agent));
+        let sender_id = event.sender_id.unwrap_or(visitor_id);
         let row = match event.kind {
             EventKind::Click => EventRow::Click(ClickRow {
                 event_id: event.event_id,
@@ -247,6 +256,7 @@ impl EventRow {
                 device_type,
                 browser,
                 country,
+                sender_id,
             }),
             EventKind::Impression => EventRow::Impression(ImpressionRow {
                 event_id: event.event_id,
@@ -261,6 +271,7 @@ impl EventRow {
                 device_type,
                 browser,
                 country,
+                sender_id,
             }),
         };
         match event.invalid_reason {
@@ -284,6 +295,7 @@ mod tests {
         let EventRow::Invalid(row) = EventRow::from_event(event("click_flagged_bot.json"), 7) else { panic!("not flagged") };
         assert_eq!((row.kind.as_str(), row.invalid_reason.as_str()), ("click", "bot_user_agent"));
         assert_eq!((row.visitor_id, row.stream_seq, row.client_ip.as_str()), (9_876_543_210_123_456_789, 7, "203.0.113.0"));
+        assert_eq!(row.sender_id, row.visitor_id, "an event published without a sender id is its visitor");
 
         let click = EventRow::from_event(event("click.json"), 8);
         let EventRow::Click(billable) = click.clone() else { panic!("a click") };
@@ -298,6 +310,7 @@ mod tests {
     fn events_without_a_visitor_id_get_a_stable_unkeyed_one() {
         let EventRow::Click(row) = EventRow::from_event(event("click.json"), 1) else { panic!("a click") };
         assert_eq!(row.visitor_id, unkeyed_visitor_id(&row.client_ip, &row.user_agent));
+        assert_eq!(row.sender_id, row.visitor_id, "and the same sender id");
         assert_eq!(unkeyed_visitor_id("203.0.113.7", "a"), 0x868e_9d24_06e3_bc73, "FNV-1a (checked against a Python FNV-1a), fixed across builds");
         assert_ne!(unkeyed_visitor_id("203.0.113.7", "a"), unkeyed_visitor_id("203.0.113.7a", ""));
     }

@@ -161,6 +161,7 @@ fn click(seq: u64) -> EventRow {
             country: None,
             request_id: None,
             visitor_id: None,
+            sender_id: None,
             invalid_reason: None,
         },
         seq,

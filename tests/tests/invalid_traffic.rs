@@ -55,10 +55,11 @@ async fn every_rule_flags_its_events_which_are_stored_apart_and_never_billed() {
     let window = std::time::Duration::from_secs(DUPLICATE_WINDOW_SECS.parse().expect("seconds"));
     tokio::time::sleep(window + std::time::Duration::from_millis(200)).await;
     send(&stack, "/ads/click", AD_TRAIL_RUNNER, -120, HUMAN_A).await;
-    // The rules go by when ingest received a click: D's three clicks, sent at once but stamped
-    // 31 s apart by the client, are one billable click and two duplicates.
+    // The rules go by when ingest received a click, and by who sent it on that day: D's four
+    // clicks, sent at once but stamped 31 s apart, and the last one on the day before (another
+    // visitor_id, the same sender_id), are one billable click and three duplicates.
     send(&stack, "/ads/impression", AD_TRAIL_RUNNER, -100, HUMAN_D).await;
-    for secs in [-95, -64, -33] {
+    for secs in [-95, -64, -33, -86_400 - 33] {
         send(&stack, "/ads/click", AD_TRAIL_RUNNER, secs, HUMAN_D).await;
     }
     // A request without a user agent is a script's, whatever else it looks like.
@@ -91,10 +92,10 @@ async fn every_rule_flags_its_events_which_are_stored_apart_and_never_billed() {
     stack
         .wait_for_count(
             "SELECT (SELECT count() FROM click_events) + (SELECT count() FROM impression_events) + (SELECT count() FROM invalid_events)",
-            16,
+            17,
         )
         .await;
-    assert_eq!(stack.count("SELECT count() FROM invalid_events").await, 10);
+    assert_eq!(stack.count("SELECT count() FROM invalid_events").await, 11);
     assert_eq!(stack.count("SELECT count() FROM click_events").await, 3);
     assert_eq!(stack.count("SELECT count() FROM impression_events").await, 3);
     let flagged = stack
@@ -108,7 +109,7 @@ async fn every_rule_flags_its_events_which_are_stored_apart_and_never_billed() {
             r#""click","bot_user_agent","203.0.113.0",1"#,
             r#""click","click_without_impression","203.0.113.0",2"#,
             r#""click","datacenter_ip","198.51.100.0",1"#,
-            r#""click","duplicate_click","203.0.113.0",3"#,
+            r#""click","duplicate_click","203.0.113.0",4"#,
             r#""click","missing_user_agent","203.0.113.0",1"#,
             r#""impression","bot_user_agent","203.0.113.0",1"#,
             r#""impression","datacenter_ip","198.51.100.0",1"#,
@@ -124,7 +125,8 @@ async fn every_rule_flags_its_events_which_are_stored_apart_and_never_billed() {
         )
         .await;
     assert_eq!(full_ips, 0, "every stored IP is truncated to its /24");
-    assert_eq!(stack.count("SELECT uniqExact(visitor_id) FROM invalid_events WHERE client_ip = '203.0.113.0'").await, 5, "A, B, D, the crawler and the script");
+    assert_eq!(stack.count("SELECT uniqExact(sender_id) FROM invalid_events WHERE client_ip = '203.0.113.0'").await, 5, "A, B, D, the crawler and the script");
+    assert_eq!(stack.count("SELECT uniqExact(visitor_id) FROM invalid_events WHERE client_ip = '203.0.113.0'").await, 6, "D on two days");
 
     // The API: billable numbers without them, the flagged ones by reason.
     let report = eventually("the flagged events in /ads/analytics", || async {
