@@ -221,7 +221,7 @@ fn decode(message: &Message) -> Result<Vec<EventRow>, (Reason, String)> {
     })?;
     // Without stream info there is no sequence for the dedup token; 0 still dedups by id.
     let sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
-    Ok(events.into_iter().map(|event| EventRow::from_event(event, sequence)).collect())
+    Ok(events.into_iter().map(|event| EventRow::from_event(crate::ivt::recheck(event), sequence)).collect())
 }
 
 /// The messages of one pull request; a broken request yields what arrived before it broke.

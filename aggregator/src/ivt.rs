@@ -1,5 +1,6 @@
 //! The invalid-traffic rules that need a visitor's history, applied to each batch before it is
-//! written (ingest applies the rules one request shows: bot user agents, data-centre ranges).
+//! written. Ingest applies the rules one request shows (user agents, data-centre ranges), and
+//! [`recheck`] checks the user-agent ones again on every event read.
 //!
 //! - `duplicate_click`: the same visitor clicked the same ad within
 //!   `IVT_DUPLICATE_CLICK_WINDOW_SECS` before (any stored click counts, flagged or not).
@@ -27,7 +28,7 @@ use clickhouse::Client;
 use futures::StreamExt;
 use schemas::ivt::InvalidReason;
 use schemas::rows::EventRow;
-use schemas::EventKind;
+use schemas::{AdEvent, EventKind};
 use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -162,6 +163,14 @@ fn facts_of(row: &EventRow) -> Option<Facts> {
             billable_click: false,
         },
     })
+}
+
+/// The event with its request reason checked again ([`schemas::ivt::recheck`]): only ingest may
+/// publish events, and this holds even if something else did. A message cannot make itself
+/// billable against its own user agent, nor claim the history rules' reasons.
+pub fn recheck(mut event: AdEvent) -> AdEvent {
+    event.invalid_reason = schemas::ivt::recheck(event.invalid_reason, event.user_agent.as_deref());
+    event
 }
 
 /// Reads [`Before`] for the batch's billable clicks from ClickHouse.

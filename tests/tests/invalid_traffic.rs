@@ -209,3 +209,42 @@ async fn clicks_alone_from_distinct_visitors_are_all_billable() {
     assert_eq!((report["unique_clicks"].as_u64(), report["impressions"].as_u64()), (Some(VISITORS), Some(0)), "{report}");
     assert_eq!(invalid(&report, "invalid_clicks", "duplicate_click"), 1, "{report}");
 }
+
+/// Defence in depth: only ingest may publish events, but a message in the stream that claims to
+/// be billable against its own user agent is still flagged, and one claiming a reason of the
+/// history rules is judged by them instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aggregator_checks_the_user_agent_rules_of_every_message_again() {
+    let stack = Stack::start().await;
+    let js = async_nats::jetstream::new(stack.nats_admin().await);
+    let forged = |user_agent: Option<&str>, claimed: Option<&str>| {
+        let mut event: Value = serde_json::from_slice(include_bytes!("../../schemas/test-data/v1/click.json")).expect("fixture");
+        event["event_id"] = json!(uuid::Uuid::now_v7());
+        event["timestamp"] = json!(at(0));
+        event["received_at"] = json!(at(0));
+        event["user_agent"] = json!(user_agent);
+        event["invalid_reason"] = json!(claimed);
+        event
+    };
+    let messages = [
+        (forged(Some("curl/8.5.0"), None), "bot_user_agent"),
+        (forged(None, None), "missing_user_agent"),
+        (forged(Some(HUMAN_A.1), Some("datacenter_ip")), "datacenter_ip"),
+        (forged(Some(HUMAN_B.1), Some("duplicate_click")), "billable"),
+    ];
+    for (event, _) in &messages {
+        let publish = async_nats::jetstream::message::PublishMessage::build().payload(event.to_string().into()).header("Ads-Schema-Version", "1");
+        js.send_publish("ads.events.click", publish).await.expect("publish").await.expect("ack");
+    }
+    stack.wait_for_count("SELECT (SELECT count() FROM click_events) + (SELECT count() FROM invalid_events)", 4).await;
+    for (event, expected) in &messages {
+        let id = event["event_id"].as_str().expect("id");
+        let stored = stack
+            .sql(&format!(
+                "SELECT 'billable' FROM click_events WHERE event_id = '{id}' UNION ALL SELECT invalid_reason FROM invalid_events WHERE event_id = '{id}'"
+            ))
+            .await
+            .expect("where the event is");
+        assert_eq!(stored, *expected, "{event}");
+    }
+}
