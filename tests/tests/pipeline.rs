@@ -23,7 +23,9 @@ async fn clicks_and_impressions_are_counted_exactly_once() {
         let t = now - Duration::minutes(ago);
         t - Duration::seconds(t.second() as i64) - Duration::nanoseconds(t.nanosecond() as i64) + Duration::seconds(5)
     };
-    let (early, late) = (minute(30), minute(10));
+    // A visitor is one per UTC day of the events' timestamps: keep both minutes in one day
+    // (from 00:10 to 00:31 UTC, minutes 30 and 10 ago straddle midnight; 51 and 31 do not).
+    let (early, late) = if minute(30).date() == minute(10).date() { (minute(30), minute(10)) } else { (minute(51), minute(31)) };
     let repeated = uuid::Uuid::now_v7().to_string();
 
     let clicks = [
