@@ -36,6 +36,12 @@ pub struct Config {
     /// Applied by `migrate` as the tables' ClickHouse TTL; the closed-days job reads it too.
     #[arg(long, env = "RAW_EVENTS_TTL_DAYS", default_value_t = 90)]
     pub raw_events_ttl_days: u32,
+    /// Days the audience rollups (`click_audience_per_hour`, `..._per_day`, and the impressions'
+    /// : breakdowns by device, browser and country, with their visitor-id states) keep a row,
+    /// by its hour or day. 0 keeps them forever. Applied by `migrate`; the query service reads
+    /// it too, to refuse breakdowns of what is gone.
+    #[arg(long, env = "AUDIENCE_TTL_DAYS", default_value_t = schemas::rows::DEFAULT_AUDIENCE_TTL_DAYS)]
+    pub audience_ttl_days: u32,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "AGGREGATOR_ADDR", default_value = "0.0.0.0:8082")]
     pub addr: SocketAddr,
@@ -189,6 +195,18 @@ impl Config {
         if self.dead_letters.dead_letter_max_age_secs < 86_400 {
             return Err("DEAD_LETTER_MAX_AGE_SECS must be at least 86400 (a day for someone to look)".into());
         }
+        // Stored event ids expire with the raw rows; a message the stream or the dead letters can
+        // still deliver must find its id.
+        let kept_secs = u64::from(self.raw_events_ttl_days) * 86_400;
+        for (name, secs) in [("STREAM_MAX_AGE_SECS", self.stream.stream_max_age_secs), ("DEAD_LETTER_MAX_AGE_SECS", self.dead_letters.dead_letter_max_age_secs)] {
+            if kept_secs != 0 && secs > kept_secs {
+                return Err(format!(
+                    "RAW_EVENTS_TTL_DAYS ({}) must be 0 (forever) or cover {name} ({secs} s): the stored event ids expire with the \
+                     raw rows, and an event delivered again after its id expired would be counted twice",
+                    self.raw_events_ttl_days
+                ));
+            }
+        }
         if !(1..=5).contains(&self.stream.stream_replicas) {
             return Err("STREAM_REPLICAS must be between 1 and 5".into());
         }
@@ -232,6 +250,16 @@ mod tests {
         let config = parse(&[]);
         config.validate().unwrap();
         assert_eq!(config.consumer.batch_max_messages, 10_000);
+    }
+
+    #[test]
+    fn stored_ids_must_outlive_what_the_stream_and_the_dead_letters_can_deliver_again() {
+        let error = parse(&["--raw-events-ttl-days", "7"]).validate().unwrap_err();
+        assert!(error.contains("RAW_EVENTS_TTL_DAYS (7) must be 0 (forever) or cover STREAM_MAX_AGE_SECS"), "{error}");
+        let error = parse(&["--raw-events-ttl-days", "7", "--stream-max-age-secs", "604800"]).validate().unwrap_err();
+        assert!(error.contains("DEAD_LETTER_MAX_AGE_SECS"), "{error}");
+        parse(&["--raw-events-ttl-days", "7", "--stream-max-age-secs", "604800", "--dead-letter-max-age-secs", "604800"]).validate().unwrap();
+        parse(&["--raw-events-ttl-days", "0"]).validate().unwrap();
     }
 
     #[test]

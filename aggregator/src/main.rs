@@ -32,9 +32,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         migrate::apply(&config.clickhouse.server_client(), &clickhouse, &config.clickhouse.clickhouse_database, seed)
             .await
             .map_err(|e| anyhow::anyhow!("applying clickhouse migrations: {e}"))?;
-        migrate::apply_retention(&clickhouse, config.raw_events_ttl_days)
+        migrate::apply_retention(&clickhouse, config.raw_events_ttl_days, config.audience_ttl_days)
             .await
-            .map_err(|e| anyhow::anyhow!("applying RAW_EVENTS_TTL_DAYS: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("applying RAW_EVENTS_TTL_DAYS and AUDIENCE_TTL_DAYS: {e}"))?;
     } else {
         migrate::check_applied(&config.clickhouse.server_client(), &config.clickhouse.clickhouse_database).await?;
     }

@@ -131,22 +131,49 @@ pub async fn check_applied(server: &Client, database: &str) -> Result<(), Schema
 /// The tables holding one row per event: what `RAW_EVENTS_TTL_DAYS` expires.
 pub const RAW_EVENT_TABLES: [&str; 3] = ["click_events", "impression_events", "invalid_events"];
 
-/// The TTL of the raw tables, as ClickHouse prints it back in `system.tables.engine_full`.
-pub fn ttl_clause(days: u32) -> String {
-    format!("TTL toDateTime(timestamp) + toIntervalDay({days})")
+/// The audience rollups, with the column of each row's time: what `AUDIENCE_TTL_DAYS` expires.
+pub const AUDIENCE_TABLES: [(&str, &str); 4] = [
+    ("click_audience_per_hour", "hour"),
+    ("click_audience_per_day", "day"),
+    ("impression_audience_per_hour", "hour"),
+    ("impression_audience_per_day", "day"),
+];
+
+/// The TTL of rows timed by `time`, as ClickHouse prints it back in `system.tables.engine_full`.
+fn ttl_clause(time: &str, days: u32) -> String {
+    format!("TTL {time} + toIntervalDay({days})")
 }
 
-/// Gives each raw table the TTL `RAW_EVENTS_TTL_DAYS` asks for (none for 0). A table that
-/// already has it is left alone: changing a TTL rewrites the table's parts, so it is done only
-/// when the setting changed. Rollups have no TTL: their counts outlive the rows.
-pub async fn apply_retention(client: &Client, days: u32) -> Result<(), clickhouse::error::Error> {
-    let wanted = (days > 0).then(|| ttl_clause(days));
-    for table in RAW_EVENT_TABLES {
-        let engine: String = client
-            .query("SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = ?")
-            .bind(table)
-            .fetch_one()
-            .await?;
+/// What each retention setting expires: the raw tables by `RAW_EVENTS_TTL_DAYS`, the audience
+/// rollups by `AUDIENCE_TTL_DAYS` (0: forever).
+fn table_ttls(raw_events_days: u32, audience_days: u32) -> Vec<(&'static str, Option<String>)> {
+    let ttl = |time: &str, days: u32| (days > 0).then(|| ttl_clause(time, days));
+    let raw = RAW_EVENT_TABLES.into_iter().map(|table| (table, ttl("toDateTime(timestamp)", raw_events_days)));
+    let audience = AUDIENCE_TABLES.into_iter().map(|(table, time)| (table, ttl(time, audience_days)));
+    raw.chain(audience).collect()
+}
+
+/// The key-value table of stored event ids: they expire with the raw rows.
+pub const STORED_IDS_TABLE: &str = "stored_event_ids_kv";
+
+/// The engine `stored_event_ids_kv` needs for a retention of `days` (0: forever), as
+/// ClickHouse prints it back: RocksDB drops an id `days` after it was written (at compaction,
+/// so possibly later), never before its row, which expires `days` after the event's time.
+pub fn stored_ids_engine(days: u32) -> String {
+    match days {
+        0 => "EmbeddedRocksDB".to_owned(),
+        days => format!("EmbeddedRocksDB({})", u64::from(days) * 86_400),
+    }
+}
+
+/// Gives each raw table the TTL `RAW_EVENTS_TTL_DAYS` asks for (none for 0), the stored event
+/// ids the same retention, and the audience rollups the TTL `AUDIENCE_TTL_DAYS` asks for. A table that already
+/// has its TTL is left alone: changing a TTL rewrites the table's parts, so it is done only when
+/// the setting changed. The other rollups have no TTL: their counts outlive the rows.
+pub async fn apply_retention(client: &Client, raw_events_days: u32, audience_days: u32) -> Result<(), clickhouse::error::Error> {
+    apply_stored_ids_retention(client, raw_events_days).await?;
+    for (table, wanted) in table_ttls(raw_events_days, audience_days) {
+        let engine = engine_full(client, table).await?;
         let change = match &wanted {
             Some(clause) if !engine.contains(&format!(" {clause} ")) && !engine.ends_with(&format!(" {clause}")) => {
                 format!("ALTER TABLE {table} MODIFY {clause}")
@@ -155,8 +182,44 @@ pub async fn apply_retention(client: &Client, days: u32) -> Result<(), clickhous
             _ => continue,
         };
         client.query(&change).execute().await?;
-        tracing::info!(table, days, "raw event retention changed");
+        tracing::info!(table, ttl = wanted.as_deref().unwrap_or("none"), "retention changed");
     }
+    Ok(())
+}
+
+/// A table's engine and its settings, as ClickHouse prints them (TTL included).
+async fn engine_full(client: &Client, table: &str) -> Result<String, clickhouse::error::Error> {
+    client
+        .query("SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = ?")
+        .bind(table)
+        .fetch_one()
+        .await
+}
+
+/// Rebuilds `stored_event_ids_kv` with the engine `days` asks for, unless it has it. A
+/// RocksDB table's TTL is fixed at creation, so the ids move to a new table that then takes the
+/// old one's name; ids an insert wrote into the old table meanwhile are copied after every
+/// insert begun before the swap has ended, so that none is lost to a running aggregator.
+async fn apply_stored_ids_retention(client: &Client, days: u32) -> Result<(), clickhouse::error::Error> {
+    let engine = engine_full(client, STORED_IDS_TABLE).await?;
+    let wanted = stored_ids_engine(days);
+    if engine.starts_with(&format!("{wanted} ")) {
+        return Ok(());
+    }
+    let next = format!("{STORED_IDS_TABLE}_next");
+    let statements = [
+        format!("DROP TABLE IF EXISTS {next}"),
+        format!("CREATE TABLE {next} AS {STORED_IDS_TABLE} ENGINE = {wanted} PRIMARY KEY event_id"),
+        format!("INSERT INTO {next} SELECT * FROM {STORED_IDS_TABLE}"),
+        format!("EXCHANGE TABLES {STORED_IDS_TABLE} AND {next}"),
+    ];
+    for statement in &statements {
+        client.query(statement).execute().await?;
+    }
+    crate::sink::await_inserts_begun_before(client, std::time::Instant::now()).await;
+    client.query(&format!("INSERT INTO {STORED_IDS_TABLE} SELECT * FROM {next}")).execute().await?;
+    client.query(&format!("DROP TABLE {next}")).execute().await?;
+    tracing::info!(table = STORED_IDS_TABLE, days, "stored event id retention changed");
     Ok(())
 }
 
@@ -177,6 +240,17 @@ mod tests {
         assert_eq!(files, listed);
         let newest = include_str!("../../clickhouse/max_migration.txt").trim();
         assert_eq!(listed.last().copied(), Some(newest));
+    }
+
+    #[test]
+    fn each_setting_expires_its_own_tables() {
+        let ttls = table_ttls(90, 0);
+        assert_eq!(ttls.len(), RAW_EVENT_TABLES.len() + AUDIENCE_TABLES.len());
+        assert!(ttls.contains(&("impression_events", Some("TTL toDateTime(timestamp) + toIntervalDay(90)".to_owned()))));
+        assert!(ttls.contains(&("click_audience_per_day", None)), "0 keeps them forever");
+        assert!(table_ttls(0, 400).contains(&("impression_audience_per_hour", Some("TTL hour + toIntervalDay(400)".to_owned()))));
+        assert_eq!(stored_ids_engine(90), "EmbeddedRocksDB(7776000)");
+        assert_eq!(stored_ids_engine(0), "EmbeddedRocksDB");
     }
 
     #[test]

@@ -85,7 +85,7 @@ pub async fn run(server: &Client, client: &Client, js: &jetstream::Context, conf
     }
     tracing::info!(tables = DERIVED.len(), "derived tables dropped");
     migrate::apply(server, client, &config.clickhouse.clickhouse_database, false).await?;
-    migrate::apply_retention(client, config.raw_events_ttl_days).await?;
+    migrate::apply_retention(client, config.raw_events_ttl_days, config.audience_ttl_days).await?;
     match stream.delete_consumer(&config.consumer.nats_consumer).await {
         Ok(_) => tracing::info!(consumer = %config.consumer.nats_consumer, "consumer reset"),
         Err(error) => tracing::warn!(%error, "no consumer to reset"),

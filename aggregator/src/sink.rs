@@ -44,6 +44,33 @@ const LOOKUP_CHUNK: usize = 1_000;
 /// Lookups of one batch in flight at once.
 const PARALLEL_LOOKUPS: usize = 4;
 
+/// Waits until ClickHouse has ended every insert into `client`'s database that it began before
+/// `since`. Should ClickHouse not answer, it returns: what the caller does next fails the same
+/// way, and is retried.
+pub async fn await_inserts_begun_before(client: &Client, since: Instant) {
+    let mut last_report = Instant::now();
+    loop {
+        let running = client
+            .query(INSERTS_RUNNING_LONGER_THAN)
+            .param("secs", since.elapsed().as_secs_f64())
+            .fetch_one::<u64>()
+            .await;
+        match running {
+            Ok(0) => return,
+            Ok(inserts) if last_report.elapsed() >= Duration::from_secs(10) => {
+                tracing::warn!(inserts, waited_secs = since.elapsed().as_secs(), "waiting for inserts ClickHouse began earlier");
+                last_report = Instant::now();
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "could not tell whether earlier inserts still run");
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A raw-table row that knows which stream message it came from.
 pub trait SequencedRow: clickhouse::RowOwned + clickhouse::RowWrite + Serialize + Send + Sync {
     fn key(&self) -> (u64, Uuid);
@@ -100,28 +127,7 @@ impl Sink {
     /// `pulled`: one may hold the events of redelivered messages, whose ids the lookup would
     /// miss while it runs. Should ClickHouse not answer, the write's own retries take over.
     pub async fn await_inserts_begun_before(&self, pulled: Instant) {
-        let mut last_report = Instant::now();
-        loop {
-            let running = self
-                .client
-                .query(INSERTS_RUNNING_LONGER_THAN)
-                .param("secs", pulled.elapsed().as_secs_f64())
-                .fetch_one::<u64>()
-                .await;
-            match running {
-                Ok(0) => return,
-                Ok(inserts) if last_report.elapsed() >= Duration::from_secs(10) => {
-                    tracing::warn!(inserts, waited_secs = pulled.elapsed().as_secs(), "waiting for inserts ClickHouse began earlier");
-                    last_report = Instant::now();
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "could not tell whether earlier inserts still run");
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        await_inserts_begun_before(&self.client, pulled).await;
     }
 
     /// Writes every event not stored yet, retrying temporary failures with backoff until they

@@ -2,9 +2,11 @@
 //! optionally filtered by any of them and by ad.
 
 use schemas::audience::{Browser, DeviceType};
+use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::error::QueryError;
+use crate::range::{utc_day, Timeframe, Window};
 use crate::ranking::Metric;
 
 /// What a breakdown groups by.
@@ -129,9 +131,47 @@ pub fn check_sort(metric: Metric) -> Result<Metric, QueryError> {
     }
 }
 
+/// The part of `window` the audience rollups still hold, which keep a row `kept_days`
+/// (`AUDIENCE_TTL_DAYS`; 0: forever) after its day. `timeframe=all` starts at the oldest day
+/// kept, which the answer echoes; a window asked to start earlier is refused, naming the
+/// earliest start.
+pub fn kept_window(window: Window, timeframe: Option<Timeframe>, kept_days: u32, now: OffsetDateTime) -> Result<Window, QueryError> {
+    if kept_days == 0 {
+        return Ok(window);
+    }
+    // Day D's rows go once D + kept_days has passed: the oldest day whole is the next one.
+    let oldest = utc_day(now - Duration::days(i64::from(kept_days))) + Duration::DAY;
+    match timeframe {
+        _ if window.from >= oldest => Ok(window),
+        Some(Timeframe::All) if oldest < window.to => Ok(Window { from: oldest, to: window.to }),
+        _ => Err(QueryError::invalid(
+            "from",
+            format!(
+                "breakdowns are kept for {kept_days} days (AUDIENCE_TTL_DAYS): start the window at {} or later",
+                oldest.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+            ),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_breakdown_reaches_back_as_far_as_the_audience_rollups_keep() {
+        let now = time::macros::datetime!(2026-12-05 10:30 UTC);
+        let oldest = time::macros::datetime!(2026-11-04 0:00 UTC);
+        let window = |from| Window { from, to: now };
+        assert_eq!(kept_window(window(oldest), None, 32, now).ok(), Some(window(oldest)));
+        let error = kept_window(window(oldest - Duration::MINUTE), None, 32, now).expect_err("older than kept");
+        assert!(error.to_string().contains("kept for 32 days (AUDIENCE_TTL_DAYS): start the window at 2026-11-04T00:00:00Z"), "{error}");
+        assert_eq!(kept_window(window(OffsetDateTime::UNIX_EPOCH), Some(Timeframe::All), 32, now).ok(), Some(window(oldest)));
+        assert!(kept_window(window(OffsetDateTime::UNIX_EPOCH), Some(Timeframe::Last90Days), 32, now).is_err());
+        assert_eq!(kept_window(window(OffsetDateTime::UNIX_EPOCH), None, 0, now).ok(), Some(window(OffsetDateTime::UNIX_EPOCH)), "0: forever");
+        let long_ago = Window { from: OffsetDateTime::UNIX_EPOCH, to: oldest - Duration::DAY };
+        assert!(kept_window(long_ago, Some(Timeframe::All), 32, now).is_err(), "nothing of it is kept");
+    }
 
     #[test]
     fn filters_use_the_stored_values() {

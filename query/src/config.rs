@@ -62,6 +62,10 @@ pub struct Config {
     /// Requests one caller may make at once above its rate (default: one second's worth).
     #[arg(long, env = "RATE_LIMIT_BURST")]
     pub rate_limit_burst: Option<u32>,
+    /// Days the audience rollups keep a row (the aggregator's `migrate` applies it; give both the
+    /// same value): breakdowns reach no further back, and `timeframe=all` starts there.
+    #[arg(long, env = "AUDIENCE_TTL_DAYS", default_value_t = schemas::rows::DEFAULT_AUDIENCE_TTL_DAYS)]
+    pub audience_ttl_days: u32,
 }
 
 impl Config {

@@ -22,7 +22,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let analytics = Arc::new(analytics);
     tokio::spawn(query::written::forget_on_writes(config.nats_url.clone(), config.nats_login.clone(), config.written.nats_written_subject.clone(), analytics.clone(), metrics.clone()));
     let keys = query::auth::Keys::new(&config.api_keys, &config.read_api_keys, config.anonymous_reads);
-    let api = OpenApiService::new(QueryApi { analytics, keys: Arc::new(keys.clone()) }, "Ad analytics", env!("CARGO_PKG_VERSION"));
+    let api = OpenApiService::new(QueryApi { analytics, keys: Arc::new(keys.clone()), audience_ttl_days: config.audience_ttl_days }, "Ad analytics", env!("CARGO_PKG_VERSION"));
     let gate = Arc::new(query::auth::Gate {
         keys,
         rate_limiter: service_kit::rate::RateLimiter::new(config.rate_limit_per_caller, config.rate_limit_burst),

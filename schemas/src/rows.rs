@@ -10,6 +10,11 @@ use crate::audience::{Browser, DeviceType};
 use crate::ivt::InvalidReason;
 use crate::{AdEvent, EventKind};
 
+/// Default of `AUDIENCE_TTL_DAYS`: how long the audience rollups (the breakdowns by device,
+/// browser and country, with their unique-visitor states) keep a row. The aggregator's `migrate`
+/// applies it; the query service refuses breakdowns of what is gone.
+pub const DEFAULT_AUDIENCE_TTL_DAYS: u32 = 400;
+
 /// A row of `click_events`: a billable click.
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct ClickRow {

@@ -54,6 +54,8 @@ pub struct QueryApi {
     pub analytics: Arc<Analytics>,
     /// Who may read and who may change ads.
     pub keys: std::sync::Arc<auth::Keys>,
+    /// `AUDIENCE_TTL_DAYS`: how far back breakdowns reach.
+    pub audience_ttl_days: u32,
 }
 
 #[OpenApi]
@@ -167,7 +169,9 @@ impl QueryApi {
 
     /// Metrics grouped by ad, campaign, device type, browser or country
     ///
-    /// Same window rules as `getAdsAnalytics`. The filters combine with AND. Groups come
+    /// Same window rules as `getAdsAnalytics`, reaching back as far as the audience rollups are
+    /// kept (`AUDIENCE_TTL_DAYS`, 400 days by default: an earlier `from` is a 422 naming the
+    /// earliest start, and `timeframe=all` starts there). The filters combine with AND. Groups come
     /// highest `sort` first (default `impressions`), at most `limit` of them.
     #[oai(path = "/ads/analytics/breakdown", method = "get", operation_id = "getBreakdown", tag = "QueryTags::Analytics")]
     #[allow(clippy::too_many_arguments)] // poem-openapi takes each query parameter as an argument
@@ -202,7 +206,7 @@ impl QueryApi {
     ) -> AnalyticsResponse<Breakdown> {
         let query = self.authorize(&caller, Access::Read).and_then(|()| {
             Ok(BreakdownQuery {
-                window: Window::resolve(from.0, to.0, timeframe.0, now())?,
+                window: breakdown::kept_window(Window::resolve(from.0, to.0, timeframe.0, now())?, timeframe.0, self.audience_ttl_days, now())?,
                 by: by.0,
                 filters: Filters::new(ad_id.0, campaign_id.0, device_type.0, browser.0, country.0)?,
                 ranking: Ranking {
