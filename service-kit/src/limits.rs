@@ -1,7 +1,7 @@
 //! Connection-level protection: at most N open connections per service, a connection over the
 //! cap answered at once with a 503 (not left unread in the kernel's accept queue, where its
-//! client times out and may retry an event that was in fact stored), and a cap on request
-//! header size. The default cap follows the process's open-file limit, raised to its hard
+//! client times out and may retry an event that was in fact stored), a deadline for a request's
+//! head, and a cap on request header size. The default cap follows the process's open-file limit, raised to its hard
 //! limit at start, and its container's memory limit when it has one.
 
 use std::io::Result as IoResult;
@@ -35,6 +35,11 @@ pub struct ConnectionArgs {
     /// A connection with no traffic for this long is closed (slow or stalled clients).
     #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = 30)]
     pub idle_timeout_secs: u64,
+    /// Seconds a request's head (request line and headers) may take to arrive once its first
+    /// byte has; then the connection is closed. The idle timeout restarts with every byte, so
+    /// without this a client trickling its headers would hold a connection for good.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_read_timeout_secs: u64,
 }
 
 /// Requests one HTTP/2 connection may carry at once: without a bound, one connection would
@@ -49,6 +54,9 @@ impl ConnectionArgs {
         if self.idle_timeout_secs == 0 {
             return Err("IDLE_TIMEOUT_SECS must be at least 1".into());
         }
+        if self.header_read_timeout_secs == 0 {
+            return Err("HEADER_READ_TIMEOUT_SECS must be at least 1".into());
+        }
         if self.max_header_bytes < 1024 {
             return Err("MAX_HEADER_BYTES must be at least 1024".into());
         }
@@ -61,7 +69,8 @@ impl ConnectionArgs {
         let max_connections = self.max_connections.unwrap_or_else(|| default_max_connections(open_files, container_memory_limit()));
         let acceptor = listen(addr)?;
         tracing::info!(%addr, max_connections, open_files, "{service} listening");
-        Ok(poem::Server::new_with_acceptor(LimitedAcceptor::new(acceptor, max_connections, refused))
+        let head_deadline = Duration::from_secs(self.header_read_timeout_secs);
+        Ok(poem::Server::new_with_acceptor(LimitedAcceptor::new(acceptor, max_connections, refused).with_head_deadline(head_deadline))
             .idle_timeout(Duration::from_secs(self.idle_timeout_secs))
             .http2_max_concurrent_streams(HTTP2_MAX_CONCURRENT_STREAMS)
             .http2_max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX)))
@@ -140,7 +149,12 @@ pub struct LimitedAcceptor<A> {
     refusals: Arc<Semaphore>,
     /// Connections answered 503 for the cap.
     refused: IntCounter,
+    /// How long a request's head may take to arrive ([`HeadDeadline`]).
+    head_deadline: Duration,
 }
+
+/// The head deadline of an acceptor not given one: the setting's default.
+const DEFAULT_HEAD_DEADLINE: Duration = Duration::from_secs(10);
 
 impl<A> LimitedAcceptor<A> {
     pub fn new(inner: A, max_connections: usize, refused: IntCounter) -> Self {
@@ -150,7 +164,18 @@ impl<A> LimitedAcceptor<A> {
             permits: Arc::new(Semaphore::new(max_connections)),
             refusals: Arc::new(Semaphore::new(max_refusals(max_connections))),
             refused,
+            head_deadline: DEFAULT_HEAD_DEADLINE,
         }
+    }
+
+    /// Closes a connection whose request head has not arrived within `limit` of its first byte.
+    pub fn with_head_deadline(mut self, limit: Duration) -> Self {
+        self.head_deadline = limit;
+        self
+    }
+
+    fn permitted<T>(&self, io: T, permit: OwnedSemaphorePermit) -> Permitted<T> {
+        Permitted { io, _permit: permit, head: HeadDeadline::new(self.head_deadline) }
     }
 }
 
@@ -171,11 +196,11 @@ where
             if self.refusals.available_permits() == 0 {
                 let permit = self.permits.clone().acquire_owned().await.map_err(std::io::Error::other)?;
                 let (io, local, remote, scheme) = self.accept_inner().await?;
-                return Ok((Permitted { io, _permit: permit }, local, remote, scheme));
+                return Ok((self.permitted(io, permit), local, remote, scheme));
             }
             let (io, local, remote, scheme) = self.accept_inner().await?;
             if let Ok(permit) = self.permits.clone().try_acquire_owned() {
-                return Ok((Permitted { io, _permit: permit }, local, remote, scheme));
+                return Ok((self.permitted(io, permit), local, remote, scheme));
             }
             if let Ok(slot) = self.refusals.clone().try_acquire_owned() {
                 self.refused.inc();
@@ -183,7 +208,7 @@ where
                 continue;
             }
             let permit = self.permits.clone().acquire_owned().await.map_err(std::io::Error::other)?;
-            return Ok((Permitted { io, _permit: permit }, local, remote, scheme));
+            return Ok((self.permitted(io, permit), local, remote, scheme));
         }
     }
 }
@@ -243,17 +268,105 @@ async fn refuse<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, answer: Arc<[u8]>,
 pub struct Permitted<T> {
     io: T,
     _permit: OwnedSemaphorePermit,
+    head: HeadDeadline,
+}
+
+/// Where an HTTP/1 connection is in its exchange, as far as the head deadline cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exchange {
+    /// Between requests: waiting is the idle timeout's business.
+    Idle,
+    /// A request's head has begun to arrive and has not ended.
+    Head,
+    /// The head is in; the body, the work and the answer follow.
+    Answering,
+    /// HTTP/2 (its preface came first): frames, not heads; left to the idle timeout and h2's
+    /// own limits.
+    Http2,
+}
+
+/// The deadline of a request's head: from its first byte to the blank line that ends it.
+struct HeadDeadline {
+    limit: Duration,
+    exchange: Exchange,
+    /// The last bytes of the head so far, to find a `\r\n\r\n` split across reads.
+    tail: Vec<u8>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    first_read: bool,
+}
+
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+const END_OF_HEAD: &[u8] = b"\r\n\r\n";
+const CONTINUE: &[u8] = b"HTTP/1.1 100 ";
+
+impl HeadDeadline {
+    fn new(limit: Duration) -> Self {
+        Self { limit, exchange: Exchange::Idle, tail: Vec::with_capacity(END_OF_HEAD.len() * 2), timer: None, first_read: true }
+    }
+
+    /// Whether the head now in progress has run past its deadline (registering `cx` to be woken
+    /// when it does).
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.timer.as_mut().is_some_and(|timer| std::future::Future::poll(timer.as_mut(), cx).is_ready())
+    }
+
+    fn read(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if std::mem::take(&mut self.first_read) && bytes.starts_with(HTTP2_PREFACE) {
+            self.exchange = Exchange::Http2;
+        }
+        if self.exchange == Exchange::Idle {
+            self.exchange = Exchange::Head;
+            self.tail.clear();
+            self.timer = Some(Box::pin(tokio::time::sleep(self.limit)));
+        }
+        if self.exchange == Exchange::Head {
+            self.tail.extend_from_slice(bytes);
+            if self.tail.windows(END_OF_HEAD.len()).any(|w| w == END_OF_HEAD) {
+                self.exchange = Exchange::Answering;
+                self.timer = None;
+            } else {
+                let keep = self.tail.len().saturating_sub(END_OF_HEAD.len() - 1);
+                self.tail.drain(..keep);
+            }
+        }
+    }
+
+    /// The server wrote `bytes` of an answer: the next byte read starts a new head. Not so after
+    /// a `100 Continue`, which asks for the body of the same request.
+    fn wrote(&mut self, bytes: &[u8]) {
+        if self.exchange != Exchange::Http2 && !bytes.starts_with(CONTINUE) {
+            self.exchange = Exchange::Idle;
+            self.timer = None;
+        }
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Permitted<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<IoResult<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        if self.head.expired(cx) {
+            let limit = self.head.limit.as_secs();
+            return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("request head not in within {limit} s"))));
+        }
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            let this = &mut *self;
+            this.head.read(&buf.filled()[before..]);
+        }
+        polled
     }
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Permitted<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<IoResult<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            self.head.wrote(&buf[..n]);
+        }
+        polled
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<IoResult<()>> {
@@ -289,6 +402,30 @@ mod tests {
         assert_eq!(default_max_connections(1_024, Some(256 << 20)), 768);
         assert_eq!(default_max_connections(1_048_576, Some(32 << 20)), 1);
         assert!(max_refusals(15_000) == 5_000 && max_refusals(2) == 1);
+    }
+
+    #[tokio::test]
+    async fn a_head_is_timed_from_its_first_byte_to_its_blank_line_and_http2_is_left_alone() {
+        let mut head = HeadDeadline::new(Duration::from_secs(10));
+        head.read(b"POST /ads/click HTTP/1.1\r\nHost: x\r");
+        assert_eq!((head.exchange, head.timer.is_some()), (Exchange::Head, true));
+        head.read(b"\n\r");
+        assert_eq!(head.exchange, Exchange::Head, "not yet the blank line");
+        head.read(b"\n{\"ad_id\"");
+        assert_eq!((head.exchange, head.timer.is_some()), (Exchange::Answering, false), "the blank line split across reads");
+        head.wrote(b"HTTP/1.1 100 Continue\r\n\r\n");
+        head.read(b"rest of the body, slow or not\r\n\r\n");
+        assert_eq!(head.exchange, Exchange::Answering, "the body after 100 Continue");
+        head.wrote(b"HTTP/1.1 202 Accepted\r\n");
+        assert_eq!((head.exchange, head.timer.is_some()), (Exchange::Idle, false));
+        head.read(b"G");
+        assert_eq!((head.exchange, head.timer.is_some()), (Exchange::Head, true), "the next request's head");
+
+        let mut h2 = HeadDeadline::new(Duration::from_secs(10));
+        h2.read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        h2.wrote(b"\x00\x00\x00\x04");
+        h2.read(b"\x00\x00\x04\x01");
+        assert_eq!((h2.exchange, h2.timer.is_some()), (Exchange::Http2, false));
     }
 
     #[test]

@@ -184,8 +184,8 @@ async fn a_body_that_trickles_in_gets_408_and_nothing_is_counted() {
     stack.wait_for_count("SELECT count() FROM click_events", 1).await;
 }
 
-/// Each service answers oversized headers 431, closes idle connections, and answers a connection
-/// over its `MAX_CONNECTIONS` at once with 503 (counted in `refused_metric`); `over_the_cap`
+/// Each service answers oversized headers 431, closes idle connections and those whose headers
+/// trickle in, and answers a connection over its `MAX_CONNECTIONS` at once with 503 (counted in `refused_metric`); `over_the_cap`
 /// is the request sent then.
 async fn assert_connection_limits(stack: &Stack, service: &Service, refused_metric: &str, over_the_cap: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder) {
     let fresh = || e2e::browser_like_client().timeout(std::time::Duration::from_secs(1)).build().expect("client");
@@ -210,11 +210,34 @@ async fn assert_connection_limits(stack: &Stack, service: &Service, refused_metr
     assert_eq!(response.status(), 200, "{name}");
     assert_eq!(e2e::metric(&stack.metrics(service).await, refused_metric), Some(1.0), "{name}");
     drop(idle);
+
+    // A client trickling its headers, a byte well within the idle timeout each, is cut off once
+    // its head has taken HEADER_READ_TIMEOUT_SECS.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let addr = service.addr;
+    let held = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut slow = std::net::TcpStream::connect(addr).expect("connect");
+        slow.set_read_timeout(Some(std::time::Duration::from_millis(10))).expect("read timeout");
+        let started = std::time::Instant::now();
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").expect("the request line");
+        while started.elapsed() < std::time::Duration::from_secs(20) {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            if slow.write_all(b"X").is_err() || matches!(slow.read(&mut [0u8; 64]), Ok(0)) {
+                return started.elapsed();
+            }
+        }
+        started.elapsed()
+    })
+    .await
+    .expect("the trickling client");
+    println!("{name}: a client trickling its headers was cut off after {held:?}");
+    assert!(held < std::time::Duration::from_secs(6), "{name}: held {held:?}, past HEADER_READ_TIMEOUT_SECS (2)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_headers_idle_clients_and_connection_limits() {
-    let limits = vec![("MAX_CONNECTIONS", "2"), ("IDLE_TIMEOUT_SECS", "2")];
+    let limits = vec![("MAX_CONNECTIONS", "2"), ("IDLE_TIMEOUT_SECS", "2"), ("HEADER_READ_TIMEOUT_SECS", "2")];
     let stack = Stack::start_with(StackOptions { ingest_env: limits.clone(), query_env: limits, ..StackOptions::default() }).await;
     let click = |client: &reqwest::Client| client.post(stack.ingest.url("/ads/click")).json(&serde_json::json!({"ad_id": e2e::AD_TRAIL_RUNNER}));
     assert_connection_limits(&stack, &stack.ingest, "ingest_connections_refused_total", click).await;
