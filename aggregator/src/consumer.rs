@@ -54,6 +54,8 @@ fn request_ids(message: &Message) -> Vec<String> {
 /// How long a pull may go without a message (for the first, beyond the wait it asked for)
 /// before it is given up.
 const PULL_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a message naming an ad the catalog could not be reloaded for waits to come back.
+const CATALOG_RETRY_DELAY: Duration = Duration::from_secs(5);
 
 impl Consumer {
     /// Runs until `shutdown` turns true. The batch in hand is then given `grace` to be
@@ -128,10 +130,12 @@ impl Consumer {
             }
         }
         // An ad created moments ago may be newer than our catalog copy (ingest's may have been
-        // refreshed first): reload before calling anything unknown.
+        // refreshed first): reload before calling anything unknown. If the reload fails, an ad
+        // missing from the copy may exist all the same: its messages wait and come back.
         let unknown = |row: &EventRow| self.catalog.status(row.ad_id()) == AdStatus::Unknown;
+        let mut catalog_current = true;
         if decoded.iter().flat_map(|(_, rows)| rows).any(unknown) {
-            self.catalog.reload_if_older(&self.clickhouse, Duration::from_secs(1)).await;
+            catalog_current = self.catalog.reload_if_older(&self.clickhouse, Duration::from_secs(1)).await;
         }
         let mut rows = Vec::with_capacity(decoded.len());
         let mut to_ack = Vec::with_capacity(decoded.len());
@@ -140,8 +144,15 @@ impl Consumer {
             // be attributed. While the catalog never loaded, nothing is "unknown". A message is
             // counted whole or dead-lettered whole, so a redrive never half-repeats it.
             if let Some(row) = message_rows.iter().find(|row| unknown(row)) {
-                let detail = format!("ad {} is not in the catalog", row.ad_id());
-                self.dead_letter(message, Reason::UnknownAd, &detail).await;
+                if catalog_current {
+                    let detail = format!("ad {} is not in the catalog", row.ad_id());
+                    self.dead_letter(message, Reason::UnknownAd, &detail).await;
+                } else {
+                    tracing::warn!(ad_id = %row.ad_id(), "ad not in the catalog copy, which could not be reloaded; retrying the message");
+                    if let Err(error) = message.ack_with(AckKind::Nak(Some(CATALOG_RETRY_DELAY))).await {
+                        tracing::warn!(%error, "nak failed; the message comes back after ACK_WAIT_SECS");
+                    }
+                }
             } else {
                 rows.extend(message_rows);
                 to_ack.push(message);

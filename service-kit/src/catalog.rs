@@ -91,16 +91,22 @@ impl Catalog {
     }
 
     /// Reloads now unless the copy is younger than `max_age`: for a caller that just met an
-    /// ad it does not know, which may be newer than the copy.
-    pub async fn reload_if_older(&self, client: &Client, max_age: Duration) {
+    /// ad it does not know, which may be newer than the copy. Returns whether the copy is now
+    /// that fresh: if not (ClickHouse did not answer), an ad missing from it may still exist.
+    pub async fn reload_if_older(&self, client: &Client, max_age: Duration) -> bool {
         let fresh = self
             .loaded_at
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .is_some_and(|at| at.elapsed() < max_age);
-        if !fresh {
-            if let Err(error) = self.load(client).await {
+        if fresh {
+            return true;
+        }
+        match self.load(client).await {
+            Ok(_) => true,
+            Err(error) => {
                 tracing::warn!(%error, "catalog reload failed; keeping the previous copy");
+                false
             }
         }
     }

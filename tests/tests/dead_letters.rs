@@ -100,3 +100,40 @@ async fn an_event_for_an_ad_created_a_moment_ago_is_counted_not_dead_lettered() 
     let output = stack.run_admin(&["dead-letters", "list"]);
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "", "nothing dead-lettered");
 }
+
+/// An ad the aggregator cannot look up is not yet an unknown ad: with ClickHouse down, the
+/// catalog cannot be reloaded, so the events of an ad created just before wait and are counted
+/// once ClickHouse is back, none dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ad_the_catalog_cannot_be_reloaded_for_is_retried_not_dead_lettered() {
+    let dir = e2e::scratch_dir("catalog-outage");
+    let mut clickhouse = e2e::ClickHouse::start(&dir).await;
+    // The aggregator's copy refreshes only when it meets an ad it does not know.
+    let stack = Stack::start_with(e2e::StackOptions {
+        clickhouse: Some(clickhouse.login.clone()),
+        aggregator_env: vec![("CATALOG_REFRESH_SECS", "3600")],
+        ..e2e::StackOptions::default()
+    })
+    .await;
+    let ad = uuid::Uuid::new_v4();
+    add_ad(&stack, ad).await;
+    // Ingest's copy (refreshed every second) knows the ad: the demo page's lookup says so.
+    eventually("ingest to know the new ad", || async {
+        let response = stack.http.get(stack.ingest.url(&format!("/demo/ad.json?ad_id={ad}"))).send().await.map_err(|e| e.to_string())?;
+        if response.status() == 200 { Ok(()) } else { Err(response.status().to_string()) }
+    })
+    .await;
+    clickhouse.stop();
+    println!("injected: ClickHouse stopped");
+    let (status, answer) = stack.post("/ads/click", json!({"ad_id": ad})).await;
+    assert_eq!(status, 202, "{answer}");
+    // Long enough for several tries: each finds the catalog unreachable and puts the message back.
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    let metrics = stack.metrics(&stack.aggregator).await;
+    assert_eq!(e2e::metric_sum(&metrics, "aggregator_dead_letters_total", &[]), 0.0, "nothing dead-lettered:\n{metrics}");
+    clickhouse.restart().await;
+    println!("ClickHouse back");
+    stack.wait_for_count(&format!("SELECT count() FROM click_events WHERE ad_id = '{ad}'"), 1).await;
+    let output = stack.run_admin(&["dead-letters", "list"]);
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "", "nothing dead-lettered");
+}
