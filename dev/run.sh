@@ -29,6 +29,8 @@ kept_secret() { # file
 # Ingest's key for daily visitor ids: visitors stay the same across restarts (README "Privacy").
 [ -n "${VISITOR_HASH_SECRET:-}" ] || VISITOR_HASH_SECRET="$(kept_secret "$DATA/visitor-hash-secret")"
 export VISITOR_HASH_SECRET
+# The key ingest signs messages with and the aggregator checks; given to those two only.
+[ -n "${EVENT_SIGNING_KEY:-}" ] || EVENT_SIGNING_KEY="$(kept_secret "$DATA/secrets/event-signing-key")"
 # The users of ClickHouse (deploy/clickhouse/users.d/adtrack.xml) and NATS
 # (deploy/nats/adtrack-users.conf): the administrator runs the migrations, each service logs in
 # as its own user. With EXTERNAL_CLICKHOUSE, set the CLICKHOUSE_* ones to that server's
@@ -101,10 +103,10 @@ wait_http "$CLICKHOUSE_URL/ping" "ClickHouse"
 
 as_user "$CLICKHOUSE_ADMIN_USER" "$CLICKHOUSE_ADMIN_PASSWORD" adtrack_admin "$NATS_ADMIN_PASSWORD" \
     "$BIN/aggregator" migrate --seed >"$DATA/logs/migrate.log" 2>&1 || { cat "$DATA/logs/migrate.log"; exit 1; }
-as_user adtrack_aggregator "$CLICKHOUSE_AGGREGATOR_PASSWORD" adtrack_aggregator "$NATS_AGGREGATOR_PASSWORD" \
+EVENT_SIGNING_KEY="$EVENT_SIGNING_KEY" as_user adtrack_aggregator "$CLICKHOUSE_AGGREGATOR_PASSWORD" adtrack_aggregator "$NATS_AGGREGATOR_PASSWORD" \
     "$BIN/aggregator" >"$DATA/logs/aggregator.log" 2>&1 &
 pids+=($!)
-as_user adtrack_ingest "$CLICKHOUSE_INGEST_PASSWORD" adtrack_ingest "$NATS_INGEST_PASSWORD" \
+EVENT_SIGNING_KEY="$EVENT_SIGNING_KEY" as_user adtrack_ingest "$CLICKHOUSE_INGEST_PASSWORD" adtrack_ingest "$NATS_INGEST_PASSWORD" \
     "$BIN/ingest" >"$DATA/logs/ingest.log" 2>&1 &
 pids+=($!)
 as_user adtrack_query "$CLICKHOUSE_QUERY_PASSWORD" adtrack_query "$NATS_QUERY_PASSWORD" \

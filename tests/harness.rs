@@ -28,6 +28,20 @@ pub const AD_COFFEE_CLUB: &str = "a1000000-0000-4000-8000-000000000002";
 pub const AD_CITY_BREAK: &str = "a1000000-0000-4000-8000-000000000003";
 pub const AD_INACTIVE: &str = "a1000000-0000-4000-8000-000000000004";
 
+/// The key ingest signs messages with and the aggregator checks (`EVENT_SIGNING_KEY`).
+pub const TEST_EVENT_SIGNING_KEY: &str = "e2e-event-signing-key";
+
+/// A stream message of `payload` as ingest publishes it: schema version and signature.
+pub fn signed_message(payload: impl Into<Vec<u8>>) -> async_nats::jetstream::message::PublishMessage {
+    let payload = payload.into();
+    let key = schemas::stream::SigningKey::new(TEST_EVENT_SIGNING_KEY).expect("the test key is long enough");
+    let signature = key.sign(&payload);
+    async_nats::jetstream::message::PublishMessage::build()
+        .header(schemas::stream::SCHEMA_VERSION_HEADER, schemas::SCHEMA_VERSION.to_string().as_str())
+        .header(schemas::stream::SIGNATURE_HEADER, signature.as_str())
+        .payload(payload.into())
+}
+
 /// What the tests' HTTP clients call themselves: a browser's user agent. Ingest flags a request
 /// without one (`missing_user_agent`), and one from an HTTP library as a bot's.
 pub const BROWSER_USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
@@ -629,13 +643,19 @@ impl Stack {
                 ("CLOSED_DAYS_INTERVAL_SECS", "1"),
             ]
         };
+        aggregator_env.push(("EVENT_SIGNING_KEY", TEST_EVENT_SIGNING_KEY));
         if options.nats_cluster {
             aggregator_env.push(("STREAM_REPLICAS", "3"));
         }
         aggregator_env.extend(options.aggregator_env);
         let aggregator = Service::new("aggregator", "AGGREGATOR_ADDR", None, &dir, with("aggregator", &aggregator_env));
         // As `make run` does: no rate limits (here and on query), since every test client is 127.0.0.1.
-        let mut ingest_env = vec![("CATALOG_REFRESH_SECS", "1"), ("VISITOR_HASH_SECRET", TEST_VISITOR_HASH_SECRET), ("RATE_LIMIT_PER_IP", "0")];
+        let mut ingest_env = vec![
+            ("CATALOG_REFRESH_SECS", "1"),
+            ("VISITOR_HASH_SECRET", TEST_VISITOR_HASH_SECRET),
+            ("EVENT_SIGNING_KEY", TEST_EVENT_SIGNING_KEY),
+            ("RATE_LIMIT_PER_IP", "0"),
+        ];
         ingest_env.extend(options.ingest_env);
         let ingest = Service::new("ingest", "INGEST_ADDR", Some("INGEST_ADMIN_ADDR"), &dir, with("ingest", &ingest_env));
         let mut query_env = vec![("CACHE_TTL_MS", "200"), ("RATE_LIMIT_PER_CALLER", "0")];

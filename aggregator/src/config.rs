@@ -42,6 +42,10 @@ pub struct Config {
     /// it too, to refuse breakdowns of what is gone.
     #[arg(long, env = "AUDIENCE_TTL_DAYS", default_value_t = schemas::rows::DEFAULT_AUDIENCE_TTL_DAYS)]
     pub audience_ttl_days: u32,
+    /// The key ingest signs every message with (`Ads-Signature`): the aggregator counts signed
+    /// messages only. Required to consume; `migrate`, `rebuild` and `dead-letters` do without.
+    #[arg(long, env = "EVENT_SIGNING_KEY", hide_env_values = true)]
+    pub event_signing_key: Option<String>,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, env = "AGGREGATOR_ADDR", default_value = "0.0.0.0:8082")]
     pub addr: SocketAddr,
@@ -168,10 +172,19 @@ impl ConsumerArgs {
 }
 
 impl Config {
+    /// The key messages are signed with: required to consume them.
+    pub fn signing_key(&self) -> Result<schemas::stream::SigningKey, String> {
+        let secret = self.event_signing_key.as_deref().ok_or("EVENT_SIGNING_KEY is required: the key ingest signs messages with")?;
+        schemas::stream::SigningKey::new(secret)
+    }
+
     /// Fails fast with the name of the variable that is wrong.
     pub fn validate(&self) -> Result<(), String> {
         self.clickhouse.validate()?;
         self.nats.login.validate()?;
+        if self.command.is_none() {
+            self.signing_key()?;
+        }
         if self.consumer.batch_max_messages == 0 {
             return Err("BATCH_MAX_MESSAGES must be at least 1".into());
         }
@@ -242,7 +255,17 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Config {
-        Config::try_parse_from(["aggregator", "--clickhouse-password", "aggregator-password", "--nats-user", "adtrack_aggregator", "--nats-password", "nats-password"].iter().chain(args)).unwrap()
+        let required = ["--clickhouse-password", "aggregator-password", "--nats-user", "adtrack_aggregator", "--nats-password", "nats-password"];
+        Config::try_parse_from(["aggregator"].iter().chain(&required).chain(&["--event-signing-key", "0123456789abcdef"]).chain(args)).unwrap()
+    }
+
+    #[test]
+    fn consuming_needs_the_signing_key_and_the_subcommands_do_not() {
+        let required = ["aggregator", "--clickhouse-password", "p", "--nats-user", "u", "--nats-password", "p"];
+        let error = Config::try_parse_from(required).unwrap().validate().unwrap_err();
+        assert!(error.contains("EVENT_SIGNING_KEY"), "{error}");
+        Config::try_parse_from(required.iter().chain(&["migrate"])).unwrap().validate().unwrap();
+        Config::try_parse_from(required.iter().chain(&["dead-letters", "list"])).unwrap().validate().unwrap();
     }
 
     #[test]

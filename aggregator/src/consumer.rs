@@ -14,7 +14,7 @@ use async_nats::jetstream::{AckKind, Message};
 use futures::StreamExt;
 use schemas::event::DecodeError;
 use schemas::rows::EventRow;
-use schemas::stream::{WrittenNotice, REQUEST_ID_HEADER};
+use schemas::stream::{SignatureError, SigningKey, WrittenNotice, REQUEST_ID_HEADER, SIGNATURE_HEADER};
 use schemas::AdEvent;
 use service_kit::catalog::{AdStatus, Catalog};
 use tokio::sync::watch;
@@ -25,8 +25,29 @@ use crate::metrics::Metrics;
 use crate::sink::Sink;
 use crate::written::Announcer;
 
+/// What a message must carry to be counted: a signature under `key`, from stream sequence
+/// `required_from_seq` on (migration `0017`; earlier messages were published before ingest
+/// signed).
+pub struct Signatures {
+    pub key: SigningKey,
+    pub required_from_seq: u64,
+}
+
+impl Signatures {
+    /// Whether `message` may be counted: signed by ingest, or older than signatures.
+    fn check(&self, message: &Message) -> Result<(), SignatureError> {
+        let sequence = message.info().map(|info| info.stream_sequence).unwrap_or(u64::MAX);
+        if sequence < self.required_from_seq {
+            return Ok(());
+        }
+        let header = message.headers.as_ref().and_then(|h| h.get(SIGNATURE_HEADER)).map(|v| v.as_str());
+        self.key.verify(&message.payload, header)
+    }
+}
+
 pub struct Consumer {
     pub consumer: PullConsumer,
+    pub signatures: Signatures,
     /// For reloading the catalog when an event names an ad the copy does not know.
     pub clickhouse: clickhouse::Client,
     pub sink: Sink,
@@ -124,7 +145,8 @@ impl Consumer {
         self.metrics.consumed.inc_by(batch.len() as u64);
         let mut decoded = Vec::with_capacity(batch.len());
         for message in batch {
-            match decode(&message) {
+            let decoded_message = self.signatures.check(&message).map_err(|e| (Reason::BadSignature, e.to_string())).and_then(|()| decode(&message));
+            match decoded_message {
                 Ok(rows) => decoded.push((message, rows)),
                 Err((reason, detail)) => self.dead_letter(message, reason, &detail).await,
             }

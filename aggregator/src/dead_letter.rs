@@ -24,6 +24,8 @@ pub const ORIGINAL_MSG_ID_HEADER: &str = "Dead-Letter-Original-Msg-Id";
 /// Why a message can never become a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
+    /// Not signed with `EVENT_SIGNING_KEY` (or the signature does not match): not ingest's.
+    BadSignature,
     BadJson,
     UnknownSchemaVersion,
     UnknownAd,
@@ -32,6 +34,7 @@ pub enum Reason {
 impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
+            Reason::BadSignature => "bad_signature",
             Reason::BadJson => "bad_json",
             Reason::UnknownSchemaVersion => "unknown_schema_version",
             Reason::UnknownAd => "unknown_ad",

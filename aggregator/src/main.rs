@@ -38,7 +38,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         migrate::check_applied(&config.clickhouse.server_client(), &config.clickhouse.clickhouse_database).await?;
     }
-    setup::ensure_stream(&js, &config).await.map_err(|e| anyhow::anyhow!("creating the stream: {e}"))?;
+    let stream = setup::ensure_stream(&js, &config).await.map_err(|e| anyhow::anyhow!("creating the stream: {e}"))?;
+    if matches!(config.command, Some(Command::Migrate { .. })) {
+        migrate::record_signing_start(&clickhouse, stream.state.last_sequence)
+            .await
+            .map_err(|e| anyhow::anyhow!("recording since when messages are signed: {e}"))?;
+    }
     dead_letter::ensure_stream(&js, &config.dead_letters, config.stream.stream_replicas)
         .await
         .map_err(|e| anyhow::anyhow!("creating the dead-letter stream: {e}"))?;
@@ -71,8 +76,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(aggregator::closed_days::store_forever(clickhouse.clone(), config.closed_days.clone(), config.raw_events_ttl_days, written.clone()));
     let acked_to = pull.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signatures = aggregator::consumer::Signatures {
+        key: config.signing_key().map_err(anyhow::Error::msg)?,
+        required_from_seq: migrate::signed_from_stream_seq(&clickhouse).await.map_err(|e| anyhow::anyhow!("reading event_signing: {e}"))?,
+    };
     let consumer = Consumer {
         consumer: pull,
+        signatures,
         clickhouse: clickhouse.clone(),
         sink: Sink::new(clickhouse, Backoff::default(), metrics.clone())
             .with_invalid_traffic_rules(aggregator::ivt::Rules::from_args(&config.invalid_traffic)),

@@ -24,6 +24,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0014_schema_migrations.sql", include_str!("../../clickhouse/migrations/0014_schema_migrations.sql")),
     ("0015_received_at_index.sql", include_str!("../../clickhouse/migrations/0015_received_at_index.sql")),
     ("0016_sender_id.sql", include_str!("../../clickhouse/migrations/0016_sender_id.sql")),
+    ("0017_event_signing.sql", include_str!("../../clickhouse/migrations/0017_event_signing.sql")),
 ];
 
 /// The newest migration this binary knows.
@@ -185,6 +186,21 @@ pub async fn apply_retention(client: &Client, raw_events_days: u32, audience_day
         tracing::info!(table, ttl = wanted.as_deref().unwrap_or("none"), "retention changed");
     }
     Ok(())
+}
+
+/// Records, once, the first stream sequence that must be signed: the one after `last_sequence`,
+/// the stream's last when signatures began (migration `0017`).
+pub async fn record_signing_start(client: &Client, last_sequence: u64) -> Result<(), clickhouse::error::Error> {
+    client
+        .query("INSERT INTO event_signing (signed_from_stream_seq) SELECT ? WHERE (SELECT count() FROM event_signing) = 0")
+        .bind(last_sequence + 1)
+        .execute()
+        .await
+}
+
+/// The first stream sequence that must be signed; 0 (every message) when none was recorded.
+pub async fn signed_from_stream_seq(client: &Client) -> Result<u64, clickhouse::error::Error> {
+    client.query("SELECT min(signed_from_stream_seq) FROM event_signing").fetch_one().await
 }
 
 /// A table's engine and its settings, as ClickHouse prints them (TTL included).

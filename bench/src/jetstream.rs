@@ -6,10 +6,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use anyhow::Context;
-use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::jetstream;
 use futures::stream::{FuturesUnordered, StreamExt};
 use schemas::audience::{Browser, DeviceType};
-use schemas::stream::SCHEMA_VERSION_HEADER;
 use schemas::{AdEvent, SCHEMA_VERSION};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -64,10 +63,8 @@ async fn publish(js: &jetstream::Context, mut source: Source, in_flight: usize, 
     loop {
         while pending.len() < in_flight && Instant::now() < window.until {
             let (event, _) = source.next_event();
-            let message = PublishMessage::build()
-                .payload(ad_event(&event).to_json().into())
-                .message_id(event.id.to_string())
-                .header(SCHEMA_VERSION_HEADER, SCHEMA_VERSION.to_string().as_str());
+            // As ingest publishes it: schema version and signature headers.
+            let message = e2e::signed_message(ad_event(&event).to_json()).message_id(event.id.to_string());
             let subject = format!("{SCRATCH_PREFIX}.{}", event.kind.as_str());
             let sent = Instant::now();
             let ack = js.send_publish(subject, message).await.context("publishing")?;

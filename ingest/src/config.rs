@@ -82,6 +82,10 @@ pub struct Config {
     /// Changing it makes every visitor new from then on.
     #[arg(long, env = "VISITOR_HASH_SECRET", hide_env_values = true)]
     pub visitor_hash_secret: String,
+    /// The key every message ingest publishes is signed with (`Ads-Signature`), shared with
+    /// the aggregator, which counts signed messages only: at least 16 characters, kept secret.
+    #[arg(long, env = "EVENT_SIGNING_KEY", hide_env_values = true)]
+    pub event_signing_key: String,
     /// Store client IPs whole instead of truncated to their /24 (IPv4) or /48 (IPv6).
     #[arg(long, env = "KEEP_RAW_IPS", default_value_t = false)]
     pub keep_raw_ips: bool,
@@ -105,6 +109,7 @@ impl Config {
         if self.visitor_hash_secret.chars().count() < 16 {
             return Err("VISITOR_HASH_SECRET must be at least 16 characters (e.g. `openssl rand -hex 32`)".into());
         }
+        self.signing_key()?;
         self.catalog.validate()?;
         if let Some(origin) = self.cors_allowed_origins.iter().find(|o| !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/')) {
             return Err(format!("CORS_ALLOWED_ORIGINS: {origin:?} is not an origin (scheme://host[:port], no path)"));
@@ -161,6 +166,10 @@ impl Config {
         Ok(ranges)
     }
 
+    pub fn signing_key(&self) -> Result<schemas::stream::SigningKey, String> {
+        schemas::stream::SigningKey::new(&self.event_signing_key)
+    }
+
     pub fn body_read_timeout(&self) -> Duration {
         Duration::from_secs(self.body_read_timeout_secs)
     }
@@ -176,9 +185,11 @@ mod tests {
 
     use super::*;
 
-    const REQUIRED: [&str; 8] = [
+    const REQUIRED: [&str; 10] = [
         "--visitor-hash-secret",
         "0123456789abcdef",
+        "--event-signing-key",
+        "fedcba9876543210",
         "--clickhouse-password",
         "ingest-password",
         "--nats-user",

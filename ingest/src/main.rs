@@ -38,7 +38,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let metrics = Metrics::new()?;
     let rate_limiter = service_kit::rate::RateLimiter::new(config.rate_limit_per_ip, config.rate_limit_burst);
-    let publisher = Publisher::new(js, config.nats.nats_subject_prefix.clone(), config.publish_timeout(), metrics.clone());
+    let signing = config.signing_key().map_err(anyhow::Error::msg)?;
+    let publisher = Publisher::new(js, config.nats.nats_subject_prefix.clone(), config.publish_timeout(), signing, metrics.clone());
     let ingest = Arc::new(Ingest {
         catalog: catalog.clone(),
         rate_limiter,

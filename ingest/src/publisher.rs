@@ -1,6 +1,7 @@
 //! Publishes events to JetStream and waits for the ack.
 //!
-//! Wire protocol: NATS JetStream publish on `<prefix>.<kind>` with header `Ads-Schema-Version`
+//! Wire protocol: NATS JetStream publish on `<prefix>.<kind>` with headers `Ads-Schema-Version`,
+//! `Ads-Signature` (the payload's HMAC under `EVENT_SIGNING_KEY`, which the aggregator checks)
 //! and `Nats-Msg-Id` (the stream drops a second publish of the same id within its duplicate
 //! window):
 //! - one event: the payload is its JSON, `Nats-Msg-Id` = event_id;
@@ -16,7 +17,7 @@ use async_nats::jetstream::context::PublishError;
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{self, message::PublishMessage};
 use schemas::input::TimestampLimits;
-use schemas::stream::{subject, REQUEST_ID_HEADER, SCHEMA_VERSION_HEADER};
+use schemas::stream::{subject, SigningKey, REQUEST_ID_HEADER, SCHEMA_VERSION_HEADER, SIGNATURE_HEADER};
 use schemas::{AdEvent, EventKind, SCHEMA_VERSION};
 use tokio::time::error::Elapsed;
 
@@ -35,6 +36,7 @@ pub struct Publisher {
     js: jetstream::Context,
     subject_prefix: String,
     timeout: Duration,
+    signing: SigningKey,
     metrics: Metrics,
 }
 
@@ -42,20 +44,24 @@ pub struct Publisher {
 const PAYLOAD_HEADROOM: usize = 4 * 1024;
 
 impl Publisher {
-    pub fn new(js: jetstream::Context, subject_prefix: String, timeout: Duration, metrics: Metrics) -> Self {
-        Self { js, subject_prefix, timeout, metrics }
+    pub fn new(js: jetstream::Context, subject_prefix: String, timeout: Duration, signing: SigningKey, metrics: Metrics) -> Self {
+        Self { js, subject_prefix, timeout, signing, metrics }
+    }
+
+    /// A message of `payload` with its id, schema version and signature.
+    fn message(&self, payload: Vec<u8>, message_id: String) -> PublishMessage {
+        let signature = self.signing.sign(&payload);
+        PublishMessage::build()
+            .payload(payload.into())
+            .message_id(message_id)
+            .header(SCHEMA_VERSION_HEADER, SCHEMA_VERSION.to_string().as_str())
+            .header(SIGNATURE_HEADER, signature.as_str())
     }
 
     /// Returns once JetStream has stored the event (or already had it).
     pub async fn publish(&self, event: &AdEvent) -> Result<Published, IngestError> {
         let started = Instant::now();
-        let message = with_request_id(
-            PublishMessage::build()
-                .payload(event.to_json().into())
-                .message_id(event.event_id.to_string())
-                .header(SCHEMA_VERSION_HEADER, event.schema_version.to_string().as_str()),
-            [event],
-        );
+        let message = with_request_id(self.message(event.to_json(), event.event_id.to_string()), [event]);
         let subject = subject(&self.subject_prefix, event.kind);
         let ack = tokio::time::timeout(self.timeout, async { self.js.send_publish(subject, message).await?.await }).await;
         self.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
@@ -84,13 +90,7 @@ impl Publisher {
         for Chunk { indices, payload } in chunk(events, max_payload) {
             let batch: Vec<&AdEvent> = indices.iter().map(|&i| &events[i]).collect();
             let kind = batch[0].kind;
-            let message = with_request_id(
-                PublishMessage::build()
-                    .payload(payload.into())
-                    .message_id(batch_message_id(kind, &batch))
-                    .header(SCHEMA_VERSION_HEADER, SCHEMA_VERSION.to_string().as_str()),
-                batch.iter().copied(),
-            );
+            let message = with_request_id(self.message(payload, batch_message_id(kind, &batch)), batch.iter().copied());
             // Sending only queues the message; the acks are awaited together below.
             let sent = match tokio::time::timeout_at(deadline, self.js.send_publish(subject(&self.subject_prefix, kind), message)).await {
                 Ok(Ok(ack)) => Ok(ack),

@@ -20,6 +20,49 @@ pub const SCHEMA_VERSION_HEADER: &str = "Ads-Schema-Version";
 /// in one request (a single event, or a batch); each event also carries it as `request_id`.
 pub const REQUEST_ID_HEADER: &str = "Ads-Request-Id";
 
+/// Header carrying the signature of a message's payload: `v1=` and the hex HMAC-SHA256 of the
+/// payload under `EVENT_SIGNING_KEY`, which ingest and the aggregator share. The aggregator
+/// counts only signed messages, so what is counted came through ingest's rules: a message put
+/// in the stream by anything else cannot choose its own visitor, sender or billable status.
+pub const SIGNATURE_HEADER: &str = "Ads-Signature";
+
+/// The shared key behind [`SIGNATURE_HEADER`].
+#[derive(Clone)]
+pub struct SigningKey(ring::hmac::Key);
+
+/// Why a message's signature is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("no Ads-Signature header")]
+    Missing,
+    #[error("Ads-Signature is not `v1=` and 64 hex digits")]
+    Malformed,
+    #[error("Ads-Signature does not match the payload")]
+    Mismatch,
+}
+
+impl SigningKey {
+    /// The key `EVENT_SIGNING_KEY` names: at least 16 characters.
+    pub fn new(secret: &str) -> Result<Self, String> {
+        if secret.chars().count() < 16 {
+            return Err("EVENT_SIGNING_KEY must be at least 16 characters (e.g. `openssl rand -hex 32`)".into());
+        }
+        Ok(Self(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes())))
+    }
+
+    /// The value of [`SIGNATURE_HEADER`] for `payload`.
+    pub fn sign(&self, payload: &[u8]) -> String {
+        format!("v1={}", hex::encode(ring::hmac::sign(&self.0, payload)))
+    }
+
+    /// Whether `header` signs `payload` (compared in constant time).
+    pub fn verify(&self, payload: &[u8], header: Option<&str>) -> Result<(), SignatureError> {
+        let header = header.ok_or(SignatureError::Missing)?;
+        let tag = header.strip_prefix("v1=").and_then(|digits| hex::decode(digits).ok()).ok_or(SignatureError::Malformed)?;
+        ring::hmac::verify(&self.0, payload, &tag).map_err(|_| SignatureError::Mismatch)
+    }
+}
+
 /// Default core-NATS subject (not a stream's) on which the aggregator announces each write to
 /// ClickHouse, so that the query service drops the answers it made stale. It must stay outside
 /// the stream's `<prefix>.>`: it is a signal, not an event.
@@ -92,6 +135,21 @@ mod tests {
         let at = time::macros::datetime!(2023-11-14 22:13:20.123 UTC);
         assert_eq!(WrittenNotice::new(1, 2, Some(at)).earliest_timestamp(), Some(at));
         assert_eq!(older.earliest_timestamp(), None);
+    }
+
+    #[test]
+    fn a_signature_holds_for_its_payload_and_key_only() {
+        let key = SigningKey::new("a signing key of some length").expect("key");
+        let signature = key.sign(b"{\"kind\":\"click\"}");
+        assert!(signature.starts_with("v1=") && signature.len() == 3 + 64, "{signature}");
+        assert_eq!(key.verify(b"{\"kind\":\"click\"}", Some(&signature)), Ok(()));
+        assert_eq!(key.verify(b"{\"kind\":\"impression\"}", Some(&signature)), Err(SignatureError::Mismatch));
+        let other = SigningKey::new("another key entirely, as long").expect("key");
+        assert_eq!(other.verify(b"{\"kind\":\"click\"}", Some(&signature)), Err(SignatureError::Mismatch));
+        assert_eq!(key.verify(b"x", None), Err(SignatureError::Missing));
+        assert_eq!(key.verify(b"x", Some("v2=00")), Err(SignatureError::Malformed));
+        assert_eq!(key.verify(b"x", Some("v1=not hex")), Err(SignatureError::Malformed));
+        assert!(SigningKey::new("short").is_err());
     }
 
     #[test]

@@ -31,42 +31,64 @@ async fn poison_messages_are_dead_lettered_and_can_be_redriven() {
     let mut future_version = event.clone();
     future_version["schema_version"] = json!(99);
     future_version["event_id"] = json!(uuid::Uuid::now_v7());
+    // A click on a known ad, but not through ingest: unsigned, or signed for another payload.
+    let mut forged = event.clone();
+    forged["ad_id"] = json!(AD_TRAIL_RUNNER);
+    forged["event_id"] = json!(uuid::Uuid::now_v7());
+    let key = schemas::stream::SigningKey::new(e2e::TEST_EVENT_SIGNING_KEY).expect("key");
+    let signed_for_another = key.sign(b"{}");
     let poison = [
         (b"{not json".to_vec(), "bad_json"),
         (future_version.to_string().into_bytes(), "unknown_schema_version"),
         (event.to_string().into_bytes(), "unknown_ad"),
+        (forged.to_string().into_bytes(), "bad_signature"),
+        (forged.to_string().into_bytes(), "bad_signature"),
     ];
-    for (payload, _) in &poison {
-        let publish = PublishMessage::build().payload(payload.clone().into()).header("Ads-Schema-Version", "1");
+    for (i, (payload, reason)) in poison.iter().enumerate() {
+        let publish = match (*reason, i) {
+            ("bad_signature", 3) => PublishMessage::build().payload(payload.clone().into()).header("Ads-Schema-Version", "1"),
+            ("bad_signature", _) => PublishMessage::build()
+                .payload(payload.clone().into())
+                .header("Ads-Schema-Version", "1")
+                .header(schemas::stream::SIGNATURE_HEADER, signed_for_another.as_str()),
+            _ => e2e::signed_message(payload.clone()),
+        };
         js.send_publish("ads.events.click", publish).await.expect("publish").await.expect("ack");
         // Valid clicks around the poison must flow past it.
         assert_eq!(stack.post("/ads/click", json!({"ad_id": AD_TRAIL_RUNNER})).await.0, 202);
     }
-    println!("injected 3 poison messages between 3 valid clicks");
+    println!("injected 5 poison messages between 5 valid clicks");
 
-    stack.wait_for_count("SELECT count() FROM click_events", 3).await;
-    let letters = eventually("three dead letters", || async {
+    stack.wait_for_count("SELECT count() FROM click_events", 5).await;
+    let letters = eventually("five dead letters", || async {
         let output = stack.run_admin(&["dead-letters", "list"]);
         let letters: Vec<Value> = String::from_utf8_lossy(&output.stdout)
             .lines()
             .map(|l| serde_json::from_str(l).expect("JSON line"))
             .collect();
-        if letters.len() == 3 { Ok(letters) } else { Err(format!("{letters:?}")) }
+        if letters.len() == 5 { Ok(letters) } else { Err(format!("{letters:?}")) }
     })
     .await;
-    for ((payload, reason), letter) in poison.iter().zip(&letters) {
-        assert_eq!(letter["reason"], *reason, "{letter}");
+    // Each poison message, with its reason (letters come in the order they were written, which
+    // is not always the order of publishing).
+    let mut expected: Vec<(String, String)> = poison.iter().map(|(payload, reason)| (reason.to_string(), String::from_utf8_lossy(payload).into_owned())).collect();
+    let mut got: Vec<(String, String)> =
+        letters.iter().map(|l| (l["reason"].as_str().unwrap_or("").to_owned(), l["payload"].as_str().unwrap_or("").to_owned())).collect();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected);
+    for letter in &letters {
         assert_eq!(letter["original_subject"], "ads.events.click");
-        assert_eq!(letter["payload"], String::from_utf8_lossy(payload).as_ref());
         assert_eq!(letter["headers"]["Ads-Schema-Version"], "1", "original headers are kept: {letter}");
         assert!(!letter["detail"].as_str().unwrap_or("").is_empty());
     }
     let metrics = stack.metrics(&stack.aggregator).await;
-    for (_, reason) in &poison {
-        assert!(metrics.contains(&format!("aggregator_dead_letters_total{{reason=\"{reason}\"}} 1")), "{metrics}");
+    for (reason, count) in [("bad_json", 1), ("unknown_schema_version", 1), ("unknown_ad", 1), ("bad_signature", 2)] {
+        assert!(metrics.contains(&format!("aggregator_dead_letters_total{{reason=\"{reason}\"}} {count}")), "{metrics}");
     }
 
-    // The fix: the ad is added to the catalog. Then only its letter is re-driven and counted.
+    // The fix: the ad is added to the catalog. Then only its letter is re-driven, with its
+    // signature, and counted.
     add_ad(&stack, missing_ad).await;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await; // CATALOG_REFRESH_SECS=1
     let output = stack.run_admin(&["dead-letters", "redrive", "--reason", "unknown_ad"]);
@@ -74,8 +96,8 @@ async fn poison_messages_are_dead_lettered_and_can_be_redriven() {
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "re-drove 1 dead letters");
     stack.wait_for_count(&format!("SELECT count() FROM click_events WHERE ad_id = '{missing_ad}'"), 1).await;
     let output = stack.run_admin(&["dead-letters", "list"]);
-    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 2, "the unfixable ones stay");
-    assert_eq!(stack.count("SELECT count() FROM click_events").await, 4, "expected 3 valid + 1 re-driven clicks");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 4, "the unfixable ones stay");
+    assert_eq!(stack.count("SELECT count() FROM click_events").await, 6, "expected 5 valid + 1 re-driven clicks");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,8 +116,7 @@ async fn an_event_for_an_ad_created_a_moment_ago_is_counted_not_dead_lettered() 
     event["ad_id"] = json!(ad);
     let nats = stack.nats_admin().await;
     let js = async_nats::jetstream::new(nats);
-    let publish = PublishMessage::build().payload(event.to_string().into());
-    js.send_publish("ads.events.click", publish).await.expect("publish").await.expect("ack");
+    js.send_publish("ads.events.click", e2e::signed_message(event.to_string())).await.expect("publish").await.expect("ack");
     stack.wait_for_count(&format!("SELECT count() FROM click_events WHERE ad_id = '{ad}'"), 1).await;
     let output = stack.run_admin(&["dead-letters", "list"]);
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "", "nothing dead-lettered");
@@ -136,4 +157,48 @@ async fn an_ad_the_catalog_cannot_be_reloaded_for_is_retried_not_dead_lettered()
     stack.wait_for_count(&format!("SELECT count() FROM click_events WHERE ad_id = '{ad}'"), 1).await;
     let output = stack.run_admin(&["dead-letters", "list"]);
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "", "nothing dead-lettered");
+}
+
+/// Messages the stream held before ingest signed still count; every later one must be signed.
+/// `aggregator migrate` records where signatures begin, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_from_before_signatures_began_count_and_later_unsigned_ones_do_not() {
+    let mut stack = Stack::start_with(e2e::StackOptions { aggregator_stopped: true, ..e2e::StackOptions::default() }).await;
+    let js = async_nats::jetstream::new(stack.nats_admin().await);
+    let click = || {
+        let mut event: Value = serde_json::from_slice(include_bytes!("../../schemas/test-data/v1/click.json")).expect("fixture");
+        event["event_id"] = json!(uuid::Uuid::now_v7());
+        event["ad_id"] = json!(AD_TRAIL_RUNNER);
+        event["timestamp"] = json!(time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("now"));
+        event
+    };
+    let unsigned = |event: &Value| PublishMessage::build().payload(event.to_string().into()).header("Ads-Schema-Version", "1");
+    // An installation from before signatures: its stream holds an unsigned message, and its
+    // database no record of where signatures begin.
+    let legacy = click();
+    js.send_publish("ads.events.click", unsigned(&legacy)).await.expect("publish").await.expect("ack");
+    stack.sql("TRUNCATE TABLE event_signing").await.expect("forget the record");
+    let output = stack.run_admin(&["migrate"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(stack.count("SELECT min(signed_from_stream_seq) FROM event_signing").await, 2, "after the one message the stream held");
+    let output = stack.run_admin(&["migrate"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(stack.count("SELECT count() FROM event_signing").await, 1, "recorded once");
+    // Then one signed and one unsigned message.
+    let (signed, late) = (click(), click());
+    js.send_publish("ads.events.click", e2e::signed_message(signed.to_string())).await.expect("publish").await.expect("ack");
+    js.send_publish("ads.events.click", unsigned(&late)).await.expect("publish").await.expect("ack");
+    stack.aggregator.start().await;
+    stack.wait_for_count("SELECT count() FROM click_events", 2).await;
+    let letters = eventually("the late unsigned message dead-lettered", || async {
+        let output = stack.run_admin(&["dead-letters", "list"]);
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        if text.lines().count() == 1 { Ok(text) } else { Err(text) }
+    })
+    .await;
+    assert!(letters.contains("bad_signature") && letters.contains(late["event_id"].as_str().expect("id")), "{letters}");
+    for (event, stored) in [(&legacy, 1), (&signed, 1), (&late, 0)] {
+        let id = event["event_id"].as_str().expect("id");
+        assert_eq!(stack.count(&format!("SELECT count() FROM click_events WHERE event_id = '{id}'")).await, stored, "{id}");
+    }
 }

@@ -210,9 +210,9 @@ async fn clicks_alone_from_distinct_visitors_are_all_billable() {
     assert_eq!(invalid(&report, "invalid_clicks", "duplicate_click"), 1, "{report}");
 }
 
-/// Defence in depth: only ingest may publish events, but a message in the stream that claims to
-/// be billable against its own user agent is still flagged, and one claiming a reason of the
-/// history rules is judged by them instead.
+/// Defence in depth: only ingest may publish events, and signs them, but even a signed message
+/// that claims to be billable against its own user agent is flagged, and one claiming a reason
+/// of the history rules is judged by them instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_aggregator_checks_the_user_agent_rules_of_every_message_again() {
     let stack = Stack::start().await;
@@ -233,8 +233,7 @@ async fn the_aggregator_checks_the_user_agent_rules_of_every_message_again() {
         (forged(Some(HUMAN_B.1), Some("duplicate_click")), "billable"),
     ];
     for (event, _) in &messages {
-        let publish = async_nats::jetstream::message::PublishMessage::build().payload(event.to_string().into()).header("Ads-Schema-Version", "1");
-        js.send_publish("ads.events.click", publish).await.expect("publish").await.expect("ack");
+        js.send_publish("ads.events.click", e2e::signed_message(event.to_string())).await.expect("publish").await.expect("ack");
     }
     stack.wait_for_count("SELECT (SELECT count() FROM click_events) + (SELECT count() FROM invalid_events)", 4).await;
     for (event, expected) in &messages {

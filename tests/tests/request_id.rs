@@ -2,7 +2,6 @@
 //! answer, travels with the event in the stream (message header and payload), and names the
 //! event in the log lines of ingest and of the aggregator.
 
-use async_nats::jetstream::message::PublishMessage;
 use e2e::{eventually, Stack, StackOptions, AD_TRAIL_RUNNER};
 use serde_json::{json, Value};
 
@@ -62,14 +61,14 @@ async fn a_request_id_follows_its_event_from_http_to_the_aggregator_logs() {
 
     // The aggregator names the requests of a message it cannot store: from the header, or
     // from the events when a message holds several requests' events.
-    let poison = PublishMessage::build().payload("{not json".into()).header("Ads-Request-Id", "poison-7");
+    let poison = e2e::signed_message("{not json").header("Ads-Request-Id", "poison-7");
     js.send_publish("ads.events.click", poison).await.expect("publish").await.expect("ack");
     let mut orphan: Value = serde_json::from_slice(include_bytes!("../../schemas/test-data/v1/click.json")).expect("fixture");
     orphan["event_id"] = json!(uuid::Uuid::now_v7());
     orphan["ad_id"] = json!(uuid::Uuid::new_v4());
     orphan["timestamp"] = json!(time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("now"));
     orphan["request_id"] = json!("grouped-9");
-    js.send_publish("ads.events.click", PublishMessage::build().payload(orphan.to_string().into())).await.expect("publish").await.expect("ack");
+    js.send_publish("ads.events.click", e2e::signed_message(orphan.to_string())).await.expect("publish").await.expect("ack");
     eventually("the aggregator to log both dead letters with their request ids", || async {
         let log = stack.aggregator.log_tail(200);
         let logged = |id: &str| log.lines().any(|l| l.contains("dead-lettering") && l.contains(id));

@@ -89,8 +89,7 @@ async fn raw_events_expire_after_the_configured_days_and_rollups_keep_them() {
     let js = async_nats::jetstream::new(stack.nats_admin().await);
     let mut again: serde_json::Value = serde_json::from_slice(include_bytes!("../../schemas/test-data/v1/click.json")).expect("fixture");
     again["event_id"] = click["event_id"].clone();
-    let publish = async_nats::jetstream::message::PublishMessage::build().payload(again.to_string().into()).header("Ads-Schema-Version", "1");
-    js.send_publish("ads.events.click", publish).await.expect("publish").await.expect("ack");
+    js.send_publish("ads.events.click", e2e::signed_message(again.to_string())).await.expect("publish").await.expect("ack");
     e2e::eventually("the repeat recognised as stored", || async {
         match e2e::metric(&stack.metrics(&stack.aggregator).await, "aggregator_events_already_stored_total") {
             Some(n) if n >= 1.0 => Ok(()),
