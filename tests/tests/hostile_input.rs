@@ -59,6 +59,63 @@ async fn injection_payloads_in_every_query_parameter_are_harmless() {
     assert_eq!(stack.sql("EXISTS TABLE click_events").await.as_deref(), Ok("1"));
 }
 
+/// The same payloads through every string that reaches SQL or the catalog: the filters and
+/// the time zone of the analytics, an ad's texts, a click-through's `click_id`. Each is a 4xx or
+/// a correct answer, stored texts come back byte for byte, and nothing else changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injection_payloads_in_every_string_parameter_are_harmless() {
+    const ADMIN: &str = "an-admin-key-of-the-test-0002";
+    let stack = Stack::start_with(StackOptions { query_env: vec![("API_KEY", ADMIN)], ..StackOptions::default() }).await;
+    let get = |path: String| stack.http.get(stack.query.url(&path)).bearer_auth(ADMIN).send();
+    const SAMPLE_TITLES: &str = "SELECT groupArray(title) FROM (SELECT title FROM ads FINAL WHERE startsWith(toString(id), 'a1000000-') ORDER BY id)";
+    let titles_before = stack.sql(SAMPLE_TITLES).await.expect("titles");
+    let mut created = 0;
+    for payload in PAYLOADS.iter().filter(|p| !p.is_empty()) {
+        let p = encode(payload);
+        for path in [
+            format!("/ads/analytics/breakdown?by=ad&campaign_id={p}"),
+            format!("/ads/analytics/breakdown?by=campaign&country={p}"),
+            format!("/ads/analytics/series?tz={p}"),
+            format!("/ads/{AD_TRAIL_RUNNER}/analytics?tz={p}"),
+        ] {
+            let response = get(path.clone()).await.expect("answer");
+            let (status, answer) = e2e::read_answer(&path, response).await;
+            let fine = (400..500).contains(&status) || (status == 200 && answer["groups"] == serde_json::json!([]));
+            assert!(fine, "{path} ({payload:?}) answered {status}: {answer}");
+        }
+        // Texts are stored as given, and read back the same.
+        let ad = serde_json::json!({
+            "title": payload, "description": payload, "campaign_id": payload,
+            "media_url": "https://cdn.example.com/a.mp4", "target_url": "https://example.com/landing",
+        });
+        let response = stack.http.post(stack.query.url("/ads")).bearer_auth(ADMIN).json(&ad).send().await.expect("answer");
+        let (status, stored) = e2e::read_answer("POST /ads", response).await;
+        assert_eq!(status, 201, "{payload:?}: {stored}");
+        created += 1;
+        let id = stored["id"].as_str().expect("id").to_owned();
+        let (status, read) = e2e::read_answer("GET /ads/{id}", get(format!("/ads/{id}")).await.expect("answer")).await;
+        assert_eq!(status, 200, "{read}");
+        for field in ["title", "description", "campaign_id"] {
+            assert_eq!(read[field], *payload, "{field} of {payload:?}");
+        }
+        let path = format!("/ads/analytics/breakdown?by=campaign&campaign_id={p}");
+        let (status, answer) = e2e::read_answer(&path, get(path.clone()).await.expect("answer")).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        // A click-through's click_id goes into the landing URL: anything but its pattern is 400.
+        let response = no_redirects().get(stack.ingest.url(&format!("/c/{AD_TRAIL_RUNNER}?click_id={p}"))).send().await.expect("answer");
+        assert_eq!(response.status().as_u16(), 400, "click_id {payload:?}");
+    }
+    println!("{created} ads with hostile texts stored and read back unchanged");
+    assert_eq!(stack.count("SELECT count() FROM ads FINAL").await, 4 + created);
+    assert_eq!(stack.sql(SAMPLE_TITLES).await.expect("titles"), titles_before, "the sample ads are unchanged");
+    assert_eq!(stack.count("SELECT count() FROM click_events").await, 0, "no click was recorded");
+    assert_eq!(stack.sql("EXISTS TABLE click_events").await.as_deref(), Ok("1"));
+}
+
+fn no_redirects() -> reqwest::Client {
+    e2e::browser_like_client().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_client_ip_is_rate_limited_and_nothing_limited_is_counted() {
     let stack = e2e::Stack::start_with(e2e::StackOptions {
