@@ -35,6 +35,15 @@ impl QueryError {
         }
     }
 
+    /// What a client is told. A repository error's own text names the server's internals
+    /// (hosts, tables, settings): clients get a fixed sentence, and the text goes to the log.
+    pub fn public_message(&self) -> String {
+        match self {
+            QueryError::ClickHouse(_) => "ClickHouse did not answer; retry shortly".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
     pub fn field(&self) -> Option<&'static str> {
         match self {
             QueryError::InvalidParameter { field, .. } => Some(field),
@@ -48,5 +57,19 @@ impl QueryError {
 impl From<clickhouse::error::Error> for QueryError {
     fn from(error: clickhouse::error::Error) -> Self {
         QueryError::ClickHouse(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repository_error_reaches_clients_without_its_text() {
+        let error = QueryError::ClickHouse("Code: 516. DB::Exception: adtrack_query: Authentication failed (clickhouse-0:9000)".into());
+        assert_eq!(error.public_message(), "ClickHouse did not answer; retry shortly");
+        assert!(error.to_string().contains("Authentication failed"), "the log keeps it");
+        let invalid = QueryError::invalid("tz", "unknown time zone");
+        assert_eq!(invalid.public_message(), invalid.to_string());
     }
 }

@@ -276,6 +276,9 @@ async fn clickhouse_stopped_for_30_s_under_load_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (status, answer) = stack.post("/ads/click", json!({"ad_id": uuid::Uuid::new_v4()})).await;
     assert_eq!(status, 422, "unknown ads are still rejected: {answer}");
+    // Query answers 503, and tells nothing of ClickHouse's own error.
+    let (status, answer) = stack.get("/ads/analytics?timeframe=7d").await;
+    assert_eq!((status, answer["detail"].as_str()), (503, Some("ClickHouse did not answer; retry shortly")), "{answer}");
     tokio::time::sleep(Duration::from_secs(28)).await;
     // The lag the operator sees: messages waiting, and the oldest of them about 30 s old.
     let lag = stack.metrics(&stack.aggregator).await;

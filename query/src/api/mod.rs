@@ -73,18 +73,14 @@ impl QueryApi {
         limit: Query<Option<u32>>,
     ) -> ListAdsResponse {
         let result = self.authorized(&caller, Access::Read, self.analytics.list_ads(page.0.unwrap_or(1), limit.0.unwrap_or(20))).await;
-        match result {
-            Ok(list) => ListAdsResponse::Ok(Json(list)),
-            Err(e @ QueryError::Unauthorized(_)) => ListAdsResponse::Unauthorized(problem(&e), BEARER.to_owned()),
-            Err(e) => ListAdsResponse::Unavailable(problem(&e)),
-        }
+        answer(result.map(|list| ListAdsResponse::Ok(Json(list))))
     }
 
     /// Get one ad
     #[oai(path = "/ads/:ad_id", method = "get", operation_id = "getAd", tag = "QueryTags::Ads")]
-    async fn get_ad(&self, caller: Caller, ad_id: Path<Uuid>) -> AdResponse {
+    async fn get_ad(&self, caller: Caller, ad_id: Path<Uuid>) -> GetAdResponse {
         let result = self.authorized(&caller, Access::Read, self.analytics.ad(ad_id.0)).await;
-        result.into()
+        answer(result.map(|ad| GetAdResponse::Ok(Json(ad))))
     }
 
     /// Create an ad
@@ -94,19 +90,10 @@ impl QueryApi {
     #[oai(path = "/ads", method = "post", operation_id = "createAd", tag = "QueryTags::Ads")]
     async fn create_ad(&self, caller: Caller, ad: JsonBody<NewAd>) -> CreateAdResponse {
         let result = self.authorized(&caller, Access::Write, self.analytics.create_ad(ad.0)).await;
-        match result {
-            Ok(ad) => {
-                let location = format!("/ads/{}", ad.id);
-                CreateAdResponse::Created(Json(ad), location)
-            }
-            Err(e) => match e {
-                QueryError::InvalidParameter { .. } => CreateAdResponse::Unprocessable(problem(&e)),
-                QueryError::Unauthorized(_) => CreateAdResponse::Unauthorized(problem(&e), BEARER.to_owned()),
-                QueryError::Forbidden(_) => CreateAdResponse::Forbidden(problem(&e)),
-                QueryError::AdExists(_) => CreateAdResponse::Conflict(problem(&e)),
-                QueryError::AdNotFound(_) | QueryError::ClickHouse(_) => CreateAdResponse::Unavailable(problem(&e)),
-            },
-        }
+        answer(result.map(|ad| {
+            let location = format!("/ads/{}", ad.id);
+            CreateAdResponse::Created(Json(ad), location)
+        }))
     }
 
     /// Change an ad
@@ -114,9 +101,9 @@ impl QueryApi {
     /// Needs an admin key (`API_KEY`). Only the fields given change. Ingest sees the change within
     /// `CATALOG_REFRESH_SECS`.
     #[oai(path = "/ads/:ad_id", method = "patch", operation_id = "updateAd", tag = "QueryTags::Ads")]
-    async fn update_ad(&self, caller: Caller, ad_id: Path<Uuid>, changes: JsonBody<AdChanges>) -> AdResponse {
+    async fn update_ad(&self, caller: Caller, ad_id: Path<Uuid>, changes: JsonBody<AdChanges>) -> ChangeAdResponse {
         let result = self.authorized(&caller, Access::Write, self.analytics.update_ad(ad_id.0, changes.0)).await;
-        result.into()
+        answer(result.map(|ad| ChangeAdResponse::Ok(Json(ad))))
     }
 
     /// Deactivate an ad
@@ -125,9 +112,9 @@ impl QueryApi {
     /// numbers stay, and ingest refuses its new events (422) within `CATALOG_REFRESH_SECS`.
     /// Deactivating it again changes nothing; `PATCH` with `active: true` reactivates it.
     #[oai(path = "/ads/:ad_id", method = "delete", operation_id = "deactivateAd", tag = "QueryTags::Ads")]
-    async fn deactivate_ad(&self, caller: Caller, ad_id: Path<Uuid>) -> AdResponse {
+    async fn deactivate_ad(&self, caller: Caller, ad_id: Path<Uuid>) -> ChangeAdResponse {
         let result = self.authorized(&caller, Access::Write, self.analytics.deactivate_ad(ad_id.0)).await;
-        result.into()
+        answer(result.map(|ad| ChangeAdResponse::Ok(Json(ad))))
     }
 
     /// Metrics per ad over a window
@@ -164,7 +151,7 @@ impl QueryApi {
             Ok(query) => self.analytics.report(query).await,
             Err(e) => Err(e),
         };
-        result.into()
+        answer(result.map(|body| AnalyticsResponse::Ok(Json(body))))
     }
 
     /// Metrics grouped by ad, campaign, device type, browser or country
@@ -219,7 +206,7 @@ impl QueryApi {
             Ok(query) => self.analytics.breakdown(query).await,
             Err(e) => Err(e),
         };
-        result.into()
+        answer(result.map(|body| AnalyticsResponse::Ok(Json(body))))
     }
 
     /// One ad's totals and time series
@@ -253,7 +240,7 @@ impl QueryApi {
             Ok(query) => self.analytics.ad_analytics(ad_id.0, query).await,
             Err(e) => Err(e),
         };
-        result.into()
+        answer(result.map(|body| AnalyticsResponse::Ok(Json(body))))
     }
 
     /// Every ad's totals and time series together
@@ -285,7 +272,7 @@ impl QueryApi {
             Ok(query) => self.analytics.series(None, query).await,
             Err(e) => Err(e),
         };
-        result.into()
+        answer(result.map(|series| SeriesResponse::Ok(Json(series))))
     }
 }
 
@@ -318,8 +305,104 @@ impl QueryApi {
 /// The `WWW-Authenticate` header of a 401 (RFC 6750).
 const BEARER: &str = "Bearer";
 
+/// An operation's response to an error. [`QueryError::status`] is the one map from errors to
+/// statuses; each response type only says which of those statuses it has (its variants, which
+/// openapi.yaml lists). An error whose status the operation lacks is a bug in the operation: it
+/// is logged and answered 503, telling the caller nothing of it.
+trait ErrorAnswers: Sized {
+    /// The answer of `status`, if the operation has it.
+    fn with_status(status: StatusCode, problem: Json<Problem>) -> Option<Self>;
+}
+
+/// The response to `result`: its success, or the error's answer.
+fn answer<R: ErrorAnswers>(result: Result<R, QueryError>) -> R {
+    let error = match result {
+        Ok(response) => return response,
+        Err(error) => error,
+    };
+    let status = error.status();
+    R::with_status(status, problem(&error)).unwrap_or_else(|| {
+        tracing::error!(%error, %status, "the operation has no answer of this status; answering 503");
+        let unavailable = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the service could not answer; retry shortly", None);
+        R::with_status(StatusCode::SERVICE_UNAVAILABLE, Json(unavailable)).expect("every operation answers 503")
+    })
+}
+
+impl ErrorAnswers for ListAdsResponse {
+    fn with_status(status: StatusCode, problem: Json<Problem>) -> Option<Self> {
+        Some(match status {
+            StatusCode::UNAUTHORIZED => Self::Unauthorized(problem, BEARER.to_owned()),
+            StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable(problem),
+            _ => return None,
+        })
+    }
+}
+
+impl ErrorAnswers for GetAdResponse {
+    fn with_status(status: StatusCode, problem: Json<Problem>) -> Option<Self> {
+        Some(match status {
+            StatusCode::UNAUTHORIZED => Self::Unauthorized(problem, BEARER.to_owned()),
+            StatusCode::NOT_FOUND => Self::NotFound(problem),
+            StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable(problem),
+            _ => return None,
+        })
+    }
+}
+
+impl ErrorAnswers for CreateAdResponse {
+    fn with_status(status: StatusCode, problem: Json<Problem>) -> Option<Self> {
+        Some(match status {
+            StatusCode::UNAUTHORIZED => Self::Unauthorized(problem, BEARER.to_owned()),
+            StatusCode::FORBIDDEN => Self::Forbidden(problem),
+            StatusCode::CONFLICT => Self::Conflict(problem),
+            StatusCode::UNPROCESSABLE_ENTITY => Self::Unprocessable(problem),
+            StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable(problem),
+            _ => return None,
+        })
+    }
+}
+
+impl ErrorAnswers for ChangeAdResponse {
+    fn with_status(status: StatusCode, problem: Json<Problem>) -> Option<Self> {
+        Some(match status {
+            StatusCode::UNAUTHORIZED => Self::Unauthorized(problem, BEARER.to_owned()),
+            StatusCode::FORBIDDEN => Self::Forbidden(problem),
+            StatusCode::NOT_FOUND => Self::NotFound(problem),
+            StatusCode::UNPROCESSABLE_ENTITY => Self::Unprocessable(problem),
+            StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable(problem),
+            _ => return None,
+        })
+    }
+}
+
+impl ErrorAnswers for SeriesResponse {
+    fn with_status(status: StatusCode, problem: Json<Problem>) -> Option<Self> {
+        Some(match status {
+            StatusCode::UNAUTHORIZED => Self::Unauthorized(problem, BEARER.to_owned()),
+            StatusCode::UNPROCESSABLE_ENTITY => Self::Unprocessable(problem),
+            StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable(problem),
+            _ => return None,
+        })
+    }
+}
+
+impl<T: poem_openapi::types::ToJSON> ErrorAnswers for AnalyticsResponse<T> {
+    fn with_status(status: StatusCode, problem: Json<Problem>) -> Option<Self> {
+        Some(match status {
+            StatusCode::UNAUTHORIZED => Self::Unauthorized(problem, BEARER.to_owned()),
+            StatusCode::NOT_FOUND => Self::NotFound(problem),
+            StatusCode::UNPROCESSABLE_ENTITY => Self::Unprocessable(problem),
+            StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable(problem),
+            _ => return None,
+        })
+    }
+}
+
 fn problem(error: &QueryError) -> Json<Problem> {
-    Json(Problem::new(error.status(), error.to_string(), error.field()))
+    if let QueryError::ClickHouse(cause) = error {
+        tracing::error!(%cause, "answering 503: ClickHouse did not answer");
+    }
+    Json(Problem::new(error.status(), error.public_message(), error.field()))
 }
 
 /// A parameter or body poem-openapi could not parse or validate, with the parameter's or
@@ -353,54 +436,63 @@ fn list_ads_bad_request(error: poem::Error) -> ListAdsResponse {
     ListAdsResponse::BadRequest(bad_parameter(error))
 }
 
-/// The answer of the operations on one ad: get, change, deactivate.
+/// `getAd`.
 #[derive(ApiResponse)]
-#[oai(bad_request_handler = "ad_bad_request")]
-pub enum AdResponse {
-    /// The ad (after the change, for a change).
+#[oai(bad_request_handler = "get_ad_bad_request")]
+pub enum GetAdResponse {
+    /// The ad.
     #[oai(status = 200)]
     Ok(Json<Ad>),
-    /// `ad_id` is not a UUID, or the body is not JSON of the documented shape (unknown fields
-    /// included).
+    /// `ad_id` is not a UUID.
     #[oai(status = 400, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
     /// The request has no API key, or one the service does not know (reads need none when the
     /// service runs with `ANONYMOUS_READS`).
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
-    /// Changes only: the key only reads (`READ_API_KEYS`), or the service has no admin key
-    /// (`API_KEY`), so ads cannot be changed.
+    /// No ad has this id.
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// ClickHouse did not answer.
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>),
+}
+
+fn get_ad_bad_request(error: poem::Error) -> GetAdResponse {
+    GetAdResponse::BadRequest(bad_parameter(error))
+}
+
+/// `updateAd` and `deactivateAd`.
+#[derive(ApiResponse)]
+#[oai(bad_request_handler = "change_ad_bad_request")]
+pub enum ChangeAdResponse {
+    /// The ad after the change.
+    #[oai(status = 200)]
+    Ok(Json<Ad>),
+    /// `ad_id` is not a UUID, or the body is not JSON of the documented shape (unknown fields
+    /// included).
+    #[oai(status = 400, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// The request has no API key, or one the service does not know.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>, #[oai(header = "WWW-Authenticate")] String),
+    /// The key only reads (`READ_API_KEYS`), or the service has no admin key (`API_KEY`), so
+    /// ads cannot be changed.
     #[oai(status = 403, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
     /// No ad has this id.
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
-    /// Changes only: a value breaks a rule (blank title or campaign, a URL that is not http(s)).
+    /// A value breaks a rule (blank title or campaign, a URL that is not http(s)).
     #[oai(status = 422, content_type = "application/problem+json")]
     Unprocessable(Json<Problem>),
-    /// ClickHouse did not answer; for a change, it may or may not be stored (repeat it).
+    /// ClickHouse did not answer; the change may or may not be stored (repeat it).
     #[oai(status = 503, content_type = "application/problem+json")]
     Unavailable(Json<Problem>),
 }
 
-fn ad_bad_request(error: poem::Error) -> AdResponse {
-    AdResponse::BadRequest(bad_parameter(error))
-}
-
-impl From<Result<Ad, QueryError>> for AdResponse {
-    fn from(result: Result<Ad, QueryError>) -> Self {
-        let e = match result {
-            Ok(ad) => return Self::Ok(Json(ad)),
-            Err(e) => e,
-        };
-        match e {
-            QueryError::Unauthorized(_) => Self::Unauthorized(problem(&e), BEARER.to_owned()),
-            QueryError::Forbidden(_) => Self::Forbidden(problem(&e)),
-            QueryError::AdNotFound(_) => Self::NotFound(problem(&e)),
-            QueryError::InvalidParameter { .. } => Self::Unprocessable(problem(&e)),
-            QueryError::ClickHouse(_) | QueryError::AdExists(_) => Self::Unavailable(problem(&e)),
-        }
-    }
+fn change_ad_bad_request(error: poem::Error) -> ChangeAdResponse {
+    ChangeAdResponse::BadRequest(bad_parameter(error))
 }
 
 #[derive(ApiResponse)]
@@ -466,21 +558,6 @@ fn analytics_bad_request<T: poem_openapi::types::ToJSON>(error: poem::Error) -> 
     AnalyticsResponse::BadRequest(bad_parameter(error))
 }
 
-impl<T: poem_openapi::types::ToJSON> From<Result<T, QueryError>> for AnalyticsResponse<T> {
-    fn from(result: Result<T, QueryError>) -> Self {
-        let e = match result {
-            Ok(body) => return Self::Ok(Json(body)),
-            Err(e) => e,
-        };
-        match e {
-            QueryError::InvalidParameter { .. } => Self::Unprocessable(problem(&e)),
-            QueryError::Unauthorized(_) => Self::Unauthorized(problem(&e), BEARER.to_owned()),
-            QueryError::AdNotFound(_) => Self::NotFound(problem(&e)),
-            QueryError::ClickHouse(_) | QueryError::Forbidden(_) | QueryError::AdExists(_) => Self::Unavailable(problem(&e)),
-        }
-    }
-}
-
 /// `getSeries`: like [`AnalyticsResponse`], without an ad to miss.
 #[derive(ApiResponse)]
 #[allow(clippy::large_enum_variant)] // one per request, moved once into the response
@@ -509,15 +586,26 @@ fn series_bad_request(error: poem::Error) -> SeriesResponse {
     SeriesResponse::BadRequest(bad_parameter(error))
 }
 
-impl From<Result<Series, QueryError>> for SeriesResponse {
-    fn from(result: Result<Series, QueryError>) -> Self {
-        match AnalyticsResponse::from(result) {
-            AnalyticsResponse::Ok(body) => Self::Ok(body),
-            AnalyticsResponse::BadRequest(problem) => Self::BadRequest(problem),
-            AnalyticsResponse::Unauthorized(problem, challenge) => Self::Unauthorized(problem, challenge),
-            AnalyticsResponse::Unprocessable(problem) => Self::Unprocessable(problem),
-            // No ad is named, so none can be missing: a 404 here would be a bug, not the caller's.
-            AnalyticsResponse::NotFound(problem) | AnalyticsResponse::Unavailable(problem) => Self::Unavailable(problem),
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_is_answered_by_its_status_or_else_as_unavailable() {
+        let id = Uuid::nil();
+        assert!(matches!(answer::<GetAdResponse>(Err(QueryError::AdNotFound(id))), GetAdResponse::NotFound(_)));
+        assert!(matches!(answer::<GetAdResponse>(Err(QueryError::Unauthorized("no key"))), GetAdResponse::Unauthorized(_, _)));
+        assert!(matches!(answer::<ChangeAdResponse>(Err(QueryError::Forbidden("reads only"))), ChangeAdResponse::Forbidden(_)));
+        assert!(matches!(answer::<CreateAdResponse>(Err(QueryError::AdExists(id))), CreateAdResponse::Conflict(_)));
+        // A status the operation does not have is a bug: 503, saying nothing of it.
+        match answer::<GetAdResponse>(Err(QueryError::AdExists(id))) {
+            GetAdResponse::Unavailable(problem) => assert_eq!(problem.0.detail, "the service could not answer; retry shortly"),
+            _ => panic!("not 503"),
+        }
+        match answer::<SeriesResponse>(Err(QueryError::ClickHouse("Code: 210. Connection refused (clickhouse-0:9000)".into()))) {
+            SeriesResponse::Unavailable(problem) => assert!(!problem.0.detail.contains("clickhouse-0"), "{}", problem.0.detail),
+            _ => panic!("not 503"),
         }
     }
 }
