@@ -222,18 +222,24 @@ mod tests {
     }
 
     #[test]
-    fn the_visitor_secret_is_required_and_not_short() {
+    fn the_secrets_are_required_and_not_short() {
         let error = Config::try_parse_from(["ingest"]).unwrap_err().to_string();
         assert!(error.contains("VISITOR_HASH_SECRET") || error.contains("--visitor-hash-secret"), "{error}");
-        let config = Config::try_parse_from(["ingest", "--clickhouse-password", "x", "--nats-user", "u", "--nats-password", "p", "--visitor-hash-secret", "short"]).unwrap();
-        assert!(config.validate().unwrap_err().contains("VISITOR_HASH_SECRET"));
+        let logins = ["ingest", "--clickhouse-password", "x", "--nats-user", "u", "--nats-password", "p"];
+        let with = |secrets: [&str; 4]| Config::try_parse_from(logins.iter().chain(&secrets)).unwrap().validate();
+        let error = with(["--visitor-hash-secret", "short", "--event-signing-key", "0123456789abcdef"]).unwrap_err();
+        assert!(error.contains("VISITOR_HASH_SECRET"), "{error}");
+        let error = with(["--visitor-hash-secret", "0123456789abcdef", "--event-signing-key", "short"]).unwrap_err();
+        assert!(error.contains("EVENT_SIGNING_KEY"), "{error}");
+        with(["--visitor-hash-secret", "0123456789abcdef", "--event-signing-key", "0123456789abcdef"]).unwrap();
     }
 
     #[test]
     fn clickhouse_and_nats_credentials_are_required() {
-        let config = Config::try_parse_from(["ingest", "--visitor-hash-secret", "0123456789abcdef", "--nats-user", "u", "--nats-password", "p"]).unwrap();
+        let secrets = ["--visitor-hash-secret", "0123456789abcdef", "--event-signing-key", "0123456789abcdef"];
+        let config = Config::try_parse_from(["ingest"].iter().chain(&secrets).chain(&["--nats-user", "u", "--nats-password", "p"])).unwrap();
         assert!(config.validate().unwrap_err().contains("CLICKHOUSE_PASSWORD"));
-        let config = Config::try_parse_from(["ingest", "--visitor-hash-secret", "0123456789abcdef", "--clickhouse-password", "x"]).unwrap();
+        let config = Config::try_parse_from(["ingest"].iter().chain(&secrets).chain(&["--clickhouse-password", "x"])).unwrap();
         assert!(config.validate().unwrap_err().contains("NATS_PASSWORD"));
     }
 
