@@ -12,15 +12,16 @@ use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use async_nats::jetstream::{AckKind, Message};
 use futures::StreamExt;
-use schemas::event::DecodeError;
 use schemas::rows::EventRow;
 use schemas::stream::{SignatureError, SigningKey, WrittenNotice, REQUEST_ID_HEADER, SIGNATURE_HEADER};
 use schemas::AdEvent;
 use service_kit::catalog::{AdStatus, Catalog};
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::config::ConsumerArgs;
-use crate::dead_letter::{DeadLetters, Reason};
+use crate::dead_letter::DeadLetters;
+use crate::error::AggregatorError;
 use crate::metrics::Metrics;
 use crate::sink::Sink;
 use crate::written::Announcer;
@@ -75,8 +76,9 @@ fn request_ids(message: &Message) -> Vec<String> {
 /// How long a pull may go without a message (for the first, beyond the wait it asked for)
 /// before it is given up.
 const PULL_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a message naming an ad the catalog could not be reloaded for waits to come back.
-const CATALOG_RETRY_DELAY: Duration = Duration::from_secs(5);
+/// How long a message that cannot be counted yet (a temporary [`AggregatorError`]) waits to
+/// come back.
+const RETRY_DELAY: Duration = Duration::from_secs(5);
 
 impl Consumer {
     /// Runs until `shutdown` turns true. The batch in hand is then given `grace` to be
@@ -145,10 +147,9 @@ impl Consumer {
         self.metrics.consumed.inc_by(batch.len() as u64);
         let mut decoded = Vec::with_capacity(batch.len());
         for message in batch {
-            let decoded_message = self.signatures.check(&message).map_err(|e| (Reason::BadSignature, e.to_string())).and_then(|()| decode(&message));
-            match decoded_message {
+            match self.signatures.check(&message).map_err(AggregatorError::from).and_then(|()| decode(&message)) {
                 Ok(rows) => decoded.push((message, rows)),
-                Err((reason, detail)) => self.dead_letter(message, reason, &detail).await,
+                Err(error) => self.set_aside(message, &error).await,
             }
         }
         // An ad created moments ago may be newer than our catalog copy (ingest's may have been
@@ -160,39 +161,38 @@ impl Consumer {
             catalog_current = self.catalog.reload_if_older(&self.clickhouse, Duration::from_secs(1)).await;
         }
         let mut rows = Vec::with_capacity(decoded.len());
+        // Each message with the ids of its events, to find those of any ClickHouse rejects.
         let mut to_ack = Vec::with_capacity(decoded.len());
         for (message, message_rows) in decoded {
             // Inactive ads still count (the event was valid when accepted); unknown ones cannot
-            // be attributed. While the catalog never loaded, nothing is "unknown". A message is
-            // counted whole or dead-lettered whole, so a redrive never half-repeats it.
+            // be attributed. While the catalog never loaded, nothing is "unknown". A message with
+            // an unknown ad is dead-lettered whole.
             if let Some(row) = message_rows.iter().find(|row| unknown(row)) {
-                if catalog_current {
-                    let detail = format!("ad {} is not in the catalog", row.ad_id());
-                    self.dead_letter(message, Reason::UnknownAd, &detail).await;
-                } else {
-                    tracing::warn!(ad_id = %row.ad_id(), "ad not in the catalog copy, which could not be reloaded; retrying the message");
-                    if let Err(error) = message.ack_with(AckKind::Nak(Some(CATALOG_RETRY_DELAY))).await {
-                        tracing::warn!(%error, "nak failed; the message comes back after ACK_WAIT_SECS");
-                    }
-                }
+                let error = if catalog_current { AggregatorError::UnknownAd(row.ad_id()) } else { AggregatorError::CatalogUnreachable(row.ad_id()) };
+                self.set_aside(message, &error).await;
             } else {
+                let event_ids: Vec<Uuid> = message_rows.iter().map(EventRow::event_id).collect();
                 rows.extend(message_rows);
-                to_ack.push(message);
+                to_ack.push((message, event_ids));
             }
         }
         let started = Instant::now();
-        if to_ack.iter().any(|message| message.info().is_ok_and(|info| info.delivered > 1)) {
+        if to_ack.iter().any(|(message, _)| message.info().is_ok_and(|info| info.delivered > 1)) {
             self.sink.await_inserts_begun_before(pulled).await;
         }
         let outcome = self.sink.write(rows).await;
         self.metrics.stage_seconds.with_label_values(&["write"]).observe(started.elapsed().as_secs_f64());
         if outcome.inserted > 0 {
-            let last_stream_seq = to_ack.iter().filter_map(|m| m.info().ok()).map(|info| info.stream_sequence).max().unwrap_or(0);
+            let last_stream_seq = to_ack.iter().filter_map(|(m, _)| m.info().ok()).map(|info| info.stream_sequence).max().unwrap_or(0);
             self.written.announce(WrittenNotice::new(outcome.inserted as u64, last_stream_seq, outcome.earliest_timestamp)).await;
         }
         let started = Instant::now();
-        for message in &to_ack {
-            if let Err(error) = message.ack().await {
+        for (message, event_ids) in to_ack {
+            // A message with an event ClickHouse refused goes to the dead letters whole; its
+            // other events are stored, and a redrive finds them so (by event id) and skips them.
+            if let Some((_, error)) = outcome.rejected.iter().find(|(id, _)| event_ids.contains(id)) {
+                self.set_aside(message, error).await;
+            } else if let Err(error) = message.ack().await {
                 // Harmless: the message is redelivered and recognised as stored.
                 tracing::warn!(%error, "ack failed");
             }
@@ -201,13 +201,22 @@ impl Consumer {
         tracing::debug!(inserted = outcome.inserted, already_stored = outcome.already_stored, "batch done");
     }
 
-    /// A message that can never become a row: copied to the dead-letter stream, then
-    /// terminated, so it neither blocks the consumer nor disappears.
-    async fn dead_letter(&self, message: Message, reason: Reason, detail: &str) {
+    /// A message that cannot be counted: for a permanent `error`, copied to the dead-letter
+    /// stream, then terminated, so it neither blocks the consumer nor disappears; for a
+    /// temporary one, put back to come again after [`RETRY_DELAY`].
+    async fn set_aside(&self, message: Message, error: &AggregatorError) {
+        let Some(reason) = error.dead_letter_reason() else {
+            tracing::warn!(%error, "retrying the message");
+            if let Err(error) = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await {
+                tracing::warn!(%error, "nak failed; the message comes back after ACK_WAIT_SECS");
+            }
+            return;
+        };
+        let detail = error.to_string();
         let request_ids = request_ids(&message).join(",");
-        tracing::error!(subject = %message.subject, reason = reason.as_str(), detail, request_id = request_ids, "dead-lettering a message");
+        tracing::error!(subject = %message.subject, reason = reason.as_str(), %detail, request_id = request_ids, "dead-lettering a message");
         self.metrics.dead_letters.with_label_values(&[reason.as_str()]).inc();
-        match self.dead_letters.send(&message, reason, detail).await {
+        match self.dead_letters.send(&message, reason, &detail).await {
             Ok(()) => {
                 if let Err(error) = message.ack_with(AckKind::Term).await {
                     tracing::warn!(%error, "term failed; the message will be dead-lettered again");
@@ -215,7 +224,7 @@ impl Consumer {
             }
             Err(error) => {
                 tracing::error!(%error, "dead-letter stream unavailable; the message will be retried");
-                let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await;
+                let _ = message.ack_with(AckKind::Nak(Some(RETRY_DELAY))).await;
             }
         }
     }
@@ -247,11 +256,8 @@ pub async fn confirm_acks(nats: &async_nats::Client, consumer: &PullConsumer) {
 }
 
 /// The rows of a message: one event, or a batch's events (all or none).
-fn decode(message: &Message) -> Result<Vec<EventRow>, (Reason, String)> {
-    let events = AdEvent::from_message(&message.payload).map_err(|e| match e {
-        DecodeError::Json(_) | DecodeError::Empty => (Reason::BadJson, e.to_string()),
-        DecodeError::UnknownVersion(_) => (Reason::UnknownSchemaVersion, e.to_string()),
-    })?;
+fn decode(message: &Message) -> Result<Vec<EventRow>, AggregatorError> {
+    let events = AdEvent::from_message(&message.payload)?;
     // Without stream info there is no sequence for the dedup token; 0 still dedups by id.
     let sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
     Ok(events.into_iter().map(|event| EventRow::from_event(crate::ivt::recheck(event), sequence)).collect())

@@ -1,5 +1,5 @@
 //! Dead letters: stream messages that can never become rows (bad JSON, an unknown schema
-//! version, an ad that does not exist) are copied to a stream of their own, with the original
+//! version, an ad that does not exist, a row ClickHouse refuses) are copied to a stream of their own, with the original
 //! headers plus the reason, and only then terminated in the main stream. The consumer never
 //! blocks on them and nothing is silently dropped; `aggregator dead-letters` lists them and
 //! re-drives them after a fix.
@@ -29,6 +29,8 @@ pub enum Reason {
     BadJson,
     UnknownSchemaVersion,
     UnknownAd,
+    /// ClickHouse refuses an event's row for good (see [`crate::error`]); the detail is its error.
+    RejectedByClickhouse,
 }
 
 impl Reason {
@@ -38,6 +40,7 @@ impl Reason {
             Reason::BadJson => "bad_json",
             Reason::UnknownSchemaVersion => "unknown_schema_version",
             Reason::UnknownAd => "unknown_ad",
+            Reason::RejectedByClickhouse => "rejected_by_clickhouse",
         }
     }
 }

@@ -16,6 +16,12 @@
 //!   retry carries the same `insert_deduplication_token`, which the raw table and, through
 //!   `deduplicate_blocks_in_dependent_materialized_views`, every materialized view's table
 //!   recognise.
+//!
+//! A batch ClickHouse rejects for good ([`AggregatorError::Rejected`]: a constraint, a value out
+//! of range) is halved, and each half written or halved again, until the rows at fault stand
+//! alone; those are returned for the caller to dead-letter, and every other row is written. Each
+//! part is an insert of its own rows, with their own token, so a crash half-way is recognised like
+//! any other.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -28,6 +34,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::backoff::Backoff;
+use crate::error::AggregatorError;
 use crate::ivt::{self, History};
 use crate::metrics::Metrics;
 
@@ -74,25 +81,23 @@ pub async fn await_inserts_begun_before(client: &Client, since: Instant) {
 /// A raw-table row that knows which stream message it came from.
 pub trait SequencedRow: clickhouse::RowOwned + clickhouse::RowWrite + Serialize + Send + Sync {
     fn key(&self) -> (u64, Uuid);
+    fn timestamp(&self) -> OffsetDateTime;
 }
 
-impl SequencedRow for ClickRow {
-    fn key(&self) -> (u64, Uuid) {
-        (self.stream_seq, self.event_id)
-    }
+macro_rules! sequenced_rows {
+    ($($row:ty),*) => {$(
+        impl SequencedRow for $row {
+            fn key(&self) -> (u64, Uuid) {
+                (self.stream_seq, self.event_id)
+            }
+            fn timestamp(&self) -> OffsetDateTime {
+                self.timestamp
+            }
+        }
+    )*};
 }
 
-impl SequencedRow for ImpressionRow {
-    fn key(&self) -> (u64, Uuid) {
-        (self.stream_seq, self.event_id)
-    }
-}
-
-impl SequencedRow for InvalidEventRow {
-    fn key(&self) -> (u64, Uuid) {
-        (self.stream_seq, self.event_id)
-    }
-}
+sequenced_rows!(ClickRow, ImpressionRow, InvalidEventRow);
 
 #[derive(Clone)]
 pub struct Sink {
@@ -104,12 +109,14 @@ pub struct Sink {
 }
 
 /// What a write did, for logs, tests and the write announcement.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct WriteOutcome {
     pub inserted: usize,
     pub already_stored: usize,
     /// The earliest `timestamp` among the events inserted.
     pub earliest_timestamp: Option<OffsetDateTime>,
+    /// The events ClickHouse refused for good, each with its error; none of them was written.
+    pub rejected: Vec<(Uuid, AggregatorError)>,
 }
 
 impl Sink {
@@ -131,7 +138,8 @@ impl Sink {
     }
 
     /// Writes every event not stored yet, retrying temporary failures with backoff until they
-    /// succeed. Returns only once ClickHouse holds every event, so the caller may then ack.
+    /// succeed. Returns only once ClickHouse holds every event but those it rejected for good,
+    /// so the caller may then ack.
     pub async fn write(&self, rows: Vec<EventRow>) -> WriteOutcome {
         if rows.is_empty() {
             return WriteOutcome::default();
@@ -174,19 +182,18 @@ impl Sink {
                 EventRow::Invalid(row) => invalid.push(row),
             }
         }
-        let inserted = clicks.len() + impressions.len() + invalid.len();
-        let earliest_timestamp = clicks
-            .iter()
-            .map(|r| r.timestamp)
-            .chain(impressions.iter().map(|r| r.timestamp))
-            .chain(invalid.iter().map(|r| r.timestamp))
-            .min();
-        tokio::join!(
+        let (clicks, impressions, invalid) = tokio::join!(
             self.insert_all(CLICK_TABLE, clicks),
             self.insert_all(IMPRESSION_TABLE, impressions),
             self.insert_all(INVALID_TABLE, invalid)
         );
-        WriteOutcome { inserted, already_stored, earliest_timestamp }
+        let mut outcome = WriteOutcome { already_stored, ..WriteOutcome::default() };
+        for table in [clicks, impressions, invalid] {
+            outcome.inserted += table.inserted;
+            outcome.earliest_timestamp = outcome.earliest_timestamp.into_iter().chain(table.earliest_timestamp).min();
+            outcome.rejected.extend(table.rejected);
+        }
+        outcome
     }
 
     /// Which of `ids` ClickHouse already holds (key-value reads).
@@ -218,13 +225,35 @@ impl Sink {
         Ok(stored)
     }
 
-    async fn insert_all<R: SequencedRow>(&self, table: &'static str, rows: Vec<R>) {
-        if rows.is_empty() {
-            return;
+    /// Inserts `rows`, all of them but those ClickHouse rejects for good, which halving the
+    /// batch (again and again, until they stand alone) leaves out.
+    async fn insert_all<R: SequencedRow>(&self, table: &'static str, rows: Vec<R>) -> Inserted {
+        let mut outcome = Inserted::default();
+        let mut parts = vec![rows];
+        while let Some(mut part) = parts.pop() {
+            if part.is_empty() {
+                continue;
+            }
+            let token = dedup_token(table, part.iter().map(SequencedRow::key));
+            match self.retry_unless_rejected(|| self.insert(table, &part, &token)).await {
+                Ok(()) => {
+                    self.metrics.inserted.with_label_values(&[table]).inc_by(part.len() as u64);
+                    outcome.inserted += part.len();
+                    outcome.earliest_timestamp = outcome.earliest_timestamp.into_iter().chain(part.iter().map(R::timestamp)).min();
+                }
+                Err(error) if part.len() == 1 => {
+                    tracing::error!(table, event_id = %part[0].key().1, %error, "ClickHouse rejects an event for good");
+                    outcome.rejected.push((part[0].key().1, error));
+                }
+                Err(error) => {
+                    tracing::warn!(table, rows = part.len(), %error, "ClickHouse rejects a batch for good; halving it to find the rows at fault");
+                    let second_half = part.split_off(part.len() / 2);
+                    parts.push(second_half);
+                    parts.push(part);
+                }
+            }
         }
-        let token = dedup_token(table, rows.iter().map(SequencedRow::key));
-        self.retry("insert", || self.insert(table, &rows, &token)).await;
-        self.metrics.inserted.with_label_values(&[table]).inc_by(rows.len() as u64);
+        outcome
     }
 
     async fn insert<R: SequencedRow>(&self, table: &str, rows: &[R], token: &str) -> Result<(), clickhouse::error::Error> {
@@ -246,6 +275,7 @@ impl Sink {
         Ok(())
     }
 
+    /// Calls `op` until it succeeds. For reads: an error there is no row's fault.
     async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> T
     where
         F: FnMut() -> Fut,
@@ -255,16 +285,42 @@ impl Sink {
         loop {
             match op().await {
                 Ok(value) => return value,
-                Err(error) => {
-                    let delay = self.backoff.delay(attempt, &mut rand::rng());
-                    tracing::warn!(what, attempt, %error, retry_in_ms = delay.as_millis() as u64, "clickhouse call failed");
-                    self.metrics.insert_retries.inc();
-                    tokio::time::sleep(delay).await;
-                    attempt = attempt.saturating_add(1);
-                }
+                Err(error) => self.back_off(what, &mut attempt, &error).await,
             }
         }
     }
+
+    /// Calls `op` until it succeeds or ClickHouse rejects its rows for good.
+    async fn retry_unless_rejected<F, Fut>(&self, mut op: F) -> Result<(), AggregatorError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), clickhouse::error::Error>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match op().await.map_err(AggregatorError::from_clickhouse) {
+                Ok(()) => return Ok(()),
+                Err(AggregatorError::Unavailable(error)) => self.back_off("insert", &mut attempt, &error).await,
+                Err(rejected) => return Err(rejected),
+            }
+        }
+    }
+
+    async fn back_off(&self, what: &str, attempt: &mut u32, error: &clickhouse::error::Error) {
+        let delay = self.backoff.delay(*attempt, &mut rand::rng());
+        tracing::warn!(what, attempt, %error, retry_in_ms = delay.as_millis() as u64, "clickhouse call failed");
+        self.metrics.insert_retries.inc();
+        tokio::time::sleep(delay).await;
+        *attempt = attempt.saturating_add(1);
+    }
+}
+
+/// What one table's insert did.
+#[derive(Default)]
+struct Inserted {
+    inserted: usize,
+    earliest_timestamp: Option<OffsetDateTime>,
+    rejected: Vec<(Uuid, AggregatorError)>,
 }
 
 /// Keeps the first row of each event id not in `stored`; returns them and how many were dropped.

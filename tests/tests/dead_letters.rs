@@ -202,3 +202,64 @@ async fn messages_from_before_signatures_began_count_and_later_unsigned_ones_do_
         assert_eq!(stack.count(&format!("SELECT count() FROM click_events WHERE event_id = '{id}'")).await, stored, "{id}");
     }
 }
+
+/// A row ClickHouse refuses for good (here a constraint an operator added) is dead-lettered with
+/// ClickHouse's reason, its neighbours are counted once, and the consumer keeps flowing. Once
+/// the cause is gone, the redrive counts the refused events, and not their neighbours again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_clickhouse_rejects_is_dead_lettered_and_its_neighbours_counted_once() {
+    let stack = Stack::start().await;
+    stack
+        .sql("ALTER TABLE click_events ADD CONSTRAINT playback_under_1000 CHECK ifNull(playback_time_secs, 0) < 1000")
+        .await
+        .expect("add the constraint");
+    let click = |playback_time_secs: f64| json!({"ad_id": AD_TRAIL_RUNNER, "playback_time_secs": playback_time_secs});
+    for playback in [10.0, 5_000.0, 20.0] {
+        assert_eq!(stack.post("/ads/click", click(playback)).await.0, 202);
+    }
+    // One message holding three events, the middle one refused (ingest groups events so when
+    // many arrive at once).
+    let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("now");
+    let grouped: Vec<Value> = [30.0, 6_000.0, 40.0]
+        .iter()
+        .enumerate()
+        .map(|(i, playback)| {
+            let mut event: Value = serde_json::from_slice(include_bytes!("../../schemas/test-data/v1/click.json")).expect("fixture");
+            event["event_id"] = json!(uuid::Uuid::now_v7());
+            event["timestamp"] = json!(now);
+            event["client_ip"] = json!(format!("198.51.100.{}", i + 1));
+            event["playback_time_secs"] = json!(playback);
+            event
+        })
+        .collect();
+    let payload: String = grouped.iter().map(|event| format!("{event}\n")).collect();
+    let js = async_nats::jetstream::new(stack.nats_admin().await);
+    js.send_publish("ads.events.click", e2e::signed_message(payload)).await.expect("publish").await.expect("ack");
+    // The consumer keeps flowing past them.
+    assert_eq!(stack.post("/ads/click", click(50.0)).await.0, 202);
+    stack.wait_for_count("SELECT count() FROM click_events", 5).await;
+
+    let letters = eventually("two dead letters", || async {
+        let output = stack.run_admin(&["dead-letters", "list"]);
+        let letters: Vec<Value> = String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+        if letters.len() == 2 { Ok(letters) } else { Err(format!("{letters:?}")) }
+    })
+    .await;
+    for letter in &letters {
+        assert_eq!(letter["reason"], "rejected_by_clickhouse", "{letter}");
+        assert!(letter["detail"].as_str().unwrap_or("").contains("playback_under_1000"), "ClickHouse's reason: {letter}");
+    }
+    assert!(letters.iter().any(|l| l["payload"].as_str().unwrap_or("").contains(grouped[1]["event_id"].as_str().expect("id"))));
+    let metrics = stack.metrics(&stack.aggregator).await;
+    assert_eq!(e2e::metric(&metrics, "aggregator_dead_letters_total{reason=\"rejected_by_clickhouse\"}"), Some(2.0), "{metrics}");
+
+    // The fix, then the redrive: the two refused events count, their neighbours do not again.
+    stack.sql("ALTER TABLE click_events DROP CONSTRAINT playback_under_1000").await.expect("drop the constraint");
+    let output = stack.run_admin(&["dead-letters", "redrive", "--reason", "rejected_by_clickhouse"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "re-drove 2 dead letters");
+    stack.wait_for_count("SELECT count() FROM click_events WHERE playback_time_secs >= 1000", 2).await;
+    assert_eq!(stack.count("SELECT uniqExact(event_id) FROM click_events").await, 7);
+    assert_eq!(stack.count("SELECT count() FROM click_events").await, 7, "each event once");
+    assert_eq!(stack.count("SELECT sum(clicks) FROM click_events_per_minute").await, 7, "the rollup too");
+}

@@ -168,14 +168,20 @@ fn click(seq: u64) -> EventRow {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redelivered_and_retried_batches_are_not_counted_twice() {
+/// A database of its own on the shared server, migrated; with a client for it.
+async fn migrated_database() -> (&'static ClickHouse, String, clickhouse::Client) {
     let server = ClickHouse::shared().await;
     let database = format!("e2e_{}", uuid::Uuid::new_v4().simple());
     let login = &server.login;
     let root = clickhouse::Client::default().with_url(&login.url).with_user(&login.user).with_password(&login.password);
     let client = root.clone().with_database(&database);
     aggregator::migrate::apply(&root, &client, &database, false).await.expect("migrate");
+    (server, database, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivered_and_retried_batches_are_not_counted_twice() {
+    let (server, database, client) = migrated_database().await;
     let sink = Sink::new(client.clone(), Backoff::default(), Metrics::new().expect("metrics"));
     let count = |sql: &'static str| {
         let database = database.clone();
@@ -249,6 +255,52 @@ async fn redelivered_and_retried_batches_are_not_counted_twice() {
     let outcome = sink.write(vec![click(20_002), late.clone()]).await;
     assert_eq!((outcome.inserted, outcome.earliest_timestamp), (2, Some(yesterday)));
     assert_eq!(sink.write(vec![late]).await.earliest_timestamp, None);
+}
+
+/// Rows ClickHouse refuses for good are found among their neighbours and handed back; every
+/// other row is written once, in the raw table and the rollups, however often the batch comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_clickhouse_rejects_are_singled_out_and_the_rest_written_once() {
+    let (server, database, client) = migrated_database().await;
+    server
+        .sql(&database, "ALTER TABLE click_events ADD CONSTRAINT playback_under_1000 CHECK ifNull(playback_time_secs, 0) < 1000")
+        .await
+        .expect("constraint");
+    let sink = Sink::new(client.clone(), Backoff::default(), Metrics::new().expect("metrics"));
+    let bad = [7, 13, 14];
+    let batch = || -> Vec<EventRow> {
+        (1..=40)
+            .map(|seq| match click(seq) {
+                EventRow::Click(mut row) if bad.contains(&seq) => {
+                    row.playback_time_secs = Some(5_000.0);
+                    EventRow::Click(row)
+                }
+                other => other,
+            })
+            .collect()
+    };
+    let rejected_seqs = |outcome: &WriteOutcome| -> Vec<u64> {
+        let mut seqs: Vec<u64> = outcome.rejected.iter().map(|(id, _)| id.as_u64_pair().1).collect();
+        seqs.sort_unstable();
+        seqs
+    };
+
+    let outcome = sink.write(batch()).await;
+    assert_eq!((outcome.inserted, outcome.already_stored), (37, 0));
+    assert_eq!(rejected_seqs(&outcome), bad);
+    for (_, error) in &outcome.rejected {
+        assert!(error.to_string().contains("playback_under_1000"), "ClickHouse's own words: {error}");
+    }
+    // The same batch again (a redelivery): the stored rows are recognised, the bad ones refused.
+    let outcome = sink.write(batch()).await;
+    assert_eq!((outcome.inserted, outcome.already_stored), (0, 37));
+    assert_eq!(rejected_seqs(&outcome), bad);
+    let count = |sql: &'static str| {
+        let database = database.clone();
+        async move { server.sql(&database, sql).await.expect(sql) }
+    };
+    assert_eq!(count("SELECT count() FROM click_events").await, "37");
+    assert_eq!(count("SELECT sum(clicks) FROM click_events_per_minute").await, "37");
 }
 
 /// What a write inserted and recognised as stored.
