@@ -14,18 +14,23 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && cp target/release/ingest target/release/aggregator target/release/query /out/
 
 # What every service image shares: CA certificates (TLS to NATS or ClickHouse when configured),
-# curl (the health checks in docker-compose.yml), an unprivileged user.
+# curl (the health checks in docker-compose.yml), an unprivileged user and a directory it owns
+# for state (ingest's spool).
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin adtrack
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin adtrack \
+    && install -d -o 10001 -g 10001 /var/lib/adtrack
 ENV RUST_LOG=info
 USER 10001:10001
 
 FROM runtime AS ingest
 COPY --from=build /out/ingest /usr/local/bin/ingest
 ENV INGEST_ADDR=0.0.0.0:8080
+# Redirect and pixel events JetStream did not confirm wait here to be replayed: keep it across
+# restarts (a volume), one per ingest process.
+ENV SPOOL_DIR=/var/lib/adtrack/ingest-spool
 EXPOSE 8080 8090
 ENTRYPOINT ["/usr/local/bin/ingest"]
 

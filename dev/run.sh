@@ -106,7 +106,8 @@ as_user "$CLICKHOUSE_ADMIN_USER" "$CLICKHOUSE_ADMIN_PASSWORD" adtrack_admin "$NA
 EVENT_SIGNING_KEY="$EVENT_SIGNING_KEY" as_user adtrack_aggregator "$CLICKHOUSE_AGGREGATOR_PASSWORD" adtrack_aggregator "$NATS_AGGREGATOR_PASSWORD" \
     "$BIN/aggregator" >"$DATA/logs/aggregator.log" 2>&1 &
 pids+=($!)
-EVENT_SIGNING_KEY="$EVENT_SIGNING_KEY" as_user adtrack_ingest "$CLICKHOUSE_INGEST_PASSWORD" adtrack_ingest "$NATS_INGEST_PASSWORD" \
+# Redirect and pixel events JetStream did not confirm wait here to be replayed.
+EVENT_SIGNING_KEY="$EVENT_SIGNING_KEY" SPOOL_DIR="$DATA/ingest-spool" as_user adtrack_ingest "$CLICKHOUSE_INGEST_PASSWORD" adtrack_ingest "$NATS_INGEST_PASSWORD" \
     "$BIN/ingest" >"$DATA/logs/ingest.log" 2>&1 &
 pids+=($!)
 as_user adtrack_query "$CLICKHOUSE_QUERY_PASSWORD" adtrack_query "$NATS_QUERY_PASSWORD" \

@@ -650,8 +650,10 @@ impl Stack {
         aggregator_env.extend(options.aggregator_env);
         let aggregator = Service::new("aggregator", "AGGREGATOR_ADDR", None, &dir, with("aggregator", &aggregator_env));
         // As `make run` does: no rate limits (here and on query), since every test client is 127.0.0.1.
+        let spool_dir = dir.join("ingest-spool").display().to_string();
         let mut ingest_env = vec![
             ("CATALOG_REFRESH_SECS", "1"),
+            ("SPOOL_DIR", spool_dir.as_str()),
             ("VISITOR_HASH_SECRET", TEST_VISITOR_HASH_SECRET),
             ("EVENT_SIGNING_KEY", TEST_EVENT_SIGNING_KEY),
             ("RATE_LIMIT_PER_IP", "0"),

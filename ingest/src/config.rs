@@ -12,6 +12,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
 /// Default of `MAX_BATCH_BODY_BYTES`.
 pub const DEFAULT_MAX_BATCH_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT: usize = 64 * 1024 * 1024;
+/// Default of `SPOOL_MAX_BYTES`: about three million events.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 /// Default of `BODY_READ_TIMEOUT_SECS`.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -86,6 +88,15 @@ pub struct Config {
     /// the aggregator, which counts signed messages only: at least 16 characters, kept secret.
     #[arg(long, env = "EVENT_SIGNING_KEY", hide_env_values = true)]
     pub event_signing_key: String,
+    /// Where redirects and pixels keep the events JetStream does not confirm, until they are
+    /// replayed (a browser never sends them again). Must survive a restart of ingest, and belong
+    /// to one ingest process.
+    #[arg(long, env = "SPOOL_DIR", default_value = "ingest-spool")]
+    pub spool_dir: std::path::PathBuf,
+    /// Bytes of events the spool holds at most (about 300 bytes each); past it a redirect's or
+    /// pixel's event is lost, and counted in `ingest_tracking_unrecorded_total{reason="spool_full"}`.
+    #[arg(long, env = "SPOOL_MAX_BYTES", default_value_t = DEFAULT_SPOOL_MAX_BYTES)]
+    pub spool_max_bytes: u64,
     /// Store client IPs whole instead of truncated to their /24 (IPv4) or /48 (IPv6).
     #[arg(long, env = "KEEP_RAW_IPS", default_value_t = false)]
     pub keep_raw_ips: bool,

@@ -33,6 +33,9 @@ pub enum IngestError {
     InactiveAd(Uuid),
     #[error("the ad catalog is not loaded yet; retry shortly")]
     CatalogNotLoaded,
+    /// Ingest started while NATS was down and has not reached JetStream since.
+    #[error("JetStream has not been reached yet; retry shortly")]
+    StreamNotReached,
     /// JetStream did not confirm; the event may still have reached the stream.
     #[error("the event was not confirmed as stored: {reason}; retry with event_id {event_id}")]
     Publish { event_id: Uuid, reason: String },
@@ -64,6 +67,7 @@ impl IngestError {
             IngestError::UnknownAd(_) => "unknown_ad",
             IngestError::InactiveAd(_) => "inactive_ad",
             IngestError::CatalogNotLoaded => "catalog_not_loaded",
+            IngestError::StreamNotReached => "stream_not_reached",
             IngestError::Publish { .. } => "publish_failed",
         }
     }

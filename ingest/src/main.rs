@@ -8,6 +8,7 @@ use ingest::http::{BodyLimits, IngestApi};
 use ingest::metrics::Metrics;
 use ingest::publisher::{self, Publisher};
 use ingest::service::Ingest;
+use ingest::spool::Spool;
 use poem::{EndpointExt, Route};
 use poem_openapi::OpenApiService;
 use service_kit::catalog::Catalog;
@@ -21,7 +22,8 @@ async fn main() -> ExitCode {
 async fn run(config: Config) -> anyhow::Result<()> {
     let nats = config.nats.connect().await.context("connecting to NATS")?;
     let js = async_nats::jetstream::new(nats.clone());
-    let limits = publisher::stream_limits(&js, &config.nats.nats_stream).await.map_err(|e| {
+    let spool = Arc::new(Spool::open(&config.spool_dir, config.spool_max_bytes)?);
+    let limits = publisher::stream_limits_once_reached(&js, &config.nats.nats_stream).await.map_err(|e| {
         anyhow::anyhow!(
             "reading stream {:?}: {e} (the aggregator creates it: run `aggregator migrate` first)",
             config.nats.nats_stream
@@ -40,12 +42,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let rate_limiter = service_kit::rate::RateLimiter::new(config.rate_limit_per_ip, config.rate_limit_burst);
     let signing = config.signing_key().map_err(anyhow::Error::msg)?;
     let publisher = Publisher::new(js, config.nats.nats_subject_prefix.clone(), config.publish_timeout(), signing, metrics.clone());
+    tokio::spawn(ingest::spool::replay_forever(spool.clone(), publisher.clone(), metrics.clone()));
     let ingest = Arc::new(Ingest {
         catalog: catalog.clone(),
         rate_limiter,
         publisher: publisher.clone(),
         singles: Coalescer::start(publisher, config.publish_max_in_flight),
         limits,
+        spool,
         trusted_proxies: config.trusted_proxy_nets().map_err(anyhow::Error::msg)?,
         max_batch_events: config.max_batch_events,
         request_rules: ingest::ivt::RequestRules::new(config.datacenter_ranges().map_err(anyhow::Error::msg)?),
@@ -61,7 +65,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let loaded = catalog.is_loaded();
         async move { if loaded { Ok(()) } else { Err("catalog: not loaded yet".to_owned()) } }
     });
-    let checks = std::sync::Arc::new(vec![("nats", service_kit::nats_check(nats.clone())), ("catalog", catalog_check)]);
+    // Not NATS: while it is down, redirects and pixels are still answered (and spooled), and the
+    // JSON endpoints answer 503 with Retry-After themselves.
+    let checks = std::sync::Arc::new(vec![("catalog", catalog_check)]);
     service_kit::serve_admin(config.admin_addr, metrics.registry.clone(), checks.clone())?;
     let routes = service_kit::with_health_routes(
         ingest::demo::serve(

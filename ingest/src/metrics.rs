@@ -1,6 +1,6 @@
 //! Prometheus metrics of ingest (`ingest_*`).
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -17,6 +17,14 @@ pub struct Metrics {
     pub tracking_unrecorded: IntCounterVec,
     /// Connections answered 503 at once because ingest held `MAX_CONNECTIONS` already.
     pub connections_refused: IntCounter,
+    /// Tracked events JetStream did not confirm, kept in the spool instead, by endpoint.
+    pub spooled: IntCounterVec,
+    /// Spooled events JetStream has since confirmed.
+    pub spool_replayed: IntCounter,
+    pub spool_events: IntGauge,
+    pub spool_bytes: IntGauge,
+    /// Since ingest received the oldest event in the spool.
+    pub spool_oldest_age_seconds: Gauge,
 }
 
 impl Metrics {
@@ -47,6 +55,24 @@ impl Metrics {
             "ingest_connections_refused_total",
             "Connections answered 503 (Retry-After: 1) at once because ingest held MAX_CONNECTIONS already",
         )?;
+        let spooled = IntCounterVec::new(
+            Opts::new("ingest_events_spooled_total", "Redirect and pixel events JetStream did not confirm, kept in the local spool, by endpoint"),
+            &["endpoint"],
+        )?;
+        let spool_replayed = IntCounter::new("ingest_spool_replayed_total", "Spooled events published into the stream since")?;
+        let spool_events = IntGauge::new("ingest_spool_events", "Events in the local spool, waiting for JetStream")?;
+        let spool_bytes = IntGauge::new("ingest_spool_bytes", "Bytes of events in the local spool (SPOOL_MAX_BYTES bounds them)")?;
+        let spool_oldest_age_seconds =
+            Gauge::new("ingest_spool_oldest_age_seconds", "Seconds since ingest received the oldest event in the spool (0: empty)")?;
+        for spool_metric in [
+            Box::new(spooled.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(spool_replayed.clone()),
+            Box::new(spool_events.clone()),
+            Box::new(spool_bytes.clone()),
+            Box::new(spool_oldest_age_seconds.clone()),
+        ] {
+            registry.register(spool_metric)?;
+        }
         registry.register(Box::new(connections_refused.clone()))?;
         registry.register(Box::new(tracking_unrecorded.clone()))?;
         registry.register(Box::new(received.clone()))?;
@@ -54,6 +80,20 @@ impl Metrics {
         registry.register(Box::new(accepted.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
         registry.register(Box::new(publish_seconds.clone()))?;
-        Ok(Self { registry, received, accepted, rejected, publish_seconds, messages_published, tracking_unrecorded, connections_refused })
+        Ok(Self {
+            registry,
+            received,
+            accepted,
+            rejected,
+            publish_seconds,
+            messages_published,
+            tracking_unrecorded,
+            connections_refused,
+            spooled,
+            spool_replayed,
+            spool_events,
+            spool_bytes,
+            spool_oldest_age_seconds,
+        })
     }
 }

@@ -11,9 +11,10 @@
 //!   JetStream's per-message rate; the aggregator counts each event once either way (it
 //!   recognises stored event ids), so grouping costs no guarantee.
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::context::PublishError;
+use async_nats::jetstream::context::{GetStreamError, GetStreamErrorKind, PublishError};
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{self, message::PublishMessage};
 use schemas::input::TimestampLimits;
@@ -191,10 +192,39 @@ fn batch_message_id(kind: EventKind, events: &[&AdEvent]) -> String {
 }
 
 /// Reads how long the stream keeps events: older timestamps are rejected at the door.
-pub async fn stream_limits(js: &jetstream::Context, stream: &str) -> Result<TimestampLimits, async_nats::Error> {
-    let info = js.get_stream(stream).await?.get_info().await?;
+pub async fn stream_limits(js: &jetstream::Context, stream: &str) -> Result<TimestampLimits, GetStreamError> {
+    let stream = js.get_stream(stream).await?;
+    let info = stream.cached_info();
     let max_age = (!info.config.max_age.is_zero()).then_some(info.config.max_age);
     Ok(TimestampLimits { max_age })
+}
+
+/// The stream's limits, filled in as soon as JetStream answers: at once, or (NATS down when
+/// ingest starts) from a task that asks every second. `Err` only when JetStream answers that
+/// the stream is not there.
+pub async fn stream_limits_once_reached(js: &jetstream::Context, stream: &str) -> Result<Arc<OnceLock<TimestampLimits>>, GetStreamError> {
+    let limits = Arc::new(OnceLock::new());
+    match stream_limits(js, stream).await {
+        Ok(known) => {
+            let _ = limits.set(known);
+        }
+        Err(error) if matches!(error.kind(), GetStreamErrorKind::JetStream(_)) => return Err(error),
+        Err(error) => {
+            tracing::warn!(%error, "JetStream not reached: JSON events get 503 until it is; redirects and pixels spool");
+            let (js, stream, filled) = (js.clone(), stream.to_owned(), limits.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if let Ok(known) = stream_limits(&js, &stream).await {
+                        tracing::info!("JetStream reached");
+                        let _ = filled.set(known);
+                        return;
+                    }
+                }
+            });
+        }
+    }
+    Ok(limits)
 }
 
 #[cfg(test)]

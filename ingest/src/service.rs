@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ipnet::IpNet;
 use schemas::batch::{parse_batch, BatchFormat};
@@ -20,6 +20,7 @@ use crate::ivt::RequestRules;
 use crate::metrics::Metrics;
 use crate::privacy::Privacy;
 use crate::publisher::{Published, Publisher};
+use crate::spool::Spool;
 
 /// A batch's bytes and how its items are laid out, or why they were not read.
 pub type ReadBatch = Result<(Vec<u8>, BatchFormat), IngestError>;
@@ -49,7 +50,11 @@ pub struct Ingest {
     pub publisher: Publisher,
     /// Single events, grouped when they arrive together.
     pub singles: Coalescer,
-    pub limits: TimestampLimits,
+    /// From the stream's retention, once JetStream has answered (ingest starts without it while
+    /// NATS is down: its redirects and pixels spool meanwhile).
+    pub limits: Arc<OnceLock<TimestampLimits>>,
+    /// Where redirects and pixels keep the events JetStream does not confirm.
+    pub spool: Arc<Spool>,
     pub trusted_proxies: Vec<IpNet>,
     pub max_batch_events: usize,
     pub request_rules: RequestRules,
@@ -84,19 +89,35 @@ impl Ingest {
         body: impl Future<Output = Result<Vec<u8>, IngestError>>,
         sender: Sender,
     ) -> Result<Accepted, IngestError> {
+        let limits = self.stream_limits()?;
+        let event = self.validate(kind, body, sender, limits).await?;
+        let (event_id, kind) = (event.event_id, event.kind);
+        let published = self.singles.publish(event).await?;
+        Ok(Accepted { event_id, kind, published })
+    }
+
+    /// One event request, from its body to the event to publish: rate, body, rules, catalog.
+    async fn validate(
+        &self,
+        kind: EventKind,
+        body: impl Future<Output = Result<Vec<u8>, IngestError>>,
+        sender: Sender,
+        limits: TimestampLimits,
+    ) -> Result<AdEvent, IngestError> {
         let ip = client_ip(sender.peer, sender.forwarded_for.as_deref(), &self.trusted_proxies);
         self.check_rate(ip, 1, 1)?;
         let body = body.await?;
         let ctx = RequestContext { received_at: OffsetDateTime::now_utc(), client_ip: ip, user_agent: sender.user_agent, request_id: sender.request_id };
         let event = match kind {
-            EventKind::Click => ClickInput::parse(&body)?.into_event(ctx, self.limits)?,
-            EventKind::Impression => ImpressionInput::parse(&body)?.into_event(ctx, self.limits)?,
+            EventKind::Click => ClickInput::parse(&body)?.into_event(ctx, limits)?,
+            EventKind::Impression => ImpressionInput::parse(&body)?.into_event(ctx, limits)?,
         };
         self.check_ad(&event)?;
-        let event = self.screen(event);
-        let (event_id, kind) = (event.event_id, event.kind);
-        let published = self.singles.publish(event).await?;
-        Ok(Accepted { event_id, kind, published })
+        Ok(self.screen(event))
+    }
+
+    fn stream_limits(&self) -> Result<TimestampLimits, IngestError> {
+        self.limits.get().copied().ok_or(IngestError::StreamNotReached)
     }
 
     /// A click-through: records the click on the same path as `POST /ads/click` and returns
@@ -123,11 +144,35 @@ impl Ingest {
         self.record_tracked(EventKind::Impression, ad_id, sender, "impression").await;
     }
 
+    /// Validates and publishes a tracked event like any other; one JetStream does not confirm
+    /// goes to the spool, since the browser will not send it again.
     async fn record_tracked(&self, kind: EventKind, ad_id: Uuid, sender: Sender, endpoint: &str) {
+        self.metrics.received.with_label_values(&[kind.as_str()]).inc();
         let body = serde_json::json!({ "ad_id": ad_id }).to_string().into_bytes();
-        if let Err(error) = self.accept(kind, std::future::ready(Ok(body)), sender).await {
-            self.metrics.tracking_unrecorded.with_label_values(&[endpoint, error.reason()]).inc();
+        // Its timestamp is the time it is received, which no retention refuses.
+        let limits = TimestampLimits { max_age: None };
+        let unrecorded = |error: &IngestError, reason: &str| {
+            self.count_rejected(kind.as_str(), error);
+            self.metrics.tracking_unrecorded.with_label_values(&[endpoint, reason]).inc();
             tracing::warn!(%error, endpoint, "tracked event not recorded; answered anyway");
+        };
+        let event = match self.validate(kind, std::future::ready(Ok(body)), sender, limits).await {
+            Ok(event) => event,
+            Err(error) => return unrecorded(&error, error.reason()),
+        };
+        let (event_id, kind) = (event.event_id, event.kind);
+        match self.singles.publish(event.clone()).await {
+            Ok(published) => self.count_accepted(&Accepted { event_id, kind, published }),
+            Err(error) => match self.spool.keep(&event).await {
+                Ok(()) => {
+                    self.metrics.spooled.with_label_values(&[endpoint]).inc();
+                    tracing::warn!(%error, endpoint, %event_id, "tracked event spooled until JetStream answers");
+                }
+                Err(spool_error) => {
+                    tracing::error!(error = %spool_error, %event_id, "tracked event could not be spooled");
+                    unrecorded(&error, spool_error.reason());
+                }
+            },
         }
     }
 
@@ -165,6 +210,7 @@ impl Ingest {
         self.check_rate(ip, 1, 1)?;
         let (body, format) = body.await?;
         let items = parse_batch(&body, format, self.max_batch_events)?;
+        let limits = self.stream_limits()?;
         self.check_rate(ip, items.len().saturating_sub(1), items.len())?;
         let ctx = RequestContext { received_at: OffsetDateTime::now_utc(), client_ip: ip, user_agent: sender.user_agent, request_id: sender.request_id };
         // The valid events go to the publisher; `checked` keeps each item's place.
@@ -172,7 +218,7 @@ impl Ingest {
         let checked: Vec<Result<(), IngestError>> = items
             .into_iter()
             .map(|item| {
-                let event = item?.into_event(ctx.clone(), self.limits)?;
+                let event = item?.into_event(ctx.clone(), limits)?;
                 self.check_ad(&event)?;
                 valid.push(self.screen(event));
                 Ok(())

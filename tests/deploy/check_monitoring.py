@@ -35,6 +35,11 @@ METRICS = {
     "ingest_messages_published_total": ("counter", {"outcome"}),
     "ingest_tracking_unrecorded_total": ("counter", {"endpoint", "reason"}),
     "ingest_connections_refused_total": ("counter", set()),
+    "ingest_events_spooled_total": ("counter", {"endpoint"}),
+    "ingest_spool_replayed_total": ("counter", set()),
+    "ingest_spool_events": ("gauge", set()),
+    "ingest_spool_bytes": ("gauge", set()),
+    "ingest_spool_oldest_age_seconds": ("gauge", set()),
     "query_connections_refused_total": ("counter", set()),
     # aggregator
     "aggregator_messages_consumed_total": ("counter", set()),

@@ -407,6 +407,61 @@ async fn ingest_answers_503_while_nats_is_down_and_a_retry_counts_once() {
     assert_eq!(stack.count("SELECT sum(clicks) FROM click_events_per_minute").await, 1);
 }
 
+/// A browser never retries a redirect or a pixel: while JetStream is down their events go to
+/// ingest's spool, which a kill -9 does not empty and a restart (NATS still down) adds to, and
+/// are replayed, each counted once, when it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_and_pixels_sent_while_nats_is_down_are_spooled_and_counted_once() {
+    let mut stack = Stack::start_with(StackOptions { ingest_env: vec![("PUBLISH_TIMEOUT_MS", "500")], ..StackOptions::default() }).await;
+    let browser = e2e::browser_like_client().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let (click, pixel) = (stack.ingest.url(&format!("/c/{AD_TRAIL_RUNNER}")), stack.ingest.url(&format!("/i/{AD_COFFEE_CLUB}.gif")));
+    let send = |count: usize| {
+        let (browser, click, pixel) = (browser.clone(), click.clone(), pixel.clone());
+        async move {
+            for _ in 0..count {
+                let redirect = browser.get(&click).send().await.expect("redirect");
+                assert_eq!(redirect.status(), 302, "the person is sent on");
+                let gif = browser.get(&pixel).send().await.expect("pixel");
+                assert_eq!(gif.status(), 200);
+            }
+        }
+    };
+    stack.nats.stop();
+    println!("injected: NATS stopped");
+    send(6).await;
+    spool_holds(&stack, 12.0).await;
+    stack.ingest.kill();
+    println!("injected: ingest killed (kill -9) with 12 events spooled, restarted while NATS is down");
+    stack.ingest.start().await;
+    send(4).await;
+    let metrics = spool_holds(&stack, 20.0).await;
+    assert!(e2e::metric(&metrics, "ingest_spool_oldest_age_seconds").is_some_and(|age| age > 0.0), "{metrics}");
+    let (status, answer) = stack.post("/ads/click", json!({"ad_id": AD_TRAIL_RUNNER})).await;
+    assert_eq!(status, 503, "a JSON client still retries itself: {answer}");
+
+    stack.nats.restart().await;
+    println!("NATS back");
+    stack.wait_for_count("SELECT count() FROM click_events", 10).await;
+    stack.wait_for_count("SELECT count() FROM impression_events", 10).await;
+    spool_holds(&stack, 0.0).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(stack.count("SELECT uniqExact(event_id) FROM click_events").await, 10);
+    assert_eq!(raw_rows(&stack).await, 20, "each spooled event once");
+    assert_eq!(stack.count("SELECT sum(impressions) FROM impression_events_per_minute").await, 10);
+    let metrics = stack.metrics(&stack.ingest).await;
+    assert_eq!(e2e::metric_sum(&metrics, "ingest_tracking_unrecorded_total", &[]), 0.0, "nothing lost:\n{metrics}");
+}
+
+/// Waits until ingest's spool holds `events` (its gauges follow it within a second); returns
+/// ingest's metrics.
+async fn spool_holds(stack: &Stack, events: f64) -> String {
+    eventually(&format!("ingest_spool_events {events}"), || async {
+        let metrics = stack.metrics(&stack.ingest).await;
+        if e2e::metric(&metrics, "ingest_spool_events") == Some(events) { Ok(metrics) } else { Err(metrics) }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_settings_follow_the_configuration_on_restart() {
     let mut stack = Stack::start().await;

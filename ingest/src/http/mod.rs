@@ -454,7 +454,7 @@ impl Refusal {
             IngestError::UnsupportedMediaType { .. } => Self::UnsupportedMediaType,
             IngestError::RateLimited { retry_after_secs, .. } => Self::TooManyRequests { retry_after_secs: *retry_after_secs },
             IngestError::BatchesInFlight { .. } => Self::TooManyRequests { retry_after_secs: 1 },
-            IngestError::CatalogNotLoaded | IngestError::Publish { .. } => Self::Unavailable,
+            IngestError::CatalogNotLoaded | IngestError::StreamNotReached | IngestError::Publish { .. } => Self::Unavailable,
         }
     }
 
