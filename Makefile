@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Debian installs nats-server in /usr/sbin, which is not on every user's PATH.
 export NATS_SERVER ?= $(shell command -v nats-server || echo /usr/sbin/nats-server)
 
-.PHONY: all deps debian-packages test-deps test-packages build build-release run test test-unit test-contract test-browser openapi bench clean
+.PHONY: all deps debian-packages test-deps test-packages build build-release run lint test test-unit test-contract test-browser openapi bench clean
 
 all: build
 
@@ -78,8 +78,13 @@ build-release:
 run: deps build-release
 	dev/run.sh
 
-## test: unit tests, then end-to-end tests against real servers on free ports
-test: test-deps build
+## lint: formatting (rustfmt.toml) and clippy, warnings as errors; `make test` runs it first
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+## test: lint, unit tests, then end-to-end tests against real servers on free ports
+test: test-deps lint build
 	rm -rf .data/test && mkdir -p .data/test
 	@set -o pipefail; E2E_TMP=$(CURDIR)/.data/test cargo test --workspace --all-targets --no-fail-fast -- --show-output 2>&1 \
 		| tee .data/test/cargo-test.log; status=$$?; \

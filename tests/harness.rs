@@ -75,7 +75,8 @@ pub const TEST_NATS_USERS: [(&str, &str, &str); 4] = [
 
 /// A service's (or the administrator's) NATS environment: `NATS_USER`, `NATS_PASSWORD`.
 pub fn nats_login_env(who: &str) -> Vec<(String, String)> {
-    let (_, user, password) = TEST_NATS_USERS.iter().find(|(name, ..)| *name == who).unwrap_or_else(|| panic!("no NATS user {who}"));
+    let (_, user, password) =
+        TEST_NATS_USERS.iter().find(|(name, ..)| *name == who).unwrap_or_else(|| panic!("no NATS user {who}"));
     vec![("NATS_USER".to_owned(), (*user).to_owned()), ("NATS_PASSWORD".to_owned(), (*password).to_owned())]
 }
 
@@ -115,9 +116,8 @@ pub fn workspace_root() -> PathBuf {
 
 /// Where test servers keep their data: `$E2E_TMP` (make test sets `.data/test`) or the temp dir.
 pub fn scratch_dir(name: &str) -> PathBuf {
-    let base = std::env::var_os("E2E_TMP")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("adtrack-e2e"));
+    let base =
+        std::env::var_os("E2E_TMP").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("adtrack-e2e"));
     let dir = base.join(format!("{name}-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
@@ -203,7 +203,10 @@ impl ClickHouseLogin {
 
     /// The same server (one started here), as `who` of [`TEST_CLICKHOUSE_USERS`].
     pub fn as_test_user(&self, who: &str) -> ClickHouseLogin {
-        let (_, user, password) = TEST_CLICKHOUSE_USERS.iter().find(|(name, ..)| *name == who).unwrap_or_else(|| panic!("no test user {who}"));
+        let (_, user, password) = TEST_CLICKHOUSE_USERS
+            .iter()
+            .find(|(name, ..)| *name == who)
+            .unwrap_or_else(|| panic!("no test user {who}"));
         self.as_user(user, password)
     }
 }
@@ -224,8 +227,15 @@ impl ClickHouse {
             .get_or_init(|| async {
                 match std::env::var("CLICKHOUSE_URL") {
                     Ok(url) if !url.is_empty() => {
-                        let variable = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("CLICKHOUSE_URL is set: set {name} too (an administrator)"));
-                        let login = ClickHouseLogin { url, user: variable("CLICKHOUSE_USER"), password: variable("CLICKHOUSE_PASSWORD") };
+                        let variable = |name: &str| {
+                            std::env::var(name)
+                                .unwrap_or_else(|_| panic!("CLICKHOUSE_URL is set: set {name} too (an administrator)"))
+                        };
+                        let login = ClickHouseLogin {
+                            url,
+                            user: variable("CLICKHOUSE_USER"),
+                            password: variable("CLICKHOUSE_PASSWORD"),
+                        };
                         ClickHouse { login, process: None, launch: None }
                     }
                     _ => ClickHouse::start(&scratch_dir("clickhouse")).await,
@@ -238,7 +248,11 @@ impl ClickHouse {
     pub async fn start(dir: &Path) -> ClickHouse {
         let (http, tcp) = (free_port(), free_port());
         let (user, password) = TEST_CLICKHOUSE_ADMIN;
-        let login = ClickHouseLogin { url: format!("http://127.0.0.1:{http}"), user: user.to_owned(), password: password.to_owned() };
+        let login = ClickHouseLogin {
+            url: format!("http://127.0.0.1:{http}"),
+            user: user.to_owned(),
+            password: password.to_owned(),
+        };
         let mut server = ClickHouse { login, process: None, launch: Some((dir.to_path_buf(), http, tcp)) };
         server.restart().await;
         server
@@ -261,7 +275,10 @@ impl ClickHouse {
             .arg(tcp.to_string())
             .env("EXIT_WITH_PARENT", "1")
             .env("CLICKHOUSE_ADMIN_PASSWORD", TEST_CLICKHOUSE_ADMIN.1)
-            .envs(TEST_CLICKHOUSE_USERS.map(|(who, _, password)| (format!("CLICKHOUSE_{}_PASSWORD", who.to_uppercase()), password)))
+            .envs(
+                TEST_CLICKHOUSE_USERS
+                    .map(|(who, _, password)| (format!("CLICKHOUSE_{}_PASSWORD", who.to_uppercase()), password)),
+            )
             .stdout(log.try_clone().expect("clone log"))
             .stderr(log)
             .spawn()
@@ -310,7 +327,11 @@ pub async fn run_sql(login: &ClickHouseLogin, database: &str, sql: &str) -> Resu
         .map_err(|e| e.to_string())?;
     let status = response.status();
     let text = response.text().await.map_err(|e| e.to_string())?;
-    if status.is_success() { Ok(text.trim().to_owned()) } else { Err(format!("{status}: {text}")) }
+    if status.is_success() {
+        Ok(text.trim().to_owned())
+    } else {
+        Err(format!("{status}: {text}"))
+    }
 }
 
 impl Drop for ClickHouse {
@@ -443,7 +464,13 @@ fn bin_dir() -> PathBuf {
 
 impl Service {
     /// `admin_var`: the variable of its admin address, if it has one.
-    fn new(name: &'static str, addr_var: &str, admin_var: Option<&str>, dir: &Path, mut env: Vec<(String, String)>) -> Service {
+    fn new(
+        name: &'static str,
+        addr_var: &str,
+        admin_var: Option<&str>,
+        dir: &Path,
+        mut env: Vec<(String, String)>,
+    ) -> Service {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         env.push((addr_var.to_owned(), addr.to_string()));
         let metrics_addr = match admin_var {
@@ -531,7 +558,12 @@ impl Service {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("{} still running {:?} after SIGTERM; its log ends:\n{}", self.name, 2 * PATIENCE, self.log_tail(20));
+                panic!(
+                    "{} still running {:?} after SIGTERM; its log ends:\n{}",
+                    self.name,
+                    2 * PATIENCE,
+                    self.log_tail(20)
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -619,8 +651,10 @@ impl Stack {
             (Nats::start(&dir).await, Vec::new())
         };
         let nats_url = std::iter::once(&nats).chain(&nats_peers).map(|n| n.url.clone()).collect::<Vec<_>>().join(",");
-        let database = if options.service_users { "adtrack".to_owned() } else { format!("e2e_{}", uuid::Uuid::new_v4().simple()) };
-        let common = vec![("NATS_URL".to_owned(), nats_url.clone()), ("CLICKHOUSE_DATABASE".to_owned(), database.clone())];
+        let database =
+            if options.service_users { "adtrack".to_owned() } else { format!("e2e_{}", uuid::Uuid::new_v4().simple()) };
+        let common =
+            vec![("NATS_URL".to_owned(), nats_url.clone()), ("CLICKHOUSE_DATABASE".to_owned(), database.clone())];
         let with = |service: &str, extra: &[(&str, &str)]| {
             let mut env = common.clone();
             let login = if options.service_users { clickhouse.as_test_user(service) } else { clickhouse.clone() };
@@ -659,7 +693,8 @@ impl Stack {
             ("RATE_LIMIT_PER_IP", "0"),
         ];
         ingest_env.extend(options.ingest_env);
-        let ingest = Service::new("ingest", "INGEST_ADDR", Some("INGEST_ADMIN_ADDR"), &dir, with("ingest", &ingest_env));
+        let ingest =
+            Service::new("ingest", "INGEST_ADDR", Some("INGEST_ADMIN_ADDR"), &dir, with("ingest", &ingest_env));
         let mut query_env = vec![("CACHE_TTL_MS", "200"), ("RATE_LIMIT_PER_CALLER", "0")];
         // As `make run` does: reads open on loopback, unless the test gives keys.
         if !options.query_env.iter().any(|(name, _)| *name == "API_KEY" || *name == "READ_API_KEYS") {
@@ -670,8 +705,15 @@ impl Stack {
 
         // A fresh cluster takes a moment to elect its JetStream leader: retry until then.
         eventually("aggregator migrate", || async {
-            let migrate = admin_command(&aggregator, &clickhouse).args(["migrate", "--seed"]).output().expect("run aggregator migrate");
-            if migrate.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&migrate.stderr).into_owned()) }
+            let migrate = admin_command(&aggregator, &clickhouse)
+                .args(["migrate", "--seed"])
+                .output()
+                .expect("run aggregator migrate");
+            if migrate.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&migrate.stderr).into_owned())
+            }
         })
         .await;
 
@@ -739,7 +781,13 @@ impl Stack {
         self.post_raw(path, "application/json", body.to_string().into_bytes(), &[]).await
     }
 
-    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, Value) {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
         let mut request = self.http.post(self.ingest.url(path)).header("content-type", content_type).body(body);
         for (k, v) in headers {
             request = request.header(*k, *v);
@@ -750,7 +798,12 @@ impl Stack {
 
     /// GETs from the query service; returns the status and the JSON answer.
     pub async fn get(&self, path_and_query: &str) -> (u16, Value) {
-        let response = self.http.get(self.query.url(path_and_query)).send().await.unwrap_or_else(|e| panic!("GET {path_and_query}: {e:?}"));
+        let response = self
+            .http
+            .get(self.query.url(path_and_query))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path_and_query}: {e:?}"));
         read_answer(&format!("GET {path_and_query}"), response).await
     }
 
@@ -813,7 +866,8 @@ impl Drop for Stack {
         } else if !self.permission_violations_expected {
             // A service asked NATS for something its user may not do: some path of it fails
             // (often quietly, as a warning) wherever deploy/nats/adtrack-users.conf is used.
-            let violations: Vec<String> = std::iter::once(&self.nats).chain(&self.nats_peers).flat_map(Nats::permission_violations).collect();
+            let violations: Vec<String> =
+                std::iter::once(&self.nats).chain(&self.nats_peers).flat_map(Nats::permission_violations).collect();
             assert!(violations.is_empty(), "NATS refused a service:\n{}", violations.join("\n"));
         }
     }
@@ -854,7 +908,8 @@ impl Load {
                     async move {
                         let ads = [AD_TRAIL_RUNNER, AD_COFFEE_CLUB, AD_CITY_BREAK];
                         let id = uuid::Uuid::now_v7();
-                        let (is_click, path) = if i % 4 == 3 { (false, "/ads/impression") } else { (true, "/ads/click") };
+                        let (is_click, path) =
+                            if i % 4 == 3 { (false, "/ads/impression") } else { (true, "/ads/click") };
                         let mut body = json!({"event_id": id, "ad_id": ads[i % 3]});
                         if is_click {
                             body["playback_time_secs"] = json!((i % 60) as f64);
@@ -885,7 +940,11 @@ impl Load {
             let mut report = LoadReport::default();
             for (is_click, id, statuses) in outcomes {
                 if statuses.last() == Some(&202) {
-                    if is_click { report.clicks.insert(id) } else { report.impressions.insert(id) };
+                    if is_click {
+                        report.clicks.insert(id)
+                    } else {
+                        report.impressions.insert(id)
+                    };
                 }
                 for status in statuses {
                     *report.statuses.entry(status).or_default() += 1;
@@ -912,8 +971,13 @@ impl Stack {
     pub async fn assert_counted_exactly(&self, report: &LoadReport) {
         let (clicks, impressions) = (report.clicks.len() as u64, report.impressions.len() as u64);
         eventually("every accepted event in ClickHouse", || async {
-            let stored = self.count("SELECT (SELECT count() FROM click_events) + (SELECT count() FROM impression_events)").await;
-            if stored >= clicks + impressions { Ok(()) } else { Err(format!("{stored} of {} rows", clicks + impressions)) }
+            let stored =
+                self.count("SELECT (SELECT count() FROM click_events) + (SELECT count() FROM impression_events)").await;
+            if stored >= clicks + impressions {
+                Ok(())
+            } else {
+                Err(format!("{stored} of {} rows", clicks + impressions))
+            }
         })
         .await;
         // Only once the consumer has nothing pending or unacked can no redelivery still come.
@@ -938,7 +1002,8 @@ impl Stack {
         assert_eq!((raw_impressions, rollup_impressions), (impressions, impressions), "impressions");
         for rollup in ["hour", "day"] {
             let clicks_in = self.count(&format!("SELECT sum(clicks) FROM click_events_per_{rollup}")).await;
-            let impressions_in = self.count(&format!("SELECT sum(impressions) FROM impression_events_per_{rollup}")).await;
+            let impressions_in =
+                self.count(&format!("SELECT sum(impressions) FROM impression_events_per_{rollup}")).await;
             assert_eq!((clicks_in, impressions_in), (clicks, impressions), "per-{rollup} rollups");
         }
         for (table, accepted) in [("click_events", &report.clicks), ("impression_events", &report.impressions)] {
@@ -953,10 +1018,8 @@ impl Stack {
         // Any live node will do (a test may have killed one).
         let js = async_nats::jetstream::new(nats_admin(&self.nats_url).await);
         let stream = js.get_stream("AD_EVENTS").await.expect("stream");
-        let mut consumer = stream
-            .get_consumer::<async_nats::jetstream::consumer::pull::Config>("aggregator")
-            .await
-            .expect("consumer");
+        let mut consumer =
+            stream.get_consumer::<async_nats::jetstream::consumer::pull::Config>("aggregator").await.expect("consumer");
         let info = consumer.info().await.expect("consumer info");
         let messages = stream.get_info().await.expect("stream info").state.messages;
         (messages, info.num_pending, info.num_ack_pending)
@@ -978,7 +1041,8 @@ pub mod tools {
 
     /// The project venv's bin directory (`CONTRACT_VENV` overrides), checked to hold `tools`.
     pub fn venv_bin(tools: &[&str]) -> PathBuf {
-        let venv = std::env::var_os("CONTRACT_VENV").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".venv"));
+        let venv =
+            std::env::var_os("CONTRACT_VENV").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".venv"));
         let bin = venv.join("bin");
         for tool in tools {
             assert!(
@@ -992,12 +1056,20 @@ pub mod tools {
 
     /// Runs `program args` in `dir` with `env` added, to completion (at most `TOOL_TIMEOUT`),
     /// and returns its exit status and its stdout and stderr, interleaved as written.
-    pub async fn run_tool(name: &str, program: &Path, args: &[&str], dir: &Path, env: &[(&str, OsString)]) -> (bool, String) {
+    pub async fn run_tool(
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        dir: &Path,
+        env: &[(&str, OsString)],
+    ) -> (bool, String) {
         let log_path = dir.join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path).expect("tool log");
         let bin = program.parent().expect("tool in a directory").to_path_buf();
-        let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())))
-            .expect("PATH");
+        let path = std::env::join_paths(
+            std::iter::once(bin).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+        )
+        .expect("PATH");
         let started = Instant::now();
         let mut child = tokio::process::Command::new(program)
             .args(args)
@@ -1021,7 +1093,12 @@ pub mod tools {
             }
         };
         let output = std::fs::read_to_string(&log_path).unwrap_or_default();
-        println!("{name}: {} in {:.1} s (full output: {})", if ok { "passed" } else { "FAILED" }, started.elapsed().as_secs_f64(), log_path.display());
+        println!(
+            "{name}: {} in {:.1} s (full output: {})",
+            if ok { "passed" } else { "FAILED" },
+            started.elapsed().as_secs_f64(),
+            log_path.display()
+        );
         (ok, output)
     }
 

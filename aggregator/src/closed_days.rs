@@ -53,7 +53,9 @@ pub async fn store_forever(client: Client, args: ClosedDaysArgs, raw_events_ttl_
                     Ok(days) => {
                         if let Some(earliest) = days.iter().min() {
                             tracing::info!(kind = kind.as_str(), ?days, "stored closed days' unique visitors");
-                            written.announce(WrittenNotice::new(0, 0, OffsetDateTime::from_unix_timestamp(*earliest).ok())).await;
+                            written
+                                .announce(WrittenNotice::new(0, 0, OffsetDateTime::from_unix_timestamp(*earliest).ok()))
+                                .await;
                         }
                         if days.len() < DAYS_PER_PASS as usize {
                             break;
@@ -70,7 +72,11 @@ pub async fn store_forever(client: Client, args: ClosedDaysArgs, raw_events_ttl_
 }
 
 /// One pass for `kind`: returns the days (unix seconds of their UTC midnight) it stored.
-pub async fn store_stale_days(client: &Client, kind: EventKind, raw_events_ttl_days: u32) -> clickhouse::error::Result<Vec<i64>> {
+pub async fn store_stale_days(
+    client: &Client,
+    kind: EventKind,
+    raw_events_ttl_days: u32,
+) -> clickhouse::error::Result<Vec<i64>> {
     let days = client
         .query(&stale_days_sql(kind, raw_events_ttl_days))
         .param("kind", kind.as_str())

@@ -174,7 +174,10 @@ impl ConsumerArgs {
 impl Config {
     /// The key messages are signed with: required to consume them.
     pub fn signing_key(&self) -> Result<schemas::stream::SigningKey, String> {
-        let secret = self.event_signing_key.as_deref().ok_or("EVENT_SIGNING_KEY is required: the key ingest signs messages with")?;
+        let secret = self
+            .event_signing_key
+            .as_deref()
+            .ok_or("EVENT_SIGNING_KEY is required: the key ingest signs messages with")?;
         schemas::stream::SigningKey::new(secret)
     }
 
@@ -211,7 +214,10 @@ impl Config {
         // Stored event ids expire with the raw rows; a message the stream or the dead letters can
         // still deliver must find its id.
         let kept_secs = u64::from(self.raw_events_ttl_days) * 86_400;
-        for (name, secs) in [("STREAM_MAX_AGE_SECS", self.stream.stream_max_age_secs), ("DEAD_LETTER_MAX_AGE_SECS", self.dead_letters.dead_letter_max_age_secs)] {
+        for (name, secs) in [
+            ("STREAM_MAX_AGE_SECS", self.stream.stream_max_age_secs),
+            ("DEAD_LETTER_MAX_AGE_SECS", self.dead_letters.dead_letter_max_age_secs),
+        ] {
             if kept_secs != 0 && secs > kept_secs {
                 return Err(format!(
                     "RAW_EVENTS_TTL_DAYS ({}) must be 0 (forever) or cover {name} ({secs} s): the stored event ids expire with the \
@@ -255,8 +261,18 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Config {
-        let required = ["--clickhouse-password", "aggregator-password", "--nats-user", "adtrack_aggregator", "--nats-password", "nats-password"];
-        Config::try_parse_from(["aggregator"].iter().chain(&required).chain(&["--event-signing-key", "0123456789abcdef"]).chain(args)).unwrap()
+        let required = [
+            "--clickhouse-password",
+            "aggregator-password",
+            "--nats-user",
+            "adtrack_aggregator",
+            "--nats-password",
+            "nats-password",
+        ];
+        Config::try_parse_from(
+            ["aggregator"].iter().chain(&required).chain(&["--event-signing-key", "0123456789abcdef"]).chain(args),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -281,7 +297,16 @@ mod tests {
         assert!(error.contains("RAW_EVENTS_TTL_DAYS (7) must be 0 (forever) or cover STREAM_MAX_AGE_SECS"), "{error}");
         let error = parse(&["--raw-events-ttl-days", "7", "--stream-max-age-secs", "604800"]).validate().unwrap_err();
         assert!(error.contains("DEAD_LETTER_MAX_AGE_SECS"), "{error}");
-        parse(&["--raw-events-ttl-days", "7", "--stream-max-age-secs", "604800", "--dead-letter-max-age-secs", "604800"]).validate().unwrap();
+        parse(&[
+            "--raw-events-ttl-days",
+            "7",
+            "--stream-max-age-secs",
+            "604800",
+            "--dead-letter-max-age-secs",
+            "604800",
+        ])
+        .validate()
+        .unwrap();
         parse(&["--raw-events-ttl-days", "0"]).validate().unwrap();
     }
 

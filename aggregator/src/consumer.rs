@@ -67,7 +67,8 @@ fn request_ids(message: &Message) -> Vec<String> {
     if let Some(id) = header {
         return vec![id];
     }
-    let mut ids: Vec<String> = AdEvent::from_message(&message.payload).unwrap_or_default().into_iter().filter_map(|e| e.request_id).collect();
+    let mut ids: Vec<String> =
+        AdEvent::from_message(&message.payload).unwrap_or_default().into_iter().filter_map(|e| e.request_id).collect();
     ids.sort();
     ids.dedup();
     ids
@@ -129,7 +130,8 @@ impl Consumer {
     /// [`Consumer::run`]'s.
     async fn pull(&self) -> Vec<Message> {
         let max = self.args.batch_max_messages;
-        let fetch = |max: usize| self.consumer.fetch().max_messages(max).max_bytes(self.args.batch_max_bytes).messages();
+        let fetch =
+            |max: usize| self.consumer.fetch().max_messages(max).max_bytes(self.args.batch_max_bytes).messages();
         let mut batch = collect(fetch(max).await, PULL_ANSWER_TIMEOUT).await;
         if batch.is_empty() {
             let wait = self.args.batch_max_wait();
@@ -168,7 +170,11 @@ impl Consumer {
             // be attributed. While the catalog never loaded, nothing is "unknown". A message with
             // an unknown ad is dead-lettered whole.
             if let Some(row) = message_rows.iter().find(|row| unknown(row)) {
-                let error = if catalog_current { AggregatorError::UnknownAd(row.ad_id()) } else { AggregatorError::CatalogUnreachable(row.ad_id()) };
+                let error = if catalog_current {
+                    AggregatorError::UnknownAd(row.ad_id())
+                } else {
+                    AggregatorError::CatalogUnreachable(row.ad_id())
+                };
                 self.set_aside(message, &error).await;
             } else {
                 let event_ids: Vec<Uuid> = message_rows.iter().map(EventRow::event_id).collect();
@@ -183,8 +189,11 @@ impl Consumer {
         let outcome = self.sink.write(rows).await;
         self.metrics.stage_seconds.with_label_values(&["write"]).observe(started.elapsed().as_secs_f64());
         if outcome.inserted > 0 {
-            let last_stream_seq = to_ack.iter().filter_map(|(m, _)| m.info().ok()).map(|info| info.stream_sequence).max().unwrap_or(0);
-            self.written.announce(WrittenNotice::new(outcome.inserted as u64, last_stream_seq, outcome.earliest_timestamp)).await;
+            let last_stream_seq =
+                to_ack.iter().filter_map(|(m, _)| m.info().ok()).map(|info| info.stream_sequence).max().unwrap_or(0);
+            self.written
+                .announce(WrittenNotice::new(outcome.inserted as u64, last_stream_seq, outcome.earliest_timestamp))
+                .await;
         }
         let started = Instant::now();
         for (message, event_ids) in to_ack {
@@ -240,7 +249,9 @@ pub async fn confirm_acks(nats: &async_nats::Client, consumer: &PullConsumer) {
         loop {
             match consumer.get_info().await {
                 Ok(_) => return Ok(()),
-                Err(error) if matches!(error.kind(), ConsumerInfoErrorKind::TimedOut | ConsumerInfoErrorKind::Request) => {
+                Err(error)
+                    if matches!(error.kind(), ConsumerInfoErrorKind::TimedOut | ConsumerInfoErrorKind::Request) =>
+                {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 // An error the server answered with is an answer too.
@@ -250,7 +261,9 @@ pub async fn confirm_acks(nats: &async_nats::Client, consumer: &PullConsumer) {
     };
     match service_kit::before_exit(nats, "confirming the acks", answered).await {
         Some(Ok(())) => tracing::info!("NATS has read every ack"),
-        Some(Err(error)) => tracing::info!(%error, "NATS has read every ack (it answered the consumer lookup with an error)"),
+        Some(Err(error)) => {
+            tracing::info!(%error, "NATS has read every ack (it answered the consumer lookup with an error)")
+        }
         None => {}
     }
 }
@@ -327,7 +340,8 @@ mod tests {
     async fn a_slow_answer_is_read_to_its_end_however_long_it_takes_in_all() {
         // 1.5 s in all, longer than the gap allowed; no gap is.
         let started = Instant::now();
-        let messages = read_answer(answer(5, Duration::from_millis(300)), Duration::from_secs(1), Duration::from_secs(1)).await;
+        let messages =
+            read_answer(answer(5, Duration::from_millis(300)), Duration::from_secs(1), Duration::from_secs(1)).await;
         assert_eq!(messages, vec![0, 1, 2, 3, 4]);
         assert!(started.elapsed() > Duration::from_secs(1));
     }
@@ -342,7 +356,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_broken_answer_yields_what_came_before() {
-        let broken = answer(3, Duration::from_millis(1)).chain(futures::stream::iter([Err("409 Server Shutdown".to_owned()), Ok(9)]));
+        let broken = answer(3, Duration::from_millis(1))
+            .chain(futures::stream::iter([Err("409 Server Shutdown".to_owned()), Ok(9)]));
         assert_eq!(read_answer(broken, Duration::from_secs(5), Duration::from_secs(5)).await, vec![0, 1, 2]);
     }
 }

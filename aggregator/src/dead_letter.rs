@@ -60,7 +60,11 @@ pub struct DeadLetterArgs {
     pub dead_letter_max_age_secs: u64,
 }
 
-pub async fn ensure_stream(js: &jetstream::Context, args: &DeadLetterArgs, replicas: usize) -> Result<(), async_nats::Error> {
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    args: &DeadLetterArgs,
+    replicas: usize,
+) -> Result<(), async_nats::Error> {
     js.create_or_update_stream(stream::Config {
         name: args.dead_letter_stream.clone(),
         num_replicas: replicas,
@@ -86,7 +90,12 @@ impl DeadLetters {
     }
 
     /// Stores a copy of `message` with the reason; `Ok` once JetStream acknowledged it.
-    pub async fn send(&self, message: &jetstream::Message, reason: Reason, detail: &str) -> Result<(), async_nats::Error> {
+    pub async fn send(
+        &self,
+        message: &jetstream::Message,
+        reason: Reason,
+        detail: &str,
+    ) -> Result<(), async_nats::Error> {
         let origin = message.info().ok().map(|info| (info.stream.to_owned(), info.stream_sequence));
         let mut headers = message.headers.clone().unwrap_or_default();
         // The letter gets an id of its own: keeping the event's id would make the dead-letter
@@ -133,7 +142,10 @@ fn header(headers: &HeaderMap, name: &str) -> String {
 }
 
 /// Every dead letter (of `reason`, if given), oldest first, with its sequence.
-async fn letters(stream: &mut stream::Stream, reason: Option<&str>) -> Result<Vec<(u64, StreamMessage)>, async_nats::Error> {
+async fn letters(
+    stream: &mut stream::Stream,
+    reason: Option<&str>,
+) -> Result<Vec<(u64, StreamMessage)>, async_nats::Error> {
     let state = stream.info().await?.state.clone();
     let mut out = Vec::new();
     if state.messages == 0 {
@@ -150,7 +162,11 @@ async fn letters(stream: &mut stream::Stream, reason: Option<&str>) -> Result<Ve
 }
 
 /// Every dead letter (of `reason`, if given), oldest first, as `dead-letters list` prints them.
-pub async fn list(js: &jetstream::Context, args: &DeadLetterArgs, reason: Option<&str>) -> Result<Vec<Listed>, async_nats::Error> {
+pub async fn list(
+    js: &jetstream::Context,
+    args: &DeadLetterArgs,
+    reason: Option<&str>,
+) -> Result<Vec<Listed>, async_nats::Error> {
     let mut stream = js.get_stream(&args.dead_letter_stream).await?;
     let listed = letters(&mut stream, reason)
         .await?
@@ -177,9 +193,14 @@ pub async fn list(js: &jetstream::Context, args: &DeadLetterArgs, reason: Option
 /// The copy carries `Nats-Msg-Id: redrive-<stream>-<sequence>`, so re-driving the same letter
 /// twice (a crash between publish and delete) stores it once; the event inside is counted once
 /// anyway, by its event_id.
-pub async fn redrive(js: &jetstream::Context, args: &DeadLetterArgs, reason: Option<&str>) -> Result<usize, async_nats::Error> {
+pub async fn redrive(
+    js: &jetstream::Context,
+    args: &DeadLetterArgs,
+    reason: Option<&str>,
+) -> Result<usize, async_nats::Error> {
     let mut stream = js.get_stream(&args.dead_letter_stream).await?;
-    let ours = [REASON_HEADER, DETAIL_HEADER, ORIGINAL_SUBJECT_HEADER, ORIGINAL_SEQUENCE_HEADER, ORIGINAL_MSG_ID_HEADER];
+    let ours =
+        [REASON_HEADER, DETAIL_HEADER, ORIGINAL_SUBJECT_HEADER, ORIGINAL_SEQUENCE_HEADER, ORIGINAL_MSG_ID_HEADER];
     let mut count = 0;
     for (sequence, message) in letters(&mut stream, reason).await? {
         let original_subject = header(&message.headers, ORIGINAL_SUBJECT_HEADER);

@@ -98,7 +98,8 @@ fn rejects_the_data(error: &clickhouse::error::Error) -> bool {
         Error::SchemaMismatch(_) => true,
         Error::BadResponse(text) => {
             !text.contains("while pushing to view")
-                && exception_code(text).is_some_and(|code| DATA_OR_SCHEMA_ERRORS.iter().any(|(known, _)| *known == code))
+                && exception_code(text)
+                    .is_some_and(|code| DATA_OR_SCHEMA_ERRORS.iter().any(|(known, _)| *known == code))
         }
         _ => false,
     }
@@ -127,9 +128,15 @@ mod tests {
         let constraint = "Code: 469. DB::Exception: Constraint `c` for table ads.click_events is violated at row 2. \
                           Expression: (x < 100). Column values: x = 500. (VIOLATED_CONSTRAINT) (version 26.9.1.1)";
         assert_eq!(reason_for(Error::BadResponse(constraint.into())), Some(Reason::RejectedByClickhouse));
-        assert_eq!(reason_for(Error::BadResponse("Code: 53. DB::Exception: Type mismatch".into())), Some(Reason::RejectedByClickhouse));
+        assert_eq!(
+            reason_for(Error::BadResponse("Code: 53. DB::Exception: Type mismatch".into())),
+            Some(Reason::RejectedByClickhouse)
+        );
         assert_eq!(reason_for(Error::BadResponse("131".into())), Some(Reason::RejectedByClickhouse), "a bare code");
-        assert_eq!(reason_for(Error::SchemaMismatch("column playback_time_secs".into())), Some(Reason::RejectedByClickhouse));
+        assert_eq!(
+            reason_for(Error::SchemaMismatch("column playback_time_secs".into())),
+            Some(Reason::RejectedByClickhouse)
+        );
     }
 
     #[test]
@@ -160,7 +167,10 @@ mod tests {
     fn messages_that_can_never_be_rows_have_their_reason() {
         assert_eq!(AggregatorError::from(SignatureError::Missing).dead_letter_reason(), Some(Reason::BadSignature));
         assert_eq!(AggregatorError::from(DecodeError::Empty).dead_letter_reason(), Some(Reason::BadJson));
-        assert_eq!(AggregatorError::from(DecodeError::UnknownVersion(9)).dead_letter_reason(), Some(Reason::UnknownSchemaVersion));
+        assert_eq!(
+            AggregatorError::from(DecodeError::UnknownVersion(9)).dead_letter_reason(),
+            Some(Reason::UnknownSchemaVersion)
+        );
         assert_eq!(AggregatorError::UnknownAd(Uuid::nil()).dead_letter_reason(), Some(Reason::UnknownAd));
         assert_eq!(AggregatorError::CatalogUnreachable(Uuid::nil()).dead_letter_reason(), None);
     }

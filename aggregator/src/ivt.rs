@@ -49,7 +49,10 @@ pub struct Rules {
 
 impl Rules {
     pub fn from_args(args: &InvalidTrafficArgs) -> Self {
-        Self { duplicate_click_window: args.duplicate_click_window(), click_impression_window: args.click_impression_window() }
+        Self {
+            duplicate_click_window: args.duplicate_click_window(),
+            click_impression_window: args.click_impression_window(),
+        }
     }
 
     fn any(&self) -> bool {
@@ -93,13 +96,18 @@ pub fn flag(rows: Vec<EventRow>, rules: Rules, stored: &Stored) -> Vec<EventRow>
         let Some(f) = &facts[i] else { continue };
         if f.billable_click {
             let before = stored.before.get(&f.event_id).copied().unwrap_or_default();
-            let newest_of = |kind, stored: Option<OffsetDateTime>| newest.get(&(f.sender_id, f.ad_id, kind)).copied().max(stored);
-            let within = |at: Option<OffsetDateTime>, window: Duration| at.is_some_and(|at| f.received_at - at <= window);
+            let newest_of =
+                |kind, stored: Option<OffsetDateTime>| newest.get(&(f.sender_id, f.ad_id, kind)).copied().max(stored);
+            let within =
+                |at: Option<OffsetDateTime>, window: Duration| at.is_some_and(|at| f.received_at - at <= window);
             let click = newest_of(EventKind::Click, before.click);
             let impression = newest_of(EventKind::Impression, before.impression);
             reasons[i] = if rules.duplicate_click_window.is_some_and(|w| within(click, w)) {
                 Some(InvalidReason::DuplicateClick)
-            } else if rules.click_impression_window.is_some_and(|w| shown_ads.contains(&f.ad_id) && !within(impression, w)) {
+            } else if rules
+                .click_impression_window
+                .is_some_and(|w| shown_ads.contains(&f.ad_id) && !within(impression, w))
+            {
                 Some(InvalidReason::ClickWithoutImpression)
             } else {
                 None
@@ -205,7 +213,9 @@ impl History {
         let clicks: Vec<(Uuid, u64, Uuid, i64)> = rows
             .iter()
             .filter_map(|row| match row {
-                EventRow::Click(c) => Some((c.event_id, c.sender_id, c.ad_id, (c.received_at.unix_timestamp_nanos() / 1_000_000) as i64)),
+                EventRow::Click(c) => {
+                    Some((c.event_id, c.sender_id, c.ad_id, (c.received_at.unix_timestamp_nanos() / 1_000_000) as i64))
+                }
                 _ => None,
             })
             .collect();
@@ -263,7 +273,11 @@ impl History {
     }
 
     /// `windows_ms`: how far back to read clicks and impressions.
-    async fn lookup(&self, clicks: &[(Uuid, u64, Uuid, i64)], windows_ms: (i64, i64)) -> Result<Vec<Found>, clickhouse::error::Error> {
+    async fn lookup(
+        &self,
+        clicks: &[(Uuid, u64, Uuid, i64)],
+        windows_ms: (i64, i64),
+    ) -> Result<Vec<Found>, clickhouse::error::Error> {
         let earliest = clicks.iter().map(|c| c.3).min().unwrap_or(0);
         let to = clicks.iter().map(|c| c.3).max().unwrap_or(0);
         let mut senders: Vec<u64> = clicks.iter().map(|c| c.1).collect();
@@ -272,7 +286,8 @@ impl History {
         let mut ads: Vec<String> = clicks.iter().map(|c| c.2.to_string()).collect();
         ads.sort_unstable();
         ads.dedup();
-        let tuples: Vec<(String, u64, String, i64)> = clicks.iter().map(|c| (c.0.to_string(), c.1, c.2.to_string(), c.3)).collect();
+        let tuples: Vec<(String, u64, String, i64)> =
+            clicks.iter().map(|c| (c.0.to_string(), c.1, c.2.to_string(), c.3)).collect();
         // Each side reads only the batch's ads and senders (primary key and bloom-filter
         // index) within its window; flagged events count as history too.
         let history = |table: &str, kind: &str| {
@@ -379,9 +394,13 @@ mod tests {
     #[test]
     fn a_click_needs_an_earlier_impression_of_the_same_ad_by_the_same_visitor() {
         // Out of order on purpose: the rules go by time, not by position.
-        let rows = vec![click(3, 1, 100), impression(1, 1, 10), impression(2, 2, 10), click(4, 3, 100), click(5, 2, 5_000)];
+        let rows =
+            vec![click(3, 1, 100), impression(1, 1, 10), impression(2, 2, 10), click(4, 3, 100), click(5, 2, 5_000)];
         let flagged = flag(rows, RULES, &Stored::default());
-        assert_eq!(reasons(&flagged), [None, None, None, Some("click_without_impression"), Some("click_without_impression")]);
+        assert_eq!(
+            reasons(&flagged),
+            [None, None, None, Some("click_without_impression"), Some("click_without_impression")]
+        );
         let EventRow::Click(first) = &flagged[0] else { panic!("kept as a click") };
         assert_eq!(first.event_id, Uuid::from_u128(3), "rows keep their order");
     }
@@ -391,7 +410,10 @@ mod tests {
         let rows = vec![impression(1, 1, 0), click(2, 1, 10), click(3, 1, 39), click(4, 1, 70), click(5, 1, 70)];
         // 39 is 29 s after 10; 70 is 31 s after 39 (a flagged click is history too); the second
         // click at 70 repeats the first.
-        assert_eq!(reasons(&flag(rows, RULES, &Stored::default())), [None, None, Some("duplicate_click"), None, Some("duplicate_click")]);
+        assert_eq!(
+            reasons(&flag(rows, RULES, &Stored::default())),
+            [None, None, Some("duplicate_click"), None, Some("duplicate_click")]
+        );
     }
 
     #[test]
@@ -405,14 +427,21 @@ mod tests {
             }
             _ => unreachable!(),
         };
-        let rows = vec![impression(1, 1, 0), stamped_apart(2, 100, 0), stamped_apart(3, 400, 31), stamped_apart(4, 900, 62)];
-        assert_eq!(reasons(&flag(rows, RULES, &Stored::default())), [None, None, Some("duplicate_click"), Some("duplicate_click")]);
+        let rows =
+            vec![impression(1, 1, 0), stamped_apart(2, 100, 0), stamped_apart(3, 400, 31), stamped_apart(4, 900, 62)];
+        assert_eq!(
+            reasons(&flag(rows, RULES, &Stored::default())),
+            [None, None, Some("duplicate_click"), Some("duplicate_click")]
+        );
         // Received 40 s apart but stamped as one moment: not a duplicate.
         let mut later = click(6, 1, 40);
         if let EventRow::Click(c) = &mut later {
             c.timestamp = at(0);
         }
-        assert_eq!(reasons(&flag(vec![impression(1, 1, 0), click(5, 1, 0), later], RULES, &Stored::default())), [None, None, None]);
+        assert_eq!(
+            reasons(&flag(vec![impression(1, 1, 0), click(5, 1, 0), later], RULES, &Stored::default())),
+            [None, None, None]
+        );
     }
 
     #[test]
@@ -423,26 +452,44 @@ mod tests {
             (Uuid::from_u128(3), Before { click: None, impression: Some(at(-3_601)) }),
         ]);
         let rows = vec![click(1, 1, 0), click(2, 2, 0), click(3, 3, 0)];
-        assert_eq!(reasons(&flag(rows, RULES, &stored)), [None, Some("duplicate_click"), Some("click_without_impression")]);
+        assert_eq!(
+            reasons(&flag(rows, RULES, &stored)),
+            [None, Some("duplicate_click"), Some("click_without_impression")]
+        );
     }
 
     #[test]
     fn clicks_on_an_ad_nobody_was_shown_are_billable_unless_repeated() {
         // A click tracker's traffic: clicks only, from distinct visitors, then one repeat.
         let clicks_only = vec![click(1, 1, 0), click(2, 2, 5), click(3, 3, 9), click(4, 3, 20)];
-        assert_eq!(reasons(&flag(clicks_only.clone(), RULES, &Stored::default())), [None, None, None, Some("duplicate_click")]);
+        assert_eq!(
+            reasons(&flag(clicks_only.clone(), RULES, &Stored::default())),
+            [None, None, None, Some("duplicate_click")]
+        );
         // Once the ad is shown to anyone (stored, or in the batch at any time, flagged or not),
         // a click needs its visitor's own impression.
         assert_eq!(
             reasons(&flag(clicks_only.clone(), RULES, &stored([]))),
-            [Some("click_without_impression"), Some("click_without_impression"), Some("click_without_impression"), Some("duplicate_click")]
+            [
+                Some("click_without_impression"),
+                Some("click_without_impression"),
+                Some("click_without_impression"),
+                Some("duplicate_click")
+            ]
         );
         let mut with_a_bots_impression = clicks_only;
         with_a_bots_impression.push(impression(5, 9, 60).flagged(InvalidReason::BotUserAgent));
         with_a_bots_impression.push(impression(6, 2, 1));
         assert_eq!(
             reasons(&flag(with_a_bots_impression, RULES, &Stored::default())),
-            [Some("click_without_impression"), None, Some("click_without_impression"), Some("duplicate_click"), Some("bot_user_agent"), None]
+            [
+                Some("click_without_impression"),
+                None,
+                Some("click_without_impression"),
+                Some("duplicate_click"),
+                Some("bot_user_agent"),
+                None
+            ]
         );
     }
 
@@ -450,7 +497,10 @@ mod tests {
     fn rules_can_be_turned_off_and_ingest_flags_stay() {
         let rows = vec![click(1, 1, 0), click(2, 1, 1), click(3, 2, 0).flagged(InvalidReason::BotUserAgent)];
         let only_duplicates = Rules { click_impression_window: None, ..RULES };
-        assert_eq!(reasons(&flag(rows.clone(), only_duplicates, &Stored::default())), [None, Some("duplicate_click"), Some("bot_user_agent")]);
+        assert_eq!(
+            reasons(&flag(rows.clone(), only_duplicates, &Stored::default())),
+            [None, Some("duplicate_click"), Some("bot_user_agent")]
+        );
         assert_eq!(reasons(&flag(rows, Rules::default(), &Stored::default())), [None, None, Some("bot_user_agent")]);
     }
 }

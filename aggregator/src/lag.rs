@@ -29,7 +29,12 @@ pub async fn watch(mut consumer: PullConsumer, stream: Stream, subjects: String,
     }
 }
 
-async fn sample(consumer: &mut PullConsumer, stream: &Stream, subjects: &str, metrics: &Metrics) -> Result<(), async_nats::Error> {
+async fn sample(
+    consumer: &mut PullConsumer,
+    stream: &Stream,
+    subjects: &str,
+    metrics: &Metrics,
+) -> Result<(), async_nats::Error> {
     let stream_info = stream.get_info().await?;
     metrics.stream_bytes.set(i64::try_from(stream_info.state.bytes).unwrap_or(i64::MAX));
     metrics.stream_max_bytes.set(stream_info.config.max_bytes);

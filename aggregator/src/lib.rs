@@ -4,9 +4,10 @@
 //! (whose materialized views feed the rollups) and only then are the messages acked; [`ivt`]
 //! flags the clicks that need a visitor's history to be recognised as invalid traffic.
 //! [`dead_letter`] keeps what can never become a row ([`error`] says what that is and what is
-//! retried), [`setup`] creates the stream and consumer, [`migrate`] the ClickHouse schema, [`lag`] samples how far the consumer is behind,
-//! [`written`] tells the query service after each write that its cached answers are stale,
-//! [`closed_days`] stores the unique visitors of each closed UTC day for the query service.
+//! retried), [`setup`] creates the stream and consumer, [`migrate`] the ClickHouse schema,
+//! [`lag`] samples how far the consumer is behind, [`written`] tells the query service after
+//! each write that its cached answers are stale, [`closed_days`] stores the unique visitors of
+//! each closed UTC day for the query service.
 
 pub mod backoff;
 pub mod closed_days;

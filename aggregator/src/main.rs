@@ -60,7 +60,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(catalog.clone().refresh_forever(clickhouse.clone(), config.catalog.refresh()));
 
     let metrics = Metrics::new()?;
-    let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics.registry, &service_kit::operations::Operations::default(), &[])?;
+    let http_metrics = service_kit::http_metrics::HttpMetrics::new(
+        &metrics.registry,
+        &service_kit::operations::Operations::default(),
+        &[],
+    )?;
     let ops = service_kit::with_ops_routes(
         poem::Route::new(),
         metrics.registry.clone(),
@@ -69,16 +73,24 @@ async fn run(config: Config) -> anyhow::Result<()> {
             ("nats", service_kit::nats_check(nats.clone())),
         ]),
     );
-    let stream = js.get_stream(&config.nats.nats_stream).await.map_err(|e| anyhow::anyhow!("looking up the stream: {e}"))?;
+    let stream =
+        js.get_stream(&config.nats.nats_stream).await.map_err(|e| anyhow::anyhow!("looking up the stream: {e}"))?;
     let subjects = schemas::stream::stream_subjects(&config.nats.nats_subject_prefix);
     tokio::spawn(aggregator::lag::watch(pull.clone(), stream, subjects, metrics.clone()));
     let written = aggregator::written::Announcer::new(nats.clone(), &config.written.nats_written_subject);
-    tokio::spawn(aggregator::closed_days::store_forever(clickhouse.clone(), config.closed_days.clone(), config.raw_events_ttl_days, written.clone()));
+    tokio::spawn(aggregator::closed_days::store_forever(
+        clickhouse.clone(),
+        config.closed_days.clone(),
+        config.raw_events_ttl_days,
+        written.clone(),
+    ));
     let acked_to = pull.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let signatures = aggregator::consumer::Signatures {
         key: config.signing_key().map_err(anyhow::Error::msg)?,
-        required_from_seq: migrate::signed_from_stream_seq(&clickhouse).await.map_err(|e| anyhow::anyhow!("reading event_signing: {e}"))?,
+        required_from_seq: migrate::signed_from_stream_seq(&clickhouse)
+            .await
+            .map_err(|e| anyhow::anyhow!("reading event_signing: {e}"))?,
     };
     let consumer = Consumer {
         consumer: pull,
@@ -100,9 +112,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let ops = ops.catch_all_error(service_kit::problem_for_error).with(http_metrics);
     let server = Server::new(TcpListener::bind(config.addr));
     tracing::info!(addr = %config.addr, "aggregator running");
-    server
-        .run_with_graceful_shutdown(ops, shutdown, None)
-        .await?;
+    server.run_with_graceful_shutdown(ops, shutdown, None).await?;
     // The signal arrived: finish the batch in hand, ack it, then leave.
     let _ = stop_tx.send(true);
     consuming.await?;
@@ -110,7 +120,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn dead_letters(js: &async_nats::jetstream::Context, config: &Config, command: &DeadLetterCommand) -> anyhow::Result<()> {
+async fn dead_letters(
+    js: &async_nats::jetstream::Context,
+    config: &Config,
+    command: &DeadLetterCommand,
+) -> anyhow::Result<()> {
     let args = &config.dead_letters;
     match command {
         DeadLetterCommand::List { reason } => {

@@ -26,7 +26,10 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let consumed = IntCounter::new("aggregator_messages_consumed_total", "Messages read from the stream (a batch message holds many events)")?;
+        let consumed = IntCounter::new(
+            "aggregator_messages_consumed_total",
+            "Messages read from the stream (a batch message holds many events)",
+        )?;
         let inserted = IntCounterVec::new(
             Opts::new("aggregator_events_inserted_total", "Rows inserted into ClickHouse raw tables"),
             &["table"],
@@ -36,7 +39,10 @@ impl Metrics {
             "Events ClickHouse already held (redeliveries, late client retries): acked, not inserted again",
         )?;
         let dead_letters = IntCounterVec::new(
-            Opts::new("aggregator_dead_letters_total", "Messages copied to the dead-letter stream and terminated, by reason"),
+            Opts::new(
+                "aggregator_dead_letters_total",
+                "Messages copied to the dead-letter stream and terminated, by reason",
+            ),
             &["reason"],
         )?;
         let insert_retries =
@@ -54,10 +60,14 @@ impl Metrics {
                 .buckets(prometheus::exponential_buckets(0.001, 2.0, 14)?),
             &["stage"],
         )?;
-        let consumer_pending =
-            IntGauge::new("aggregator_consumer_pending_messages", "Messages in the stream not yet delivered to the consumer (sampled)")?;
-        let consumer_ack_pending =
-            IntGauge::new("aggregator_consumer_ack_pending_messages", "Messages delivered and not yet acked (sampled)")?;
+        let consumer_pending = IntGauge::new(
+            "aggregator_consumer_pending_messages",
+            "Messages in the stream not yet delivered to the consumer (sampled)",
+        )?;
+        let consumer_ack_pending = IntGauge::new(
+            "aggregator_consumer_ack_pending_messages",
+            "Messages delivered and not yet acked (sampled)",
+        )?;
         let oldest_unprocessed_age_seconds = Gauge::new(
             "aggregator_oldest_unprocessed_event_age_seconds",
             "How long ago the oldest message not yet acked was stored in the stream; 0 when none waits (sampled)",

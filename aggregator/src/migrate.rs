@@ -15,7 +15,10 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_hourly_daily_rollups.sql", include_str!("../../clickhouse/migrations/0005_hourly_daily_rollups.sql")),
     ("0006_stored_event_ids_kv.sql", include_str!("../../clickhouse/migrations/0006_stored_event_ids_kv.sql")),
     ("0007_analyst_views.sql", include_str!("../../clickhouse/migrations/0007_analyst_views.sql")),
-    ("0008_events_received_watermark.sql", include_str!("../../clickhouse/migrations/0008_events_received_watermark.sql")),
+    (
+        "0008_events_received_watermark.sql",
+        include_str!("../../clickhouse/migrations/0008_events_received_watermark.sql"),
+    ),
     ("0009_playback_quantiles.sql", include_str!("../../clickhouse/migrations/0009_playback_quantiles.sql")),
     ("0010_audience_breakdowns.sql", include_str!("../../clickhouse/migrations/0010_audience_breakdowns.sql")),
     ("0011_invalid_traffic.sql", include_str!("../../clickhouse/migrations/0011_invalid_traffic.sql")),
@@ -70,7 +73,12 @@ pub fn statements(sql: &str) -> Vec<String> {
 }
 
 /// Creates the database and applies every migration (and the seed when asked).
-pub async fn apply(server: &Client, client: &Client, database: &str, seed: bool) -> Result<(), clickhouse::error::Error> {
+pub async fn apply(
+    server: &Client,
+    client: &Client,
+    database: &str,
+    seed: bool,
+) -> Result<(), clickhouse::error::Error> {
     server.query(&format!("CREATE DATABASE IF NOT EXISTS `{database}`")).execute().await?;
     for (name, sql) in MIGRATIONS {
         for statement in statements(sql) {
@@ -105,7 +113,9 @@ struct AppliedMigration {
 /// Why the aggregator cannot run on this database yet.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
-    #[error("the ClickHouse schema lacks migration {0}: run `aggregator migrate` (as a ClickHouse administrator) first")]
+    #[error(
+        "the ClickHouse schema lacks migration {0}: run `aggregator migrate` (as a ClickHouse administrator) first"
+    )]
     Behind(&'static str),
     #[error("reading schema_migrations: {0}")]
     ClickHouse(#[from] clickhouse::error::Error),
@@ -126,7 +136,11 @@ pub async fn check_applied(server: &Client, database: &str) -> Result<(), Schema
             .fetch_one::<u64>()
             .await?
             > 0;
-    if applied { Ok(()) } else { Err(SchemaError::Behind(newest())) }
+    if applied {
+        Ok(())
+    } else {
+        Err(SchemaError::Behind(newest()))
+    }
 }
 
 /// The tables holding one row per event: what `RAW_EVENTS_TTL_DAYS` expires.
@@ -171,7 +185,11 @@ pub fn stored_ids_engine(days: u32) -> String {
 /// ids the same retention, and the audience rollups the TTL `AUDIENCE_TTL_DAYS` asks for. A table that already
 /// has its TTL is left alone: changing a TTL rewrites the table's parts, so it is done only when
 /// the setting changed. The other rollups have no TTL: their counts outlive the rows.
-pub async fn apply_retention(client: &Client, raw_events_days: u32, audience_days: u32) -> Result<(), clickhouse::error::Error> {
+pub async fn apply_retention(
+    client: &Client,
+    raw_events_days: u32,
+    audience_days: u32,
+) -> Result<(), clickhouse::error::Error> {
     apply_stored_ids_retention(client, raw_events_days).await?;
     for (table, wanted) in table_ttls(raw_events_days, audience_days) {
         let engine = engine_full(client, table).await?;
@@ -192,7 +210,9 @@ pub async fn apply_retention(client: &Client, raw_events_days: u32, audience_day
 /// the stream's last when signatures began (migration `0017`).
 pub async fn record_signing_start(client: &Client, last_sequence: u64) -> Result<(), clickhouse::error::Error> {
     client
-        .query("INSERT INTO event_signing (signed_from_stream_seq) SELECT ? WHERE (SELECT count() FROM event_signing) = 0")
+        .query(
+            "INSERT INTO event_signing (signed_from_stream_seq) SELECT ? WHERE (SELECT count() FROM event_signing) = 0",
+        )
         .bind(last_sequence + 1)
         .execute()
         .await
@@ -264,7 +284,8 @@ mod tests {
         assert_eq!(ttls.len(), RAW_EVENT_TABLES.len() + AUDIENCE_TABLES.len());
         assert!(ttls.contains(&("impression_events", Some("TTL toDateTime(timestamp) + toIntervalDay(90)".to_owned()))));
         assert!(ttls.contains(&("click_audience_per_day", None)), "0 keeps them forever");
-        assert!(table_ttls(0, 400).contains(&("impression_audience_per_hour", Some("TTL hour + toIntervalDay(400)".to_owned()))));
+        assert!(table_ttls(0, 400)
+            .contains(&("impression_audience_per_hour", Some("TTL hour + toIntervalDay(400)".to_owned()))));
         assert_eq!(stored_ids_engine(90), "EmbeddedRocksDB(7776000)");
         assert_eq!(stored_ids_engine(0), "EmbeddedRocksDB");
     }

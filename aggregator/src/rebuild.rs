@@ -92,19 +92,15 @@ pub async fn run(server: &Client, client: &Client, js: &jetstream::Context, conf
     }
     setup::ensure_consumer(js, config).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let info = stream.get_info().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    tracing::info!(
-        messages = info.state.messages,
-        "rebuild prepared: start the aggregator to re-read the stream"
-    );
+    tracing::info!(messages = info.state.messages, "rebuild prepared: start the aggregator to re-read the stream");
     Ok(())
 }
 
 /// A running aggregator would write into the tables being dropped and lose its consumer: look
 /// for its waiting pull request for a couple of seconds (an idle aggregator always has one).
 async fn refuse_while_consuming(stream: &jetstream::stream::Stream, config: &Config) -> anyhow::Result<()> {
-    let Ok(mut consumer) = stream
-        .get_consumer::<jetstream::consumer::pull::Config>(&config.consumer.nats_consumer)
-        .await
+    let Ok(mut consumer) =
+        stream.get_consumer::<jetstream::consumer::pull::Config>(&config.consumer.nats_consumer).await
     else {
         return Ok(());
     };
@@ -112,9 +108,13 @@ async fn refuse_while_consuming(stream: &jetstream::stream::Stream, config: &Con
     for _ in 0..samples {
         let waiting = consumer.info().await.map_err(|e| anyhow::anyhow!("{e}"))?.num_waiting;
         if waiting > 0 {
-            anyhow::bail!("an aggregator is consuming {:?}: stop every aggregator before a rebuild", config.consumer.nats_consumer);
+            anyhow::bail!(
+                "an aggregator is consuming {:?}: stop every aggregator before a rebuild",
+                config.consumer.nats_consumer
+            );
         }
-        tokio::time::sleep(std::time::Duration::from_millis(config.consumer.batch_max_wait_ms.min(1_000) / 2 + 1)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(config.consumer.batch_max_wait_ms.min(1_000) / 2 + 1))
+            .await;
     }
     Ok(())
 }

@@ -65,7 +65,11 @@ pub async fn await_inserts_begun_before(client: &Client, since: Instant) {
         match running {
             Ok(0) => return,
             Ok(inserts) if last_report.elapsed() >= Duration::from_secs(10) => {
-                tracing::warn!(inserts, waited_secs = since.elapsed().as_secs(), "waiting for inserts ClickHouse began earlier");
+                tracing::warn!(
+                    inserts,
+                    waited_secs = since.elapsed().as_secs(),
+                    "waiting for inserts ClickHouse began earlier"
+                );
                 last_report = Instant::now();
             }
             Ok(_) => {}
@@ -239,7 +243,8 @@ impl Sink {
                 Ok(()) => {
                     self.metrics.inserted.with_label_values(&[table]).inc_by(part.len() as u64);
                     outcome.inserted += part.len();
-                    outcome.earliest_timestamp = outcome.earliest_timestamp.into_iter().chain(part.iter().map(R::timestamp)).min();
+                    outcome.earliest_timestamp =
+                        outcome.earliest_timestamp.into_iter().chain(part.iter().map(R::timestamp)).min();
                 }
                 Err(error) if part.len() == 1 => {
                     tracing::error!(table, event_id = %part[0].key().1, %error, "ClickHouse rejects an event for good");
@@ -256,7 +261,12 @@ impl Sink {
         outcome
     }
 
-    async fn insert<R: SequencedRow>(&self, table: &str, rows: &[R], token: &str) -> Result<(), clickhouse::error::Error> {
+    async fn insert<R: SequencedRow>(
+        &self,
+        table: &str,
+        rows: &[R],
+        token: &str,
+    ) -> Result<(), clickhouse::error::Error> {
         let started = Instant::now();
         let mut insert = self
             .client
@@ -343,7 +353,8 @@ pub fn drop_repeats(rows: Vec<EventRow>, stored: &HashSet<Uuid>) -> (Vec<EventRo
 pub fn dedup_token(table: &str, keys: impl Iterator<Item = (u64, Uuid)>) -> String {
     let mut keys: Vec<(u64, Uuid)> = keys.collect();
     keys.sort_unstable();
-    let hash = schemas::rows::fnv1a64(keys.iter().flat_map(|(seq, id)| seq.to_le_bytes().into_iter().chain(id.into_bytes())));
+    let hash =
+        schemas::rows::fnv1a64(keys.iter().flat_map(|(seq, id)| seq.to_le_bytes().into_iter().chain(id.into_bytes())));
     let first = keys.first().map_or(0, |k| k.0);
     let last = keys.last().map_or(0, |k| k.0);
     format!("{table}:{first}-{last}:{}:{hash:016x}", keys.len())

@@ -39,7 +39,10 @@ pub async fn start(addr: SocketAddr) -> anyhow::Result<Child> {
         .context("starting bench bare-server")?;
     let started = Instant::now();
     while tokio::net::TcpStream::connect(addr).await.is_err() {
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(10), "bench bare-server did not listen on {addr} within 10 s");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(10),
+            "bench bare-server did not listen on {addr} within 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(child)

@@ -142,7 +142,13 @@ fn requests_of(index: usize, connections: usize, requests: usize) -> usize {
 
 /// One connection, as one of hey's workers: its requests one after another, reconnecting
 /// after an error, a timeout or an answer with `connection: close`.
-async fn connection(addr: SocketAddr, requests: usize, timeout: Duration, body: Bytes, start: Arc<Barrier>) -> Vec<Answer> {
+async fn connection(
+    addr: SocketAddr,
+    requests: usize,
+    timeout: Duration,
+    body: Bytes,
+    start: Arc<Barrier>,
+) -> Vec<Answer> {
     let mut connection = Connection::with_timeout(addr, timeout);
     let mut answers = Vec::with_capacity(requests);
     start.wait().await;
@@ -275,7 +281,8 @@ mod tests {
     #[test]
     fn a_repeated_event_id_is_reported() {
         let id = Uuid::from_u128(7);
-        let (report, outcomes) = summarize(plan(1, 2), &[answer(202, 1, Some(id)), answer(202, 1, Some(id))], Duration::from_secs(1));
+        let (report, outcomes) =
+            summarize(plan(1, 2), &[answer(202, 1, Some(id)), answer(202, 1, Some(id))], Duration::from_secs(1));
         assert_eq!(report.accepted_ids_repeated, 1);
         assert_eq!(outcomes.clicks.len(), 1);
     }

@@ -69,7 +69,12 @@ pub struct Args {
     /// exactly-once check runs after the ingest phases and after freshness, when they run.
     /// They run in this order; the `-alone` ones after freshness, so that freshness reads the
     /// same history in the aggregator's click rules as in runs before them.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "bare,jetstream,ingest,clicks,batch,burst,freshness,ingest-alone,clicks-alone,batch-alone,query")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "bare,jetstream,ingest,clicks,batch,burst,freshness,ingest-alone,clicks-alone,batch-alone,query"
+    )]
     pub only: Vec<Phase>,
     /// Bench ads created in ClickHouse (events pick them with Zipf-like popularity).
     #[arg(long, default_value_t = 1000)]
@@ -204,7 +209,9 @@ impl Args {
             return Err(format!("{name} must be at least 1"));
         }
         if self.burst_requests < self.burst_connections {
-            return Err("--burst-requests must be at least --burst-connections: each connection sends one or more".into());
+            return Err(
+                "--burst-requests must be at least --burst-connections: each connection sends one or more".into()
+            );
         }
         if self.jetstream_in_flight.contains(&0) {
             return Err("--jetstream-in-flight values must be at least 1".into());

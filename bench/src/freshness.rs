@@ -62,7 +62,8 @@ pub async fn run(stack: &Stack, mix: &Mix, args: &Args) -> anyhow::Result<(Fresh
     // Probes start after the warm-up, once the background load runs at its pace.
     let window = Window::starting_now(args.warmup(), Duration::from_secs(args.freshness_secs));
     let background = {
-        let (addr, connections, mix, rate) = (stack.ingest.addr, args.freshness_connections, mix.clone(), args.freshness_rate as f64);
+        let (addr, connections, mix, rate) =
+            (stack.ingest.addr, args.freshness_connections, mix.clone(), args.freshness_rate as f64);
         tokio::spawn(async move { single_events(addr, connections, &mix, window, Some(rate)).await })
     };
     // With no user agent, every probe would be flagged `missing_user_agent`.
@@ -106,20 +107,29 @@ pub const STAGES: [&str; 5] = ["pull", "lookup", "ivt_lookup", "write", "ack"];
 /// no batch passed in between is left out.
 fn stage_times(before: &str, after: &str) -> BTreeMap<String, StageTime> {
     let read = |text: &str, part: &str, stage: &str| {
-        e2e::metric(text, &format!("aggregator_batch_stage_duration_seconds_{part}{{stage=\"{stage}\"}}")).unwrap_or(0.0)
+        e2e::metric(text, &format!("aggregator_batch_stage_duration_seconds_{part}{{stage=\"{stage}\"}}"))
+            .unwrap_or(0.0)
     };
     STAGES
         .into_iter()
         .filter_map(|stage| {
             let batches = read(after, "count", stage) - read(before, "count", stage);
             let seconds = read(after, "sum", stage) - read(before, "sum", stage);
-            (batches > 0.0).then(|| (stage.to_owned(), StageTime { batches: batches as u64, mean_ms: seconds * 1_000.0 / batches }))
+            (batches > 0.0).then(|| {
+                (stage.to_owned(), StageTime { batches: batches as u64, mean_ms: seconds * 1_000.0 / batches })
+            })
         })
         .collect()
 }
 
 /// One probe click per `interval` until `until`, each after the previous one's answer.
-async fn send_probes(http: &reqwest::Client, url: &str, interval: Duration, until: Instant, probes: &Mutex<Probes>) -> (u64, Outcomes) {
+async fn send_probes(
+    http: &reqwest::Client,
+    url: &str,
+    interval: Duration,
+    until: Instant,
+    probes: &Mutex<Probes>,
+) -> (u64, Outcomes) {
     let mut outcomes = Outcomes::default();
     let mut sent = 0;
     let mut ticks = tokio::time::interval(interval);
@@ -146,7 +156,12 @@ async fn send_probes(http: &reqwest::Client, url: &str, interval: Duration, unti
 
 /// Polls while some accepted probe is not visible yet; returns each probe's freshness (µs)
 /// and the number of polls.
-async fn watch_probes(http: &reqwest::Client, url: &str, interval: Duration, probes: &Mutex<Probes>) -> anyhow::Result<(Vec<u64>, u64)> {
+async fn watch_probes(
+    http: &reqwest::Client,
+    url: &str,
+    interval: Duration,
+    probes: &Mutex<Probes>,
+) -> anyhow::Result<(Vec<u64>, u64)> {
     let mut freshness_us = Vec::new();
     let mut polls = 0;
     let mut last_probe_at = None;
@@ -183,7 +198,9 @@ async fn probe_clicks(http: &reqwest::Client, url: &str) -> anyhow::Result<u64> 
     let status = response.status();
     let body: Value = response.json().await.with_context(|| format!("GET {url}: answer is not JSON"))?;
     anyhow::ensure!(status.is_success(), "GET {url}: {status} {body}");
-    let count = |field: &Value| field.as_u64().with_context(|| format!("GET {url}: no ads[0].clicks or invalid_clicks.total in {body}"));
+    let count = |field: &Value| {
+        field.as_u64().with_context(|| format!("GET {url}: no ads[0].clicks or invalid_clicks.total in {body}"))
+    };
     Ok(count(&body["ads"][0]["clicks"])? + count(&body["ads"][0]["invalid_clicks"]["total"])?)
 }
 

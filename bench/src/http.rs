@@ -40,7 +40,13 @@ impl Connection {
     /// POSTs `body` and reads the whole answer, connecting first if needed. After an error, or
     /// an answer with `connection: close`, the connection is dropped and the next call opens a
     /// new one.
-    pub async fn post(&mut self, path: &'static str, content_type: &'static str, user_agent: &str, body: Bytes) -> anyhow::Result<(u16, Bytes)> {
+    pub async fn post(
+        &mut self,
+        path: &'static str,
+        content_type: &'static str,
+        user_agent: &str,
+        body: Bytes,
+    ) -> anyhow::Result<(u16, Bytes)> {
         let timeout = self.timeout;
         let outcome = tokio::time::timeout(timeout, self.exchange(path, content_type, user_agent, body)).await;
         let result = outcome.unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {timeout:?}")));
@@ -50,7 +56,13 @@ impl Connection {
         result
     }
 
-    async fn exchange(&mut self, path: &'static str, content_type: &'static str, user_agent: &str, body: Bytes) -> anyhow::Result<(u16, Bytes)> {
+    async fn exchange(
+        &mut self,
+        path: &'static str,
+        content_type: &'static str,
+        user_agent: &str,
+        body: Bytes,
+    ) -> anyhow::Result<(u16, Bytes)> {
         let sender = match &mut self.sender {
             Some(sender) => sender,
             None => self.sender.insert(connect(self.addr).await?),
@@ -114,7 +126,10 @@ mod tests {
         });
         let mut connection = Connection::new(addr);
         for _ in 0..2 {
-            let (status, body) = connection.post("/ads/click", "application/json", BENCH_USER_AGENT, Bytes::from_static(b"{}")).await.unwrap();
+            let (status, body) = connection
+                .post("/ads/click", "application/json", BENCH_USER_AGENT, Bytes::from_static(b"{}"))
+                .await
+                .unwrap();
             assert_eq!((status, &body[..]), (503, &b"{}"[..]));
         }
         server.await.unwrap();

@@ -36,7 +36,14 @@ pub struct PublishReport {
 
 /// One measured run per window size, against a scratch copy of `stream`; the copy is deleted
 /// afterwards, also when a run fails.
-pub async fn run(client: async_nats::Client, stream: &str, mix: &Mix, windows: &[usize], warmup: std::time::Duration, measured: std::time::Duration) -> anyhow::Result<Vec<PublishReport>> {
+pub async fn run(
+    client: async_nats::Client,
+    stream: &str,
+    mix: &Mix,
+    windows: &[usize],
+    warmup: std::time::Duration,
+    measured: std::time::Duration,
+) -> anyhow::Result<Vec<PublishReport>> {
     let js = jetstream::new(client);
     let mut config = js.get_stream(stream).await.context("reading the real stream")?.get_info().await?.config;
     config.name = SCRATCH_STREAM.to_owned();
@@ -57,7 +64,12 @@ pub async fn run(client: async_nats::Client, stream: &str, mix: &Mix, windows: &
     outcome.map(|()| reports)
 }
 
-async fn publish(js: &jetstream::Context, mut source: Source, in_flight: usize, window: Window) -> anyhow::Result<PublishReport> {
+async fn publish(
+    js: &jetstream::Context,
+    mut source: Source,
+    in_flight: usize,
+    window: Window,
+) -> anyhow::Result<PublishReport> {
     let mut pending = FuturesUnordered::new();
     let (mut latencies_us, mut errors) = (Vec::new(), 0);
     loop {

@@ -99,7 +99,13 @@ struct Ack {
 /// Closed loop when `rate` is `None`; else `rate` events per second in all, spread evenly
 /// over the connections and sent on schedule whether or not earlier answers are back (a
 /// connection that falls behind catches up back to back).
-pub async fn single_events(addr: SocketAddr, connections: usize, mix: &Mix, window: Window, rate: Option<f64>) -> (LoadReport, Outcomes) {
+pub async fn single_events(
+    addr: SocketAddr,
+    connections: usize,
+    mix: &Mix,
+    window: Window,
+    rate: Option<f64>,
+) -> (LoadReport, Outcomes) {
     let tasks: Vec<_> = (0..connections)
         .map(|i| {
             let pace = rate.map(|rate| {
@@ -132,7 +138,12 @@ pub async fn single_events(addr: SocketAddr, connections: usize, mix: &Mix, wind
     (report, tally.outcomes)
 }
 
-async fn single_connection(addr: SocketAddr, mut source: Source, window: Window, pace: Option<(Instant, Duration)>) -> Tally {
+async fn single_connection(
+    addr: SocketAddr,
+    mut source: Source,
+    window: Window,
+    pace: Option<(Instant, Duration)>,
+) -> Tally {
     let mut connection = Connection::new(addr);
     let mut tally = Tally::default();
     let mut ticks = pace.map(|(start, period)| {
@@ -158,7 +169,8 @@ async fn single_connection(addr: SocketAddr, mut source: Source, window: Window,
         *tally.statuses.entry(status).or_default() += 1;
         match result {
             Ok((202, body)) => {
-                let answer = serde_json::from_slice::<Ack>(&body).map_or_else(|_| "unreadable".to_owned(), |ack| ack.status);
+                let answer =
+                    serde_json::from_slice::<Ack>(&body).map_or_else(|_| "unreadable".to_owned(), |ack| ack.status);
                 if answer == "duplicate" {
                     tally.repeats_duplicate += u64::from(repeat);
                     tally.new_duplicate += u64::from(!repeat);
@@ -214,9 +226,16 @@ struct BatchAnswer {
 }
 
 /// `connections` closed loops of `POST /ads/events`, `batch_size` NDJSON items each.
-pub async fn batches(addr: SocketAddr, connections: usize, batch_size: usize, mix: &Mix, window: Window) -> (BatchReport, Outcomes) {
-    let tasks: Vec<_> =
-        (0..connections).map(|_| tokio::spawn(batch_connection(addr, Source::new(mix.clone()), batch_size, window))).collect();
+pub async fn batches(
+    addr: SocketAddr,
+    connections: usize,
+    batch_size: usize,
+    mix: &Mix,
+    window: Window,
+) -> (BatchReport, Outcomes) {
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| tokio::spawn(batch_connection(addr, Source::new(mix.clone()), batch_size, window)))
+        .collect();
     let mut all = BatchTally::default();
     for task in tasks {
         let tally = task.await.expect("batch connection task");

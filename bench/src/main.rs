@@ -96,11 +96,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ads = ads::create(&bench.stack, args.ads).await?;
     let last_ad = *ads.last().context("at least one bench ad")?;
     ads::wait_until_ingest_knows(&bench.stack, last_ad, &mut bench.outcomes).await?;
-    let mix = Mix {
-        ads: Arc::new(ads),
-        click_share: args.click_percent / 100.0,
-        repeat_share: args.repeat_percent / 100.0,
-    };
+    let mix =
+        Mix { ads: Arc::new(ads), click_share: args.click_percent / 100.0, repeat_share: args.repeat_percent / 100.0 };
     let window = || Window::starting_now(args.warmup(), args.duration());
 
     let mut bare = None;
@@ -124,7 +121,16 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         // Every message a new event, as ingest publishes them.
         let fresh = Mix { repeat_share: 0.0, ..mix.clone() };
         let stream = schemas::stream::DEFAULT_STREAM;
-        match jetstream::run(bench.stack.nats_admin().await, stream, &fresh, &args.jetstream_in_flight, args.warmup(), args.duration()).await {
+        match jetstream::run(
+            bench.stack.nats_admin().await,
+            stream,
+            &fresh,
+            &args.jetstream_in_flight,
+            args.warmup(),
+            args.duration(),
+        )
+        .await
+        {
             Ok(reports) => jetstream = reports,
             Err(error) => bench.fail("jetstream", error),
         }
@@ -218,7 +224,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let tables = report::tables(&report);
     let dir = args.out_dir.clone().unwrap_or_else(|| e2e::workspace_root().join("bench/results"));
-    let stamp = started_at.format(time::macros::format_description!("[year]-[month]-[day]T[hour]-[minute]-[second]Z"))?;
+    let stamp =
+        started_at.format(time::macros::format_description!("[year]-[month]-[day]T[hour]-[minute]-[second]Z"))?;
     report::write(&report, &report::render_markdown(&tables), &dir, &stamp)?;
     print!("{}", report::render_text(&tables));
     println!("\nWritten: {0}/latest.json, {0}/{stamp}.json, {0}/latest.md", dir.display());
@@ -295,7 +302,8 @@ impl Bench {
             Ok(None) => {
                 let alone = self.begin(phase);
                 let window = Window::starting_now(args.warmup(), args.duration());
-                let (report, accepted) = load::batches(addr, args.batch_connections, args.batch_size, mix, window).await;
+                let (report, accepted) =
+                    load::batches(addr, args.batch_connections, args.batch_size, mix, window).await;
                 self.outcomes.merge(accepted);
                 self.end(alone, if alone { "ingest alone (batches)" } else { "ingest (batches)" }).await;
                 (Some(report), None)
@@ -338,6 +346,9 @@ impl Bench {
 /// answers 404 or 405. Asks with an item for an unknown ad, so that nothing is stored.
 async fn batch_endpoint_missing(addr: std::net::SocketAddr) -> anyhow::Result<Option<String>> {
     let item = format!("{{\"type\":\"impression\",\"ad_id\":\"{}\"}}\n", uuid::Uuid::nil());
-    let (status, _) = http::Connection::new(addr).post("/ads/events", "application/x-ndjson", http::BENCH_USER_AGENT, item.into()).await?;
-    Ok(matches!(status, 404 | 405).then(|| format!("POST /ads/events answered {status}: this ingest build has no batch endpoint")))
+    let (status, _) = http::Connection::new(addr)
+        .post("/ads/events", "application/x-ndjson", http::BENCH_USER_AGENT, item.into())
+        .await?;
+    Ok(matches!(status, 404 | 405)
+        .then(|| format!("POST /ads/events answered {status}: this ingest build has no batch endpoint")))
 }

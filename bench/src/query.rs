@@ -80,7 +80,11 @@ pub async fn generate(stack: &Stack, args: &Args) -> anyhow::Result<f64> {
         while done < total {
             let rows = args.insert_chunk_rows.min(total - done);
             let sql = insert_sql(kind, rows, args.ads, args.query_visitors, now_ms);
-            stack.sql(&sql).await.map_err(anyhow::Error::msg).with_context(|| format!("generating {} rows", kind.as_str()))?;
+            stack
+                .sql(&sql)
+                .await
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("generating {} rows", kind.as_str()))?;
             done += rows;
             eprintln!("bench: generated {done} of {total} {}s", kind.as_str());
         }
@@ -126,7 +130,8 @@ pub async fn measure(stack: &Stack, mix: &Mix, args: &Args, insert_secs: f64) ->
     if let Some(load) = background {
         load.abort();
     }
-    let background_stored_per_sec = (stored_events(stack).await?.saturating_sub(stored_before)) as f64 / started.elapsed().as_secs_f64();
+    let background_stored_per_sec =
+        (stored_events(stack).await?.saturating_sub(stored_before)) as f64 / started.elapsed().as_secs_f64();
     Ok(QueryReport {
         generated_impressions: args.query_impressions,
         generated_clicks: args.query_clicks,
@@ -159,7 +164,11 @@ async fn wait_for_closed_days(stack: &Stack, limit: Duration) -> anyhow::Result<
         if text.trim() == "0" {
             break;
         }
-        anyhow::ensure!(started.elapsed() < limit, "closed days' unique visitors not stored within {limit:?}: {} left", text.trim());
+        anyhow::ensure!(
+            started.elapsed() < limit,
+            "closed days' unique visitors not stored within {limit:?}: {} left",
+            text.trim()
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let secs = started.elapsed().as_secs_f64();
@@ -181,7 +190,8 @@ fn insert_sql(kind: EventKind, rows: u64, ads: usize, visitors: u64, now_ms: i64
          sipHash64(visitor, toDate(timestamp)) AS visitor_id, 1 AS schema_version, 0 AS stream_seq"
     );
     let visitor = format!("(SELECT rand(3) % {visitors} AS visitor FROM numbers({rows}))");
-    let columns = "event_id, ad_id, timestamp, received_at, client_ip, user_agent, visitor_id, schema_version, stream_seq";
+    let columns =
+        "event_id, ad_id, timestamp, received_at, client_ip, user_agent, visitor_id, schema_version, stream_seq";
     match kind {
         EventKind::Impression => format!("INSERT INTO impression_events ({columns}) SELECT {common} FROM {visitor}"),
         EventKind::Click => format!(
@@ -282,7 +292,9 @@ fn cases_at(now: OffsetDateTime) -> Vec<Case> {
         name,
         cache: "series",
         cached_url: format!("/ads/{top}/analytics?timeframe=30d&granularity={granularity}&tz={tz}"),
-        url: Box::new(move |i| format!("/ads/{}/analytics?{}&granularity={granularity}&tz={tz}", popular(i), window(i))),
+        url: Box::new(move |i| {
+            format!("/ads/{}/analytics?{}&granularity={granularity}&tz={tz}", popular(i), window(i))
+        }),
         sql: Box::new(move |i| vec![raw_report_sql(bucket, &one_ad(i), "ORDER BY g")]),
     };
     let ranking = |name: &'static str, metric: &'static str| Question {
@@ -292,7 +304,10 @@ fn cases_at(now: OffsetDateTime) -> Vec<Case> {
         url: Box::new(move |i| format!("/ads/analytics?{}&sort={metric}&limit=10", window(i))),
         sql: Box::new(move |i| {
             let window = sql_window(30, i);
-            vec![raw_report_sql("ad_id", &window, &format!("ORDER BY {metric} DESC LIMIT 10")), raw_report_sql("0", &window, "")]
+            vec![
+                raw_report_sql("ad_id", &window, &format!("ORDER BY {metric} DESC LIMIT 10")),
+                raw_report_sql("0", &window, ""),
+            ]
         }),
     };
     let questions = vec![
@@ -304,7 +319,12 @@ fn cases_at(now: OffsetDateTime) -> Vec<Case> {
             sql: Box::new(move |i| vec![raw_report_sql("ad_id", &one_ad(i), "")]),
         },
         series("one ad, 30 days hourly, UTC", "hour", "UTC", "toStartOfHour(timestamp)"),
-        series("one ad, 30 days hourly, Asia/Kolkata", "hour", "Asia/Kolkata", "toStartOfHour(timestamp, 'Asia/Kolkata')"),
+        series(
+            "one ad, 30 days hourly, Asia/Kolkata",
+            "hour",
+            "Asia/Kolkata",
+            "toStartOfHour(timestamp, 'Asia/Kolkata')",
+        ),
         series("one ad, 30 days daily, UTC", "day", "UTC", "toStartOfDay(timestamp)"),
         series("one ad, 30 days daily, Asia/Kolkata", "day", "Asia/Kolkata", "toStartOfDay(timestamp, 'Asia/Kolkata')"),
         ranking("top 10 ads by clicks, 30 days", "clicks"),
@@ -340,7 +360,13 @@ fn cases_at(now: OffsetDateTime) -> Vec<Case> {
         .flat_map(|q| {
             let cached_url = q.cached_url;
             [
-                Case { name: q.name, cache: q.cache, cached: true, url: Box::new(move |_| cached_url.clone()), sql: None },
+                Case {
+                    name: q.name,
+                    cache: q.cache,
+                    cached: true,
+                    url: Box::new(move |_| cached_url.clone()),
+                    sql: None,
+                },
                 Case { name: q.name, cache: q.cache, cached: false, url: q.url, sql: Some(q.sql) },
             ]
         })
@@ -431,7 +457,8 @@ const PAST_COUNTS: &str = "past_counts";
 /// (hits, misses) of one cache from the query service's Prometheus text.
 fn cache_lookups(metrics: &str, cache: &str) -> (u64, u64) {
     let cache_label = format!("cache=\"{cache}\"");
-    let lookups = |outcome: &str| e2e::metric_sum(metrics, "query_cache_lookups_total", &[&cache_label, outcome]) as u64;
+    let lookups =
+        |outcome: &str| e2e::metric_sum(metrics, "query_cache_lookups_total", &[&cache_label, outcome]) as u64;
     (lookups("outcome=\"hit\""), lookups("outcome=\"miss\""))
 }
 
@@ -455,9 +482,16 @@ mod tests {
     fn uncached_windows_are_distinct_whole_minutes() {
         let now = time::macros::datetime!(2026-11-22 06:30:17.5 UTC);
         let cases = cases_at(now);
-        let ranking = cases.iter().find(|c| c.name == "top 10 ads by clicks, 30 days" && !c.cached).expect("the ranking case");
-        assert_eq!((ranking.url)(0), "/ads/analytics?from=2026-10-23T06:31:00Z&to=2026-11-22T06:31:00Z&sort=clicks&limit=10");
-        assert_eq!((ranking.url)(1), "/ads/analytics?from=2026-10-23T06:30:00Z&to=2026-11-22T06:30:00Z&sort=clicks&limit=10");
+        let ranking =
+            cases.iter().find(|c| c.name == "top 10 ads by clicks, 30 days" && !c.cached).expect("the ranking case");
+        assert_eq!(
+            (ranking.url)(0),
+            "/ads/analytics?from=2026-10-23T06:31:00Z&to=2026-11-22T06:31:00Z&sort=clicks&limit=10"
+        );
+        assert_eq!(
+            (ranking.url)(1),
+            "/ads/analytics?from=2026-10-23T06:30:00Z&to=2026-11-22T06:30:00Z&sort=clicks&limit=10"
+        );
         assert_eq!((cases[0].url)(0), (cases[0].url)(7));
     }
 }

@@ -121,7 +121,9 @@ impl Machine {
         let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
         let field = |text: &str, key: &str, separator: char| {
             text.lines()
-                .find_map(|line| line.split_once(separator).filter(|(k, _)| k.trim() == key).map(|(_, v)| v.trim().to_owned()))
+                .find_map(|line| {
+                    line.split_once(separator).filter(|(k, _)| k.trim() == key).map(|(_, v)| v.trim().to_owned())
+                })
                 .unwrap_or_default()
         };
         let memory_kib: u64 = field(&meminfo, "MemTotal", ':').trim_end_matches("kB").trim().parse().unwrap_or(0);
@@ -198,11 +200,20 @@ pub fn tables(report: &Report) -> Vec<Table> {
     .filter_map(|(name, value)| value.map(|v| vec![name.to_owned(), format!("{v:.2}")]))
     .collect();
     if !ratio_rows.is_empty() {
-        let mut notes: Vec<String> = r.jetstream_in_flight.map(|n| format!("Raw JetStream: the run with {n} publishes in flight.")).into_iter().collect();
+        let mut notes: Vec<String> = r
+            .jetstream_in_flight
+            .map(|n| format!("Raw JetStream: the run with {n} publishes in flight."))
+            .into_iter()
+            .collect();
         if r.ingest_alone_over_jetstream.is_some() || r.clicks_alone_over_jetstream.is_some() {
             notes.push("Ingest alone: the aggregator stopped, so ingest, nats-server and the load generator have the machine, as the ceilings do.".into());
         }
-        tables.push(Table { title: "Ratios (requests or messages per second)".into(), header: vec!["ratio", "value"], rows: ratio_rows, notes });
+        tables.push(Table {
+            title: "Ratios (requests or messages per second)".into(),
+            header: vec!["ratio", "value"],
+            rows: ratio_rows,
+            notes,
+        });
     }
     if !report.exactly_once.is_empty() {
         tables.push(exactly_once(&report.exactly_once));
@@ -284,11 +295,10 @@ fn throughput(report: &Report) -> Table {
             rows.push(batch_row(name, batch));
         }
     }
-    let mut notes = vec![
-        "Latency: request to complete answer, as the load generator sees it (JetStream: publish to ack). \
+    let mut notes =
+        vec!["Latency: request to complete answer, as the load generator sees it (JetStream: publish to ack). \
          Load generator and servers share the machine."
-            .to_owned(),
-    ];
+            .to_owned()];
     for (name, load) in singles {
         if let Some(load) = load {
             notes.push(format!(
@@ -302,7 +312,11 @@ fn throughput(report: &Report) -> Table {
     }
     for (name, batch) in [("Batch", &report.batch), ("Batch alone", &report.batch_alone)] {
         if let Some(batch) = batch {
-            notes.push(format!("{name} items: {}; answers not matching the items sent: {}.", answers(&batch.item_statuses), batch.unreadable_answers));
+            notes.push(format!(
+                "{name} items: {}; answers not matching the items sent: {}.",
+                answers(&batch.item_statuses),
+                batch.unreadable_answers
+            ));
         }
     }
     if report.ingest_alone.is_some() || report.clicks_alone.is_some() || report.batch_alone.is_some() {
@@ -343,7 +357,11 @@ fn targets_table(report: &Report) -> Option<Table> {
 fn burst_table(burst: &BurstReport) -> Table {
     let l = &burst.latency;
     let share = burst.requests / burst.connections;
-    let share = if burst.requests.is_multiple_of(burst.connections) { share.to_string() } else { format!("{share} or {}", share + 1) };
+    let share = if burst.requests.is_multiple_of(burst.connections) {
+        share.to_string()
+    } else {
+        format!("{share} or {}", share + 1)
+    };
     Table {
         title: format!(
             "Burst: {} POST /ads/click from {} connections at once (hey -n {} -c {})",
@@ -370,9 +388,7 @@ fn burst_table(burst: &BurstReport) -> Table {
                  answered requests, from sending (connecting included, when the request opened its connection) to \
                  the whole answer. Answered ≤ 1 s and answered 202: shares of all requests. The exactly-once check \
                  after `burst` looks up every 202's event_id.",
-                share,
-                burst.body,
-                burst.timeout_secs
+                share, burst.body, burst.timeout_secs
             ),
             format!(
                 "202 answers without an event_id: {}; event_ids named by two 202s: {}.",
@@ -400,15 +416,22 @@ fn exactly_once(checks: &[Verification]) -> Table {
         .collect();
     Table {
         title: "Exactly once (clicks + impressions)".into(),
-        header: vec!["after", "accepted ids", "raw rows", "of which flagged", "rollups", "uncertain", "drain", "result"],
+        header: vec![
+            "after",
+            "accepted ids",
+            "raw rows",
+            "of which flagged",
+            "rollups",
+            "uncertain",
+            "drain",
+            "result",
+        ],
         rows,
-        notes: vec![
-            "Accepted ids: distinct event ids answered 202 (accepted or duplicate). Raw rows: billable and \
+        notes: vec!["Accepted ids: distinct event ids answered 202 (accepted or duplicate). Raw rows: billable and \
              flagged (invalid traffic, stored in invalid_events) together. \
              Uncertain: answered 503 or not at all (each may be stored once). Drain: messages not yet \
              processed when the wait began."
-                .into(),
-        ],
+            .into()],
     }
 }
 
@@ -418,11 +441,20 @@ fn rollups(v: &Verification) -> String {
         .rollups
         .iter()
         .filter(|(table, &sum)| {
-            sum != raw_rows_of(table, v.stored_clicks - v.flagged_clicks, v.stored_impressions - v.flagged_impressions, v.flagged_clicks + v.flagged_impressions)
+            sum != raw_rows_of(
+                table,
+                v.stored_clicks - v.flagged_clicks,
+                v.stored_impressions - v.flagged_impressions,
+                v.flagged_clicks + v.flagged_impressions,
+            )
         })
         .map(|(table, sum)| format!("{table} {}", thousands(*sum as f64)))
         .collect();
-    if differing.is_empty() { format!("all {} = raw", v.rollups.len()) } else { differing.join(", ") }
+    if differing.is_empty() {
+        format!("all {} = raw", v.rollups.len())
+    } else {
+        differing.join(", ")
+    }
 }
 
 fn freshness_table(f: &FreshnessReport) -> Table {
@@ -438,15 +470,18 @@ fn freshness_table(f: &FreshnessReport) -> Table {
             ms(f.freshness.p99_us),
             ms(f.freshness.max_us),
         ]],
-        notes: vec![format!(
-            "Background: {} connections, latency p50 {} / p99 {}, errors {}. Messages the aggregator had not \
+        notes: vec![
+            format!(
+                "Background: {} connections, latency p50 {} / p99 {}, errors {}. Messages the aggregator had not \
              processed when the load stopped: {}.",
-            f.background.connections,
-            ms(f.background.latency.p50_us),
-            ms(f.background.latency.p99_us),
-            statuses(&f.background.http_statuses, &[202]),
-            thousands(f.backlog_at_end as f64)
-        ), aggregator_stages(f)],
+                f.background.connections,
+                ms(f.background.latency.p50_us),
+                ms(f.background.latency.p99_us),
+                statuses(&f.background.http_statuses, &[202]),
+                thousands(f.backlog_at_end as f64)
+            ),
+            aggregator_stages(f),
+        ],
     }
 }
 
@@ -471,7 +506,11 @@ fn query_tables(q: &QueryReport) -> Vec<Table> {
             let (sql, ratio) = match &c.plain_sql {
                 Some(sql) => (
                     format!("{} / {}", ms(sql.p50_us), ms(sql.p99_us)),
-                    format!("{:.1}× / {:.1}×", sql.p50_us as f64 / c.latency.p50_us.max(1) as f64, sql.p99_us as f64 / c.latency.p99_us.max(1) as f64),
+                    format!(
+                        "{:.1}× / {:.1}×",
+                        sql.p50_us as f64 / c.latency.p50_us.max(1) as f64,
+                        sql.p99_us as f64 / c.latency.p99_us.max(1) as f64
+                    ),
                 ),
                 None => ("".into(), "".into()),
             };
@@ -593,7 +632,9 @@ fn cpu_table(processes: &[ProcessUsage], machine: &BTreeMap<String, f64>, cores:
         .iter()
         .map(|p| {
             let mut row = vec![p.process.clone()];
-            row.extend(phases.iter().map(|phase| p.by_phase.get(*phase).map_or("-".into(), |u| format!("{:.2}", u.cpu_cores))));
+            row.extend(
+                phases.iter().map(|phase| p.by_phase.get(*phase).map_or("-".into(), |u| format!("{:.2}", u.cpu_cores))),
+            );
             row
         })
         .collect();
@@ -629,7 +670,8 @@ fn cpu_table(processes: &[ProcessUsage], machine: &BTreeMap<String, f64>, cores:
 /// all (issue 16 asks at most 20 µs of it per event at 10,000 events/s).
 fn cpu_per_event_table(report: &Report) -> Option<Table> {
     let inserted = |phase: &str| report.events_inserted.get(phase).copied().unwrap_or(0);
-    let phases: Vec<&'static str> = PHASE_ORDER.into_iter().filter(|p| inserted(p) >= crate::usage::MIN_EVENTS_PER_PHASE).collect();
+    let phases: Vec<&'static str> =
+        PHASE_ORDER.into_iter().filter(|p| inserted(p) >= crate::usage::MIN_EVENTS_PER_PHASE).collect();
     if phases.is_empty() {
         return None;
     }
@@ -695,7 +737,9 @@ pub fn render_text(tables: &[Table]) -> String {
         out.push_str(&format!("\n== {} ==\n", table.title));
         if table.header.iter().any(|h| !h.is_empty()) {
             out.push_str(&line(table.header.clone()));
-            out.push_str(&line(widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().iter().map(String::as_str).collect()));
+            out.push_str(&line(
+                widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().iter().map(String::as_str).collect(),
+            ));
         }
         for row in &table.rows {
             out.push_str(&line(row.iter().map(String::as_str).collect()));
@@ -709,7 +753,9 @@ pub fn render_text(tables: &[Table]) -> String {
 
 pub fn render_markdown(tables: &[Table]) -> String {
     let mut out = String::new();
-    let row = |cells: Vec<&str>| format!("| {} |\n", cells.iter().map(|c| c.replace('|', "\\|")).collect::<Vec<_>>().join(" | "));
+    let row = |cells: Vec<&str>| {
+        format!("| {} |\n", cells.iter().map(|c| c.replace('|', "\\|")).collect::<Vec<_>>().join(" | "))
+    };
     for table in tables {
         out.push_str(&format!("### {}\n\n", table.title));
         out.push_str(&row(table.header.clone()));
@@ -761,7 +807,11 @@ fn statuses(all: &BTreeMap<u16, u64>, ok: &[u16]) -> String {
             status => format!("{status}: {}", thousands(*n as f64)),
         })
         .collect();
-    if bad.is_empty() { "none".into() } else { bad.join(", ") }
+    if bad.is_empty() {
+        "none".into()
+    } else {
+        bad.join(", ")
+    }
 }
 
 /// A share as a percentage, rounded down: 100 % only when it is all.
@@ -771,7 +821,11 @@ fn percent(share: f64) -> String {
 
 fn answers(counts: &BTreeMap<String, u64>) -> String {
     let parts: Vec<String> = counts.iter().map(|(answer, n)| format!("{answer} {}", thousands(*n as f64))).collect();
-    if parts.is_empty() { "none".into() } else { parts.join(", ") }
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
 }
 
 #[cfg(test)]

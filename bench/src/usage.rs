@@ -143,7 +143,8 @@ impl Sampler {
                 usage
             })
             .collect();
-        let machine_cpu_cores = state.machine_cpu_secs.iter().map(|(phase, secs)| (phase.clone(), cores(phase, *secs))).collect();
+        let machine_cpu_cores =
+            state.machine_cpu_secs.iter().map(|(phase, secs)| (phase.clone(), cores(phase, *secs))).collect();
         let cpu_us_per_event = state
             .processes
             .iter()
@@ -154,7 +155,8 @@ impl Sampler {
                     .iter()
                     .filter_map(|(phase, in_phase)| {
                         let events = *state.events_inserted.get(phase)?;
-                        (events >= MIN_EVENTS_PER_PHASE).then(|| (phase.clone(), in_phase.cpu_secs * 1e6 / events as f64))
+                        (events >= MIN_EVENTS_PER_PHASE)
+                            .then(|| (phase.clone(), in_phase.cpu_secs * 1e6 / events as f64))
                     })
                     .collect();
                 (tracked.usage.process.clone(), per_phase)

@@ -50,7 +50,9 @@ impl Outcomes {
 
     /// Uncertain events that no later answer settled (an unnamed one cannot be settled).
     fn still_uncertain(&self) -> u64 {
-        let named = self.uncertain.iter().filter(|id| !self.clicks.contains(id) && !self.impressions.contains(id)).count() as u64;
+        let named =
+            self.uncertain.iter().filter(|id| !self.clicks.contains(id) && !self.impressions.contains(id)).count()
+                as u64;
         named + self.uncertain_unnamed
     }
 }
@@ -81,7 +83,12 @@ pub struct Verification {
 
 /// Waits until the aggregator has written and acked everything in the stream, then compares
 /// ClickHouse with `outcomes`.
-pub async fn drain_and_check(stack: &Stack, outcomes: &Outcomes, after: &str, timeout: Duration) -> anyhow::Result<Verification> {
+pub async fn drain_and_check(
+    stack: &Stack,
+    outcomes: &Outcomes,
+    after: &str,
+    timeout: Duration,
+) -> anyhow::Result<Verification> {
     let started = Instant::now();
     let (_, pending_at_start, _) = stack.stream_state().await;
     loop {
@@ -105,7 +112,8 @@ pub async fn drain_and_check(stack: &Stack, outcomes: &Outcomes, after: &str, ti
     let billable_impressions = count("SELECT count() FROM impression_events").await?;
     let flagged_clicks = count("SELECT count() FROM invalid_events WHERE kind = 'click'").await?;
     let flagged_impressions = count("SELECT count() FROM invalid_events WHERE kind = 'impression'").await?;
-    let (stored_clicks, stored_impressions) = (billable_clicks + flagged_clicks, billable_impressions + flagged_impressions);
+    let (stored_clicks, stored_impressions) =
+        (billable_clicks + flagged_clicks, billable_impressions + flagged_impressions);
     let rollups = rollup_sums(stack).await?;
     anyhow::ensure!(!rollups.is_empty(), "no rollup tables found");
     let rollups_agree = rollups.iter().all(|(table, &sum)| {

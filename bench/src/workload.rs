@@ -158,7 +158,8 @@ impl Source {
         if self.rng.random_bool(self.mix.click_share) {
             let tenths = |rng: &mut SmallRng, max: f64| (rng.random_range(0.0..max) * 10.0).round() / 10.0;
             let playback = Some((tenths(&mut self.rng, 60.0), tenths(&mut self.rng, 100.0)));
-            let (visitor, ad) = self.shown.pick(&mut self.rng).unwrap_or_else(|| (self.random_visitor(), self.random_ad()));
+            let (visitor, ad) =
+                self.shown.pick(&mut self.rng).unwrap_or_else(|| (self.random_visitor(), self.random_ad()));
             return (Event { kind: EventKind::Click, id, ad, visitor, playback }, false);
         }
         let (visitor, ad) = (self.random_visitor(), self.random_ad());
@@ -198,7 +199,13 @@ mod tests {
 
     #[test]
     fn bodies_are_the_api_json() {
-        let event = Event { kind: EventKind::Click, id: Uuid::nil(), ad: bench_ad(42), visitor: 7, playback: Some((1.5, 20.0)) };
+        let event = Event {
+            kind: EventKind::Click,
+            id: Uuid::nil(),
+            ad: bench_ad(42),
+            visitor: 7,
+            playback: Some((1.5, 20.0)),
+        };
         assert_eq!(event.user_agent(), "adtrack-bench/1 (visitor 7)");
         let body: serde_json::Value = serde_json::from_slice(&event.body()).unwrap();
         assert_eq!(body["ad_id"], "b0000000-0000-4000-8000-000000000042");

@@ -122,7 +122,11 @@ impl Config {
         }
         self.signing_key()?;
         self.catalog.validate()?;
-        if let Some(origin) = self.cors_allowed_origins.iter().find(|o| !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/')) {
+        if let Some(origin) = self
+            .cors_allowed_origins
+            .iter()
+            .find(|o| !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/'))
+        {
             return Err(format!("CORS_ALLOWED_ORIGINS: {origin:?} is not an origin (scheme://host[:port], no path)"));
         }
         if self.publish_timeout_ms == 0 {
@@ -248,9 +252,16 @@ mod tests {
     #[test]
     fn clickhouse_and_nats_credentials_are_required() {
         let secrets = ["--visitor-hash-secret", "0123456789abcdef", "--event-signing-key", "0123456789abcdef"];
-        let config = Config::try_parse_from(["ingest"].iter().chain(&secrets).chain(&["--nats-user", "u", "--nats-password", "p"])).unwrap();
+        let config = Config::try_parse_from(["ingest"].iter().chain(&secrets).chain(&[
+            "--nats-user",
+            "u",
+            "--nats-password",
+            "p",
+        ]))
+        .unwrap();
         assert!(config.validate().unwrap_err().contains("CLICKHOUSE_PASSWORD"));
-        let config = Config::try_parse_from(["ingest"].iter().chain(&secrets).chain(&["--clickhouse-password", "x"])).unwrap();
+        let config =
+            Config::try_parse_from(["ingest"].iter().chain(&secrets).chain(&["--clickhouse-password", "x"])).unwrap();
         assert!(config.validate().unwrap_err().contains("NATS_PASSWORD"));
     }
 
@@ -258,7 +269,12 @@ mod tests {
     fn datacenter_ranges_come_from_the_setting_and_the_file() {
         let file = std::env::temp_dir().join(format!("dc-ranges-{}.txt", std::process::id()));
         std::fs::write(&file, "# a provider\n192.0.2.0/24\n2001:db8::/32\n").unwrap();
-        let config = parse(&["--ivt-datacenter-ranges", "198.51.100.0/24", "--ivt-datacenter-ranges-file", file.to_str().unwrap()]);
+        let config = parse(&[
+            "--ivt-datacenter-ranges",
+            "198.51.100.0/24",
+            "--ivt-datacenter-ranges-file",
+            file.to_str().unwrap(),
+        ]);
         assert_eq!(config.datacenter_ranges().unwrap().len(), 3);
         std::fs::write(&file, "192.0.2.0/33\n").unwrap();
         assert!(config.validate().unwrap_err().contains("IVT_DATACENTER_RANGES_FILE"));

@@ -21,8 +21,16 @@ pub static DEMO_PAGE: Page = Page {
     root: "/demo",
     files: &[
         Asset { name: "", content_type: "text/html; charset=utf-8", body: include_bytes!("../../web/demo/index.html") },
-        Asset { name: "demo.js", content_type: "text/javascript; charset=utf-8", body: include_bytes!("../../web/demo/demo.js") },
-        Asset { name: "sample-ad.webm", content_type: "video/webm", body: include_bytes!("../../web/demo/sample-ad.webm") },
+        Asset {
+            name: "demo.js",
+            content_type: "text/javascript; charset=utf-8",
+            body: include_bytes!("../../web/demo/demo.js"),
+        },
+        Asset {
+            name: "sample-ad.webm",
+            content_type: "video/webm",
+            body: include_bytes!("../../web/demo/sample-ad.webm"),
+        },
         COMMON_CSS,
     ],
 };
@@ -69,7 +77,11 @@ impl DemoAdError {
 
 /// The ad to play: `requested`, active or not, or else a random active ad, as an ad server
 /// would pick one. `ads` is the catalog's copy, `None` while it never loaded.
-pub fn choose_ad(ads: Option<&HashMap<Uuid, CatalogAd>>, requested: Option<Uuid>, rng: &mut impl Rng) -> Result<DemoAd, DemoAdError> {
+pub fn choose_ad(
+    ads: Option<&HashMap<Uuid, CatalogAd>>,
+    requested: Option<Uuid>,
+    rng: &mut impl Rng,
+) -> Result<DemoAd, DemoAdError> {
     let ads = ads.ok_or(DemoAdError::CatalogNotLoaded)?;
     let (ad_id, ad) = match requested {
         Some(ad_id) => ads.get_key_value(&ad_id).ok_or(DemoAdError::UnknownAd(ad_id))?,
@@ -86,16 +98,21 @@ struct AdQuery {
 /// `?ad_id=` as an id, `None` without one.
 fn requested_ad_id(request: &Request) -> Result<Option<Uuid>, DemoAdError> {
     let query: AdQuery = request.params().map_err(|e| DemoAdError::MalformedAdId(e.to_string()))?;
-    query.ad_id.map(|id| Uuid::parse_str(&id).map_err(|e| DemoAdError::MalformedAdId(format!("not a UUID ({e})")))).transpose()
+    query
+        .ad_id
+        .map(|id| Uuid::parse_str(&id).map_err(|e| DemoAdError::MalformedAdId(format!("not a UUID ({e})"))))
+        .transpose()
 }
 
 fn ad_json(catalog: &Catalog, request: &Request) -> Response {
-    let chosen = requested_ad_id(request)
-        .and_then(|requested| choose_ad(catalog.ads().as_deref(), requested, &mut rand::rng()));
+    let chosen =
+        requested_ad_id(request).and_then(|requested| choose_ad(catalog.ads().as_deref(), requested, &mut rand::rng()));
     match chosen {
         // Each load of the page picks anew.
         Ok(ad) => Json(ad).with_header(CACHE_CONTROL, "no-store").into_response(),
-        Err(error @ DemoAdError::CatalogNotLoaded) => error.problem().into_response().with_header(RETRY_AFTER, "1").into_response(),
+        Err(error @ DemoAdError::CatalogNotLoaded) => {
+            error.problem().into_response().with_header(RETRY_AFTER, "1").into_response()
+        }
         Err(error) => error.problem().into_response(),
     }
 }
@@ -121,8 +138,12 @@ mod tests {
         let ads = HashMap::from([(boots, ad(true, "boots")), (retired, ad(false, "retired"))]);
         let mut rng = StdRng::seed_from_u64(1);
         let chosen = choose_ad(Some(&ads), Some(retired), &mut rng);
-        let expected =
-            DemoAd { ad_id: retired, title: "retired".into(), media_url: "https://cdn.example.com/retired.webm".into(), active: false };
+        let expected = DemoAd {
+            ad_id: retired,
+            title: "retired".into(),
+            media_url: "https://cdn.example.com/retired.webm".into(),
+            active: false,
+        };
         assert_eq!(chosen, Ok(expected));
         let unknown = Uuid::now_v7();
         assert_eq!(choose_ad(Some(&ads), Some(unknown), &mut rng), Err(DemoAdError::UnknownAd(unknown)));
@@ -134,8 +155,10 @@ mod tests {
         let mut ads: HashMap<Uuid, CatalogAd> = active.iter().map(|id| (*id, ad(true, "on"))).collect();
         ads.extend((0..3).map(|_| (Uuid::now_v7(), ad(false, "off"))));
         let mut rng = StdRng::seed_from_u64(7);
-        let chosen: std::collections::HashSet<Uuid> =
-            (0..200).map(|_| choose_ad(Some(&ads), None, &mut rng).map(|ad| ad.ad_id)).collect::<Result<_, _>>().unwrap();
+        let chosen: std::collections::HashSet<Uuid> = (0..200)
+            .map(|_| choose_ad(Some(&ads), None, &mut rng).map(|ad| ad.ad_id))
+            .collect::<Result<_, _>>()
+            .unwrap();
         assert_eq!(chosen, active.into_iter().collect(), "every active ad in turn, never an inactive one");
     }
 
@@ -157,7 +180,9 @@ mod tests {
         assert_eq!(requested("/demo/ad.json"), Ok(None));
         assert_eq!(requested("/demo/ad.json?other=1"), Ok(None));
         assert_eq!(requested(&format!("/demo/ad.json?ad_id={id}")), Ok(Some(id)));
-        for malformed in ["/demo/ad.json?ad_id=", "/demo/ad.json?ad_id=not-an-id", &format!("/demo/ad.json?ad_id={id}&ad_id={id}")] {
+        for malformed in
+            ["/demo/ad.json?ad_id=", "/demo/ad.json?ad_id=not-an-id", &format!("/demo/ad.json?ad_id={id}&ad_id={id}")]
+        {
             let error = requested(malformed).expect_err(malformed);
             assert_eq!(error.problem().field.as_deref(), Some("ad_id"), "{malformed}");
             assert_eq!(error.problem().status, 400, "{malformed}");

@@ -20,7 +20,8 @@ impl RequestRules {
     /// Why an event from this sender is invalid traffic, if it is: the user agent first, then
     /// the address.
     pub fn reason(&self, ip: Option<IpAddr>, user_agent: Option<&str>) -> Option<InvalidReason> {
-        let in_a_data_centre = ip.is_some_and(|ip| self.datacenter_ranges.iter().any(|range| range.contains(&canonical(ip))));
+        let in_a_data_centre =
+            ip.is_some_and(|ip| self.datacenter_ranges.iter().any(|range| range.contains(&canonical(ip))));
         user_agent_reason(user_agent).or(in_a_data_centre.then_some(InvalidReason::DatacenterIp))
     }
 }
@@ -71,7 +72,10 @@ mod tests {
         assert_eq!(reason("2001:db8:dd::1"), None);
         // The user agent comes first: a bot, or a script without one, in a data centre is
         // reported as such.
-        assert_eq!(rules.reason(Some("203.0.113.1".parse().unwrap()), Some("curl/8")), Some(InvalidReason::BotUserAgent));
+        assert_eq!(
+            rules.reason(Some("203.0.113.1".parse().unwrap()), Some("curl/8")),
+            Some(InvalidReason::BotUserAgent)
+        );
         assert_eq!(rules.reason(Some("203.0.113.1".parse().unwrap()), None), Some(InvalidReason::MissingUserAgent));
     }
 

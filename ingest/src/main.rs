@@ -41,7 +41,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Metrics::new()?;
     let rate_limiter = service_kit::rate::RateLimiter::new(config.rate_limit_per_ip, config.rate_limit_burst);
     let signing = config.signing_key().map_err(anyhow::Error::msg)?;
-    let publisher = Publisher::new(js, config.nats.nats_subject_prefix.clone(), config.publish_timeout(), signing, metrics.clone());
+    let publisher =
+        Publisher::new(js, config.nats.nats_subject_prefix.clone(), config.publish_timeout(), signing, metrics.clone());
     tokio::spawn(ingest::spool::replay_forever(spool.clone(), publisher.clone(), metrics.clone()));
     let ingest = Arc::new(Ingest {
         catalog: catalog.clone(),
@@ -60,10 +61,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let docs = api.swagger_ui();
     let spec = service_kit::spec::close_objects(&api.spec(), ingest::http::CLOSED_SCHEMAS)?;
     let operations = service_kit::operations::Operations::from_spec(&spec)?;
-    let http_metrics = service_kit::http_metrics::HttpMetrics::new(&metrics.registry, &operations, &[&ingest::demo::DEMO_PAGE])?;
+    let http_metrics =
+        service_kit::http_metrics::HttpMetrics::new(&metrics.registry, &operations, &[&ingest::demo::DEMO_PAGE])?;
     let catalog_check = service_kit::readiness_check(move || {
         let loaded = catalog.is_loaded();
-        async move { if loaded { Ok(()) } else { Err("catalog: not loaded yet".to_owned()) } }
+        async move {
+            if loaded {
+                Ok(())
+            } else {
+                Err("catalog: not loaded yet".to_owned())
+            }
+        }
     });
     // Not NATS: while it is down, redirects and pixels are still answered (and spooled), and the
     // JSON endpoints answer 503 with Retry-After themselves.
@@ -87,8 +95,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .max_age(600)
     });
     let app = routes
-        .data(BodyLimits::new(config.max_body_bytes, config.max_batch_body_bytes, config.max_batch_bytes_in_flight, config.body_read_timeout()))
-        .with(service_kit::operations::KnownQueryParameters::new(operations.ignoring_unknown_query_parameters(ingest::http::LINK_OPERATIONS)))
+        .data(BodyLimits::new(
+            config.max_body_bytes,
+            config.max_batch_body_bytes,
+            config.max_batch_bytes_in_flight,
+            config.body_read_timeout(),
+        ))
+        .with(service_kit::operations::KnownQueryParameters::new(
+            operations.ignoring_unknown_query_parameters(ingest::http::LINK_OPERATIONS),
+        ))
         .around(move |next, req| limit_header_size(next, req, max_header_bytes))
         .with_if(cors.is_some(), cors.unwrap_or_default())
         .catch_all_error(service_kit::problem_for_error)

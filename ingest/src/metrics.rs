@@ -30,7 +30,8 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let received = IntCounterVec::new(Opts::new("ingest_events_received_total", "Event requests received"), &["kind"])?;
+        let received =
+            IntCounterVec::new(Opts::new("ingest_events_received_total", "Event requests received"), &["kind"])?;
         let accepted = IntCounterVec::new(
             Opts::new("ingest_events_accepted_total", "Events acknowledged by JetStream (202), duplicates included"),
             &["kind", "duplicate"],
@@ -44,11 +45,17 @@ impl Metrics {
             "From publish to JetStream's ack",
         ))?;
         let messages_published = IntCounterVec::new(
-            Opts::new("ingest_messages_published_total", "Messages published to JetStream (one holds one or many events), by outcome"),
+            Opts::new(
+                "ingest_messages_published_total",
+                "Messages published to JetStream (one holds one or many events), by outcome",
+            ),
             &["outcome"],
         )?;
         let tracking_unrecorded = IntCounterVec::new(
-            Opts::new("ingest_tracking_unrecorded_total", "Redirects and pixels answered whose event was not recorded, by endpoint and reason"),
+            Opts::new(
+                "ingest_tracking_unrecorded_total",
+                "Redirects and pixels answered whose event was not recorded, by endpoint and reason",
+            ),
             &["endpoint", "reason"],
         )?;
         let connections_refused = IntCounter::new(
@@ -56,14 +63,21 @@ impl Metrics {
             "Connections answered 503 (Retry-After: 1) at once because ingest held MAX_CONNECTIONS already",
         )?;
         let spooled = IntCounterVec::new(
-            Opts::new("ingest_events_spooled_total", "Redirect and pixel events JetStream did not confirm, kept in the local spool, by endpoint"),
+            Opts::new(
+                "ingest_events_spooled_total",
+                "Redirect and pixel events JetStream did not confirm, kept in the local spool, by endpoint",
+            ),
             &["endpoint"],
         )?;
-        let spool_replayed = IntCounter::new("ingest_spool_replayed_total", "Spooled events published into the stream since")?;
+        let spool_replayed =
+            IntCounter::new("ingest_spool_replayed_total", "Spooled events published into the stream since")?;
         let spool_events = IntGauge::new("ingest_spool_events", "Events in the local spool, waiting for JetStream")?;
-        let spool_bytes = IntGauge::new("ingest_spool_bytes", "Bytes of events in the local spool (SPOOL_MAX_BYTES bounds them)")?;
-        let spool_oldest_age_seconds =
-            Gauge::new("ingest_spool_oldest_age_seconds", "Seconds since ingest received the oldest event in the spool (0: empty)")?;
+        let spool_bytes =
+            IntGauge::new("ingest_spool_bytes", "Bytes of events in the local spool (SPOOL_MAX_BYTES bounds them)")?;
+        let spool_oldest_age_seconds = Gauge::new(
+            "ingest_spool_oldest_age_seconds",
+            "Seconds since ingest received the oldest event in the spool (0: empty)",
+        )?;
         for spool_metric in [
             Box::new(spooled.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(spool_replayed.clone()),

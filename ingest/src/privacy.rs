@@ -57,8 +57,11 @@ impl Privacy {
         let (day, received_day) = (utc_day(event.timestamp), utc_day(event.received_at));
         let visitor_id = self.visitor_id(day, event.client_ip, event.user_agent.as_deref());
         event.visitor_id = Some(visitor_id);
-        event.sender_id =
-            Some(if received_day == day { visitor_id } else { self.visitor_id(received_day, event.client_ip, event.user_agent.as_deref()) });
+        event.sender_id = Some(if received_day == day {
+            visitor_id
+        } else {
+            self.visitor_id(received_day, event.client_ip, event.user_agent.as_deref())
+        });
         if !self.keep_raw_ips {
             event.client_ip = event.client_ip.map(truncate);
         }
@@ -116,11 +119,18 @@ mod tests {
         let day = date!(2026 - 12 - 01);
         let id = privacy.visitor_id(day, ip("203.0.113.7"), Some("Mozilla/5.0"));
         assert_eq!(id, privacy.visitor_id(day, ip("203.0.113.7"), Some("Mozilla/5.0")));
-        assert_ne!(id, privacy.visitor_id(day.next_day().unwrap(), ip("203.0.113.7"), Some("Mozilla/5.0")), "the key rotates daily");
+        assert_ne!(
+            id,
+            privacy.visitor_id(day.next_day().unwrap(), ip("203.0.113.7"), Some("Mozilla/5.0")),
+            "the key rotates daily"
+        );
         // The full address counts, not its truncation: neighbours are different visitors.
         assert_ne!(id, privacy.visitor_id(day, ip("203.0.113.8"), Some("Mozilla/5.0")));
         assert_ne!(id, privacy.visitor_id(day, ip("203.0.113.7"), Some("Mozilla/5.1")));
-        assert_ne!(id, Privacy::new("another secret entirely", false).visitor_id(day, ip("203.0.113.7"), Some("Mozilla/5.0")));
+        assert_ne!(
+            id,
+            Privacy::new("another secret entirely", false).visitor_id(day, ip("203.0.113.7"), Some("Mozilla/5.0"))
+        );
         assert_ne!(privacy.visitor_id(day, None, None), privacy.visitor_id(day, ip("::"), None));
         // The cached day key gives what a fresh derivation gives, whichever day came last.
         let fresh = || Privacy::new("a secret of some length", false);
@@ -157,7 +167,11 @@ mod tests {
             privacy.apply(event);
         }
         let on = |day| privacy.visitor_id(day, sender.0, sender.1.as_deref());
-        assert_eq!(before_midnight.visitor_id, Some(on(date!(2026 - 12 - 01))), "received on the 2nd, it happened on the 1st");
+        assert_eq!(
+            before_midnight.visitor_id,
+            Some(on(date!(2026 - 12 - 01))),
+            "received on the 2nd, it happened on the 1st"
+        );
         assert_eq!(after_midnight.visitor_id, Some(on(date!(2026 - 12 - 02))));
         assert_eq!(with_offset.visitor_id, Some(on(date!(2026 - 12 - 01))));
         // Whatever day a client stamps its events with, the rules see one sender per day received.

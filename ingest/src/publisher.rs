@@ -45,7 +45,13 @@ pub struct Publisher {
 const PAYLOAD_HEADROOM: usize = 4 * 1024;
 
 impl Publisher {
-    pub fn new(js: jetstream::Context, subject_prefix: String, timeout: Duration, signing: SigningKey, metrics: Metrics) -> Self {
+    pub fn new(
+        js: jetstream::Context,
+        subject_prefix: String,
+        timeout: Duration,
+        signing: SigningKey,
+        metrics: Metrics,
+    ) -> Self {
         Self { js, subject_prefix, timeout, signing, metrics }
     }
 
@@ -64,7 +70,8 @@ impl Publisher {
         let started = Instant::now();
         let message = with_request_id(self.message(event.to_json(), event.event_id.to_string()), [event]);
         let subject = subject(&self.subject_prefix, event.kind);
-        let ack = tokio::time::timeout(self.timeout, async { self.js.send_publish(subject, message).await?.await }).await;
+        let ack =
+            tokio::time::timeout(self.timeout, async { self.js.send_publish(subject, message).await?.await }).await;
         self.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
         let outcome = outcome(ack, self.timeout);
         self.count(&outcome);
@@ -93,7 +100,12 @@ impl Publisher {
             let kind = batch[0].kind;
             let message = with_request_id(self.message(payload, batch_message_id(kind, &batch)), batch.iter().copied());
             // Sending only queues the message; the acks are awaited together below.
-            let sent = match tokio::time::timeout_at(deadline, self.js.send_publish(subject(&self.subject_prefix, kind), message)).await {
+            let sent = match tokio::time::timeout_at(
+                deadline,
+                self.js.send_publish(subject(&self.subject_prefix, kind), message),
+            )
+            .await
+            {
                 Ok(Ok(ack)) => Ok(ack),
                 Ok(Err(error)) => Err(error.to_string()),
                 Err(_) => Err(format!("could not send to NATS within {:?}", self.timeout)),
@@ -202,7 +214,10 @@ pub async fn stream_limits(js: &jetstream::Context, stream: &str) -> Result<Time
 /// The stream's limits, filled in as soon as JetStream answers: at once, or (NATS down when
 /// ingest starts) from a task that asks every second. `Err` only when JetStream answers that
 /// the stream is not there.
-pub async fn stream_limits_once_reached(js: &jetstream::Context, stream: &str) -> Result<Arc<OnceLock<TimestampLimits>>, GetStreamError> {
+pub async fn stream_limits_once_reached(
+    js: &jetstream::Context,
+    stream: &str,
+) -> Result<Arc<OnceLock<TimestampLimits>>, GetStreamError> {
     let limits = Arc::new(OnceLock::new());
     match stream_limits(js, stream).await {
         Ok(known) => {
@@ -269,7 +284,8 @@ mod tests {
     #[test]
     fn chunks_keep_kinds_apart_and_fit_the_payload_limit() {
         use EventKind::{Click, Impression};
-        let events: Vec<AdEvent> = [Impression, Click, Impression, Click, Click].iter().zip(1..).map(|(&k, id)| event(k, id)).collect();
+        let events: Vec<AdEvent> =
+            [Impression, Click, Impression, Click, Click].iter().zip(1..).map(|(&k, id)| event(k, id)).collect();
         let indices = |max_bytes| chunk(&events, max_bytes).into_iter().map(|c| c.indices).collect::<Vec<_>>();
         assert_eq!(indices(1 << 20), vec![vec![1, 3, 4], vec![0, 2]]);
         let line = events[0].to_json().len() + 1;

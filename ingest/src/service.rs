@@ -11,8 +11,6 @@ use schemas::{AdEvent, ClickInput, EventKind, ImpressionInput};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use service_kit::catalog::{AdStatus, Catalog};
-use service_kit::rate::{address_key, RateLimiter, RateRefusal};
 use crate::client_ip::client_ip;
 use crate::coalesce::Coalescer;
 use crate::error::IngestError;
@@ -21,6 +19,8 @@ use crate::metrics::Metrics;
 use crate::privacy::Privacy;
 use crate::publisher::{Published, Publisher};
 use crate::spool::Spool;
+use service_kit::catalog::{AdStatus, Catalog};
+use service_kit::rate::{address_key, RateLimiter, RateRefusal};
 
 /// A batch's bytes and how its items are laid out, or why they were not read.
 pub type ReadBatch = Result<(Vec<u8>, BatchFormat), IngestError>;
@@ -107,7 +107,12 @@ impl Ingest {
         let ip = client_ip(sender.peer, sender.forwarded_for.as_deref(), &self.trusted_proxies);
         self.check_rate(ip, 1, 1)?;
         let body = body.await?;
-        let ctx = RequestContext { received_at: OffsetDateTime::now_utc(), client_ip: ip, user_agent: sender.user_agent, request_id: sender.request_id };
+        let ctx = RequestContext {
+            received_at: OffsetDateTime::now_utc(),
+            client_ip: ip,
+            user_agent: sender.user_agent,
+            request_id: sender.request_id,
+        };
         let event = match kind {
             EventKind::Click => ClickInput::parse(&body)?.into_event(ctx, limits)?,
             EventKind::Impression => ImpressionInput::parse(&body)?.into_event(ctx, limits)?,
@@ -124,7 +129,12 @@ impl Ingest {
     /// where to send the person, the ad's target URL from the catalog. The person is sent there
     /// even when the click could not be recorded (counted and logged). `Err` only when there is
     /// nowhere to send them: the ad is unknown, or the catalog never loaded.
-    pub async fn track_click(&self, ad_id: Uuid, click_id: Option<&str>, sender: Sender) -> Result<String, IngestError> {
+    pub async fn track_click(
+        &self,
+        ad_id: Uuid,
+        click_id: Option<&str>,
+        sender: Sender,
+    ) -> Result<String, IngestError> {
         let Some(ad) = self.catalog.ad(ad_id) else {
             let error = match self.catalog.status(ad_id) {
                 AdStatus::NotLoaded => IngestError::CatalogNotLoaded,
@@ -212,7 +222,12 @@ impl Ingest {
         let items = parse_batch(&body, format, self.max_batch_events)?;
         let limits = self.stream_limits()?;
         self.check_rate(ip, items.len().saturating_sub(1), items.len())?;
-        let ctx = RequestContext { received_at: OffsetDateTime::now_utc(), client_ip: ip, user_agent: sender.user_agent, request_id: sender.request_id };
+        let ctx = RequestContext {
+            received_at: OffsetDateTime::now_utc(),
+            client_ip: ip,
+            user_agent: sender.user_agent,
+            request_id: sender.request_id,
+        };
         // The valid events go to the publisher; `checked` keeps each item's place.
         let mut valid = Vec::with_capacity(items.len());
         let checked: Vec<Result<(), IngestError>> = items

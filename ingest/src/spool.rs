@@ -102,7 +102,9 @@ impl Spool {
     /// Returns once `event` is on disk.
     pub async fn keep(&self, event: &AdEvent) -> Result<(), SpoolError> {
         let (written, answer) = oneshot::channel();
-        self.writes.send(Keep { payload: event.to_json(), written }).map_err(|_| storage("the spool writer stopped"))?;
+        self.writes
+            .send(Keep { payload: event.to_json(), written })
+            .map_err(|_| storage("the spool writer stopped"))?;
         answer.await.unwrap_or_else(|_| Err(storage("the spool writer stopped")))
     }
 
@@ -145,7 +147,8 @@ impl Spool {
     /// Seconds since ingest received the oldest event held (0 when none is).
     fn oldest_age_secs(&self) -> f64 {
         let oldest = self.oldest(1).ok().and_then(|events| events.into_iter().next());
-        let received_at = oldest.and_then(|(_, payload)| AdEvent::from_json(&payload).ok()).map(|event| event.received_at);
+        let received_at =
+            oldest.and_then(|(_, payload)| AdEvent::from_json(&payload).ok()).map(|event| event.received_at);
         received_at.map_or(0.0, |at| (OffsetDateTime::now_utc() - at).as_seconds_f64().max(0.0))
     }
 
@@ -222,7 +225,11 @@ pub async fn replay_forever(spool: Arc<Spool>, publisher: Publisher, metrics: Me
         let reported = metrics.clone();
         let oldest = tokio::task::spawn_blocking(move || {
             reader.report(&reported);
-            if reader.events() == 0 { Ok(Vec::new()) } else { reader.oldest(REPLAY_BATCH) }
+            if reader.events() == 0 {
+                Ok(Vec::new())
+            } else {
+                reader.oldest(REPLAY_BATCH)
+            }
         })
         .await;
         let oldest = match oldest {
@@ -349,7 +356,12 @@ mod tests {
         spool.remove(&oldest.iter().map(|(key, _)| *key).collect::<Vec<_>>()).expect("remove");
         assert_eq!(spool.events(), 1);
         spool.keep(&event(4)).await.expect("keep after reopening");
-        let ids: Vec<Uuid> = spool.oldest(10).expect("read").iter().map(|(_, p)| AdEvent::from_json(p).expect("event").event_id).collect();
+        let ids: Vec<Uuid> = spool
+            .oldest(10)
+            .expect("read")
+            .iter()
+            .map(|(_, p)| AdEvent::from_json(p).expect("event").event_id)
+            .collect();
         assert_eq!(ids, [Uuid::from_u128(3), Uuid::from_u128(4)], "new keys follow the old ones");
         let _ = std::fs::remove_dir_all(dir);
     }

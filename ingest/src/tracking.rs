@@ -5,8 +5,9 @@ use uuid::Uuid;
 
 /// A transparent 1×1 GIF: the body of every `GET /i/{ad_id}.gif`.
 pub const PIXEL_GIF: &[u8] = &[
-    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0x21, 0xf9, 0x04,
-    0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff,
+    0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02,
+    0x02, 0x44, 0x01, 0x00, 0x3b,
 ];
 
 /// Keeps browsers and proxies from answering a later request for the pixel or the redirect
@@ -45,9 +46,18 @@ mod tests {
     #[test]
     fn the_click_id_joins_the_targets_query() {
         assert_eq!(landing_url("https://shop.example.com/boots", None), "https://shop.example.com/boots");
-        assert_eq!(landing_url("https://shop.example.com/boots", Some("abc")), "https://shop.example.com/boots?click_id=abc");
-        assert_eq!(landing_url("https://shop.example.com/b?utm=ad", Some("abc")), "https://shop.example.com/b?utm=ad&click_id=abc");
-        assert_eq!(landing_url("https://shop.example.com/b?x=1#top", Some("abc")), "https://shop.example.com/b?x=1&click_id=abc#top");
+        assert_eq!(
+            landing_url("https://shop.example.com/boots", Some("abc")),
+            "https://shop.example.com/boots?click_id=abc"
+        );
+        assert_eq!(
+            landing_url("https://shop.example.com/b?utm=ad", Some("abc")),
+            "https://shop.example.com/b?utm=ad&click_id=abc"
+        );
+        assert_eq!(
+            landing_url("https://shop.example.com/b?x=1#top", Some("abc")),
+            "https://shop.example.com/b?x=1&click_id=abc#top"
+        );
     }
 
     #[test]

@@ -30,7 +30,9 @@ pub enum Role {
     Admin,
     Reader,
     /// Anyone, while `ANONYMOUS_READS` is on: reads only.
-    Anyone { sent_a_key: bool },
+    Anyone {
+        sent_a_key: bool,
+    },
 }
 
 const UNKNOWN_KEY: &str = "unknown API key";
@@ -88,8 +90,12 @@ impl Keys {
     pub fn authorize(&self, caller: &Caller, access: Access) -> Result<(), QueryError> {
         match (access, self.authenticate(caller)?) {
             (Access::Read, _) | (Access::Write, Role::Admin) => Ok(()),
-            (Access::Write, _) if self.admin.is_empty() => Err(QueryError::Forbidden("ads cannot be changed: the query service runs without API_KEY")),
-            (Access::Write, Role::Reader) => Err(QueryError::Forbidden("this key may only read: changing ads needs a key of API_KEY")),
+            (Access::Write, _) if self.admin.is_empty() => {
+                Err(QueryError::Forbidden("ads cannot be changed: the query service runs without API_KEY"))
+            }
+            (Access::Write, Role::Reader) => {
+                Err(QueryError::Forbidden("this key may only read: changing ads needs a key of API_KEY"))
+            }
             (Access::Write, Role::Anyone { sent_a_key: true }) => Err(QueryError::Unauthorized(UNKNOWN_KEY)),
             (Access::Write, Role::Anyone { sent_a_key: false }) => Err(QueryError::Unauthorized(SEND_A_KEY)),
         }
@@ -102,7 +108,10 @@ pub const API_PATHS: &str = "/ads";
 /// The bearer token of an `Authorization` header, if any.
 fn caller_of(request: &poem::Request) -> Caller {
     let header = request.headers().get(poem::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let token = header.and_then(|h| h.split_once(' ')).filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, token)| token.trim());
+    let token = header
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     match token {
         Some(token) => Caller::Key(ApiKey(Bearer { token: token.to_owned() })),
         None => Caller::Anonymous,
@@ -174,7 +183,8 @@ pub async fn gate<E: poem::Endpoint>(next: E, request: poem::Request, gate: Arc<
             }
             Err(Refused::OverRate { retry_after_secs }) => {
                 let message = format!("too many requests from this caller; retry in {retry_after_secs} s");
-                let mut response = service_kit::Problem::new(poem::http::StatusCode::TOO_MANY_REQUESTS, message, None).into_response();
+                let mut response =
+                    service_kit::Problem::new(poem::http::StatusCode::TOO_MANY_REQUESTS, message, None).into_response();
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
                 return Ok(response);
             }
@@ -213,8 +223,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_caller_is_counted_by_its_key_or_else_by_its_address() {
-        let gate = Gate { keys: keys(&["admin-key"], &["reader-key"], true), rate_limiter: RateLimiter::new(1, Some(1)) };
-        let (here, there): (std::net::IpAddr, std::net::IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let gate =
+            Gate { keys: keys(&["admin-key"], &["reader-key"], true), rate_limiter: RateLimiter::new(1, Some(1)) };
+        let (here, there): (std::net::IpAddr, std::net::IpAddr) =
+            ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         let over_rate = |outcome| matches!(outcome, Err(Refused::OverRate { retry_after_secs: 1 }));
         assert!(gate.admit(&key("reader-key"), Some(here)).is_ok());
         assert!(over_rate(gate.admit(&key("reader-key"), Some(there))), "a key, from anywhere");
@@ -223,7 +235,10 @@ mod tests {
         assert!(over_rate(gate.admit(&key("not-a-key"), Some(here))), "an unknown key reads as anyone, by address");
         assert!(gate.admit(&Caller::Anonymous, Some(there)).is_ok());
         let closed = Gate { keys: keys(&["admin-key"], &[], false), rate_limiter: None };
-        assert!(matches!(closed.admit(&Caller::Anonymous, Some(here)), Err(Refused::Unknown(QueryError::Unauthorized(_)))));
+        assert!(matches!(
+            closed.admit(&Caller::Anonymous, Some(here)),
+            Err(Refused::Unknown(QueryError::Unauthorized(_)))
+        ));
     }
 
     #[test]
@@ -248,7 +263,10 @@ mod tests {
     fn anonymous_reads_open_reads_only_and_no_admin_key_closes_changes() {
         let open = keys(&["admin"], &[], true);
         assert_eq!(open.authenticate(&key("anything")).ok(), Some(Role::Anyone { sent_a_key: true }));
-        assert!(matches!(keys(&["admin"], &[], false).authenticate(&key("anything")), Err(QueryError::Unauthorized(_))));
+        assert!(matches!(
+            keys(&["admin"], &[], false).authenticate(&key("anything")),
+            Err(QueryError::Unauthorized(_))
+        ));
         assert!(open.authorize(&Caller::Anonymous, Access::Read).is_ok());
         assert!(open.authorize(&key("anything"), Access::Read).is_ok());
         assert!(matches!(open.authorize(&Caller::Anonymous, Access::Write), Err(QueryError::Unauthorized(_))));

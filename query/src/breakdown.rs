@@ -108,10 +108,9 @@ impl Filters {
         let country = match country.as_deref() {
             None => None,
             Some(UNKNOWN) => Some(String::new()),
-            Some(code) => Some(
-                schemas::audience::country_code(code)
-                    .ok_or_else(|| QueryError::invalid("country", "must be an ISO 3166-1 alpha-2 code (e.g. FR) or unknown"))?,
-            ),
+            Some(code) => Some(schemas::audience::country_code(code).ok_or_else(|| {
+                QueryError::invalid("country", "must be an ISO 3166-1 alpha-2 code (e.g. FR) or unknown")
+            })?),
         };
         Ok(Filters {
             ad_id,
@@ -127,7 +126,10 @@ impl Filters {
 pub fn check_sort(metric: Metric) -> Result<Metric, QueryError> {
     match metric {
         Metric::Clicks | Metric::UniqueClicks | Metric::Impressions | Metric::UniqueViewers | Metric::Ctr => Ok(metric),
-        _ => Err(QueryError::invalid("sort", "breakdowns have clicks, unique_clicks, impressions, unique_viewers and ctr")),
+        _ => Err(QueryError::invalid(
+            "sort",
+            "breakdowns have clicks, unique_clicks, impressions, unique_viewers and ctr",
+        )),
     }
 }
 
@@ -135,7 +137,12 @@ pub fn check_sort(metric: Metric) -> Result<Metric, QueryError> {
 /// (`AUDIENCE_TTL_DAYS`; 0: forever) after its day. `timeframe=all` starts at the oldest day
 /// kept, which the answer echoes; a window asked to start earlier is refused, naming the
 /// earliest start.
-pub fn kept_window(window: Window, timeframe: Option<Timeframe>, kept_days: u32, now: OffsetDateTime) -> Result<Window, QueryError> {
+pub fn kept_window(
+    window: Window,
+    timeframe: Option<Timeframe>,
+    kept_days: u32,
+    now: OffsetDateTime,
+) -> Result<Window, QueryError> {
     if kept_days == 0 {
         return Ok(window);
     }
@@ -165,21 +172,46 @@ mod tests {
         let window = |from| Window { from, to: now };
         assert_eq!(kept_window(window(oldest), None, 32, now).ok(), Some(window(oldest)));
         let error = kept_window(window(oldest - Duration::MINUTE), None, 32, now).expect_err("older than kept");
-        assert!(error.to_string().contains("kept for 32 days (AUDIENCE_TTL_DAYS): start the window at 2026-11-04T00:00:00Z"), "{error}");
-        assert_eq!(kept_window(window(OffsetDateTime::UNIX_EPOCH), Some(Timeframe::All), 32, now).ok(), Some(window(oldest)));
+        assert!(
+            error
+                .to_string()
+                .contains("kept for 32 days (AUDIENCE_TTL_DAYS): start the window at 2026-11-04T00:00:00Z"),
+            "{error}"
+        );
+        assert_eq!(
+            kept_window(window(OffsetDateTime::UNIX_EPOCH), Some(Timeframe::All), 32, now).ok(),
+            Some(window(oldest))
+        );
         assert!(kept_window(window(OffsetDateTime::UNIX_EPOCH), Some(Timeframe::Last90Days), 32, now).is_err());
-        assert_eq!(kept_window(window(OffsetDateTime::UNIX_EPOCH), None, 0, now).ok(), Some(window(OffsetDateTime::UNIX_EPOCH)), "0: forever");
+        assert_eq!(
+            kept_window(window(OffsetDateTime::UNIX_EPOCH), None, 0, now).ok(),
+            Some(window(OffsetDateTime::UNIX_EPOCH)),
+            "0: forever"
+        );
         let long_ago = Window { from: OffsetDateTime::UNIX_EPOCH, to: oldest - Duration::DAY };
         assert!(kept_window(long_ago, Some(Timeframe::All), 32, now).is_err(), "nothing of it is kept");
     }
 
     #[test]
     fn filters_use_the_stored_values() {
-        let f = Filters::new(None, None, Some(DeviceTypeFilter::Tablet), Some(BrowserFilter::SamsungInternet), Some("de".into())).unwrap();
-        assert_eq!((f.device_type, f.browser, f.country.as_deref()), (Some("tablet"), Some("samsung_internet"), Some("DE")));
+        let f = Filters::new(
+            None,
+            None,
+            Some(DeviceTypeFilter::Tablet),
+            Some(BrowserFilter::SamsungInternet),
+            Some("de".into()),
+        )
+        .unwrap();
+        assert_eq!(
+            (f.device_type, f.browser, f.country.as_deref()),
+            (Some("tablet"), Some("samsung_internet"), Some("DE"))
+        );
         let unknown = Filters::new(None, None, Some(DeviceTypeFilter::Unknown), None, Some(UNKNOWN.into())).unwrap();
         assert_eq!((unknown.device_type, unknown.country.as_deref()), (Some(""), Some("")));
-        assert!(matches!(Filters::new(None, None, None, None, Some("Germany".into())), Err(QueryError::InvalidParameter { field: "country", .. })));
+        assert!(matches!(
+            Filters::new(None, None, None, None, Some("Germany".into())),
+            Err(QueryError::InvalidParameter { field: "country", .. })
+        ));
         assert!(check_sort(Metric::AvgWatchedPercent).is_err());
     }
 }

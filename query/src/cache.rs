@@ -14,7 +14,7 @@ use std::time::Duration;
 use moka::future::Cache;
 use prometheus::IntCounterVec;
 
-use crate::api::model::{Ad, AdList, AnalyticsReport, AdMetrics, Bucket, Breakdown, BreakdownGroup, Series};
+use crate::api::model::{Ad, AdList, AdMetrics, AnalyticsReport, Breakdown, BreakdownGroup, Bucket, Series};
 use crate::error::QueryError;
 
 /// What moka and the key's own heap parts add to an entry, about.
@@ -60,13 +60,16 @@ impl Footprint for AnalyticsReport {
 impl Footprint for Series {
     fn footprint(&self) -> usize {
         let previous = self.previous.as_ref().map_or(0, |p| p.series.capacity());
-        std::mem::size_of::<Self>() + self.tz.capacity() + (self.current.series.capacity() + previous) * std::mem::size_of::<Bucket>()
+        std::mem::size_of::<Self>()
+            + self.tz.capacity()
+            + (self.current.series.capacity() + previous) * std::mem::size_of::<Bucket>()
     }
 }
 
 impl Footprint for Breakdown {
     fn footprint(&self) -> usize {
-        std::mem::size_of::<Self>() + self.groups.iter().map(|g| std::mem::size_of::<BreakdownGroup>() + g.value.capacity()).sum::<usize>()
+        std::mem::size_of::<Self>()
+            + self.groups.iter().map(|g| std::mem::size_of::<BreakdownGroup>() + g.value.capacity()).sum::<usize>()
     }
 }
 
@@ -184,7 +187,8 @@ mod tests {
     async fn counts_hits_and_misses_and_does_not_keep_errors() {
         let counter = lookups();
         let cache = AnswerCache::new("test", Duration::from_secs(60), 1_000_000, counter.clone());
-        let failed = cache.get_or_compute(1u32, async { Err::<Weighs, _>(QueryError::ClickHouse("down".into())) }).await;
+        let failed =
+            cache.get_or_compute(1u32, async { Err::<Weighs, _>(QueryError::ClickHouse("down".into())) }).await;
         assert!(failed.is_err());
         let computed = cache.get_or_compute(1u32, async { Ok(Weighs(8)) }).await.expect("computed");
         let again = cache.get_or_compute(1u32, async { Ok(Weighs(9)) }).await.expect("cached");
@@ -216,11 +220,12 @@ mod tests {
             cache.get_or_compute(key, async move { Ok(Weighs(key as usize)) }).await.expect("computed");
         }
         cache.invalidate_if(|key| *key >= 2);
-        let answers: Vec<usize> = futures::future::join_all((0..4u32).map(|key| cache.get_or_compute(key, async { Ok(Weighs(9)) })))
-            .await
-            .into_iter()
-            .map(|answer| answer.expect("answer").0)
-            .collect();
+        let answers: Vec<usize> =
+            futures::future::join_all((0..4u32).map(|key| cache.get_or_compute(key, async { Ok(Weighs(9)) })))
+                .await
+                .into_iter()
+                .map(|answer| answer.expect("answer").0)
+                .collect();
         assert_eq!(answers, vec![0, 1, 9, 9]);
         // One computed across it is answered, not kept.
         let overtaken = cache.get_or_compute(7u32, async {

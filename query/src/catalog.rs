@@ -33,7 +33,11 @@ pub fn changed_row(current: AdRow, changes: AdChanges, now: OffsetDateTime) -> R
         description: changes.description.map_or(current.description, |d| d.0),
         media_url: changes.media_url.map(|u| web_url("media_url", &u.0)).transpose()?.unwrap_or(current.media_url),
         target_url: changes.target_url.map(|u| web_url("target_url", &u.0)).transpose()?.unwrap_or(current.target_url),
-        campaign_id: changes.campaign_id.map(|c| non_blank("campaign_id", c.0)).transpose()?.unwrap_or(current.campaign_id),
+        campaign_id: changes
+            .campaign_id
+            .map(|c| non_blank("campaign_id", c.0))
+            .transpose()?
+            .unwrap_or(current.campaign_id),
         active: changes.active.unwrap_or(current.active),
         updated_at: next_version(current.updated_at, now),
         ..current
@@ -106,7 +110,10 @@ mod tests {
     #[test]
     fn new_ads_are_checked_and_trimmed() {
         let row = new_row(new_ad(), NOW + Duration::nanoseconds(1_999_999)).unwrap();
-        assert_eq!((row.title.as_str(), row.created_at, row.updated_at), ("Trail shoes", NOW + Duration::milliseconds(1), row.created_at));
+        assert_eq!(
+            (row.title.as_str(), row.created_at, row.updated_at),
+            ("Trail shoes", NOW + Duration::milliseconds(1), row.created_at)
+        );
         assert_eq!(field(new_row(NewAd { title: "  ".into(), ..new_ad() }, NOW)), "title");
         assert_eq!(field(new_row(NewAd { target_url: "javascript:alert(1)".into(), ..new_ad() }, NOW)), "target_url");
         assert_eq!(field(new_row(NewAd { media_url: "file:///etc/passwd".into(), ..new_ad() }, NOW)), "media_url");
@@ -125,6 +132,9 @@ mod tests {
         assert_eq!(changed.updated_at, NOW + Duration::milliseconds(1));
         let off = deactivated_row(changed, NOW + Duration::minutes(1));
         assert!(!off.active);
-        assert_eq!(field(changed_row(off, AdChanges { campaign_id: Some(Text::default()), ..AdChanges::default() }, NOW)), "campaign_id");
+        assert_eq!(
+            field(changed_row(off, AdChanges { campaign_id: Some(Text::default()), ..AdChanges::default() }, NOW)),
+            "campaign_id"
+        );
     }
 }

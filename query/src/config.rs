@@ -120,7 +120,20 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Config {
-        Config::try_parse_from(["query", "--clickhouse-password", "query-password", "--nats-user", "adtrack_query", "--nats-password", "nats-password"].iter().chain(args)).unwrap()
+        Config::try_parse_from(
+            [
+                "query",
+                "--clickhouse-password",
+                "query-password",
+                "--nats-user",
+                "adtrack_query",
+                "--nats-password",
+                "nats-password",
+            ]
+            .iter()
+            .chain(args),
+        )
+        .unwrap()
     }
 
     #[test]

@@ -87,12 +87,18 @@ impl CountsReader {
     }
 
     /// Totals per ad over the window, for the ads that had events.
-    pub async fn totals_by_ad(&self, window: Window, ads: Ads<'_>, states: States) -> Result<BTreeMap<Uuid, Counts>, QueryError> {
+    pub async fn totals_by_ad(
+        &self,
+        window: Window,
+        ads: Ads<'_>,
+        states: States,
+    ) -> Result<BTreeMap<Uuid, Counts>, QueryError> {
         let by_key = self.rollups(window, Scope::of(ads), GroupBy::Ad, states).await?;
         by_key
             .into_iter()
             .map(|(key, counts)| {
-                let id = Uuid::parse_str(&key).map_err(|e| QueryError::ClickHouse(format!("bad ad_id {key:?}: {e}")))?;
+                let id =
+                    Uuid::parse_str(&key).map_err(|e| QueryError::ClickHouse(format!("bad ad_id {key:?}: {e}")))?;
                 Ok((id, counts))
             })
             .collect()
@@ -105,12 +111,20 @@ impl CountsReader {
     }
 
     /// Counts per bucket (keyed by the bucket's unix start) of the ads; empty buckets absent.
-    pub async fn series(&self, window: Window, ads: Ads<'_>, granularity: Granularity, zone: &Zone) -> Result<BTreeMap<i64, Counts>, QueryError> {
-        let by_key = self.rollups(window, Scope::of(ads), GroupBy::Bucket(granularity, zone.clone()), States::Merged).await?;
+    pub async fn series(
+        &self,
+        window: Window,
+        ads: Ads<'_>,
+        granularity: Granularity,
+        zone: &Zone,
+    ) -> Result<BTreeMap<i64, Counts>, QueryError> {
+        let by_key =
+            self.rollups(window, Scope::of(ads), GroupBy::Bucket(granularity, zone.clone()), States::Merged).await?;
         by_key
             .into_iter()
             .map(|(key, counts)| {
-                let start = key.parse::<i64>().map_err(|e| QueryError::ClickHouse(format!("bad bucket {key:?}: {e}")))?;
+                let start =
+                    key.parse::<i64>().map_err(|e| QueryError::ClickHouse(format!("bad bucket {key:?}: {e}")))?;
                 Ok((start, counts))
             })
             .collect()
@@ -147,8 +161,10 @@ impl CountsReader {
         let percentiles = Question::Rollups { scope, group, read: Read::Percentiles };
         // Boxed, as each read below: a read's future is large, and several side by side
         // overflowed a worker thread's stack in debug builds.
-        let (mut out, percentiles) =
-            tokio::try_join!(Box::pin(self.summed_at(window, &counts, today)), self.piece(Piece::new(window, today), &percentiles))?;
+        let (mut out, percentiles) = tokio::try_join!(
+            Box::pin(self.summed_at(window, &counts, today)),
+            self.piece(Piece::new(window, today), &percentiles)
+        )?;
         for (key, found) in percentiles.iter() {
             let counts = out.entry(key.clone()).or_default();
             (counts.playback_p50_secs, counts.playback_p95_secs) = (found.playback_p50_secs, found.playback_p95_secs);
@@ -159,7 +175,9 @@ impl CountsReader {
     /// The question's counts over the window: the sum of its pieces', cut at `today`.
     async fn summed_at(&self, window: Window, question: &Question, today: OffsetDateTime) -> Result<ByKey, QueryError> {
         let pieces = window.pieces(today);
-        let parts = futures::future::try_join_all(pieces.into_iter().map(|piece| Box::pin(self.piece(piece, question)))).await?;
+        let parts =
+            futures::future::try_join_all(pieces.into_iter().map(|piece| Box::pin(self.piece(piece, question))))
+                .await?;
         let mut out = ByKey::new();
         for part in parts {
             for (key, counts) in part.iter() {
@@ -173,7 +191,9 @@ impl CountsReader {
     async fn piece(&self, piece: Piece, question: &Question) -> Result<Arc<ByKey>, QueryError> {
         let read = Box::pin(async {
             let counts = match question {
-                Question::Rollups { scope, group, read } => self.repo.rollups(piece.window, scope.ads(), group, *read).await?,
+                Question::Rollups { scope, group, read } => {
+                    self.repo.rollups(piece.window, scope.ads(), group, *read).await?
+                }
                 Question::Breakdown { by, filters } => self.repo.breakdown(piece.window, *by, filters).await?,
             };
             Ok(Arc::new(counts))

@@ -66,7 +66,9 @@ mod tests {
 
     #[test]
     fn a_repository_error_reaches_clients_without_its_text() {
-        let error = QueryError::ClickHouse("Code: 516. DB::Exception: adtrack_query: Authentication failed (clickhouse-0:9000)".into());
+        let error = QueryError::ClickHouse(
+            "Code: 516. DB::Exception: adtrack_query: Authentication failed (clickhouse-0:9000)".into(),
+        );
         assert_eq!(error.public_message(), "ClickHouse did not answer; retry shortly");
         assert!(error.to_string().contains("Authentication failed"), "the log keeps it");
         let invalid = QueryError::invalid("tz", "unknown time zone");

@@ -21,8 +21,11 @@ impl Metrics {
             &["cache", "outcome"],
         )?;
         let clickhouse_seconds = HistogramVec::new(
-            HistogramOpts::new("query_clickhouse_query_duration_seconds", "Duration of one ClickHouse query, by what it reads")
-                .buckets(prometheus::exponential_buckets(0.0005, 2.0, 16)?),
+            HistogramOpts::new(
+                "query_clickhouse_query_duration_seconds",
+                "Duration of one ClickHouse query, by what it reads",
+            )
+            .buckets(prometheus::exponential_buckets(0.0005, 2.0, 16)?),
             &["query"],
         )?;
         let write_notices = IntCounter::new(

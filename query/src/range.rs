@@ -65,8 +65,12 @@ impl Granularity {
             Granularity::Minute => format!("toUnixTimestamp(toStartOfMinute({t}))"),
             Granularity::Hour => format!("toUnixTimestamp(toStartOfHour({t}, {{tz:String}}))"),
             Granularity::Day => format!("toUnixTimestamp(toStartOfDay({t}, {{tz:String}}))"),
-            Granularity::Week => format!("toUnixTimestamp(toDateTime(toStartOfWeek({t}, 1, {{tz:String}}), {{tz:String}}))"),
-            Granularity::Month => format!("toUnixTimestamp(toDateTime(toStartOfMonth({t}, {{tz:String}}), {{tz:String}}))"),
+            Granularity::Week => {
+                format!("toUnixTimestamp(toDateTime(toStartOfWeek({t}, 1, {{tz:String}}), {{tz:String}}))")
+            }
+            Granularity::Month => {
+                format!("toUnixTimestamp(toDateTime(toStartOfMonth({t}, {{tz:String}}), {{tz:String}}))")
+            }
         }
     }
 }
@@ -103,11 +107,16 @@ impl Rollup {
     /// the query bounds it too, so the condition does.
     pub fn range_sql(self, i: usize) -> String {
         let time = self.column();
-        let (from, to) = (format!("toDateTime({{from{i}:Int64}}, 'UTC')"), format!("toDateTime({{to{i}:Int64}}, 'UTC')"));
+        let (from, to) =
+            (format!("toDateTime({{from{i}:Int64}}, 'UTC')"), format!("toDateTime({{to{i}:Int64}}, 'UTC')"));
         let range = format!("{time} >= {from} AND {time} < {to}");
         match self {
-            Rollup::Minute => format!("toStartOfHour(minute) >= toStartOfHour({from}) AND toStartOfHour(minute) < {to} AND {range}"),
-            Rollup::Hour => format!("toStartOfDay(hour) >= toStartOfDay({from}) AND toStartOfDay(hour) < {to} AND {range}"),
+            Rollup::Minute => {
+                format!("toStartOfHour(minute) >= toStartOfHour({from}) AND toStartOfHour(minute) < {to} AND {range}")
+            }
+            Rollup::Hour => {
+                format!("toStartOfDay(hour) >= toStartOfDay({from}) AND toStartOfDay(hour) < {to} AND {range}")
+            }
             Rollup::Day => range,
         }
     }
@@ -138,7 +147,8 @@ impl Zone {
     /// into the service. It keeps the database's spelling of the name: that is what ClickHouse
     /// is given, what the answer echoes and what the cache is keyed by.
     pub fn parse(name: &str) -> Result<Zone, QueryError> {
-        let unknown = || QueryError::invalid("tz", format!("unknown time zone {name:?}: use an IANA name such as Europe/Paris"));
+        let unknown =
+            || QueryError::invalid("tz", format!("unknown time zone {name:?}: use an IANA name such as Europe/Paris"));
         let tz = TimeZone::get(name).map_err(|_| unknown())?;
         let canonical = tz.iana_name().ok_or_else(unknown)?.to_owned();
         Ok(Zone { name: canonical, tz })
@@ -156,7 +166,9 @@ impl Zone {
 
     /// Every UTC offset the zone has during `[from, to)`.
     fn offsets(&self, from: OffsetDateTime, to: OffsetDateTime) -> Vec<i32> {
-        let (Ok(from), Ok(to)) = (Timestamp::from_second(from.unix_timestamp()), Timestamp::from_second(to.unix_timestamp())) else {
+        let (Ok(from), Ok(to)) =
+            (Timestamp::from_second(from.unix_timestamp()), Timestamp::from_second(to.unix_timestamp()))
+        else {
             return vec![0];
         };
         let mut offsets = vec![self.tz.to_offset(from).seconds()];
@@ -209,8 +221,12 @@ impl Segment {
     pub fn rows_sql(&self, i: usize) -> String {
         match self.rows {
             Rows::All => String::new(),
-            Rows::InsideBuckets(g) => format!(" AND {} = {}", g.bucket_start_sql("hour"), g.bucket_start_sql("(hour + 3599)")),
-            Rows::InCutHours => format!(" AND toStartOfHour(minute) IN (SELECT toDateTime(arrayJoin({{cut{i}:Array(Int64)}}), 'UTC'))"),
+            Rows::InsideBuckets(g) => {
+                format!(" AND {} = {}", g.bucket_start_sql("hour"), g.bucket_start_sql("(hour + 3599)"))
+            }
+            Rows::InCutHours => {
+                format!(" AND toStartOfHour(minute) IN (SELECT toDateTime(arrayJoin({{cut{i}:Array(Int64)}}), 'UTC'))")
+            }
         }
     }
 }
@@ -317,7 +333,10 @@ impl Window {
             if starts.len() as i64 == MAX_BUCKETS {
                 return Err(too_many());
             }
-            starts.push(OffsetDateTime::from_unix_timestamp(start.timestamp().as_second()).map_err(|e| time_error(e.to_string()))?);
+            starts.push(
+                OffsetDateTime::from_unix_timestamp(start.timestamp().as_second())
+                    .map_err(|e| time_error(e.to_string()))?,
+            );
             start = next_bucket_start(&start, granularity)?;
         }
         Ok(starts)
@@ -332,7 +351,9 @@ impl Window {
         match granularity {
             Granularity::Minute => Rollup::Minute,
             Granularity::Day | Granularity::Week | Granularity::Month if aligned(86_400) => Rollup::Day,
-            Granularity::Hour | Granularity::Day | Granularity::Week | Granularity::Month if aligned(3_600) => Rollup::Hour,
+            Granularity::Hour | Granularity::Day | Granularity::Week | Granularity::Month if aligned(3_600) => {
+                Rollup::Hour
+            }
             _ => Rollup::Minute,
         }
     }
@@ -346,7 +367,10 @@ impl Window {
         let coarsest = self.coarsest_rollup(granularity, zone);
         let (hours_from, hours_to) = (ceil(self.from, Duration::HOUR), floor(self.to, Duration::HOUR));
         // Hourly buckets at :30 hold no whole hour: then minutes throughout.
-        if coarsest != Rollup::Minute || matches!(granularity, Granularity::Minute | Granularity::Hour) || hours_from >= hours_to {
+        if coarsest != Rollup::Minute
+            || matches!(granularity, Granularity::Minute | Granularity::Hour)
+            || hours_from >= hours_to
+        {
             return self.segments(coarsest);
         }
         let segment = |rollup, from, to, rows| Segment { rollup, from, to, rows };
@@ -421,7 +445,9 @@ fn bucket_start(t: &Zoned, granularity: Granularity) -> Result<Zoned, QueryError
         Granularity::Day => t.start_of_day(),
         Granularity::Week => {
             let since_monday = i64::from(t.weekday().since(Weekday::Monday));
-            t.start_of_day().and_then(|day| day.checked_sub(since_monday.days())).and_then(|monday| monday.start_of_day())
+            t.start_of_day()
+                .and_then(|day| day.checked_sub(since_monday.days()))
+                .and_then(|monday| monday.start_of_day())
         }
         Granularity::Month => t.first_of_month().and_then(|first| first.start_of_day()),
     };
@@ -471,7 +497,11 @@ fn floor(t: OffsetDateTime, step: Duration) -> OffsetDateTime {
 
 fn ceil(t: OffsetDateTime, step: Duration) -> OffsetDateTime {
     let down = floor(t, step);
-    if down == t { t } else { down + step }
+    if down == t {
+        t
+    } else {
+        down + step
+    }
 }
 
 #[cfg(test)]
@@ -513,7 +543,10 @@ mod tests {
             ]
         );
         // A minute later the whole days are the same piece.
-        assert_eq!(pieces(datetime!(2026-10-23 10:18 UTC), datetime!(2026-11-22 10:19 UTC))[1].0, datetime!(2026-10-24 0:00 UTC));
+        assert_eq!(
+            pieces(datetime!(2026-10-23 10:18 UTC), datetime!(2026-11-22 10:19 UTC))[1].0,
+            datetime!(2026-10-24 0:00 UTC)
+        );
         // Wholly in the past, ending inside a day: three past pieces.
         assert_eq!(
             pieces(datetime!(2026-11-01 22:00 UTC), datetime!(2026-11-05 6:30 UTC)),
@@ -589,8 +622,9 @@ mod tests {
 
     #[test]
     fn explicit_ranges_are_aligned() {
-        let w = Window::resolve(Some(datetime!(2026-11-01 0:00:30 UTC)), Some(datetime!(2026-11-02 0:00 UTC)), None, NOW)
-            .unwrap();
+        let w =
+            Window::resolve(Some(datetime!(2026-11-01 0:00:30 UTC)), Some(datetime!(2026-11-02 0:00 UTC)), None, NOW)
+                .unwrap();
         assert_eq!(w, Window { from: datetime!(2026-11-01 0:00 UTC), to: datetime!(2026-11-02 0:00 UTC) });
         let w = Window::resolve(Some(datetime!(2026-11-22 10:00 +02:00)), None, None, NOW).unwrap();
         assert_eq!(w.from, datetime!(2026-11-22 8:00 UTC));
@@ -618,13 +652,19 @@ mod tests {
         let utc = Zone::utc();
         let w = Window { from: datetime!(2026-11-22 9:17 UTC), to: datetime!(2026-11-22 11:01 UTC) };
         let hours = w.buckets(Granularity::Hour, &utc).unwrap();
-        assert_eq!(hours, vec![datetime!(2026-11-22 9:00 UTC), datetime!(2026-11-22 10:00 UTC), datetime!(2026-11-22 11:00 UTC)]);
+        assert_eq!(
+            hours,
+            vec![datetime!(2026-11-22 9:00 UTC), datetime!(2026-11-22 10:00 UTC), datetime!(2026-11-22 11:00 UTC)]
+        );
         assert_eq!(w.buckets(Granularity::Minute, &utc).unwrap().len(), 104);
         assert_eq!(w.buckets(Granularity::Day, &utc).unwrap(), vec![datetime!(2026-11-22 0:00 UTC)]);
         assert_eq!(w.buckets(Granularity::Week, &utc).unwrap(), vec![datetime!(2026-11-16 0:00 UTC)]);
         assert_eq!(w.buckets(Granularity::Month, &utc).unwrap(), vec![datetime!(2026-11-01 0:00 UTC)]);
         let year = Window { from: datetime!(2025-01-01 0:00 UTC), to: datetime!(2026-01-01 0:00 UTC) };
-        assert!(matches!(year.buckets(Granularity::Minute, &utc), Err(QueryError::InvalidParameter { field: "granularity", .. })));
+        assert!(matches!(
+            year.buckets(Granularity::Minute, &utc),
+            Err(QueryError::InvalidParameter { field: "granularity", .. })
+        ));
         assert_eq!(year.buckets(Granularity::Hour, &utc).unwrap().len(), 8760);
         assert_eq!(year.buckets(Granularity::Month, &utc).unwrap().len(), 12);
     }
@@ -635,7 +675,10 @@ mod tests {
         // Paris leaves summer time on 2026-10-25: that local day lasts 25 hours.
         let w = Window { from: datetime!(2026-10-24 12:00 UTC), to: datetime!(2026-10-26 12:00 UTC) };
         let days = w.buckets(Granularity::Day, &paris).unwrap();
-        assert_eq!(days, vec![datetime!(2026-10-23 22:00 UTC), datetime!(2026-10-24 22:00 UTC), datetime!(2026-10-25 23:00 UTC)]);
+        assert_eq!(
+            days,
+            vec![datetime!(2026-10-23 22:00 UTC), datetime!(2026-10-24 22:00 UTC), datetime!(2026-10-25 23:00 UTC)]
+        );
         assert_eq!(paris.local(days[2]).offset(), time::macros::offset!(+1));
         let months = Window { from: datetime!(2026-03-15 0:00 UTC), to: datetime!(2026-05-02 0:00 UTC) };
         assert_eq!(
@@ -643,10 +686,16 @@ mod tests {
             vec![datetime!(2026-02-28 23:00 UTC), datetime!(2026-03-31 22:00 UTC), datetime!(2026-04-30 22:00 UTC)]
         );
         // Weeks start on Monday at local midnight (2026-10-26 is a Monday, in winter time).
-        assert_eq!(w.buckets(Granularity::Week, &paris).unwrap(), vec![datetime!(2026-10-18 22:00 UTC), datetime!(2026-10-25 23:00 UTC)]);
+        assert_eq!(
+            w.buckets(Granularity::Week, &paris).unwrap(),
+            vec![datetime!(2026-10-18 22:00 UTC), datetime!(2026-10-25 23:00 UTC)]
+        );
         // Santiago's clocks jump from 00:00 to 01:00 on 2022-09-11: that day starts at 01:00.
         let santiago = Window { from: datetime!(2022-09-10 12:00 UTC), to: datetime!(2022-09-11 12:00 UTC) };
-        assert_eq!(santiago.buckets(Granularity::Day, &zone("America/Santiago")).unwrap()[1], datetime!(2022-09-11 4:00 UTC));
+        assert_eq!(
+            santiago.buckets(Granularity::Day, &zone("America/Santiago")).unwrap()[1],
+            datetime!(2022-09-11 4:00 UTC)
+        );
     }
 
     #[test]
@@ -655,7 +704,11 @@ mod tests {
         let kolkata = zone("Asia/Kolkata");
         // Three Kolkata days (they start at 18:30 UTC), from and to inside the first and last.
         let w = Window { from: datetime!(2026-11-19 20:10 UTC), to: datetime!(2026-11-21 19:05 UTC) };
-        let shape: Vec<_> = w.series_segments(Granularity::Day, &kolkata).into_iter().map(|s| (s.rollup, s.from, s.to, s.rows)).collect();
+        let shape: Vec<_> = w
+            .series_segments(Granularity::Day, &kolkata)
+            .into_iter()
+            .map(|s| (s.rollup, s.from, s.to, s.rows))
+            .collect();
         let (whole_from, whole_to) = (datetime!(2026-11-19 21:00 UTC), datetime!(2026-11-21 19:00 UTC));
         assert_eq!(
             shape,
@@ -673,7 +726,10 @@ mod tests {
         assert_eq!(w.cut_hours(Granularity::Day, &kolkata).unwrap(), cut.to_vec());
         assert_eq!(w.cut_hours(Granularity::Day, &Zone::utc()).unwrap(), Vec::<i64>::new());
         // Hourly buckets at :30 hold no whole UTC hour: one minute read; whole-hour zones as before.
-        assert_eq!(w.series_segments(Granularity::Hour, &kolkata), vec![Segment { rollup: Minute, from: w.from, to: w.to, rows: Rows::All }]);
+        assert_eq!(
+            w.series_segments(Granularity::Hour, &kolkata),
+            vec![Segment { rollup: Minute, from: w.from, to: w.to, rows: Rows::All }]
+        );
         assert_eq!(w.series_segments(Granularity::Day, &zone("Europe/Paris")), w.segments(Hour));
     }
 

@@ -23,7 +23,10 @@ pub enum Metric {
 impl Metric {
     /// Whether ranking by it needs states (unique visitors, percentiles) merged for every ad.
     pub fn needs_states(self) -> bool {
-        matches!(self, Metric::UniqueClicks | Metric::UniqueViewers | Metric::P50PlaybackTimeSecs | Metric::P95PlaybackTimeSecs)
+        matches!(
+            self,
+            Metric::UniqueClicks | Metric::UniqueViewers | Metric::P50PlaybackTimeSecs | Metric::P95PlaybackTimeSecs
+        )
     }
 
     /// The value ranked by; `None` (a ratio over nothing) ranks below every number.
@@ -101,7 +104,9 @@ mod tests {
             (ad(3), Counts { clicks: 5, impressions: 10, ..Counts::default() }),
             (ad(4), Counts { clicks: 1, impressions: 2, ..Counts::default() }),
         ]);
-        let ids = |metric, limit| top(totals.clone(), Ranking { metric, limit }).into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+        let ids = |metric, limit| {
+            top(totals.clone(), Ranking { metric, limit }).into_iter().map(|(id, _)| id).collect::<Vec<_>>()
+        };
         assert_eq!(ids(Metric::Clicks, 10), vec![ad(2), ad(1), ad(3), ad(4)]);
         assert_eq!(ids(Metric::Clicks, 2), vec![ad(2), ad(1)]);
         // CTR: 0.5, 0.5 (tie: by id), 0.05, then ad 2 without impressions.

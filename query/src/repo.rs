@@ -209,21 +209,30 @@ impl Repo {
 
     /// When ingest received the newest event stored so far; `None` before the first.
     pub async fn newest_event_received_at(&self) -> Result<Option<OffsetDateTime>, QueryError> {
-        let query = self.client.query("SELECT toUnixTimestamp64Milli(max(newest_received_at)) FROM events_received_watermark");
+        let query =
+            self.client.query("SELECT toUnixTimestamp64Milli(max(newest_received_at)) FROM events_received_watermark");
         let newest: i64 = self.timed("watermark", query.fetch_one()).await?;
         Ok((newest > 0).then(|| OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(newest)))
     }
 
     /// What `read` computes over the window's rollup rows of `ads`, per group (keyed as
     /// [`GroupBy`] says); groups without events are absent.
-    pub async fn rollups(&self, window: Window, ads: Ads<'_>, group: &GroupBy, read: Read) -> Result<BTreeMap<String, Counts>, QueryError> {
+    pub async fn rollups(
+        &self,
+        window: Window,
+        ads: Ads<'_>,
+        group: &GroupBy,
+        read: Read,
+    ) -> Result<BTreeMap<String, Counts>, QueryError> {
         let segments = match group {
             GroupBy::Ad | GroupBy::Total => window.segments(Rollup::Day),
             GroupBy::Bucket(g, zone) => window.series_segments(*g, zone),
         };
         let key = group.key_sql();
         let cut_hours = match group {
-            GroupBy::Bucket(g, zone) if segments.iter().any(|s| matches!(s.rows, Rows::InCutHours)) => window.cut_hours(*g, zone)?,
+            GroupBy::Bucket(g, zone) if segments.iter().any(|s| matches!(s.rows, Rows::InCutHours)) => {
+                window.cut_hours(*g, zone)?
+            }
             _ => Vec::new(),
         };
         let bind = |sql: &str| {
@@ -311,11 +320,18 @@ struct BreakdownAgg {
 impl Repo {
     /// Counts per value of `by` over the window, for the events matching `filters`. Only the
     /// counts and unique visitors are filled: the audience rollups keep nothing else.
-    pub async fn breakdown(&self, window: Window, by: Dimension, filters: &Filters) -> Result<BTreeMap<String, Counts>, QueryError> {
+    pub async fn breakdown(
+        &self,
+        window: Window,
+        by: Dimension,
+        filters: &Filters,
+    ) -> Result<BTreeMap<String, Counts>, QueryError> {
         let segments = window.segments(Rollup::Day);
         let (key, join) = match by {
             Dimension::Ad => ("toString(r.ad_id)", ""),
-            Dimension::Campaign => ("c.campaign_id", " LEFT JOIN (SELECT id, campaign_id FROM ads FINAL) AS c ON c.id = r.ad_id"),
+            Dimension::Campaign => {
+                ("c.campaign_id", " LEFT JOIN (SELECT id, campaign_id FROM ads FINAL) AS c ON c.id = r.ad_id")
+            }
             Dimension::DeviceType => ("if(r.device_type = '', 'unknown', r.device_type)", ""),
             Dimension::Browser => ("if(r.browser = '', 'unknown', r.browser)", ""),
             Dimension::Country => ("if(r.country = '', 'unknown', r.country)", ""),
@@ -341,7 +357,11 @@ impl Repo {
             if let Some(campaign) = &filters.campaign_id {
                 query = query.param("campaign_id", campaign.as_str());
             }
-            for (name, value) in [("device_type", filters.device_type), ("browser", filters.browser), ("country", filters.country.as_deref())] {
+            for (name, value) in [
+                ("device_type", filters.device_type),
+                ("browser", filters.browser),
+                ("country", filters.country.as_deref()),
+            ] {
                 if let Some(value) = value {
                     query = query.param(name, value);
                 }
@@ -377,7 +397,11 @@ fn audience_rows(kind: &str, count: &str, segments: &[Segment], filters: &Filter
     if filters.campaign_id.is_some() {
         conditions.push_str("ad_id IN (SELECT id FROM ads FINAL WHERE campaign_id = {campaign_id:String}) AND ");
     }
-    for (name, set) in [("device_type", filters.device_type.is_some()), ("browser", filters.browser.is_some()), ("country", filters.country.is_some())] {
+    for (name, set) in [
+        ("device_type", filters.device_type.is_some()),
+        ("browser", filters.browser.is_some()),
+        ("country", filters.country.is_some()),
+    ] {
         if set {
             conditions.push_str(&format!("{name} = {{{name}:String}} AND "));
         }
@@ -424,8 +448,13 @@ const CLICKS: EventTable = EventTable {
     other_sums: &["playback_time_secs_sum", "playback_count", "watched_percent_sum", "watched_percent_count"],
 };
 
-const IMPRESSIONS: EventTable =
-    EventTable { kind: "impression", table: "impression_events", count: "impressions", unique: "unique_viewers", other_sums: &[] };
+const IMPRESSIONS: EventTable = EventTable {
+    kind: "impression",
+    table: "impression_events",
+    count: "impressions",
+    unique: "unique_viewers",
+    other_sums: &[],
+};
 
 impl EventTable {
     fn sums(&self) -> impl Iterator<Item = &'static str> + '_ {
@@ -509,7 +538,14 @@ impl StoredDays {
 /// UTC days (ingest keys visitor ids by the UTC day of the event, so no id is in two days):
 /// whole days the window covers come from the stored numbers where those are current, and the
 /// rest (the edges, and days stored late or not yet) merge their states per day.
-fn counts_sql(table: &EventTable, key: &str, segments: &[Segment], ads: Ads<'_>, stored: StoredDays, states: States) -> String {
+fn counts_sql(
+    table: &EventTable,
+    key: &str,
+    segments: &[Segment],
+    ads: Ads<'_>,
+    stored: StoredDays,
+    states: States,
+) -> String {
     let ad = ads.condition();
     let sums = table.sums().collect::<Vec<_>>().join(", ");
     if states == States::Skipped {
@@ -539,7 +575,9 @@ fn counts_sql(table: &EventTable, key: &str, segments: &[Segment], ads: Ads<'_>,
         table.summed(),
         state_rows.join(" UNION ALL ")
     )];
-    per_day.extend(current_rows.iter().map(|rows| format!("SELECT {key} AS key, {}, visitors FROM ({rows})", table.columns(""))));
+    per_day.extend(
+        current_rows.iter().map(|rows| format!("SELECT {key} AS key, {}, visitors FROM ({rows})", table.columns(""))),
+    );
     format!("SELECT key, {} FROM ({}) GROUP BY key", table.answer("sum(visitors)"), per_day.join(" UNION ALL "))
 }
 
@@ -572,7 +610,8 @@ mod tests {
         let none = Counts::default();
         assert_eq!(none.ctr(), None);
         assert_eq!(none.avg_playback_time_secs(), None);
-        let some = Counts { clicks: 1, impressions: 4, playback_time_secs_sum: 30.0, playback_count: 2, ..Counts::default() };
+        let some =
+            Counts { clicks: 1, impressions: 4, playback_time_secs_sum: 30.0, playback_count: 2, ..Counts::default() };
         assert_eq!(some.ctr(), Some(0.25));
         assert_eq!(some.avg_playback_time_secs(), Some(15.0));
     }

@@ -7,7 +7,10 @@ use uuid::Uuid;
 
 use schemas::rows::AdRow;
 
-use crate::api::model::{Ad, AdAnalytics, AdChanges, Breakdown, BreakdownGroup, NewAd, AdList, AdMetrics, AnalyticsReport, Bucket, Pagination, Period, PreviousReport, Series};
+use crate::api::model::{
+    Ad, AdAnalytics, AdChanges, AdList, AdMetrics, AnalyticsReport, Breakdown, BreakdownGroup, Bucket, NewAd,
+    Pagination, Period, PreviousReport, Series,
+};
 use crate::breakdown::{Dimension, Filters};
 use crate::cache::AnswerCache;
 use crate::catalog;
@@ -86,7 +89,10 @@ impl Analytics {
                     to: query.window.to,
                     by: query.by,
                     newest_event_received_at,
-                    groups: ranking::top(groups, query.ranking).into_iter().map(|(value, c)| BreakdownGroup::new(value, c)).collect(),
+                    groups: ranking::top(groups, query.ranking)
+                        .into_iter()
+                        .map(|(value, c)| BreakdownGroup::new(value, c))
+                        .collect(),
                 })
             })
             .await
@@ -209,7 +215,12 @@ impl Analytics {
     }
 
     /// The same ads over the previous period, in the same order.
-    async fn previous_report(&self, window: Window, query: &ReportQuery, ads: &[(Uuid, Counts)]) -> Result<PreviousReport, QueryError> {
+    async fn previous_report(
+        &self,
+        window: Window,
+        query: &ReportQuery,
+        ads: &[(Uuid, Counts)],
+    ) -> Result<PreviousReport, QueryError> {
         let ids: Vec<Uuid> = ads.iter().map(|(id, _)| *id).collect();
         // A ranking holds at most a page of ads: read just those. A full report reads every ad,
         // as the current window did, rather than binding a list of all of them.
@@ -237,7 +248,10 @@ impl Analytics {
             from: window.from,
             to: window.to,
             total: total.into(),
-            ads: ids.iter().map(|id| AdMetrics { ad_id: *id, metrics: totals.remove(id).unwrap_or_default().into() }).collect(),
+            ads: ids
+                .iter()
+                .map(|id| AdMetrics { ad_id: *id, metrics: totals.remove(id).unwrap_or_default().into() })
+                .collect(),
         })
     }
 
@@ -264,21 +278,36 @@ impl Analytics {
                 };
                 let (current, previous, newest_event_received_at) =
                     tokio::try_join!(current, previous, self.newest_event_received_at())?;
-                Ok(Series { granularity: query.granularity, tz: query.zone.name().to_owned(), newest_event_received_at, current, previous })
+                Ok(Series {
+                    granularity: query.granularity,
+                    tz: query.zone.name().to_owned(),
+                    newest_event_received_at,
+                    current,
+                    previous,
+                })
             })
             .await
     }
 
     /// The totals and series of one ad, or of every ad, over the given buckets.
-    async fn period(&self, ad: Option<Uuid>, window: Window, query: &SeriesQuery, buckets: Vec<OffsetDateTime>) -> Result<Period, QueryError> {
+    async fn period(
+        &self,
+        ad: Option<Uuid>,
+        window: Window,
+        query: &SeriesQuery,
+        buckets: Vec<OffsetDateTime>,
+    ) -> Result<Period, QueryError> {
         let scope = ad.map_or(Ads::All, Ads::One);
         let totals = async {
             match ad {
-                Some(id) => Ok(self.counts.totals_by_ad(window, scope, States::Merged).await?.remove(&id).unwrap_or_default()),
+                Some(id) => {
+                    Ok(self.counts.totals_by_ad(window, scope, States::Merged).await?.remove(&id).unwrap_or_default())
+                }
                 None => self.counts.total(window).await,
             }
         };
-        let (totals, mut by_bucket) = tokio::try_join!(totals, self.counts.series(window, scope, query.granularity, &query.zone))?;
+        let (totals, mut by_bucket) =
+            tokio::try_join!(totals, self.counts.series(window, scope, query.granularity, &query.zone))?;
         let series: Vec<Bucket> = buckets
             .into_iter()
             .map(|start| Bucket {
@@ -288,7 +317,9 @@ impl Analytics {
             .collect();
         // ClickHouse's zone rules and ours must name the same buckets, or counts would be lost.
         if let Some(start) = by_bucket.keys().next() {
-            return Err(QueryError::ClickHouse(format!("ClickHouse counted a bucket starting at {start}, which is not one of the planned buckets")));
+            return Err(QueryError::ClickHouse(format!(
+                "ClickHouse counted a bucket starting at {start}, which is not one of the planned buckets"
+            )));
         }
         Ok(Period { from: window.from, to: window.to, totals: totals.into(), series })
     }

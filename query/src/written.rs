@@ -16,7 +16,13 @@ use crate::service::Analytics;
 
 /// Runs until the connection is closed for good. async-nats reconnects and resubscribes on
 /// its own; announcements sent meanwhile are lost, which only the TTL covers.
-pub async fn forget_on_writes(nats_url: String, login: NatsLogin, subject: String, analytics: Arc<Analytics>, metrics: Metrics) {
+pub async fn forget_on_writes(
+    nats_url: String,
+    login: NatsLogin,
+    subject: String,
+    analytics: Arc<Analytics>,
+    metrics: Metrics,
+) {
     let nats = match service_kit::connect_nats(&nats_url, &login).await {
         Ok(nats) => nats,
         Err(error) => {

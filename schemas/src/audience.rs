@@ -45,7 +45,10 @@ impl DeviceType {
     pub fn of(user_agent: &str) -> DeviceType {
         let ua = user_agent.to_ascii_lowercase();
         let has = |token: &str| ua.contains(token);
-        if ["bot", "crawler", "spider", "slurp", "curl/", "wget/", "python-requests", "headlesschrome"].iter().any(|t| has(t)) {
+        if ["bot", "crawler", "spider", "slurp", "curl/", "wget/", "python-requests", "headlesschrome"]
+            .iter()
+            .any(|t| has(t))
+        {
             DeviceType::Bot
         } else if has("ipad") || has("tablet") || (has("android") && !has("mobile")) {
             DeviceType::Tablet

@@ -126,7 +126,8 @@ fn split_array(body: &[u8], max: usize) -> Result<Vec<&[u8]>, BatchRejection> {
     let mut items = Items { kept: Vec::new(), beyond: 0, max };
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let malformed = |e: serde_json::Error| {
-        let detail = if e.is_data() { "body must be a JSON array of events".to_owned() } else { format!("malformed JSON: {e}") };
+        let detail =
+            if e.is_data() { "body must be a JSON array of events".to_owned() } else { format!("malformed JSON: {e}") };
         BatchRejection::Input(InputError::malformed(None, detail))
     };
     serde::Deserializer::deserialize_seq(&mut deserializer, &mut items).map_err(malformed)?;

@@ -122,9 +122,8 @@ impl AdEvent {
     /// the whole message undecodable: a message is counted entirely or not at all.
     pub fn from_message(payload: &[u8]) -> Result<Vec<Self>, DecodeError> {
         let documents = serde_json::Deserializer::from_slice(payload).into_iter::<&serde_json::value::RawValue>();
-        let events = documents
-            .map(|document| Self::from_json(document?.get().as_bytes()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let events =
+            documents.map(|document| Self::from_json(document?.get().as_bytes())).collect::<Result<Vec<_>, _>>()?;
         if events.is_empty() {
             return Err(DecodeError::Empty);
         }
@@ -157,8 +156,7 @@ mod tests {
         assert_eq!(click.playback_time_secs, Some(12.5));
         assert_eq!(click.watched_percent, Some(40.0));
         assert_eq!(click.client_ip, Some("203.0.113.7".parse().unwrap()));
-        let impression =
-            AdEvent::from_json(include_bytes!("../test-data/v1/impression.json")).unwrap();
+        let impression = AdEvent::from_json(include_bytes!("../test-data/v1/impression.json")).unwrap();
         assert_eq!(impression.kind, EventKind::Impression);
         assert_eq!(impression.playback_time_secs, None);
         assert_eq!(click.request_id, None, "events from before ingest recorded request ids");
@@ -166,7 +164,10 @@ mod tests {
         // that do not know them ignore them.
         let newer = AdEvent::from_json(include_bytes!("../test-data/v1/click_with_request_id.json")).unwrap();
         assert_eq!(newer.request_id.as_deref(), Some("checkout-page-42"));
-        assert_eq!((newer.device_type, newer.browser, newer.country.as_deref()), (Some(DeviceType::Mobile), Some(Browser::Safari), Some("FR")));
+        assert_eq!(
+            (newer.device_type, newer.browser, newer.country.as_deref()),
+            (Some(DeviceType::Mobile), Some(Browser::Safari), Some("FR"))
+        );
         assert_eq!((newer.visitor_id, newer.invalid_reason), (None, None), "events from before ingest hashed visitors");
         let flagged = AdEvent::from_json(include_bytes!("../test-data/v1/click_flagged_bot.json")).unwrap();
         assert_eq!(flagged.visitor_id, Some(9_876_543_210_123_456_789));

@@ -19,7 +19,8 @@ pub const MAX_PLAYBACK_TIME_SECS: f64 = 86_400.0;
 /// Every field an impression may have.
 pub const IMPRESSION_FIELDS: &[&str] = &["event_id", "ad_id", "timestamp", "country"];
 /// Every field a click may have.
-pub const CLICK_FIELDS: &[&str] = &["event_id", "ad_id", "timestamp", "country", "playback_time_secs", "watched_percent"];
+pub const CLICK_FIELDS: &[&str] =
+    &["event_id", "ad_id", "timestamp", "country", "playback_time_secs", "watched_percent"];
 
 /// Longest user agent kept; longer ones are cut (at a character boundary), never rejected.
 pub const MAX_USER_AGENT_BYTES: usize = 512;
@@ -362,7 +363,10 @@ mod tests {
         );
         assert_eq!(rejected(&format!(r#"{{"ad_id":"{AD}","timestamp":"yesterday"}}"#)), field("timestamp"));
         assert_eq!(rejected(&format!(r#"{{"ad_id":"{AD}","playback_time_secs":-1}}"#)), field("playback_time_secs"));
-        assert_eq!(rejected(&format!(r#"{{"ad_id":"{AD}","playback_time_secs":86400.5}}"#)), field("playback_time_secs"));
+        assert_eq!(
+            rejected(&format!(r#"{{"ad_id":"{AD}","playback_time_secs":86400.5}}"#)),
+            field("playback_time_secs")
+        );
         assert_eq!(rejected(&format!(r#"{{"ad_id":"{AD}","watched_percent":100.1}}"#)), field("watched_percent"));
     }
 

@@ -135,9 +135,17 @@ mod tests {
         let person = Some("Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0");
         assert_eq!(recheck(None, Some("curl/8")), Some(InvalidReason::BotUserAgent), "a bot claiming to be billable");
         assert_eq!(recheck(None, None), Some(InvalidReason::MissingUserAgent));
-        assert_eq!(recheck(Some(InvalidReason::DatacenterIp), person), Some(InvalidReason::DatacenterIp), "ingest's address rule stays");
+        assert_eq!(
+            recheck(Some(InvalidReason::DatacenterIp), person),
+            Some(InvalidReason::DatacenterIp),
+            "ingest's address rule stays"
+        );
         assert_eq!(recheck(Some(InvalidReason::DuplicateClick), person), None, "history is the aggregator's to find");
         assert_eq!(recheck(None, person), None);
-        assert_eq!(recheck(Some(InvalidReason::DatacenterIp), Some("curl/8")), Some(InvalidReason::BotUserAgent), "as ingest orders them");
+        assert_eq!(
+            recheck(Some(InvalidReason::DatacenterIp), Some("curl/8")),
+            Some(InvalidReason::BotUserAgent),
+            "as ingest orders them"
+        );
     }
 }

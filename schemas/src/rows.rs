@@ -297,16 +297,24 @@ mod tests {
 
     #[test]
     fn flagged_events_become_invalid_rows_with_their_reason() {
-        let EventRow::Invalid(row) = EventRow::from_event(event("click_flagged_bot.json"), 7) else { panic!("not flagged") };
+        let EventRow::Invalid(row) = EventRow::from_event(event("click_flagged_bot.json"), 7) else {
+            panic!("not flagged")
+        };
         assert_eq!((row.kind.as_str(), row.invalid_reason.as_str()), ("click", "bot_user_agent"));
-        assert_eq!((row.visitor_id, row.stream_seq, row.client_ip.as_str()), (9_876_543_210_123_456_789, 7, "203.0.113.0"));
+        assert_eq!(
+            (row.visitor_id, row.stream_seq, row.client_ip.as_str()),
+            (9_876_543_210_123_456_789, 7, "203.0.113.0")
+        );
         assert_eq!(row.sender_id, row.visitor_id, "an event published without a sender id is its visitor");
 
         let click = EventRow::from_event(event("click.json"), 8);
         let EventRow::Click(billable) = click.clone() else { panic!("a click") };
         let EventRow::Invalid(row) = click.flagged(InvalidReason::DuplicateClick) else { panic!("not flagged") };
         assert_eq!((row.kind.as_str(), row.invalid_reason.as_str()), ("click", "duplicate_click"));
-        assert_eq!((row.playback_time_secs, row.watched_percent), (billable.playback_time_secs, billable.watched_percent));
+        assert_eq!(
+            (row.playback_time_secs, row.watched_percent),
+            (billable.playback_time_secs, billable.watched_percent)
+        );
         let again = EventRow::Invalid(row.clone()).flagged(InvalidReason::ClickWithoutImpression);
         assert_eq!(again, EventRow::Invalid(row), "the first reason stays");
     }
@@ -316,7 +324,11 @@ mod tests {
         let EventRow::Click(row) = EventRow::from_event(event("click.json"), 1) else { panic!("a click") };
         assert_eq!(row.visitor_id, unkeyed_visitor_id(&row.client_ip, &row.user_agent));
         assert_eq!(row.sender_id, row.visitor_id, "and the same sender id");
-        assert_eq!(unkeyed_visitor_id("203.0.113.7", "a"), 0x868e_9d24_06e3_bc73, "FNV-1a (checked against a Python FNV-1a), fixed across builds");
+        assert_eq!(
+            unkeyed_visitor_id("203.0.113.7", "a"),
+            0x868e_9d24_06e3_bc73,
+            "FNV-1a (checked against a Python FNV-1a), fixed across builds"
+        );
         assert_ne!(unkeyed_visitor_id("203.0.113.7", "a"), unkeyed_visitor_id("203.0.113.7a", ""));
     }
 }

@@ -58,7 +58,8 @@ impl SigningKey {
     /// Whether `header` signs `payload` (compared in constant time).
     pub fn verify(&self, payload: &[u8], header: Option<&str>) -> Result<(), SignatureError> {
         let header = header.ok_or(SignatureError::Missing)?;
-        let tag = header.strip_prefix("v1=").and_then(|digits| hex::decode(digits).ok()).ok_or(SignatureError::Malformed)?;
+        let tag =
+            header.strip_prefix("v1=").and_then(|digits| hex::decode(digits).ok()).ok_or(SignatureError::Malformed)?;
         ring::hmac::verify(&self.0, payload, &tag).map_err(|_| SignatureError::Mismatch)
     }
 }
@@ -88,7 +89,8 @@ impl WrittenNotice {
     /// The notice of a write of `events` rows up to stream sequence `last_stream_seq`, whose
     /// earliest event time is `earliest`.
     pub fn new(events: u64, last_stream_seq: u64, earliest: Option<OffsetDateTime>) -> Self {
-        let earliest_timestamp_ms = earliest.map(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX));
+        let earliest_timestamp_ms =
+            earliest.map(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX));
         Self { events, last_stream_seq, earliest_timestamp_ms }
     }
 
@@ -126,7 +128,8 @@ mod tests {
 
     #[test]
     fn a_notice_without_its_earliest_timestamp_reads_as_touching_any_time() {
-        let older: WrittenNotice = serde_json::from_str(r#"{"events":3,"last_stream_seq":9}"#).expect("an older aggregator's notice");
+        let older: WrittenNotice =
+            serde_json::from_str(r#"{"events":3,"last_stream_seq":9}"#).expect("an older aggregator's notice");
         assert_eq!(older, WrittenNotice { events: 3, last_stream_seq: 9, earliest_timestamp_ms: None });
         let notice = WrittenNotice { events: 1, last_stream_seq: 2, earliest_timestamp_ms: Some(1_700_000_000_000) };
         let json = serde_json::to_string(&notice).expect("encode");

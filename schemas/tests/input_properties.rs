@@ -37,7 +37,8 @@ fn click_like() -> impl Strategy<Value = Value> {
 }
 
 fn check(body: &[u8]) {
-    let ctx = RequestContext { received_at: OffsetDateTime::now_utc(), client_ip: None, user_agent: None, request_id: None };
+    let ctx =
+        RequestContext { received_at: OffsetDateTime::now_utc(), client_ip: None, user_agent: None, request_id: None };
     let limits = TimestampLimits { max_age: Some(std::time::Duration::from_secs(86_400)) };
     match ClickInput::parse(body).and_then(|input| input.into_event(ctx, limits)) {
         Ok(event) => {

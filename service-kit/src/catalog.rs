@@ -79,11 +79,24 @@ impl Catalog {
     }
 
     pub async fn load(&self, client: &Client) -> Result<usize, clickhouse::error::Error> {
-        let rows = client.query("SELECT id, active, target_url, title, media_url FROM ads FINAL").fetch_all::<AdEntry>().await?;
+        let rows = client
+            .query("SELECT id, active, target_url, title, media_url FROM ads FINAL")
+            .fetch_all::<AdEntry>()
+            .await?;
         let count = rows.len();
         self.replace(
             rows.into_iter()
-                .map(|r| (r.id, CatalogAd { active: r.active, target_url: r.target_url, title: r.title, media_url: r.media_url }))
+                .map(|r| {
+                    (
+                        r.id,
+                        CatalogAd {
+                            active: r.active,
+                            target_url: r.target_url,
+                            title: r.title,
+                            media_url: r.media_url,
+                        },
+                    )
+                })
                 .collect(),
         );
         *self.loaded_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(std::time::Instant::now());

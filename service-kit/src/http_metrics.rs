@@ -34,10 +34,17 @@ impl HttpMetrics {
     /// Registers the histogram in `registry`; `operations` are the service's OpenAPI document's,
     /// whose paths are the templates, and `pages` the service's [`crate::web`] pages, each
     /// labelled by its root for all its files.
-    pub fn new(registry: &Registry, operations: &Operations, pages: &[&crate::web::Page]) -> Result<Self, prometheus::Error> {
+    pub fn new(
+        registry: &Registry,
+        operations: &Operations,
+        pages: &[&crate::web::Page],
+    ) -> Result<Self, prometheus::Error> {
         let durations = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "From a request's arrival to its response, by route template and status")
-                .buckets(prometheus::exponential_buckets(0.0005, 2.0, 16)?),
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "From a request's arrival to its response, by route template and status",
+            )
+            .buckets(prometheus::exponential_buckets(0.0005, 2.0, 16)?),
             &["method", "route", "status"],
         )?;
         registry.register(Box::new(durations.clone()))?;
@@ -49,7 +56,11 @@ impl HttpMetrics {
     /// The template `path` matches, or [`UNMATCHED`]. A page's files count as the page
     /// (Swagger UI's as `/docs`).
     pub fn route(&self, path: &str) -> &str {
-        if let Some(page) = self.prefixes.iter().find(|p| path.strip_prefix(p.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))) {
+        if let Some(page) = self
+            .prefixes
+            .iter()
+            .find(|p| path.strip_prefix(p.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
+        {
             return page;
         }
         self.routes.matching(path).unwrap_or(UNMATCHED)

@@ -58,7 +58,10 @@ pub struct NatsLogin {
 impl NatsLogin {
     pub fn validate(&self) -> Result<(), String> {
         if self.nats_user.is_empty() || self.nats_password.is_empty() {
-            return Err("NATS_USER and NATS_PASSWORD are required: this service's NATS user (docs/deploy.md, \"NATS users\")".into());
+            return Err(
+                "NATS_USER and NATS_PASSWORD are required: this service's NATS user (docs/deploy.md, \"NATS users\")"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -302,9 +305,7 @@ where
 pub fn clickhouse_check(client: clickhouse::Client) -> ReadinessCheck {
     readiness_check(move || {
         let client = client.clone();
-        async move {
-            client.query("SELECT 1").execute().await.map_err(|e| format!("clickhouse: {e}"))
-        }
+        async move { client.query("SELECT 1").execute().await.map_err(|e| format!("clickhouse: {e}")) }
     })
 }
 
@@ -340,7 +341,11 @@ pub fn with_health_routes(route: Route, checks: Arc<Vec<(&'static str, Readiness
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `addr`, an address for Prometheus and
 /// operators only, until the process ends. Binds at once, so a taken address stops the start.
-pub fn serve_admin(addr: std::net::SocketAddr, registry: Registry, checks: Arc<Vec<(&'static str, ReadinessCheck)>>) -> std::io::Result<()> {
+pub fn serve_admin(
+    addr: std::net::SocketAddr,
+    registry: Registry,
+    checks: Arc<Vec<(&'static str, ReadinessCheck)>>,
+) -> std::io::Result<()> {
     let acceptor = limits::listen(addr)?;
     let app = with_ops_routes(Route::new(), registry, checks).catch_all_error(problem_for_error);
     tracing::info!(%addr, "metrics on the admin address");
@@ -378,7 +383,9 @@ fn metrics(registry: &Registry) -> Response {
 
 /// Serves `spec` (JSON) as is: the service's amended OpenAPI document (see [`spec`]).
 pub fn spec_endpoint(spec: String) -> impl poem::Endpoint<Output = Response> {
-    poem::endpoint::make_sync(move |_| Response::builder().content_type("application/json; charset=utf-8").body(spec.clone()))
+    poem::endpoint::make_sync(move |_| {
+        Response::builder().content_type("application/json; charset=utf-8").body(spec.clone())
+    })
 }
 
 /// The media type of every error answer (RFC 9457).
@@ -437,7 +444,11 @@ pub fn parameter_problem(error: &poem::Error, path_param: &'static str) -> Probl
 
 impl poem_openapi::types::Example for Problem {
     fn example() -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "ad 0b0e7a4c-5a0e-4a53-9d8f-1f2e3d4c5b6a is inactive", Some("ad_id"))
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ad 0b0e7a4c-5a0e-4a53-9d8f-1f2e3d4c5b6a is inactive",
+            Some("ad_id"),
+        )
     }
 }
 

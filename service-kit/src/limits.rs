@@ -64,16 +64,24 @@ impl ConnectionArgs {
     }
 
     /// A server on `addr` holding these limits (connections over the cap counted in `refused`).
-    pub fn server(&self, addr: SocketAddr, service: &str, refused: IntCounter) -> IoResult<poem::Server<std::convert::Infallible, LimitedAcceptor<TcpAcceptor>>> {
+    pub fn server(
+        &self,
+        addr: SocketAddr,
+        service: &str,
+        refused: IntCounter,
+    ) -> IoResult<poem::Server<std::convert::Infallible, LimitedAcceptor<TcpAcceptor>>> {
         let open_files = raise_open_file_limit();
-        let max_connections = self.max_connections.unwrap_or_else(|| default_max_connections(open_files, container_memory_limit()));
+        let max_connections =
+            self.max_connections.unwrap_or_else(|| default_max_connections(open_files, container_memory_limit()));
         let acceptor = listen(addr)?;
         tracing::info!(%addr, max_connections, open_files, "{service} listening");
         let head_deadline = Duration::from_secs(self.header_read_timeout_secs);
-        Ok(poem::Server::new_with_acceptor(LimitedAcceptor::new(acceptor, max_connections, refused).with_head_deadline(head_deadline))
-            .idle_timeout(Duration::from_secs(self.idle_timeout_secs))
-            .http2_max_concurrent_streams(HTTP2_MAX_CONCURRENT_STREAMS)
-            .http2_max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX)))
+        Ok(poem::Server::new_with_acceptor(
+            LimitedAcceptor::new(acceptor, max_connections, refused).with_head_deadline(head_deadline),
+        )
+        .idle_timeout(Duration::from_secs(self.idle_timeout_secs))
+        .http2_max_concurrent_streams(HTTP2_MAX_CONCURRENT_STREAMS)
+        .http2_max_header_list_size(u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX)))
     }
 }
 
@@ -115,7 +123,8 @@ fn parse_memory_limit(text: &str) -> Option<u64> {
 /// process.
 pub fn default_max_connections(open_files: u64, memory_limit: Option<u64>) -> usize {
     let by_files = open_files / 4 * 3;
-    let by_memory = memory_limit.map_or(u64::MAX, |bytes| bytes.saturating_sub(MEMORY_BASELINE) / MEMORY_PER_CONNECTION);
+    let by_memory =
+        memory_limit.map_or(u64::MAX, |bytes| bytes.saturating_sub(MEMORY_BASELINE) / MEMORY_PER_CONNECTION);
     usize::try_from(by_files.min(by_memory)).unwrap_or(usize::MAX).max(1)
 }
 
@@ -231,7 +240,11 @@ impl<A: Acceptor> LimitedAcceptor<A> {
 /// The whole answer to a connection over the cap: an RFC 9457 problem, like every error.
 fn refusal(max_connections: usize) -> Vec<u8> {
     let detail = format!("the service holds its most connections ({max_connections}); retry after 1 s");
-    let body = poem_openapi::types::ToJSON::to_json_string(&crate::Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail, None));
+    let body = poem_openapi::types::ToJSON::to_json_string(&crate::Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        detail,
+        None,
+    ));
     format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: {}\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
         crate::PROBLEM_JSON,
@@ -261,7 +274,8 @@ async fn refuse<T: AsyncRead + AsyncWrite + Unpin>(mut io: T, answer: Arc<[u8]>,
     if io.write_all(&answer).await.is_err() || io.shutdown().await.is_err() {
         return;
     }
-    let _ = tokio::time::timeout(REFUSAL_DRAIN, async { while matches!(io.read(&mut buf).await, Ok(n) if n > 0) {} }).await;
+    let _ =
+        tokio::time::timeout(REFUSAL_DRAIN, async { while matches!(io.read(&mut buf).await, Ok(n) if n > 0) {} }).await;
 }
 
 /// A connection; its permit is released when it closes.
@@ -301,7 +315,13 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 ";
 
 impl HeadDeadline {
     fn new(limit: Duration) -> Self {
-        Self { limit, exchange: Exchange::Idle, tail: Vec::with_capacity(END_OF_HEAD.len() * 2), timer: None, first_read: true }
+        Self {
+            limit,
+            exchange: Exchange::Idle,
+            tail: Vec::with_capacity(END_OF_HEAD.len() * 2),
+            timer: None,
+            first_read: true,
+        }
     }
 
     /// Whether the head now in progress has run past its deadline (registering `cx` to be woken
@@ -348,7 +368,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for Permitted<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<IoResult<()>> {
         if self.head.expired(cx) {
             let limit = self.head.limit.as_secs();
-            return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("request head not in within {limit} s"))));
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("request head not in within {limit} s"),
+            )));
         }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
@@ -412,7 +435,11 @@ mod tests {
         head.read(b"\n\r");
         assert_eq!(head.exchange, Exchange::Head, "not yet the blank line");
         head.read(b"\n{\"ad_id\"");
-        assert_eq!((head.exchange, head.timer.is_some()), (Exchange::Answering, false), "the blank line split across reads");
+        assert_eq!(
+            (head.exchange, head.timer.is_some()),
+            (Exchange::Answering, false),
+            "the blank line split across reads"
+        );
         head.wrote(b"HTTP/1.1 100 Continue\r\n\r\n");
         head.read(b"rest of the body, slow or not\r\n\r\n");
         assert_eq!(head.exchange, Exchange::Answering, "the body after 100 Continue");
@@ -440,7 +467,12 @@ mod tests {
         let answer = String::from_utf8(refusal(10)).unwrap();
         let (head, body) = answer.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{head}");
-        assert!(head.contains("retry-after: 1") && head.contains("connection: close") && head.contains("application/problem+json"), "{head}");
+        assert!(
+            head.contains("retry-after: 1")
+                && head.contains("connection: close")
+                && head.contains("application/problem+json"),
+            "{head}"
+        );
         assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
         let problem: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(problem["status"], 503);

@@ -43,7 +43,10 @@ impl PathTemplates {
         let given: Vec<&str> = segments(path).collect();
         self.templates
             .iter()
-            .find(|(_, template)| template.len() == given.len() && template.iter().zip(&given).all(|(t, g)| t.as_deref().is_none_or(|t| t == *g)))
+            .find(|(_, template)| {
+                template.len() == given.len()
+                    && template.iter().zip(&given).all(|(t, g)| t.as_deref().is_none_or(|t| t == *g))
+            })
             .map(|(template, _)| template.as_str())
     }
 }
@@ -116,7 +119,9 @@ impl Operations {
     pub fn unknown_query_parameter(&self, method: &str, path: &str, query: &str) -> Option<Problem> {
         let template = self.paths.matching(path)?;
         let operation = self.operations.get(&(template.to_owned(), method.to_ascii_lowercase())).filter(|o| !o.open)?;
-        let unknown = url::form_urlencoded::parse(query.as_bytes()).map(|(name, _)| name).find(|name| !operation.query.iter().any(|known| known == name))?;
+        let unknown = url::form_urlencoded::parse(query.as_bytes())
+            .map(|(name, _)| name)
+            .find(|name| !operation.query.iter().any(|known| known == name))?;
         let takes = match operation.query.as_slice() {
             [] => "no query parameters".to_owned(),
             known => format!("only {}", known.join(", ")),
@@ -158,7 +163,9 @@ impl<E: Endpoint> Endpoint for KnownQueryParametersEndpoint<E> {
     async fn call(&self, req: Request) -> poem::Result<Response> {
         let query = req.uri().query().unwrap_or("");
         if !query.is_empty() {
-            if let Some(problem) = self.operations.unknown_query_parameter(req.method().as_str(), req.uri().path(), query) {
+            if let Some(problem) =
+                self.operations.unknown_query_parameter(req.method().as_str(), req.uri().path(), query)
+            {
                 return Ok(problem.into_response());
             }
         }
@@ -193,23 +200,37 @@ mod tests {
     #[test]
     fn a_parameter_the_operation_does_not_take_is_named() {
         let operations = Operations::from_spec(SPEC).unwrap();
-        assert_eq!(unknown(&operations, "GET", "/ads/analytics", "from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z"), None);
-        let (field, detail) = unknown(&operations, "GET", "/ads/analytics", "start=2026-01-01T00:00:00Z&end=x").unwrap();
+        assert_eq!(
+            unknown(&operations, "GET", "/ads/analytics", "from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z"),
+            None
+        );
+        let (field, detail) =
+            unknown(&operations, "GET", "/ads/analytics", "start=2026-01-01T00:00:00Z&end=x").unwrap();
         assert_eq!(field.as_deref(), Some("start"));
         assert!(detail.contains("getAdsAnalytics takes only from, to"), "{detail}");
         // Names are compared decoded and case-sensitive: `%74o` is `to`, `From` is not `from`.
         assert_eq!(unknown(&operations, "GET", "/ads/analytics", "%74o=x"), None);
         assert_eq!(unknown(&operations, "GET", "/ads/analytics", "From=x").unwrap().0.as_deref(), Some("From"));
         // Path parameters are not query parameters; an operation without any takes none.
-        assert_eq!(unknown(&operations, "GET", "/ads/a1000000-0000-4000-8000-000000000001", "ad_id=x").unwrap().0.as_deref(), Some("ad_id"));
-        assert!(unknown(&operations, "POST", "/ads", "page=1").unwrap().1.contains("createAd takes no query parameters"));
+        assert_eq!(
+            unknown(&operations, "GET", "/ads/a1000000-0000-4000-8000-000000000001", "ad_id=x").unwrap().0.as_deref(),
+            Some("ad_id")
+        );
+        assert!(unknown(&operations, "POST", "/ads", "page=1")
+            .unwrap()
+            .1
+            .contains("createAd takes no query parameters"));
         assert_eq!(unknown(&operations, "get", "/ads", "page=2&limit=5"), None);
     }
 
     #[test]
     fn requests_outside_the_operations_are_left_alone() {
         let operations = Operations::from_spec(SPEC).unwrap().ignoring_unknown_query_parameters(&["getAd"]);
-        assert_eq!(unknown(&operations, "GET", "/ads/a1000000-0000-4000-8000-000000000001", "gclid=x"), None, "an exempted operation");
+        assert_eq!(
+            unknown(&operations, "GET", "/ads/a1000000-0000-4000-8000-000000000001", "gclid=x"),
+            None,
+            "an exempted operation"
+        );
         assert!(unknown(&operations, "GET", "/ads", "gclid=x").is_some(), "the others are not");
         assert_eq!(unknown(&operations, "GET", "/demo/", "ad_id=x"), None, "not an operation's path");
         assert_eq!(unknown(&operations, "PUT", "/ads", "x=1"), None, "no such method: poem answers 405");

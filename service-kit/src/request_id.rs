@@ -21,7 +21,9 @@ impl RequestId {
     /// logs), else a new one.
     pub fn from_header(value: Option<&str>) -> RequestId {
         match value {
-            Some(id) if (1..=MAX_LEN).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic()) => RequestId(id.to_owned()),
+            Some(id) if (1..=MAX_LEN).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic()) => {
+                RequestId(id.to_owned())
+            }
             _ => RequestId(uuid::Uuid::now_v7().to_string()),
         }
     }

@@ -21,16 +21,27 @@ pub fn close_objects(spec: &str, closed: &[&str]) -> Result<String, serde_json::
 
 /// `spec` (JSON) with a 429 answer (a problem, with `Retry-After`) added to each operation named
 /// in `operation_ids`, described by `description`.
-pub fn add_too_many_requests(spec: &str, operation_ids: &[&str], description: &str) -> Result<String, serde_json::Error> {
+pub fn add_too_many_requests(
+    spec: &str,
+    operation_ids: &[&str],
+    description: &str,
+) -> Result<String, serde_json::Error> {
     let mut doc: Value = serde_json::from_str(spec)?;
     let answer = serde_json::json!({
         "description": description,
         "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
         "headers": {"RETRY-AFTER": {"required": true, "deprecated": false, "schema": {"type": "integer", "format": "uint32"}}},
     });
-    let operations = doc.get_mut("paths").and_then(Value::as_object_mut).into_iter().flat_map(|paths| paths.values_mut()).filter_map(Value::as_object_mut).flat_map(|methods| methods.values_mut());
+    let operations = doc
+        .get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|methods| methods.values_mut());
     for operation in operations {
-        let guarded = operation.get("operationId").and_then(Value::as_str).is_some_and(|id| operation_ids.contains(&id));
+        let guarded =
+            operation.get("operationId").and_then(Value::as_str).is_some_and(|id| operation_ids.contains(&id));
         if let (true, Some(responses)) = (guarded, operation.get_mut("responses").and_then(Value::as_object_mut)) {
             responses.insert("429".to_owned(), answer.clone());
         }
@@ -40,14 +51,19 @@ pub fn add_too_many_requests(spec: &str, operation_ids: &[&str], description: &s
 
 fn close_schemas(schemas: &mut Map<String, Value>, closed: &[&str]) {
     let refs: Vec<String> = closed.iter().map(|name| format!("#/components/schemas/{name}")).collect();
-    let originals: Map<String, Value> = schemas.iter().filter(|(name, _)| closed.contains(&name.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let originals: Map<String, Value> = schemas
+        .iter()
+        .filter(|(name, _)| closed.contains(&name.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     for (name, schema) in schemas.iter_mut() {
         if closed.contains(&name.as_str()) {
             schema["additionalProperties"] = Value::Bool(false);
             continue;
         }
         let Some(parts) = schema.get("allOf").and_then(Value::as_array).cloned() else { continue };
-        let builds_on_closed = parts.iter().any(|p| p.get("$ref").and_then(Value::as_str).is_some_and(|r| refs.iter().any(|c| c == r)));
+        let builds_on_closed =
+            parts.iter().any(|p| p.get("$ref").and_then(Value::as_str).is_some_and(|r| refs.iter().any(|c| c == r)));
         if !builds_on_closed {
             continue;
         }

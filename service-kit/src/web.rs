@@ -43,7 +43,9 @@ pub fn serve(route: Route, page: &'static Page) -> Route {
                     }
                     let file = StaticFileRequest::from_request_without_body(&request).await?;
                     let response = file.create_response_from_data(asset.body)?.with_content_type(asset.content_type);
-                    Ok::<_, poem::Error>(response.with_header(CACHE_CONTROL, "no-cache").with_header(ETAG, etag).into_response())
+                    Ok::<_, poem::Error>(
+                        response.with_header(CACHE_CONTROL, "no-cache").with_header(ETAG, etag).into_response(),
+                    )
                 }
             })),
         )
@@ -63,4 +65,5 @@ fn unchanged(request: &Request, etag: &str) -> bool {
 }
 
 /// The stylesheet every page shares.
-pub const COMMON_CSS: Asset = Asset { name: "common.css", content_type: "text/css; charset=utf-8", body: include_bytes!("../../web/common.css") };
+pub const COMMON_CSS: Asset =
+    Asset { name: "common.css", content_type: "text/css; charset=utf-8", body: include_bytes!("../../web/common.css") };

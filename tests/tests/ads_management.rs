@@ -18,7 +18,11 @@ async fn call(stack: &Stack, method: &str, path: &str, key: Option<&str>, body: 
     }
     let response = request.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
     if response.status() == 401 {
-        assert_eq!(response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()), Some("Bearer"), "{method} {path}");
+        assert_eq!(
+            response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()),
+            Some("Bearer"),
+            "{method} {path}"
+        );
     }
     read_answer(&format!("{method} {path}"), response).await
 }
@@ -37,9 +41,19 @@ async fn ads_are_managed_with_the_api_key_and_ingest_follows() {
     let stack = Stack::start_with(StackOptions { query_env: vec![("API_KEY", KEY)], ..StackOptions::default() }).await;
 
     // Every operation needs the key once one is configured.
-    for path in ["/ads", &format!("/ads/{AD_TRAIL_RUNNER}"), "/ads/analytics", "/ads/analytics/breakdown?by=country", &format!("/ads/{AD_TRAIL_RUNNER}/analytics")] {
+    for path in [
+        "/ads",
+        &format!("/ads/{AD_TRAIL_RUNNER}"),
+        "/ads/analytics",
+        "/ads/analytics/breakdown?by=country",
+        &format!("/ads/{AD_TRAIL_RUNNER}/analytics"),
+    ] {
         assert_eq!(call(&stack, "GET", path, None, None).await.0, 401, "{path} without the key");
-        assert_eq!(call(&stack, "GET", path, Some("wrong-key-0123456789"), None).await.0, 401, "{path} with another key");
+        assert_eq!(
+            call(&stack, "GET", path, Some("wrong-key-0123456789"), None).await.0,
+            401,
+            "{path} with another key"
+        );
         assert_eq!(call(&stack, "GET", path, Some(KEY), None).await.0, 200, "{path} with the key");
     }
     assert_eq!(call(&stack, "POST", "/ads", None, Some(new_ad())).await.0, 401);
@@ -48,7 +62,11 @@ async fn ads_are_managed_with_the_api_key_and_ingest_follows() {
     let (status, created) = call(&stack, "POST", "/ads", Some(KEY), Some(new_ad())).await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().expect("id").to_owned();
-    assert_eq!((created["active"].as_bool(), created["campaign_id"].as_str()), (Some(true), Some("winter")), "{created}");
+    assert_eq!(
+        (created["active"].as_bool(), created["campaign_id"].as_str()),
+        (Some(true), Some("winter")),
+        "{created}"
+    );
     assert_eq!(call(&stack, "GET", &format!("/ads/{id}"), Some(KEY), None).await.1, created);
     let click = || async { stack.post("/ads/click", json!({"ad_id": id})).await };
     eventually("ingest accepts the new ad", || async {
@@ -60,9 +78,13 @@ async fn ads_are_managed_with_the_api_key_and_ingest_follows() {
     .await;
 
     // Change: only the fields given.
-    let (status, changed) = call(&stack, "PATCH", &format!("/ads/{id}"), Some(KEY), Some(json!({"title": "Snow boots"}))).await;
+    let (status, changed) =
+        call(&stack, "PATCH", &format!("/ads/{id}"), Some(KEY), Some(json!({"title": "Snow boots"}))).await;
     assert_eq!(status, 200, "{changed}");
-    assert_eq!((changed["title"].as_str(), changed["target_url"].as_str()), (Some("Snow boots"), created["target_url"].as_str()));
+    assert_eq!(
+        (changed["title"].as_str(), changed["target_url"].as_str()),
+        (Some("Snow boots"), created["target_url"].as_str())
+    );
     assert_eq!(call(&stack, "GET", &format!("/ads/{id}"), Some(KEY), None).await.1["title"], "Snow boots");
 
     // Deactivate: ingest refuses its events; the numbers stay; again is a no-op; PATCH revives.
@@ -116,11 +138,14 @@ async fn ads_are_managed_with_the_api_key_and_ingest_follows() {
         let (status, answer) = call(&stack, "POST", "/ads", Some(KEY), Some(body.clone())).await;
         assert_eq!((status, answer["field"].as_str()), (expected, field), "{body}: {answer}");
     }
-    let (status, _) = call(&stack, "PATCH", "/ads/00000000-0000-4000-8000-000000000000", Some(KEY), Some(json!({"title": "x"}))).await;
+    let (status, _) =
+        call(&stack, "PATCH", "/ads/00000000-0000-4000-8000-000000000000", Some(KEY), Some(json!({"title": "x"})))
+            .await;
     assert_eq!(status, 404);
     // Not JSON, or far larger than an ad: refused before anything is parsed.
     let raw = |content_type: &'static str, body: Vec<u8>| {
-        let request = stack.http.post(stack.query.url("/ads")).bearer_auth(KEY).header("content-type", content_type).body(body);
+        let request =
+            stack.http.post(stack.query.url("/ads")).bearer_auth(KEY).header("content-type", content_type).body(body);
         async move { read_answer("POST /ads", request.send().await.expect("POST /ads")).await }
     };
     let (status, answer) = raw("text/plain", new_ad().to_string().into_bytes()).await;
@@ -129,8 +154,11 @@ async fn ads_are_managed_with_the_api_key_and_ingest_follows() {
     huge["description"] = json!("x".repeat(100_000));
     let (status, answer) = raw("application/json", huge.to_string().into_bytes()).await;
     assert!(status == 400 && answer["detail"].as_str().is_some_and(|d| d.contains("larger than")), "{answer}");
-    for (changes, field) in [(json!({"colour": "red"}), "colour"), (json!({"title": ""}), "title"), (json!({"media_url": 7}), "media_url")] {
-        let (status, answer) = call(&stack, "PATCH", &format!("/ads/{AD_TRAIL_RUNNER}"), Some(KEY), Some(changes.clone())).await;
+    for (changes, field) in
+        [(json!({"colour": "red"}), "colour"), (json!({"title": ""}), "title"), (json!({"media_url": 7}), "media_url")]
+    {
+        let (status, answer) =
+            call(&stack, "PATCH", &format!("/ads/{AD_TRAIL_RUNNER}"), Some(KEY), Some(changes.clone())).await;
         assert_eq!((status, answer["field"].as_str()), (400, Some(field)), "{changes}: {answer}");
     }
     let (_, list) = call(&stack, "GET", "/ads?limit=100", Some(KEY), None).await;
@@ -162,16 +190,32 @@ async fn read_keys_only_read_admin_keys_rotate_and_no_key_means_no_service() {
     // right one learns nothing from how its parameters or body are judged.
     for path in ["/ads/not-a-uuid", "/ads/analytics?timeframe=forever", "/ads/analytics?unknown=1", "/ads?limit=-1"] {
         assert_eq!(call(&stack, "GET", path, None, None).await.0, 401, "{path} without a key");
-        assert_eq!(call(&stack, "GET", path, Some("wrong-key-0123456789"), None).await.0, 401, "{path} with an unknown key");
+        assert_eq!(
+            call(&stack, "GET", path, Some("wrong-key-0123456789"), None).await.0,
+            401,
+            "{path} with an unknown key"
+        );
     }
-    let (status, refused) = call(&stack, "POST", "/ads", Some("wrong-key-0123456789"), Some(json!({"title": 42}))).await;
+    let (status, refused) =
+        call(&stack, "POST", "/ads", Some("wrong-key-0123456789"), Some(json!({"title": 42}))).await;
     assert_eq!(status, 401, "an unknown key's malformed change is refused for the key: {refused}");
     for key in [OLD, NEW] {
-        assert_eq!(call(&stack, "PATCH", &ad, Some(key), Some(json!({"title": "Trail Runner 3"}))).await.0, 200, "{key} changes ads");
+        assert_eq!(
+            call(&stack, "PATCH", &ad, Some(key), Some(json!({"title": "Trail Runner 3"}))).await.0,
+            200,
+            "{key} changes ads"
+        );
     }
 
     // The binary's default: no key and no ANONYMOUS_READS, no service.
-    let output = stack.query.command().env_remove("API_KEY").env_remove("READ_API_KEYS").env_remove("ANONYMOUS_READS").output().expect("run query");
+    let output = stack
+        .query
+        .command()
+        .env_remove("API_KEY")
+        .env_remove("READ_API_KEYS")
+        .env_remove("ANONYMOUS_READS")
+        .output()
+        .expect("run query");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("ANONYMOUS_READS=true"), "{stderr}");

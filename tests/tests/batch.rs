@@ -54,7 +54,11 @@ async fn each_event_of_a_batch_is_answered_and_counted_once() {
     let report = eventually("batch events in /ads/analytics", || async {
         let (status, report) = stack.get(&format!("/ads/analytics?timeframe=15m&ad_id={AD_TRAIL_RUNNER}")).await;
         let ad = &report["ads"][0];
-        if status == 200 && ad["clicks"] == 1 && ad["impressions"] == 1 { Ok(report) } else { Err(format!("{status} {report}")) }
+        if status == 200 && ad["clicks"] == 1 && ad["impressions"] == 1 {
+            Ok(report)
+        } else {
+            Err(format!("{status} {report}"))
+        }
     })
     .await;
     assert_eq!(report["ads"][0]["avg_playback_time_secs"], 10.0, "{report}");
@@ -88,17 +92,25 @@ async fn a_retried_batch_and_events_sent_before_are_counted_once() {
     let (status, answer) = stack.post_raw("/ads/events", NDJSON, ndjson(&items[..50]), &[]).await;
     assert_eq!(status, 202, "{answer}");
 
-    let sentinel = stack.post("/ads/click", json!({"ad_id": AD_TRAIL_RUNNER})).await.1["event_id"].as_str().map(str::to_owned);
+    let sentinel =
+        stack.post("/ads/click", json!({"ad_id": AD_TRAIL_RUNNER})).await.1["event_id"].as_str().map(str::to_owned);
     let sentinel = sentinel.expect("sentinel event_id");
     stack.wait_for_count(&format!("SELECT count() FROM click_events WHERE event_id = '{sentinel}'"), 1).await;
     stack.wait_for_count(COUNT_ALL, 301).await;
-    assert_eq!(stack.count("SELECT count() FROM click_events WHERE ad_id = toUUID('a1000000-0000-4000-8000-000000000002')").await, 100);
+    assert_eq!(
+        stack
+            .count("SELECT count() FROM click_events WHERE ad_id = toUUID('a1000000-0000-4000-8000-000000000002')")
+            .await,
+        100
+    );
     assert_eq!(stack.count("SELECT uniqExact(event_id) FROM impression_events").await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_batches_are_refused_with_a_reason() {
-    let stack = Stack::start_with(StackOptions { ingest_env: vec![("MAX_BATCH_EVENTS", "5")], ..StackOptions::default() }).await;
+    let stack =
+        Stack::start_with(StackOptions { ingest_env: vec![("MAX_BATCH_EVENTS", "5")], ..StackOptions::default() })
+            .await;
     let item = json!({"type": "impression", "ad_id": AD_TRAIL_RUNNER});
     let cases: [(&str, Vec<u8>, u16, &str); 5] = [
         ("application/xml", ndjson(std::slice::from_ref(&item)), 415, "text/plain"),
@@ -110,7 +122,10 @@ async fn whole_batches_are_refused_with_a_reason() {
     for (content_type, body, expected, says) in cases {
         let (status, answer) = stack.post_raw("/ads/events", content_type, body, &[]).await;
         assert_eq!(status, expected, "{content_type}: {answer}");
-        assert!(answer["detail"].as_str().is_some_and(|e| e.contains(says)), "{content_type}: {answer} should say {says:?}");
+        assert!(
+            answer["detail"].as_str().is_some_and(|e| e.contains(says)),
+            "{content_type}: {answer} should say {says:?}"
+        );
     }
     let (status, answer) = stack.post_raw("/ads/events", NDJSON, ndjson(&vec![item; 5]), &[]).await;
     assert_eq!(status, 202, "five is allowed: {answer}");
@@ -145,7 +160,9 @@ async fn oversized_bodies_are_answered_413_not_cut_off() {
 async fn stream_chunked(addr: std::net::SocketAddr, path: &str, content_type: &str, size: usize) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect to ingest");
-    let head = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
     conn.write_all(head.as_bytes()).await.expect("send head");
     let chunk = vec![b' '; 64 * 1024];
     for _ in 0..size / chunk.len() {
@@ -166,7 +183,9 @@ async fn stream_chunked(addr: std::net::SocketAddr, path: &str, content_type: &s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unconfirmed_events_are_unavailable_and_a_retry_counts_them_once() {
-    let mut stack = Stack::start_with(StackOptions { ingest_env: vec![("PUBLISH_TIMEOUT_MS", "1000")], ..StackOptions::default() }).await;
+    let mut stack =
+        Stack::start_with(StackOptions { ingest_env: vec![("PUBLISH_TIMEOUT_MS", "1000")], ..StackOptions::default() })
+            .await;
     let items: Vec<Value> = (0..20).map(|_| json!({"type": "click", "ad_id": AD_TRAIL_RUNNER})).collect();
     stack.nats.stop();
     let (status, answer) = stack.post_raw("/ads/events", NDJSON, ndjson(&items), &[]).await;

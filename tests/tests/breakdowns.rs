@@ -31,7 +31,12 @@ fn api_groups(answer: &Value) -> BTreeMap<String, (u64, u64, u64, u64)> {
         .as_array()
         .unwrap_or_else(|| panic!("no groups in {answer}"))
         .iter()
-        .map(|g| (g["value"].as_str().unwrap_or("").to_owned(), (n(g, "clicks"), n(g, "unique_clicks"), n(g, "impressions"), n(g, "unique_viewers"))))
+        .map(|g| {
+            (
+                g["value"].as_str().unwrap_or("").to_owned(),
+                (n(g, "clicks"), n(g, "unique_clicks"), n(g, "impressions"), n(g, "unique_viewers")),
+            )
+        })
         .collect()
 }
 
@@ -88,13 +93,18 @@ async fn breakdowns_and_filters_match_the_raw_events() {
         assert_eq!(status, 202, "{answer}");
         sent += 150;
     }
-    let in_rollups = "(SELECT sum(clicks) FROM click_audience_per_day) + (SELECT sum(impressions) FROM impression_audience_per_day)";
+    let in_rollups =
+        "(SELECT sum(clicks) FROM click_audience_per_day) + (SELECT sum(impressions) FROM impression_audience_per_day)";
     stack.wait_for_count(&format!("SELECT least({in_rollups}, (SELECT sum(clicks) FROM click_audience_per_hour) + (SELECT sum(impressions) FROM impression_audience_per_hour))"), sent).await;
 
-    let minute = |t: OffsetDateTime| t - Duration::seconds(t.second() as i64) - Duration::nanoseconds(t.nanosecond() as i64);
+    let minute =
+        |t: OffsetDateTime| t - Duration::seconds(t.second() as i64) - Duration::nanoseconds(t.nanosecond() as i64);
     let windows = [
         (minute(now - Duration::days(4)), minute(now) + Duration::MINUTE),
-        (minute(now - Duration::minutes(rng.random_range(1500..2500))), minute(now - Duration::minutes(rng.random_range(10..600)))),
+        (
+            minute(now - Duration::minutes(rng.random_range(1500..2500))),
+            minute(now - Duration::minutes(rng.random_range(10..600))),
+        ),
     ];
     let dimensions = [
         ("ad", "toString(e.ad_id)"),
@@ -116,7 +126,11 @@ async fn breakdowns_and_filters_match_the_raw_events() {
             assert_eq!(api_groups(&answer), raw_groups(&stack, key, &window).await, "{path}");
         }
         // Filters, combined.
-        let path = format!("/ads/analytics/breakdown?by=campaign&from={}&to={}&device_type=mobile&country=FR", at(from), at(to));
+        let path = format!(
+            "/ads/analytics/breakdown?by=campaign&from={}&to={}&device_type=mobile&country=FR",
+            at(from),
+            at(to)
+        );
         let (_, answer) = stack.get(&path).await;
         let condition = format!("{window} AND e.device_type = 'mobile' AND e.country = 'FR'");
         assert_eq!(api_groups(&answer), raw_groups(&stack, "a.campaign_id", &condition).await, "{path}");
@@ -124,20 +138,30 @@ async fn breakdowns_and_filters_match_the_raw_events() {
         let (_, answer) = stack.get(&path).await;
         let condition = format!("{window} AND e.browser = 'safari' AND e.country = 'US'");
         assert_eq!(api_groups(&answer), raw_groups(&stack, "toString(e.ad_id)", &condition).await, "{path}");
-        let path = format!("/ads/analytics/breakdown?by=browser&from={}&to={}&campaign_id=coffee-club&ad_id={AD_COFFEE_CLUB}", at(from), at(to));
+        let path = format!(
+            "/ads/analytics/breakdown?by=browser&from={}&to={}&campaign_id=coffee-club&ad_id={AD_COFFEE_CLUB}",
+            at(from),
+            at(to)
+        );
         let (_, answer) = stack.get(&path).await;
         let condition = format!("{window} AND e.ad_id = '{AD_COFFEE_CLUB}'");
-        assert_eq!(api_groups(&answer), raw_groups(&stack, "if(e.browser = '', 'unknown', e.browser)", &condition).await, "{path}");
+        assert_eq!(
+            api_groups(&answer),
+            raw_groups(&stack, "if(e.browser = '', 'unknown', e.browser)", &condition).await,
+            "{path}"
+        );
     }
 
     // What ingest derived, for the agents above: every device type but "bot" (a bot's events
     // are invalid traffic, in no breakdown).
     let (_, devices) = stack.get("/ads/analytics/breakdown?by=device_type&timeframe=7d&sort=clicks").await;
-    let values: Vec<&str> = devices["groups"].as_array().expect("groups").iter().map(|g| g["value"].as_str().unwrap_or("")).collect();
+    let values: Vec<&str> =
+        devices["groups"].as_array().expect("groups").iter().map(|g| g["value"].as_str().unwrap_or("")).collect();
     let mut sorted = values.clone();
     sorted.sort();
     assert_eq!(sorted, ["desktop", "mobile", "other", "tablet"], "{devices}");
-    let clicks: Vec<u64> = devices["groups"].as_array().expect("groups").iter().map(|g| g["clicks"].as_u64().unwrap_or(0)).collect();
+    let clicks: Vec<u64> =
+        devices["groups"].as_array().expect("groups").iter().map(|g| g["clicks"].as_u64().unwrap_or(0)).collect();
     assert!(clicks.windows(2).all(|w| w[0] >= w[1]), "sorted by clicks: {devices}");
     let (_, top) = stack.get("/ads/analytics/breakdown?by=country&timeframe=7d&limit=2").await;
     assert_eq!(top["groups"].as_array().map(Vec::len), Some(2), "{top}");

@@ -46,7 +46,14 @@ async fn a_click_in_the_demo_player_raises_the_ads_count_on_the_live_dashboard()
     let result = run_tool(
         "demo_dashboard",
         &python,
-        &[script.to_str().unwrap(), &stack.ingest.base_url(), &stack.query.base_url(), artifacts.to_str().unwrap(), &playable_ad, KEY],
+        &[
+            script.to_str().unwrap(),
+            &stack.ingest.base_url(),
+            &stack.query.base_url(),
+            artifacts.to_str().unwrap(),
+            &playable_ad,
+            KEY,
+        ],
         &dir,
         &[] as &[(&str, OsString)],
     )

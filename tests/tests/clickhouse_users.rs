@@ -10,7 +10,9 @@ const KEY: &str = "test-api-key-0123456789";
 async fn assert_denied(login: &ClickHouseLogin, sql: &str) {
     match run_sql(login, "adtrack", sql).await {
         Ok(answer) => panic!("{} may run {sql:?}: {answer}", login.user),
-        Err(error) => assert!(error.contains("ACCESS_DENIED") || error.contains("READONLY"), "{} {sql:?}: {error}", login.user),
+        Err(error) => {
+            assert!(error.contains("ACCESS_DENIED") || error.contains("READONLY"), "{} {sql:?}: {error}", login.user)
+        }
     }
 }
 
@@ -60,7 +62,11 @@ async fn each_service_has_its_own_user_allowed_only_its_work() {
             .await
             .map_err(|e| e.to_string())?;
         let body: serde_json::Value = answer.json().await.map_err(|e| e.to_string())?;
-        if body["totals"]["clicks"] == 1 { Ok(()) } else { Err(body.to_string()) }
+        if body["totals"]["clicks"] == 1 {
+            Ok(())
+        } else {
+            Err(body.to_string())
+        }
     })
     .await;
 
@@ -70,13 +76,18 @@ async fn each_service_has_its_own_user_allowed_only_its_work() {
     assert_denied(&ingest, "INSERT INTO ads (id, title) VALUES (generateUUIDv4(), 'forged')").await;
     let aggregator = admin.as_test_user("aggregator");
     let running = aggregator::sink::INSERTS_RUNNING_LONGER_THAN.replace("{secs:Float64}", "0");
-    assert_eq!(run_sql(&aggregator, "adtrack", &running).await.map(|n| n.parse::<u64>().is_ok()), Ok(true), "the aggregator sees running inserts");
+    assert_eq!(
+        run_sql(&aggregator, "adtrack", &running).await.map(|n| n.parse::<u64>().is_ok()),
+        Ok(true),
+        "the aggregator sees running inserts"
+    );
     assert_denied(&aggregator, "SELECT query FROM system.processes").await;
     assert_denied(&aggregator, "INSERT INTO ads (id, title) VALUES (generateUUIDv4(), 'forged')").await;
     assert_denied(&aggregator, "ALTER TABLE ads UPDATE target_url = 'https://evil.example' WHERE 1").await;
     assert_denied(&aggregator, "DROP TABLE click_events_per_hour").await;
     let query = admin.as_test_user("query");
-    assert_denied(&query, "INSERT INTO click_events (event_id, ad_id) VALUES (generateUUIDv4(), generateUUIDv4())").await;
+    assert_denied(&query, "INSERT INTO click_events (event_id, ad_id) VALUES (generateUUIDv4(), generateUUIDv4())")
+        .await;
     assert_denied(&query, "ALTER TABLE ads UPDATE target_url = 'https://evil.example' WHERE 1").await;
     assert_denied(&query, "DROP TABLE ads").await;
     let analyst = admin.as_test_user("analyst");
@@ -101,13 +112,15 @@ async fn each_service_has_its_own_user_allowed_only_its_work() {
     let status = page.status();
     let text = page.text().await.unwrap_or_default();
     assert!(!status.is_success() && text.contains("ACCESS_DENIED"), "{status}: {text}");
-    let read = stack.http.post(format!("{}/", admin.url)).body("SELECT count() FROM adtrack.ads").send().await.expect("POST");
+    let read =
+        stack.http.post(format!("{}/", admin.url)).body("SELECT count() FROM adtrack.ads").send().await.expect("POST");
     assert!(!read.status().is_success(), "default read the catalog");
     assert!(stack.count("SELECT count() FROM ads").await > 0);
 
     // The aggregator's user cannot change the schema, so the aggregator does not try: on a
     // database that `aggregator migrate` has not prepared, it stops and says so.
-    let output = stack.aggregator.command().env("CLICKHOUSE_DATABASE", "not_migrated").output().expect("run the aggregator");
+    let output =
+        stack.aggregator.command().env("CLICKHOUSE_DATABASE", "not_migrated").output().expect("run the aggregator");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("run `aggregator migrate`"), "{stderr}");
 }

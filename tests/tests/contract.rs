@@ -46,7 +46,8 @@ fn node() -> PathBuf {
 /// Runs a contract tool: see [`run_tool`]. Schemathesis loads tests/contract/schemathesis_hooks.py
 /// (the NDJSON serializer) from there; swagger_ui.py imports tests/browser/chromium.py.
 async fn run_contract_tool(name: &str, program: &Path, args: &[&str], dir: &Path) -> (bool, String) {
-    let python_path = std::env::join_paths([contract_dir(), workspace_root().join("tests/browser")]).expect("PYTHONPATH");
+    let python_path =
+        std::env::join_paths([contract_dir(), workspace_root().join("tests/browser")]).expect("PYTHONPATH");
     let env = [("SCHEMATHESIS_HOOKS", OsString::from("schemathesis_hooks")), ("PYTHONPATH", python_path)];
     run_tool(name, program, args, dir, &env).await
 }
@@ -201,7 +202,12 @@ async fn swagger_ui_executes_a_request_through_try_it_out() {
     let result = run_contract_tool(
         "swagger_ui",
         &bin.join("python"),
-        &[script.to_str().unwrap(), &stack.ingest.base_url(), &stack.query.base_url(), dir.join("screenshots").to_str().unwrap()],
+        &[
+            script.to_str().unwrap(),
+            &stack.ingest.base_url(),
+            &stack.query.base_url(),
+            dir.join("screenshots").to_str().unwrap(),
+        ],
         &dir,
     )
     .await;

@@ -24,10 +24,12 @@ async fn poison_messages_are_dead_lettered_and_can_be_redriven() {
 
     // What an operator's replay or a broken producer could put in the stream.
     let missing_ad = uuid::Uuid::new_v4();
-    let mut event: Value = serde_json::from_slice(include_bytes!("../../schemas/test-data/v1/click.json")).expect("fixture");
+    let mut event: Value =
+        serde_json::from_slice(include_bytes!("../../schemas/test-data/v1/click.json")).expect("fixture");
     event["event_id"] = json!(uuid::Uuid::now_v7());
     event["ad_id"] = json!(missing_ad);
-    event["timestamp"] = json!(time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("now"));
+    event["timestamp"] =
+        json!(time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("now"));
     let mut future_version = event.clone();
     future_version["schema_version"] = json!(99);
     future_version["event_id"] = json!(uuid::Uuid::now_v7());
@@ -46,7 +48,9 @@ async fn poison_messages_are_dead_lettered_and_can_be_redriven() {
     ];
     for (i, (payload, reason)) in poison.iter().enumerate() {
         let publish = match (*reason, i) {
-            ("bad_signature", 3) => PublishMessage::build().payload(payload.clone().into()).header("Ads-Schema-Version", "1"),
+            ("bad_signature", 3) => {
+                PublishMessage::build().payload(payload.clone().into()).header("Ads-Schema-Version", "1")
+            }
             ("bad_signature", _) => PublishMessage::build()
                 .payload(payload.clone().into())
                 .header("Ads-Schema-Version", "1")
@@ -66,14 +70,23 @@ async fn poison_messages_are_dead_lettered_and_can_be_redriven() {
             .lines()
             .map(|l| serde_json::from_str(l).expect("JSON line"))
             .collect();
-        if letters.len() == 5 { Ok(letters) } else { Err(format!("{letters:?}")) }
+        if letters.len() == 5 {
+            Ok(letters)
+        } else {
+            Err(format!("{letters:?}"))
+        }
     })
     .await;
     // Each poison message, with its reason (letters come in the order they were written, which
     // is not always the order of publishing).
-    let mut expected: Vec<(String, String)> = poison.iter().map(|(payload, reason)| (reason.to_string(), String::from_utf8_lossy(payload).into_owned())).collect();
-    let mut got: Vec<(String, String)> =
-        letters.iter().map(|l| (l["reason"].as_str().unwrap_or("").to_owned(), l["payload"].as_str().unwrap_or("").to_owned())).collect();
+    let mut expected: Vec<(String, String)> = poison
+        .iter()
+        .map(|(payload, reason)| (reason.to_string(), String::from_utf8_lossy(payload).into_owned()))
+        .collect();
+    let mut got: Vec<(String, String)> = letters
+        .iter()
+        .map(|l| (l["reason"].as_str().unwrap_or("").to_owned(), l["payload"].as_str().unwrap_or("").to_owned()))
+        .collect();
     expected.sort();
     got.sort();
     assert_eq!(got, expected);
@@ -84,7 +97,10 @@ async fn poison_messages_are_dead_lettered_and_can_be_redriven() {
     }
     let metrics = stack.metrics(&stack.aggregator).await;
     for (reason, count) in [("bad_json", 1), ("unknown_schema_version", 1), ("unknown_ad", 1), ("bad_signature", 2)] {
-        assert!(metrics.contains(&format!("aggregator_dead_letters_total{{reason=\"{reason}\"}} {count}")), "{metrics}");
+        assert!(
+            metrics.contains(&format!("aggregator_dead_letters_total{{reason=\"{reason}\"}} {count}")),
+            "{metrics}"
+        );
     }
 
     // The fix: the ad is added to the catalog. Then only its letter is re-driven, with its
@@ -111,12 +127,17 @@ async fn an_event_for_an_ad_created_a_moment_ago_is_counted_not_dead_lettered() 
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     let ad = uuid::Uuid::new_v4();
     add_ad(&stack, ad).await;
-    let mut event: Value = serde_json::from_slice(include_bytes!("../../schemas/test-data/v1/click.json")).expect("fixture");
+    let mut event: Value =
+        serde_json::from_slice(include_bytes!("../../schemas/test-data/v1/click.json")).expect("fixture");
     event["event_id"] = json!(uuid::Uuid::now_v7());
     event["ad_id"] = json!(ad);
     let nats = stack.nats_admin().await;
     let js = async_nats::jetstream::new(nats);
-    js.send_publish("ads.events.click", e2e::signed_message(event.to_string())).await.expect("publish").await.expect("ack");
+    js.send_publish("ads.events.click", e2e::signed_message(event.to_string()))
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
     stack.wait_for_count(&format!("SELECT count() FROM click_events WHERE ad_id = '{ad}'"), 1).await;
     let output = stack.run_admin(&["dead-letters", "list"]);
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "", "nothing dead-lettered");
@@ -140,8 +161,17 @@ async fn an_ad_the_catalog_cannot_be_reloaded_for_is_retried_not_dead_lettered()
     add_ad(&stack, ad).await;
     // Ingest's copy (refreshed every second) knows the ad: the demo page's lookup says so.
     eventually("ingest to know the new ad", || async {
-        let response = stack.http.get(stack.ingest.url(&format!("/demo/ad.json?ad_id={ad}"))).send().await.map_err(|e| e.to_string())?;
-        if response.status() == 200 { Ok(()) } else { Err(response.status().to_string()) }
+        let response = stack
+            .http
+            .get(stack.ingest.url(&format!("/demo/ad.json?ad_id={ad}")))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.status() == 200 {
+            Ok(())
+        } else {
+            Err(response.status().to_string())
+        }
     })
     .await;
     clickhouse.stop();
@@ -151,7 +181,11 @@ async fn an_ad_the_catalog_cannot_be_reloaded_for_is_retried_not_dead_lettered()
     // Long enough for several tries: each finds the catalog unreachable and puts the message back.
     tokio::time::sleep(std::time::Duration::from_secs(8)).await;
     let metrics = stack.metrics(&stack.aggregator).await;
-    assert_eq!(e2e::metric_sum(&metrics, "aggregator_dead_letters_total", &[]), 0.0, "nothing dead-lettered:\n{metrics}");
+    assert_eq!(
+        e2e::metric_sum(&metrics, "aggregator_dead_letters_total", &[]),
+        0.0,
+        "nothing dead-lettered:\n{metrics}"
+    );
     clickhouse.restart().await;
     println!("ClickHouse back");
     stack.wait_for_count(&format!("SELECT count() FROM click_events WHERE ad_id = '{ad}'"), 1).await;
@@ -163,16 +197,20 @@ async fn an_ad_the_catalog_cannot_be_reloaded_for_is_retried_not_dead_lettered()
 /// `aggregator migrate` records where signatures begin, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_from_before_signatures_began_count_and_later_unsigned_ones_do_not() {
-    let mut stack = Stack::start_with(e2e::StackOptions { aggregator_stopped: true, ..e2e::StackOptions::default() }).await;
+    let mut stack =
+        Stack::start_with(e2e::StackOptions { aggregator_stopped: true, ..e2e::StackOptions::default() }).await;
     let js = async_nats::jetstream::new(stack.nats_admin().await);
     let click = || {
-        let mut event: Value = serde_json::from_slice(include_bytes!("../../schemas/test-data/v1/click.json")).expect("fixture");
+        let mut event: Value =
+            serde_json::from_slice(include_bytes!("../../schemas/test-data/v1/click.json")).expect("fixture");
         event["event_id"] = json!(uuid::Uuid::now_v7());
         event["ad_id"] = json!(AD_TRAIL_RUNNER);
-        event["timestamp"] = json!(time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("now"));
+        event["timestamp"] =
+            json!(time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("now"));
         event
     };
-    let unsigned = |event: &Value| PublishMessage::build().payload(event.to_string().into()).header("Ads-Schema-Version", "1");
+    let unsigned =
+        |event: &Value| PublishMessage::build().payload(event.to_string().into()).header("Ads-Schema-Version", "1");
     // An installation from before signatures: its stream holds an unsigned message, and its
     // database no record of where signatures begin.
     let legacy = click();
@@ -180,26 +218,42 @@ async fn messages_from_before_signatures_began_count_and_later_unsigned_ones_do_
     stack.sql("TRUNCATE TABLE event_signing").await.expect("forget the record");
     let output = stack.run_admin(&["migrate"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(stack.count("SELECT min(signed_from_stream_seq) FROM event_signing").await, 2, "after the one message the stream held");
+    assert_eq!(
+        stack.count("SELECT min(signed_from_stream_seq) FROM event_signing").await,
+        2,
+        "after the one message the stream held"
+    );
     let output = stack.run_admin(&["migrate"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(stack.count("SELECT count() FROM event_signing").await, 1, "recorded once");
     // Then one signed and one unsigned message.
     let (signed, late) = (click(), click());
-    js.send_publish("ads.events.click", e2e::signed_message(signed.to_string())).await.expect("publish").await.expect("ack");
+    js.send_publish("ads.events.click", e2e::signed_message(signed.to_string()))
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
     js.send_publish("ads.events.click", unsigned(&late)).await.expect("publish").await.expect("ack");
     stack.aggregator.start().await;
     stack.wait_for_count("SELECT count() FROM click_events", 2).await;
     let letters = eventually("the late unsigned message dead-lettered", || async {
         let output = stack.run_admin(&["dead-letters", "list"]);
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        if text.lines().count() == 1 { Ok(text) } else { Err(text) }
+        if text.lines().count() == 1 {
+            Ok(text)
+        } else {
+            Err(text)
+        }
     })
     .await;
     assert!(letters.contains("bad_signature") && letters.contains(late["event_id"].as_str().expect("id")), "{letters}");
     for (event, stored) in [(&legacy, 1), (&signed, 1), (&late, 0)] {
         let id = event["event_id"].as_str().expect("id");
-        assert_eq!(stack.count(&format!("SELECT count() FROM click_events WHERE event_id = '{id}'")).await, stored, "{id}");
+        assert_eq!(
+            stack.count(&format!("SELECT count() FROM click_events WHERE event_id = '{id}'")).await,
+            stored,
+            "{id}"
+        );
     }
 }
 
@@ -224,7 +278,8 @@ async fn a_row_clickhouse_rejects_is_dead_lettered_and_its_neighbours_counted_on
         .iter()
         .enumerate()
         .map(|(i, playback)| {
-            let mut event: Value = serde_json::from_slice(include_bytes!("../../schemas/test-data/v1/click.json")).expect("fixture");
+            let mut event: Value =
+                serde_json::from_slice(include_bytes!("../../schemas/test-data/v1/click.json")).expect("fixture");
             event["event_id"] = json!(uuid::Uuid::now_v7());
             event["timestamp"] = json!(now);
             event["client_ip"] = json!(format!("198.51.100.{}", i + 1));
@@ -241,17 +296,33 @@ async fn a_row_clickhouse_rejects_is_dead_lettered_and_its_neighbours_counted_on
 
     let letters = eventually("two dead letters", || async {
         let output = stack.run_admin(&["dead-letters", "list"]);
-        let letters: Vec<Value> = String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
-        if letters.len() == 2 { Ok(letters) } else { Err(format!("{letters:?}")) }
+        let letters: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect();
+        if letters.len() == 2 {
+            Ok(letters)
+        } else {
+            Err(format!("{letters:?}"))
+        }
     })
     .await;
     for letter in &letters {
         assert_eq!(letter["reason"], "rejected_by_clickhouse", "{letter}");
-        assert!(letter["detail"].as_str().unwrap_or("").contains("playback_under_1000"), "ClickHouse's reason: {letter}");
+        assert!(
+            letter["detail"].as_str().unwrap_or("").contains("playback_under_1000"),
+            "ClickHouse's reason: {letter}"
+        );
     }
-    assert!(letters.iter().any(|l| l["payload"].as_str().unwrap_or("").contains(grouped[1]["event_id"].as_str().expect("id"))));
+    assert!(letters
+        .iter()
+        .any(|l| l["payload"].as_str().unwrap_or("").contains(grouped[1]["event_id"].as_str().expect("id"))));
     let metrics = stack.metrics(&stack.aggregator).await;
-    assert_eq!(e2e::metric(&metrics, "aggregator_dead_letters_total{reason=\"rejected_by_clickhouse\"}"), Some(2.0), "{metrics}");
+    assert_eq!(
+        e2e::metric(&metrics, "aggregator_dead_letters_total{reason=\"rejected_by_clickhouse\"}"),
+        Some(2.0),
+        "{metrics}"
+    );
 
     // The fix, then the redrive: the two refused events count, their neighbours do not again.
     stack.sql("ALTER TABLE click_events DROP CONSTRAINT playback_under_1000").await.expect("drop the constraint");

@@ -9,7 +9,12 @@ use serde_json::{json, Value};
 
 async fn demo_ad(stack: &Stack, query: &str) -> (u16, Value) {
     let request = format!("GET /demo/ad.json{query}");
-    let response = stack.http.get(stack.ingest.url(&format!("/demo/ad.json{query}"))).send().await.unwrap_or_else(|e| panic!("{request}: {e}"));
+    let response = stack
+        .http
+        .get(stack.ingest.url(&format!("/demo/ad.json{query}")))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{request}: {e}"));
     read_answer(&request, response).await
 }
 

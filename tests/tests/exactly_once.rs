@@ -8,8 +8,8 @@ use aggregator::metrics::Metrics;
 use aggregator::sink::{Sink, WriteOutcome};
 use async_nats::jetstream::consumer::pull;
 use e2e::{eventually, ClickHouse, Load, Stack, StackOptions, AD_CITY_BREAK, AD_COFFEE_CLUB, AD_TRAIL_RUNNER};
-use rand::Rng;
 use futures::StreamExt;
+use rand::Rng;
 use schemas::rows::{ClickRow, EventRow};
 use schemas::{AdEvent, EventKind, SCHEMA_VERSION};
 use serde_json::json;
@@ -44,7 +44,12 @@ async fn aggregator_killed_at_random_moments_under_load_counts_every_event_once(
     }
     let report = load.finish().await;
     println!("load done: {} sends", report.sends());
-    assert_eq!(report.statuses.keys().copied().collect::<Vec<_>>(), vec![202], "ingest never failed: {:?}", report.statuses);
+    assert_eq!(
+        report.statuses.keys().copied().collect::<Vec<_>>(),
+        vec![202],
+        "ingest never failed: {:?}",
+        report.statuses
+    );
     assert_eq!(report.clicks.len() + report.impressions.len(), 100_000);
     stack.assert_counted_exactly(&report).await;
 
@@ -57,7 +62,8 @@ async fn aggregator_killed_at_random_moments_under_load_counts_every_event_once(
     let skips = log.lines().filter(|l| l.contains("skipping events already stored")).count();
     println!("batches in which redelivered events were recognised and skipped: {skips}");
     let (_, report_api) = stack.get("/ads/analytics?timeframe=1h").await;
-    let api_clicks: u64 = report_api["ads"].as_array().map_or(0, |ads| ads.iter().map(|a| a["clicks"].as_u64().unwrap_or(0)).sum());
+    let api_clicks: u64 =
+        report_api["ads"].as_array().map_or(0, |ads| ads.iter().map(|a| a["clicks"].as_u64().unwrap_or(0)).sum());
     assert_eq!(api_clicks, report.clicks.len() as u64, "the API agrees");
 }
 
@@ -104,7 +110,11 @@ async fn sigterm_lets_the_aggregator_write_and_ack_the_batch_in_hand() {
     stack.aggregator.start().await;
     eventually("the first batches", || async {
         let rows = raw_rows(&stack).await;
-        if rows >= 500 { Ok(()) } else { Err(format!("{rows} rows")) }
+        if rows >= 500 {
+            Ok(())
+        } else {
+            Err(format!("{rows} rows"))
+        }
     })
     .await;
     let status = stack.aggregator.terminate();
@@ -210,7 +220,10 @@ async fn redelivered_and_retried_batches_are_not_counted_twice() {
 
     // A client retry that reached the stream after the duplicate window: same event, new
     // sequence. Also repeats inside one batch.
-    assert_eq!(sink.write(vec![click(1), click(2)].into_iter().map(|r| with_seq(r, 9_001)).collect()).await.inserted, 0);
+    assert_eq!(
+        sink.write(vec![click(1), click(2)].into_iter().map(|r| with_seq(r, 9_001)).collect()).await.inserted,
+        0
+    );
     assert_eq!(written(sink.write(vec![click(500), click(500)]).await), (1, 1));
 
     // A full default-size batch (BATCH_MAX_MESSAGES = 10,000) half of which is stored already.
@@ -263,7 +276,10 @@ async fn redelivered_and_retried_batches_are_not_counted_twice() {
 async fn rows_clickhouse_rejects_are_singled_out_and_the_rest_written_once() {
     let (server, database, client) = migrated_database().await;
     server
-        .sql(&database, "ALTER TABLE click_events ADD CONSTRAINT playback_under_1000 CHECK ifNull(playback_time_secs, 0) < 1000")
+        .sql(
+            &database,
+            "ALTER TABLE click_events ADD CONSTRAINT playback_under_1000 CHECK ifNull(playback_time_secs, 0) < 1000",
+        )
         .await
         .expect("constraint");
     let sink = Sink::new(client.clone(), Backoff::default(), Metrics::new().expect("metrics"));
@@ -312,7 +328,8 @@ fn written(outcome: WriteOutcome) -> (usize, usize) {
 async fn clickhouse_stopped_for_30_s_under_load_loses_nothing() {
     let dir = e2e::scratch_dir("clickhouse-outage");
     let mut clickhouse = ClickHouse::start(&dir).await;
-    let stack = Stack::start_with(StackOptions { clickhouse: Some(clickhouse.login.clone()), ..StackOptions::default() }).await;
+    let stack =
+        Stack::start_with(StackOptions { clickhouse: Some(clickhouse.login.clone()), ..StackOptions::default() }).await;
 
     // About 200 events a second for 40 s.
     let load = Load::start(stack.ingest.url(""), 8_000, 8, 10, Duration::from_millis(40));
@@ -321,7 +338,11 @@ async fn clickhouse_stopped_for_30_s_under_load_loses_nothing() {
     println!("injected: ClickHouse stopped under load for 30 s");
     eventually("query to notice ClickHouse is down", || async {
         let response = stack.http.get(stack.query.url("/readyz")).send().await.map_err(|e| e.to_string())?;
-        if response.status() == 503 { Ok(()) } else { Err(response.status().to_string()) }
+        if response.status() == 503 {
+            Ok(())
+        } else {
+            Err(response.status().to_string())
+        }
     })
     .await;
     // The catalog copy keeps ingest answering (CATALOG_REFRESH_SECS=1 has failed by now).
@@ -330,7 +351,11 @@ async fn clickhouse_stopped_for_30_s_under_load_loses_nothing() {
     assert_eq!(status, 422, "unknown ads are still rejected: {answer}");
     // Query answers 503, and tells nothing of ClickHouse's own error.
     let (status, answer) = stack.get("/ads/analytics?timeframe=7d").await;
-    assert_eq!((status, answer["detail"].as_str()), (503, Some("ClickHouse did not answer; retry shortly")), "{answer}");
+    assert_eq!(
+        (status, answer["detail"].as_str()),
+        (503, Some("ClickHouse did not answer; retry shortly")),
+        "{answer}"
+    );
     tokio::time::sleep(Duration::from_secs(28)).await;
     // The lag the operator sees: messages waiting, and the oldest of them about 30 s old.
     let lag = stack.metrics(&stack.aggregator).await;
@@ -343,7 +368,12 @@ async fn clickhouse_stopped_for_30_s_under_load_loses_nothing() {
     println!("ClickHouse back");
 
     let report = load.finish().await;
-    assert_eq!(report.statuses.keys().copied().collect::<Vec<_>>(), vec![202], "ingest kept answering 202: {:?}", report.statuses);
+    assert_eq!(
+        report.statuses.keys().copied().collect::<Vec<_>>(),
+        vec![202],
+        "ingest kept answering 202: {:?}",
+        report.statuses
+    );
     stack.assert_counted_exactly(&report).await;
     let metrics = stack.metrics(&stack.aggregator).await;
     let retries = metrics
@@ -355,7 +385,11 @@ async fn clickhouse_stopped_for_30_s_under_load_loses_nothing() {
     assert!(retries > 0, "the aggregator backed off and retried");
     eventually("the lag metrics to return to zero", || async {
         let lag = stack.metrics(&stack.aggregator).await;
-        let series = ["aggregator_consumer_pending_messages", "aggregator_consumer_ack_pending_messages", "aggregator_oldest_unprocessed_event_age_seconds"];
+        let series = [
+            "aggregator_consumer_pending_messages",
+            "aggregator_consumer_ack_pending_messages",
+            "aggregator_oldest_unprocessed_event_age_seconds",
+        ];
         match series.iter().all(|s| e2e::metric(&lag, s) == Some(0.0)) {
             true => Ok(()),
             false => Err(lag),
@@ -369,11 +403,9 @@ async fn clickhouse_stopped_for_30_s_under_load_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_answers_503_while_nats_is_down_and_a_retry_counts_once() {
-    let mut stack = Stack::start_with(StackOptions {
-        ingest_env: vec![("PUBLISH_TIMEOUT_MS", "1000")],
-        ..StackOptions::default()
-    })
-    .await;
+    let mut stack =
+        Stack::start_with(StackOptions { ingest_env: vec![("PUBLISH_TIMEOUT_MS", "1000")], ..StackOptions::default() })
+            .await;
     // No event_id: the server assigns one and must hand it back with the 503.
     let click = json!({"ad_id": AD_TRAIL_RUNNER});
     stack.nats.stop();
@@ -412,9 +444,12 @@ async fn ingest_answers_503_while_nats_is_down_and_a_retry_counts_once() {
 /// are replayed, each counted once, when it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_and_pixels_sent_while_nats_is_down_are_spooled_and_counted_once() {
-    let mut stack = Stack::start_with(StackOptions { ingest_env: vec![("PUBLISH_TIMEOUT_MS", "500")], ..StackOptions::default() }).await;
+    let mut stack =
+        Stack::start_with(StackOptions { ingest_env: vec![("PUBLISH_TIMEOUT_MS", "500")], ..StackOptions::default() })
+            .await;
     let browser = e2e::browser_like_client().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let (click, pixel) = (stack.ingest.url(&format!("/c/{AD_TRAIL_RUNNER}")), stack.ingest.url(&format!("/i/{AD_COFFEE_CLUB}.gif")));
+    let (click, pixel) =
+        (stack.ingest.url(&format!("/c/{AD_TRAIL_RUNNER}")), stack.ingest.url(&format!("/i/{AD_COFFEE_CLUB}.gif")));
     let send = |count: usize| {
         let (browser, click, pixel) = (browser.clone(), click.clone(), pixel.clone());
         async move {
@@ -457,7 +492,11 @@ async fn redirects_and_pixels_sent_while_nats_is_down_are_spooled_and_counted_on
 async fn spool_holds(stack: &Stack, events: f64) -> String {
     eventually(&format!("ingest_spool_events {events}"), || async {
         let metrics = stack.metrics(&stack.ingest).await;
-        if e2e::metric(&metrics, "ingest_spool_events") == Some(events) { Ok(metrics) } else { Err(metrics) }
+        if e2e::metric(&metrics, "ingest_spool_events") == Some(events) {
+            Ok(metrics)
+        } else {
+            Err(metrics)
+        }
     })
     .await
 }
@@ -497,7 +536,11 @@ async fn a_client_retry_after_the_duplicate_window_is_still_counted_once() {
     assert_eq!(messages, 2, "past its window JetStream stores the repeat");
     eventually("the aggregator to see the repeat", || async {
         let metrics = stack.metrics(&stack.aggregator).await;
-        if metrics.contains("aggregator_events_already_stored_total 1") { Ok(()) } else { Err(metrics) }
+        if metrics.contains("aggregator_events_already_stored_total 1") {
+            Ok(())
+        } else {
+            Err(metrics)
+        }
     })
     .await;
     assert_eq!(stack.count("SELECT count() FROM click_events").await, 1);
@@ -506,11 +549,9 @@ async fn a_client_retry_after_the_duplicate_window_is_still_counted_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_stopped_under_load_gets_no_202_and_loses_nothing() {
-    let mut stack = Stack::start_with(StackOptions {
-        ingest_env: vec![("PUBLISH_TIMEOUT_MS", "1000")],
-        ..StackOptions::default()
-    })
-    .await;
+    let mut stack =
+        Stack::start_with(StackOptions { ingest_env: vec![("PUBLISH_TIMEOUT_MS", "1000")], ..StackOptions::default() })
+            .await;
     let load = Load::start(stack.ingest.url(""), 20_000, 16, 10, Duration::ZERO);
     tokio::time::sleep(Duration::from_secs(2)).await;
     stack.nats.stop();
@@ -532,7 +573,12 @@ async fn sigterm_ends_every_service_while_nats_is_down_and_loses_nothing() {
     stack.nats.stop();
     for service in [&mut stack.ingest, &mut stack.aggregator, &mut stack.query] {
         let status = service.terminate();
-        assert!(status.success(), "{} exited with {status} while NATS was down; its log ends:\n{}", service.name, service.log_tail(20));
+        assert!(
+            status.success(),
+            "{} exited with {status} while NATS was down; its log ends:\n{}",
+            service.name,
+            service.log_tail(20)
+        );
     }
     println!("injected: NATS stopped, then SIGTERM to every service: all exited");
     stack.nats.restart().await;
@@ -573,7 +619,11 @@ async fn a_nats_node_killed_in_a_three_node_cluster_under_load_loses_nothing() {
     let load = Load::start(stack.ingest.url(""), 20_000, 16, 10, Duration::ZERO);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let victim = rand::rng().random_range(0..3);
-    if victim == 0 { stack.nats.kill() } else { stack.nats_peers[victim - 1].kill() }
+    if victim == 0 {
+        stack.nats.kill()
+    } else {
+        stack.nats_peers[victim - 1].kill()
+    }
     println!("injected: kill -9 of NATS node {victim} of 3 (stream with 3 replicas) under load");
     let report = load.finish().await;
     println!("answers during the failover: {:?}", report.statuses);

@@ -65,7 +65,8 @@ async fn injection_payloads_in_every_query_parameter_are_harmless() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injection_payloads_in_every_string_parameter_are_harmless() {
     const ADMIN: &str = "an-admin-key-of-the-test-0002";
-    let stack = Stack::start_with(StackOptions { query_env: vec![("API_KEY", ADMIN)], ..StackOptions::default() }).await;
+    let stack =
+        Stack::start_with(StackOptions { query_env: vec![("API_KEY", ADMIN)], ..StackOptions::default() }).await;
     let get = |path: String| stack.http.get(stack.query.url(&path)).bearer_auth(ADMIN).send();
     const SAMPLE_TITLES: &str = "SELECT groupArray(title) FROM (SELECT title FROM ads FINAL WHERE startsWith(toString(id), 'a1000000-') ORDER BY id)";
     let titles_before = stack.sql(SAMPLE_TITLES).await.expect("titles");
@@ -88,7 +89,8 @@ async fn injection_payloads_in_every_string_parameter_are_harmless() {
             "title": payload, "description": payload, "campaign_id": payload,
             "media_url": "https://cdn.example.com/a.mp4", "target_url": "https://example.com/landing",
         });
-        let response = stack.http.post(stack.query.url("/ads")).bearer_auth(ADMIN).json(&ad).send().await.expect("answer");
+        let response =
+            stack.http.post(stack.query.url("/ads")).bearer_auth(ADMIN).json(&ad).send().await.expect("answer");
         let (status, stored) = e2e::read_answer("POST /ads", response).await;
         assert_eq!(status, 201, "{payload:?}: {stored}");
         created += 1;
@@ -102,7 +104,11 @@ async fn injection_payloads_in_every_string_parameter_are_harmless() {
         let (status, answer) = e2e::read_answer(&path, get(path.clone()).await.expect("answer")).await;
         assert_eq!(status, 200, "{path}: {answer}");
         // A click-through's click_id goes into the landing URL: anything but its pattern is 400.
-        let response = no_redirects().get(stack.ingest.url(&format!("/c/{AD_TRAIL_RUNNER}?click_id={p}"))).send().await.expect("answer");
+        let response = no_redirects()
+            .get(stack.ingest.url(&format!("/c/{AD_TRAIL_RUNNER}?click_id={p}")))
+            .send()
+            .await
+            .expect("answer");
         assert_eq!(response.status().as_u16(), 400, "click_id {payload:?}");
     }
     println!("{created} ads with hostile texts stored and read back unchanged");
@@ -137,7 +143,11 @@ async fn one_client_ip_is_rate_limited_and_nothing_limited_is_counted() {
             202 => accepted += 1,
             429 => {
                 limited += 1;
-                let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u32>().ok());
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u32>().ok());
                 assert!(retry_after.is_some_and(|s| s >= 1), "429 carries Retry-After");
             }
             other => panic!("unexpected {other}"),
@@ -161,7 +171,12 @@ async fn one_query_caller_is_rate_limited_before_its_request_is_read() {
     const ADMIN: &str = "an-admin-key-of-the-test-0001";
     const READER: &str = "a-reader-key-of-the-test-0001";
     let stack = Stack::start_with(StackOptions {
-        query_env: vec![("RATE_LIMIT_PER_CALLER", "1"), ("RATE_LIMIT_BURST", "2"), ("API_KEY", ADMIN), ("READ_API_KEYS", READER)],
+        query_env: vec![
+            ("RATE_LIMIT_PER_CALLER", "1"),
+            ("RATE_LIMIT_BURST", "2"),
+            ("API_KEY", ADMIN),
+            ("READ_API_KEYS", READER),
+        ],
         ..StackOptions::default()
     })
     .await;
@@ -171,15 +186,22 @@ async fn one_query_caller_is_rate_limited_before_its_request_is_read() {
         let response = read(READER).await.expect("answer");
         let status = response.status().as_u16();
         if status == 429 {
-            let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u32>().ok());
+            let retry_after =
+                response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u32>().ok());
             assert!(retry_after.is_some_and(|s| s >= 1), "429 carries Retry-After");
             let (_, problem) = e2e::read_answer("GET /ads over the rate", response).await;
-            assert!(!problem.to_string().contains(READER) && !problem.to_string().contains("127.0.0.1"), "names no key or address: {problem}");
+            assert!(
+                !problem.to_string().contains(READER) && !problem.to_string().contains("127.0.0.1"),
+                "names no key or address: {problem}"
+            );
         }
         statuses.push(status);
     }
     println!("6 quick reads with one key, 1/s (burst 2): {statuses:?}");
-    assert!(statuses.iter().all(|s| *s == 200 || *s == 429) && statuses.contains(&429) && statuses[..2] == [200, 200], "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429) && statuses.contains(&429) && statuses[..2] == [200, 200],
+        "{statuses:?}"
+    );
     // Each key has its own bucket: the admin key still reads.
     assert_eq!(read(ADMIN).await.expect("answer").status().as_u16(), 200);
     // An unknown key is refused as unknown (401), whatever its rate.
@@ -188,7 +210,14 @@ async fn one_query_caller_is_rate_limited_before_its_request_is_read() {
     // and never sends it.
     read(ADMIN).await.expect("answer");
     read(ADMIN).await.expect("answer");
-    let status = status_after_sending(stack.query.addr, "/ads", "application/json", 100, b"", &[("authorization", &format!("Bearer {ADMIN}"))]);
+    let status = status_after_sending(
+        stack.query.addr,
+        "/ads",
+        "application/json",
+        100,
+        b"",
+        &[("authorization", &format!("Bearer {ADMIN}"))],
+    );
     assert!(status.contains(" 429 "), "POST /ads over the rate, body not sent: {status}");
 }
 
@@ -225,11 +254,16 @@ fn status_after_sending(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_trickles_in_gets_408_and_nothing_is_counted() {
-    let stack = Stack::start_with(StackOptions { ingest_env: vec![("BODY_READ_TIMEOUT_SECS", "1")], ..StackOptions::default() }).await;
+    let stack = Stack::start_with(StackOptions {
+        ingest_env: vec![("BODY_READ_TIMEOUT_SECS", "1")],
+        ..StackOptions::default()
+    })
+    .await;
     let click = format!("{{\"ad_id\":\"{AD_TRAIL_RUNNER}\"}}");
     let started = std::time::Instant::now();
     for (path, content_type) in [("/ads/click", "application/json"), ("/ads/events", "application/x-ndjson")] {
-        let status = status_after_sending(stack.ingest.addr, path, content_type, click.len(), &click.as_bytes()[..10], &[]);
+        let status =
+            status_after_sending(stack.ingest.addr, path, content_type, click.len(), &click.as_bytes()[..10], &[]);
         assert!(status.contains(" 408 "), "{path}, a third of the body sent: {status}");
     }
     println!("two trickling bodies answered 408 in {:?}", started.elapsed());
@@ -244,26 +278,35 @@ async fn a_body_that_trickles_in_gets_408_and_nothing_is_counted() {
 /// Each service answers oversized headers 431, closes idle connections and those whose headers
 /// trickle in, and answers a connection over its `MAX_CONNECTIONS` at once with 503 (counted in `refused_metric`); `over_the_cap`
 /// is the request sent then.
-async fn assert_connection_limits(stack: &Stack, service: &Service, refused_metric: &str, over_the_cap: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder) {
+async fn assert_connection_limits(
+    stack: &Stack,
+    service: &Service,
+    refused_metric: &str,
+    over_the_cap: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+) {
     let fresh = || e2e::browser_like_client().timeout(std::time::Duration::from_secs(1)).build().expect("client");
     let name = service.name;
 
-    let response = fresh().get(service.url("/healthz")).header("x-padding", "a".repeat(10_000)).send().await.expect("answer");
+    let response =
+        fresh().get(service.url("/healthz")).header("x-padding", "a".repeat(10_000)).send().await.expect("answer");
     assert_eq!(e2e::read_answer(&format!("{name} GET /healthz"), response).await.0, 431, "{name}: headers over 8 KiB");
     // Let that connection go idle and close.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
 
     // Two clients that connect and send nothing hold both connections...
-    let idle: Vec<std::net::TcpStream> = (0..2).map(|_| std::net::TcpStream::connect(service.addr).expect("connect")).collect();
+    let idle: Vec<std::net::TcpStream> =
+        (0..2).map(|_| std::net::TcpStream::connect(service.addr).expect("connect")).collect();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     // ...so a third is answered at once, 503 with Retry-After, and counted...
     let refused = over_the_cap(&fresh()).send().await;
-    let refused = refused.unwrap_or_else(|e| panic!("{name}: a connection over the cap is answered, not left waiting: {e}"));
+    let refused =
+        refused.unwrap_or_else(|e| panic!("{name}: a connection over the cap is answered, not left waiting: {e}"));
     assert_eq!(refused.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"), "{name}");
     assert_eq!(e2e::read_answer(&format!("{name}: a request over the cap"), refused).await.0, 503);
     // ...until the idle timeout closes them.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    let response = fresh().get(service.url("/healthz")).send().await.expect("served after the idle clients were dropped");
+    let response =
+        fresh().get(service.url("/healthz")).send().await.expect("served after the idle clients were dropped");
     assert_eq!(response.status(), 200, "{name}");
     assert_eq!(e2e::metric(&stack.metrics(service).await, refused_metric), Some(1.0), "{name}");
     drop(idle);
@@ -295,8 +338,12 @@ async fn assert_connection_limits(stack: &Stack, service: &Service, refused_metr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_headers_idle_clients_and_connection_limits() {
     let limits = vec![("MAX_CONNECTIONS", "2"), ("IDLE_TIMEOUT_SECS", "2"), ("HEADER_READ_TIMEOUT_SECS", "2")];
-    let stack = Stack::start_with(StackOptions { ingest_env: limits.clone(), query_env: limits, ..StackOptions::default() }).await;
-    let click = |client: &reqwest::Client| client.post(stack.ingest.url("/ads/click")).json(&serde_json::json!({"ad_id": e2e::AD_TRAIL_RUNNER}));
+    let stack =
+        Stack::start_with(StackOptions { ingest_env: limits.clone(), query_env: limits, ..StackOptions::default() })
+            .await;
+    let click = |client: &reqwest::Client| {
+        client.post(stack.ingest.url("/ads/click")).json(&serde_json::json!({"ad_id": e2e::AD_TRAIL_RUNNER}))
+    };
     assert_connection_limits(&stack, &stack.ingest, "ingest_connections_refused_total", click).await;
     assert_eq!(stack.count("SELECT count() FROM click_events").await, 0, "the refused click was not recorded");
     let read = |client: &reqwest::Client| client.get(stack.query.url("/ads/analytics?timeframe=1h"));
@@ -318,7 +365,14 @@ async fn batch_bodies_held_at_once_are_bounded() {
     write!(slow, "POST /ads/events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-ndjson\r\nContent-Length: 4096\r\n\r\n{batch}").expect("send");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     // Another batch is refused at once, for now.
-    let refused = stack.http.post(stack.ingest.url("/ads/events")).header("content-type", "application/x-ndjson").body(batch.clone()).send().await.expect("answer");
+    let refused = stack
+        .http
+        .post(stack.ingest.url("/ads/events"))
+        .header("content-type", "application/x-ndjson")
+        .body(batch.clone())
+        .send()
+        .await
+        .expect("answer");
     assert_eq!(refused.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
     let (status, problem) = e2e::read_answer("POST /ads/events over the budget", refused).await;
     assert_eq!(status, 429, "{problem}");
@@ -326,7 +380,13 @@ async fn batch_bodies_held_at_once_are_bounded() {
     // Once the slow client is gone, batches are taken again.
     drop(slow);
     e2e::eventually("a batch after the slow one left", || async {
-        let answer = stack.http.post(stack.ingest.url("/ads/events")).header("content-type", "application/x-ndjson").body(batch.clone()).send().await;
+        let answer = stack
+            .http
+            .post(stack.ingest.url("/ads/events"))
+            .header("content-type", "application/x-ndjson")
+            .body(batch.clone())
+            .send()
+            .await;
         match answer.map(|r| r.status().as_u16()) {
             Ok(202) => Ok(()),
             other => Err(format!("{other:?}")),
@@ -344,7 +404,8 @@ async fn metrics_are_served_on_the_admin_address_only() {
         assert_eq!(public.status(), 404, "{}: /metrics on the address clients reach", service.name);
         let admin = stack.metrics(service).await;
         assert!(admin.contains(&format!("{}_", service.name)), "{}: {admin}", service.name);
-        let ready = stack.http.get(format!("http://{}/readyz", service.metrics_addr)).send().await.expect("GET /readyz");
+        let ready =
+            stack.http.get(format!("http://{}/readyz", service.metrics_addr)).send().await.expect("GET /readyz");
         assert_eq!(ready.status(), 200, "{}: /readyz on the admin address", service.name);
     }
 }

@@ -9,7 +9,8 @@ use time::OffsetDateTime;
 
 const HUMAN_A: (&str, &str) = ("203.0.113.10", "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0 (visitor A)");
 const HUMAN_B: (&str, &str) = ("203.0.113.20", "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0 (visitor B)");
-const CRAWLER: (&str, &str) = ("203.0.113.30", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)");
+const CRAWLER: (&str, &str) =
+    ("203.0.113.30", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)");
 const IN_A_DATA_CENTRE: (&str, &str) = ("198.51.100.5", "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0 (visitor C)");
 const HUMAN_D: (&str, &str) = ("203.0.113.40", "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0 (visitor D)");
 /// The duplicate-click window of this test: short, so that it can wait past it.
@@ -23,7 +24,8 @@ fn at(secs: i64) -> String {
 async fn send(stack: &Stack, path: &str, ad: &str, secs: i64, (ip, agent): (&str, &str)) {
     let body = json!({"ad_id": ad, "timestamp": at(secs)}).to_string().into_bytes();
     // Ingest trusts the loopback proxy (TRUSTED_PROXIES below), so the forwarded address is the client's.
-    let (status, answer) = stack.post_raw(path, "application/json", body, &[("user-agent", agent), ("x-forwarded-for", ip)]).await;
+    let (status, answer) =
+        stack.post_raw(path, "application/json", body, &[("user-agent", agent), ("x-forwarded-for", ip)]).await;
     assert_eq!(status, 202, "{path} {ad} from {ip}: {answer}");
 }
 
@@ -34,7 +36,10 @@ fn invalid(metrics: &Value, which: &str, reason: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rule_flags_its_events_which_are_stored_apart_and_never_billed() {
     let stack = Stack::start_with(StackOptions {
-        ingest_env: vec![("TRUSTED_PROXIES", "127.0.0.1"), ("IVT_DATACENTER_RANGES", "198.51.100.0/24,2001:db8:dc::/48")],
+        ingest_env: vec![
+            ("TRUSTED_PROXIES", "127.0.0.1"),
+            ("IVT_DATACENTER_RANGES", "198.51.100.0/24,2001:db8:dc::/48"),
+        ],
         // On, against the harness's "off": the click-impression window as by default.
         aggregator_env: vec![
             ("IVT_DUPLICATE_CLICK_WINDOW_SECS", DUPLICATE_WINDOW_SECS),
@@ -125,32 +130,58 @@ async fn every_rule_flags_its_events_which_are_stored_apart_and_never_billed() {
         )
         .await;
     assert_eq!(full_ips, 0, "every stored IP is truncated to its /24");
-    assert_eq!(stack.count("SELECT uniqExact(sender_id) FROM invalid_events WHERE client_ip = '203.0.113.0'").await, 5, "A, B, D, the crawler and the script");
-    assert_eq!(stack.count("SELECT uniqExact(visitor_id) FROM invalid_events WHERE client_ip = '203.0.113.0'").await, 6, "D on two days");
+    assert_eq!(
+        stack.count("SELECT uniqExact(sender_id) FROM invalid_events WHERE client_ip = '203.0.113.0'").await,
+        5,
+        "A, B, D, the crawler and the script"
+    );
+    assert_eq!(
+        stack.count("SELECT uniqExact(visitor_id) FROM invalid_events WHERE client_ip = '203.0.113.0'").await,
+        6,
+        "D on two days"
+    );
 
     // The API: billable numbers without them, the flagged ones by reason.
     let report = eventually("the flagged events in /ads/analytics", || async {
         let (status, report) = stack.get(&format!("/ads/analytics?ad_id={AD_TRAIL_RUNNER}&timeframe=1h")).await;
         assert_eq!(status, 200, "{report}");
         let total = report["total"].clone();
-        if total["invalid_clicks"]["total"] == 7 { Ok(total) } else { Err(total.to_string()) }
+        if total["invalid_clicks"]["total"] == 7 {
+            Ok(total)
+        } else {
+            Err(total.to_string())
+        }
     })
     .await;
     println!("{AD_TRAIL_RUNNER}: {report}");
-    assert_eq!((report["clicks"].as_u64(), report["unique_clicks"].as_u64(), report["impressions"].as_u64()), (Some(3), Some(2), Some(2)));
-    for (reason, clicks) in
-        [("bot_user_agent", 1), ("datacenter_ip", 1), ("duplicate_click", 3), ("click_without_impression", 1), ("missing_user_agent", 1)]
-    {
+    assert_eq!(
+        (report["clicks"].as_u64(), report["unique_clicks"].as_u64(), report["impressions"].as_u64()),
+        (Some(3), Some(2), Some(2))
+    );
+    for (reason, clicks) in [
+        ("bot_user_agent", 1),
+        ("datacenter_ip", 1),
+        ("duplicate_click", 3),
+        ("click_without_impression", 1),
+        ("missing_user_agent", 1),
+    ] {
         assert_eq!(invalid(&report, "invalid_clicks", reason), clicks, "{reason}");
     }
     assert_eq!(invalid(&report, "invalid_impressions", "total"), 2);
-    assert_eq!((invalid(&report, "invalid_impressions", "bot_user_agent"), invalid(&report, "invalid_impressions", "datacenter_ip")), (1, 1));
+    assert_eq!(
+        (
+            invalid(&report, "invalid_impressions", "bot_user_agent"),
+            invalid(&report, "invalid_impressions", "datacenter_ip")
+        ),
+        (1, 1)
+    );
 
     let (status, coffee) = stack.get(&format!("/ads/{AD_COFFEE_CLUB}/analytics?timeframe=1h&granularity=hour")).await;
     assert_eq!(status, 200, "{coffee}");
     assert_eq!(coffee["totals"]["clicks"], 0, "{coffee}");
     assert_eq!(invalid(&coffee["totals"], "invalid_clicks", "click_without_impression"), 1, "{coffee}");
-    let flagged_in_series: u64 = coffee["series"].as_array().expect("series").iter().map(|b| invalid(b, "invalid_clicks", "total")).sum();
+    let flagged_in_series: u64 =
+        coffee["series"].as_array().expect("series").iter().map(|b| invalid(b, "invalid_clicks", "total")).sum();
     assert_eq!(flagged_in_series, 1, "the series counts them too");
 
     // A flagged event is stored once too: the same crawler click alone, then in a batch (two
@@ -158,11 +189,13 @@ async fn every_rule_flags_its_events_which_are_stored_apart_and_never_billed() {
     let id = uuid::Uuid::now_v7().to_string();
     let click = json!({"event_id": id, "ad_id": AD_TRAIL_RUNNER});
     let headers = [("user-agent", CRAWLER.1), ("x-forwarded-for", CRAWLER.0)];
-    let (status, answer) = stack.post_raw("/ads/click", "application/json", click.to_string().into_bytes(), &headers).await;
+    let (status, answer) =
+        stack.post_raw("/ads/click", "application/json", click.to_string().into_bytes(), &headers).await;
     assert_eq!(status, 202, "{answer}");
     let mut in_a_batch = click.clone();
     in_a_batch["type"] = json!("click");
-    let (status, answer) = stack.post_raw("/ads/events", "application/json", json!([in_a_batch]).to_string().into_bytes(), &headers).await;
+    let (status, answer) =
+        stack.post_raw("/ads/events", "application/json", json!([in_a_batch]).to_string().into_bytes(), &headers).await;
     assert_eq!(status, 202, "{answer}");
     eventually("the repeat recognised as stored", || async {
         let text = stack.metrics(&stack.aggregator).await;
@@ -193,7 +226,12 @@ async fn clicks_alone_from_distinct_visitors_are_all_billable() {
         send(&stack, "/ads/click", AD_TRAIL_RUNNER, -60 + visitor as i64, (&ip, browser)).await;
     }
     send(&stack, "/ads/click", AD_TRAIL_RUNNER, -50, ("203.0.113.100", browser)).await;
-    stack.wait_for_count("SELECT (SELECT count() FROM click_events) + (SELECT count() FROM invalid_events)", VISITORS + 1).await;
+    stack
+        .wait_for_count(
+            "SELECT (SELECT count() FROM click_events) + (SELECT count() FROM invalid_events)",
+            VISITORS + 1,
+        )
+        .await;
     assert_eq!(stack.count("SELECT count() FROM click_events").await, VISITORS);
     let flagged = stack.sql("SELECT invalid_reason FROM invalid_events FORMAT CSV").await.expect("invalid_events");
     assert_eq!(flagged, r#""duplicate_click""#);
@@ -203,10 +241,18 @@ async fn clicks_alone_from_distinct_visitors_are_all_billable() {
         let (status, report) = stack.get(&format!("/ads/analytics?ad_id={AD_TRAIL_RUNNER}&timeframe=1h")).await;
         assert_eq!(status, 200, "{report}");
         let total = report["total"].clone();
-        if total["clicks"] == VISITORS && total["invalid_clicks"]["total"] == 1 { Ok(total) } else { Err(total.to_string()) }
+        if total["clicks"] == VISITORS && total["invalid_clicks"]["total"] == 1 {
+            Ok(total)
+        } else {
+            Err(total.to_string())
+        }
     })
     .await;
-    assert_eq!((report["unique_clicks"].as_u64(), report["impressions"].as_u64()), (Some(VISITORS), Some(0)), "{report}");
+    assert_eq!(
+        (report["unique_clicks"].as_u64(), report["impressions"].as_u64()),
+        (Some(VISITORS), Some(0)),
+        "{report}"
+    );
     assert_eq!(invalid(&report, "invalid_clicks", "duplicate_click"), 1, "{report}");
 }
 
@@ -218,7 +264,8 @@ async fn the_aggregator_checks_the_user_agent_rules_of_every_message_again() {
     let stack = Stack::start().await;
     let js = async_nats::jetstream::new(stack.nats_admin().await);
     let forged = |user_agent: Option<&str>, claimed: Option<&str>| {
-        let mut event: Value = serde_json::from_slice(include_bytes!("../../schemas/test-data/v1/click.json")).expect("fixture");
+        let mut event: Value =
+            serde_json::from_slice(include_bytes!("../../schemas/test-data/v1/click.json")).expect("fixture");
         event["event_id"] = json!(uuid::Uuid::now_v7());
         event["timestamp"] = json!(at(0));
         event["received_at"] = json!(at(0));
@@ -233,7 +280,11 @@ async fn the_aggregator_checks_the_user_agent_rules_of_every_message_again() {
         (forged(Some(HUMAN_B.1), Some("duplicate_click")), "billable"),
     ];
     for (event, _) in &messages {
-        js.send_publish("ads.events.click", e2e::signed_message(event.to_string())).await.expect("publish").await.expect("ack");
+        js.send_publish("ads.events.click", e2e::signed_message(event.to_string()))
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
     }
     stack.wait_for_count("SELECT (SELECT count() FROM click_events) + (SELECT count() FROM invalid_events)", 4).await;
     for (event, expected) in &messages {

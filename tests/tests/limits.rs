@@ -10,7 +10,11 @@ const LIMIT: u64 = 1024 * 1024;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_event_stream_refuses_new_events_with_503_and_keeps_every_accepted_one() {
-    let stack = Stack::start_with(StackOptions { aggregator_env: vec![("STREAM_MAX_BYTES", "1048576")], ..StackOptions::default() }).await;
+    let stack = Stack::start_with(StackOptions {
+        aggregator_env: vec![("STREAM_MAX_BYTES", "1048576")],
+        ..StackOptions::default()
+    })
+    .await;
     let http = e2e::browser_like_client().build().expect("http client");
     let mut report = LoadReport::default();
     let mut refused = None;
@@ -21,8 +25,10 @@ async fn a_full_event_stream_refuses_new_events_with_503_and_keeps_every_accepte
             async move {
                 let id = uuid::Uuid::now_v7();
                 let ad = [AD_TRAIL_RUNNER, AD_COFFEE_CLUB, AD_CITY_BREAK][i % 3];
-                let response = http.post(url).json(&json!({"event_id": id, "ad_id": ad})).send().await.expect("POST /ads/click");
-                let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let response =
+                    http.post(url).json(&json!({"event_id": id, "ad_id": ad})).send().await.expect("POST /ads/click");
+                let retry_after =
+                    response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
                 (id, response.status().as_u16(), retry_after)
             }
         }))
@@ -50,7 +56,11 @@ async fn a_full_event_stream_refuses_new_events_with_503_and_keeps_every_accepte
     let metrics = eventually("the aggregator to sample the full stream", || async {
         let metrics = stack.metrics(&stack.aggregator).await;
         let held = e2e::metric(&metrics, "aggregator_stream_bytes").unwrap_or(0.0);
-        if held > 0.9 * LIMIT as f64 { Ok(metrics) } else { Err(format!("{held} bytes held")) }
+        if held > 0.9 * LIMIT as f64 {
+            Ok(metrics)
+        } else {
+            Err(format!("{held} bytes held"))
+        }
     })
     .await;
     assert_eq!(e2e::metric(&metrics, "aggregator_stream_max_bytes"), Some(LIMIT as f64));
@@ -59,6 +69,7 @@ async fn a_full_event_stream_refuses_new_events_with_503_and_keeps_every_accepte
     // Dead letters are kept 30 days by default.
     let nats = stack.nats_admin().await;
     let js = async_nats::jetstream::new(nats);
-    let dead_letters = js.get_stream("AD_EVENTS_DLQ").await.expect("dead-letter stream").info().await.expect("info").config.clone();
+    let dead_letters =
+        js.get_stream("AD_EVENTS_DLQ").await.expect("dead-letter stream").info().await.expect("info").config.clone();
     assert_eq!(dead_letters.max_age, Duration::from_secs(30 * 86_400));
 }

@@ -17,19 +17,20 @@ async fn connect_as(stack: &Stack, who: &str) -> (async_nats::Client, Arc<Mutex<
     let login = service_kit::NatsLogin { nats_user: env[0].1.clone(), nats_password: env[1].1.clone() };
     let errors = Arc::new(Mutex::new(Vec::new()));
     let seen = errors.clone();
-    let client = async_nats::ConnectOptions::with_user_and_password(login.nats_user.clone(), login.nats_password.clone())
-        .custom_inbox_prefix(login.inbox_prefix())
-        .event_callback(move |event| {
-            let seen = seen.clone();
-            async move {
-                if let async_nats::Event::ServerError(error) = event {
-                    seen.lock().expect("errors").push(error.to_string());
+    let client =
+        async_nats::ConnectOptions::with_user_and_password(login.nats_user.clone(), login.nats_password.clone())
+            .custom_inbox_prefix(login.inbox_prefix())
+            .event_callback(move |event| {
+                let seen = seen.clone();
+                async move {
+                    if let async_nats::Event::ServerError(error) = event {
+                        seen.lock().expect("errors").push(error.to_string());
+                    }
                 }
-            }
-        })
-        .connect(&stack.nats.url)
-        .await
-        .unwrap_or_else(|e| panic!("connect as {who}: {e}"));
+            })
+            .connect(&stack.nats.url)
+            .await
+            .unwrap_or_else(|e| panic!("connect as {who}: {e}"));
     (client, errors)
 }
 
@@ -57,7 +58,9 @@ async fn each_service_user_is_refused_what_is_not_its_work() {
 
     // Nobody gets in without credentials, or with the wrong ones.
     assert!(async_nats::connect(&stack.nats.url).await.is_err(), "connected without credentials");
-    let wrong = async_nats::ConnectOptions::with_user_and_password("adtrack_ingest".into(), "not-the-password".into()).connect(&stack.nats.url).await;
+    let wrong = async_nats::ConnectOptions::with_user_and_password("adtrack_ingest".into(), "not-the-password".into())
+        .connect(&stack.nats.url)
+        .await;
     assert!(wrong.is_err(), "connected with a wrong password");
 
     // query and the aggregator cannot forge events; nothing they send reaches the stream.

@@ -58,10 +58,9 @@ fn openapi_yaml_is_current() {
 #[test]
 fn documented_request_fields_are_the_parsed_ones() {
     // The request schemas document what `schemas::input` parses; they must not drift apart.
-    let spec: serde_json::Value = serde_json::from_str(
-        &OpenApiService::new(SpecOnly::<ingest::http::IngestApi>(PhantomData), "t", "0").spec(),
-    )
-    .expect("spec is JSON");
+    let spec: serde_json::Value =
+        serde_json::from_str(&OpenApiService::new(SpecOnly::<ingest::http::IngestApi>(PhantomData), "t", "0").spec())
+            .expect("spec is JSON");
     let fields = |schema: &str| {
         let mut names: Vec<String> = spec["components"]["schemas"][schema]["properties"]
             .as_object()

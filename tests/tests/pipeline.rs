@@ -25,12 +25,19 @@ async fn clicks_and_impressions_are_counted_exactly_once() {
     };
     // A visitor is one per UTC day of the events' timestamps: keep both minutes in one day
     // (from 00:10 to 00:31 UTC, minutes 30 and 10 ago straddle midnight; 51 and 31 do not).
-    let (early, late) = if minute(30).date() == minute(10).date() { (minute(30), minute(10)) } else { (minute(51), minute(31)) };
+    let (early, late) =
+        if minute(30).date() == minute(10).date() { (minute(30), minute(10)) } else { (minute(51), minute(31)) };
     let repeated = uuid::Uuid::now_v7().to_string();
 
     let clicks = [
-        (json!({"ad_id": AD_TRAIL_RUNNER, "timestamp": at(early), "playback_time_secs": 10, "watched_percent": 50, "event_id": repeated}), "viewer-a"),
-        (json!({"ad_id": AD_TRAIL_RUNNER, "timestamp": at(late), "playback_time_secs": 20.0, "watched_percent": 100}), "viewer-a"),
+        (
+            json!({"ad_id": AD_TRAIL_RUNNER, "timestamp": at(early), "playback_time_secs": 10, "watched_percent": 50, "event_id": repeated}),
+            "viewer-a",
+        ),
+        (
+            json!({"ad_id": AD_TRAIL_RUNNER, "timestamp": at(late), "playback_time_secs": 20.0, "watched_percent": 100}),
+            "viewer-a",
+        ),
         (json!({"ad_id": AD_TRAIL_RUNNER, "timestamp": at(late)}), "viewer-b"),
         (json!({"ad_id": AD_COFFEE_CLUB, "timestamp": at(late)}), "viewer-a"),
     ];
@@ -53,7 +60,8 @@ async fn clicks_and_impressions_are_counted_exactly_once() {
     assert_eq!((status, answer["status"].as_str()), (202, Some("duplicate")), "{answer}");
 
     for ts in [early, early, late, late] {
-        let (status, answer) = stack.post("/ads/impression", json!({"ad_id": AD_TRAIL_RUNNER, "timestamp": at(ts)})).await;
+        let (status, answer) =
+            stack.post("/ads/impression", json!({"ad_id": AD_TRAIL_RUNNER, "timestamp": at(ts)})).await;
         assert_eq!(status, 202, "{answer}");
     }
 
@@ -61,7 +69,11 @@ async fn clicks_and_impressions_are_counted_exactly_once() {
         let (status, report) = stack.get("/ads/analytics?timeframe=1h").await;
         let clicks = entry(&report, AD_TRAIL_RUNNER).map(|e| e["clicks"].clone());
         let impressions = entry(&report, AD_TRAIL_RUNNER).map(|e| e["impressions"].clone());
-        if status == 200 && clicks == Some(json!(3)) && impressions == Some(json!(4)) && entry(&report, AD_COFFEE_CLUB).is_some() {
+        if status == 200
+            && clicks == Some(json!(3))
+            && impressions == Some(json!(4))
+            && entry(&report, AD_COFFEE_CLUB).is_some()
+        {
             Ok(report)
         } else {
             Err(format!("{status} {report}"))
@@ -92,9 +104,8 @@ async fn clicks_and_impressions_are_counted_exactly_once() {
     // One ad's series, by minute: the early and the late minute hold their events, others zeros.
     let from = at(early - Duration::minutes(1));
     let to = at(late + Duration::minutes(1));
-    let (status, series) = stack
-        .get(&format!("/ads/{AD_TRAIL_RUNNER}/analytics?from={from}&to={to}&granularity=minute"))
-        .await;
+    let (status, series) =
+        stack.get(&format!("/ads/{AD_TRAIL_RUNNER}/analytics?from={from}&to={to}&granularity=minute")).await;
     assert_eq!(status, 200, "{series}");
     assert_eq!(series["totals"]["clicks"], 3);
     let buckets = series["series"].as_array().expect("series");
@@ -121,16 +132,60 @@ async fn bad_input_gets_its_error_and_changes_no_count() {
     // (what, content type, body, expected status, field named in the answer)
     type Case = (&'static str, &'static str, Vec<u8>, u16, Option<&'static str>);
     let cases: Vec<Case> = vec![
-        ("unknown ad", "application/json", json!({"ad_id": uuid::Uuid::new_v4()}).to_string().into(), 422, Some("ad_id")),
+        (
+            "unknown ad",
+            "application/json",
+            json!({"ad_id": uuid::Uuid::new_v4()}).to_string().into(),
+            422,
+            Some("ad_id"),
+        ),
         ("inactive ad", "application/json", json!({"ad_id": AD_INACTIVE}).to_string().into(), 422, Some("ad_id")),
         ("missing ad", "application/json", b"{}".to_vec(), 422, Some("ad_id")),
         ("malformed JSON", "application/json", b"{\"ad_id\": ".to_vec(), 400, None),
-        ("wrong type", "application/json", json!({"ad_id": AD_TRAIL_RUNNER, "watched_percent": "all"}).to_string().into(), 400, Some("watched_percent")),
-        ("unknown field", "application/json", json!({"ad_id": AD_TRAIL_RUNNER, "adid": 1}).to_string().into(), 400, Some("adid")),
-        ("not a country code", "application/json", json!({"ad_id": AD_TRAIL_RUNNER, "country": "France"}).to_string().into(), 422, Some("country")),
-        ("out of range", "application/json", json!({"ad_id": AD_TRAIL_RUNNER, "playback_time_secs": 90000}).to_string().into(), 422, Some("playback_time_secs")),
-        ("future", "application/json", json!({"ad_id": AD_TRAIL_RUNNER, "timestamp": at(OffsetDateTime::now_utc() + Duration::minutes(10))}).to_string().into(), 422, Some("timestamp")),
-        ("too old for the stream", "application/json", json!({"ad_id": AD_TRAIL_RUNNER, "timestamp": "2020-01-01T00:00:00Z"}).to_string().into(), 422, Some("timestamp")),
+        (
+            "wrong type",
+            "application/json",
+            json!({"ad_id": AD_TRAIL_RUNNER, "watched_percent": "all"}).to_string().into(),
+            400,
+            Some("watched_percent"),
+        ),
+        (
+            "unknown field",
+            "application/json",
+            json!({"ad_id": AD_TRAIL_RUNNER, "adid": 1}).to_string().into(),
+            400,
+            Some("adid"),
+        ),
+        (
+            "not a country code",
+            "application/json",
+            json!({"ad_id": AD_TRAIL_RUNNER, "country": "France"}).to_string().into(),
+            422,
+            Some("country"),
+        ),
+        (
+            "out of range",
+            "application/json",
+            json!({"ad_id": AD_TRAIL_RUNNER, "playback_time_secs": 90000}).to_string().into(),
+            422,
+            Some("playback_time_secs"),
+        ),
+        (
+            "future",
+            "application/json",
+            json!({"ad_id": AD_TRAIL_RUNNER, "timestamp": at(OffsetDateTime::now_utc() + Duration::minutes(10))})
+                .to_string()
+                .into(),
+            422,
+            Some("timestamp"),
+        ),
+        (
+            "too old for the stream",
+            "application/json",
+            json!({"ad_id": AD_TRAIL_RUNNER, "timestamp": "2020-01-01T00:00:00Z"}).to_string().into(),
+            422,
+            Some("timestamp"),
+        ),
         ("oversized", "application/json", vec![b' '; 17 * 1024], 413, None),
         ("wrong content type", "application/xml", json!({"ad_id": AD_TRAIL_RUNNER}).to_string().into(), 415, None),
     ];
@@ -140,7 +195,8 @@ async fn bad_input_gets_its_error_and_changes_no_count() {
         assert!(answer["detail"].as_str().is_some_and(|e| !e.is_empty()), "{what}: {answer}");
         assert_eq!(answer["field"].as_str(), field, "{what}: {answer}");
     }
-    let (status, answer) = stack.post("/ads/impression", json!({"ad_id": AD_TRAIL_RUNNER, "playback_time_secs": 1})).await;
+    let (status, answer) =
+        stack.post("/ads/impression", json!({"ad_id": AD_TRAIL_RUNNER, "playback_time_secs": 1})).await;
     assert_eq!((status, answer["field"].as_str()), (400, Some("playback_time_secs")), "{answer}");
 
     // A valid click after all of them: once it is counted, everything before it would be too.
@@ -158,17 +214,36 @@ async fn bad_input_gets_its_error_and_changes_no_count() {
     assert_eq!(stack.count("SELECT count() FROM impression_events").await, 0);
     let metrics = stack.metrics(&stack.ingest).await;
     assert!(metrics.contains(r#"ingest_events_rejected_total{kind="click",reason="unknown_ad"} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"ingest_events_rejected_total{kind="click",reason="payload_too_large"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"ingest_events_rejected_total{kind="click",reason="payload_too_large"} 1"#),
+        "{metrics}"
+    );
     // Requests by route template and status, and the one message JetStream stored.
     let count = |text: &str, series: &str| e2e::metric(text, series).unwrap_or(0.0);
-    assert_eq!(count(&metrics, r#"http_request_duration_seconds_count{method="POST",route="/ads/click",status="202"}"#), 1.0, "{metrics}");
-    assert_eq!(count(&metrics, r#"http_request_duration_seconds_count{method="POST",route="/ads/click",status="413"}"#), 1.0, "{metrics}");
+    assert_eq!(
+        count(&metrics, r#"http_request_duration_seconds_count{method="POST",route="/ads/click",status="202"}"#),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        count(&metrics, r#"http_request_duration_seconds_count{method="POST",route="/ads/click",status="413"}"#),
+        1.0,
+        "{metrics}"
+    );
     assert_eq!(count(&metrics, r#"ingest_messages_published_total{outcome="stored"}"#), 1.0, "{metrics}");
     let (status, _) = stack.get("/no/such/path/0193a5c2-7b1e-7c3d-9f00-2a6b1c4d5e6f").await;
     assert_eq!(status, 404);
     let metrics = stack.metrics(&stack.query).await;
-    assert!(count(&metrics, r#"http_request_duration_seconds_count{method="GET",route="/ads/analytics",status="200"}"#) >= 1.0, "{metrics}");
-    assert_eq!(count(&metrics, r#"http_request_duration_seconds_count{method="GET",route="unmatched",status="404"}"#), 1.0, "ids do not make series: {metrics}");
+    assert!(
+        count(&metrics, r#"http_request_duration_seconds_count{method="GET",route="/ads/analytics",status="200"}"#)
+            >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        count(&metrics, r#"http_request_duration_seconds_count{method="GET",route="unmatched",status="404"}"#),
+        1.0,
+        "ids do not make series: {metrics}"
+    );
     assert!(count(&metrics, r#"query_clickhouse_query_duration_seconds_count{query="clicks"}"#) >= 1.0, "{metrics}");
     // The lag gauges, from a lag and back to none: exactly_once.rs (ClickHouse stopped).
 }
@@ -201,7 +276,13 @@ async fn query_parameters_are_checked() {
     let wrong_method = stack.http.delete(stack.query.url("/ads")).send().await.expect("DELETE /ads");
     assert_eq!(e2e::read_answer("DELETE /ads", wrong_method).await.0, 405);
     // Without API_KEY, reads are anonymous and the catalog cannot be changed.
-    let change = stack.http.patch(stack.query.url(&format!("/ads/{AD_TRAIL_RUNNER}"))).json(&json!({"title": "x"})).send().await.expect("PATCH");
+    let change = stack
+        .http
+        .patch(stack.query.url(&format!("/ads/{AD_TRAIL_RUNNER}")))
+        .json(&json!({"title": "x"}))
+        .send()
+        .await
+        .expect("PATCH");
     assert_eq!(e2e::read_answer("PATCH /ads/{id}", change).await.0, 403);
 
     let (status, page) = stack.get("/ads?page=2&limit=3").await;
@@ -222,7 +303,9 @@ fn fixed_window_report(ad_id: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_event_shows_up_as_soon_as_the_aggregator_announces_its_write() {
     // A TTL far beyond the harness's patience: only the announcement can refresh the answer.
-    let stack = e2e::Stack::start_with(e2e::StackOptions { query_env: vec![("CACHE_TTL_MS", "600000")], ..Default::default() }).await;
+    let stack =
+        e2e::Stack::start_with(e2e::StackOptions { query_env: vec![("CACHE_TTL_MS", "600000")], ..Default::default() })
+            .await;
     let path = fixed_window_report(AD_COFFEE_CLUB);
     let clicks = |report: &Value| entry(report, AD_COFFEE_CLUB).and_then(|e| e["clicks"].as_u64());
     let (_, before) = stack.get(&path).await;
@@ -230,13 +313,20 @@ async fn a_new_event_shows_up_as_soon_as_the_aggregator_announces_its_write() {
     let (_, cached) = stack.get(&path).await;
     assert_eq!(clicks(&cached), Some(0), "{cached}");
     let metrics = stack.metrics(&stack.query).await;
-    assert!(metrics.contains(r#"query_cache_lookups_total{cache="reports",outcome="hit"} 1"#), "the second answer came from the cache: {metrics}");
+    assert!(
+        metrics.contains(r#"query_cache_lookups_total{cache="reports",outcome="hit"} 1"#),
+        "the second answer came from the cache: {metrics}"
+    );
 
     assert_eq!(stack.post("/ads/click", json!({"ad_id": AD_COFFEE_CLUB})).await.0, 202);
     stack.wait_for_count("SELECT count() FROM click_events", 1).await;
     eventually("the click in the cached report", || async {
         let (_, report) = stack.get(&path).await;
-        if clicks(&report) == Some(1) { Ok(()) } else { Err(report.to_string()) }
+        if clicks(&report) == Some(1) {
+            Ok(())
+        } else {
+            Err(report.to_string())
+        }
     })
     .await;
     let metrics = stack.metrics(&stack.query).await;
@@ -247,13 +337,22 @@ async fn a_new_event_shows_up_as_soon_as_the_aggregator_announces_its_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_days_stay_cached_across_writes_until_a_late_event_reaches_back_to_them() {
     // A TTL far beyond the harness's patience: only an announcement can refresh past days.
-    let stack = e2e::Stack::start_with(e2e::StackOptions { query_env: vec![("CACHE_PAST_TTL_SECS", "600")], ..Default::default() }).await;
+    let stack = e2e::Stack::start_with(e2e::StackOptions {
+        query_env: vec![("CACHE_PAST_TTL_SECS", "600")],
+        ..Default::default()
+    })
+    .await;
     let now = OffsetDateTime::now_utc();
     let today = now.replace_time(time::Time::MIDNIGHT);
-    let path = format!("/ads/analytics?ad_id={AD_COFFEE_CLUB}&from={}&to={}", at(today - Duration::days(2)), at(now + Duration::HOUR));
+    let path = format!(
+        "/ads/analytics?ad_id={AD_COFFEE_CLUB}&from={}&to={}",
+        at(today - Duration::days(2)),
+        at(now + Duration::HOUR)
+    );
     let clicks = |report: &Value| entry(report, AD_COFFEE_CLUB).and_then(|e| e["clicks"].as_u64());
     let past = |metrics: &str, outcome: &str| {
-        e2e::metric(metrics, &format!(r#"query_cache_lookups_total{{cache="past_counts",outcome="{outcome}"}}"#)).unwrap_or(0.0)
+        e2e::metric(metrics, &format!(r#"query_cache_lookups_total{{cache="past_counts",outcome="{outcome}"}}"#))
+            .unwrap_or(0.0)
     };
     let click = |timestamp: OffsetDateTime, agent: &'static str| {
         let stack = &stack;
@@ -266,7 +365,11 @@ async fn past_days_stay_cached_across_writes_until_a_late_event_reaches_back_to_
         let (stack, path) = (&stack, &path);
         eventually("the clicks in the report", move || async move {
             let (_, report) = stack.get(path).await;
-            if clicks(&report) == Some(expected) { Ok(()) } else { Err(report.to_string()) }
+            if clicks(&report) == Some(expected) {
+                Ok(())
+            } else {
+                Err(report.to_string())
+            }
         })
     };
     shows(0).await;
@@ -278,7 +381,11 @@ async fn past_days_stay_cached_across_writes_until_a_late_event_reaches_back_to_
     stack.wait_for_count("SELECT count() FROM click_events", 1).await;
     shows(1).await;
     let after_today = stack.metrics(&stack.query).await;
-    assert_eq!(past(&after_today, "miss"), past(&first, "miss"), "a write of today's events keeps the past cached: {after_today}");
+    assert_eq!(
+        past(&after_today, "miss"),
+        past(&first, "miss"),
+        "a write of today's events keeps the past cached: {after_today}"
+    );
     assert!(past(&after_today, "hit") > past(&first, "hit"), "{after_today}");
 
     // A late click for yesterday: its announcement reaches back, so yesterday is read again.
@@ -324,5 +431,8 @@ async fn without_announcements_a_new_event_shows_up_once_the_cache_ttl_has_passe
     let (_, fresh) = stack.get(&path).await;
     assert_eq!(clicks(&fresh), Some(1), "once the TTL has passed the click is counted: {fresh}");
     let metrics = stack.metrics(&stack.query).await;
-    assert!(metrics.contains(r#"query_cache_lookups_total{cache="reports",outcome="miss"} 2"#), "the expired answer was computed again: {metrics}");
+    assert!(
+        metrics.contains(r#"query_cache_lookups_total{cache="reports",outcome="miss"} 2"#),
+        "the expired answer was computed again: {metrics}"
+    );
 }

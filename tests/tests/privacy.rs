@@ -57,6 +57,9 @@ async fn no_full_client_ip_is_logged() {
 
     let log = std::fs::read_to_string(stack.dir.join("ingest.log")).expect("ingest log");
     let client = format!("127.0.0.1:{client_port}");
-    let leaks: Vec<&str> = log.lines().filter(|line| line.contains(&client) || (line.contains("rate") && line.contains("127.0.0.1"))).collect();
+    let leaks: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains(&client) || (line.contains("rate") && line.contains("127.0.0.1")))
+        .collect();
     assert!(leaks.is_empty(), "full client addresses in the log:\n{}", leaks.join("\n"));
 }

@@ -20,7 +20,8 @@ async fn every_operation_of_both_services_refuses_a_parameter_it_does_not_take()
     let http = e2e::browser_like_client().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let mut checked = Vec::new();
     for service in [&stack.ingest, &stack.query] {
-        let spec: Value = stack.http.get(service.url("/openapi.json")).send().await.expect("spec").json().await.expect("spec JSON");
+        let spec: Value =
+            stack.http.get(service.url("/openapi.json")).send().await.expect("spec").json().await.expect("spec JSON");
         for (template, item) in spec["paths"].as_object().expect("paths") {
             for (method, operation) in item.as_object().expect("path item") {
                 let id = operation["operationId"].as_str().expect("operationId");
@@ -52,8 +53,20 @@ async fn every_operation_of_both_services_refuses_a_parameter_it_does_not_take()
     assert_eq!(
         checked,
         [
-            "createAd", "deactivateAd", "getAd", "getAdAnalytics", "getAdsAnalytics", "getBreakdown", "getSeries", "listAds",
-            "postClick", "postEvents", "postImpression", "trackClick", "trackImpression", "updateAd"
+            "createAd",
+            "deactivateAd",
+            "getAd",
+            "getAdAnalytics",
+            "getAdsAnalytics",
+            "getBreakdown",
+            "getSeries",
+            "listAds",
+            "postClick",
+            "postEvents",
+            "postImpression",
+            "trackClick",
+            "trackImpression",
+            "updateAd"
         ],
         "every operation of both services"
     );
@@ -74,9 +87,15 @@ async fn mistyped_window_parameters_are_named_and_the_right_ones_answer() {
         let (status, problem) = stack.get(&format!("/ads/analytics?{query}")).await;
         assert_eq!((status, problem["field"].as_str()), (400, Some(field)), "?{query}: {problem}");
     }
-    let (status, answer) = stack.get(&format!("/ads/analytics?ad_id={AD_TRAIL_RUNNER}&from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z")).await;
+    let (status, answer) = stack
+        .get(&format!("/ads/analytics?ad_id={AD_TRAIL_RUNNER}&from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z"))
+        .await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!((answer["from"].as_str(), answer["to"].as_str()), (Some("2026-01-01T00:00:00Z"), Some("2026-02-01T00:00:00Z")), "{answer}");
+    assert_eq!(
+        (answer["from"].as_str(), answer["to"].as_str()),
+        (Some("2026-01-01T00:00:00Z"), Some("2026-02-01T00:00:00Z")),
+        "{answer}"
+    );
     // Outside the operations (pages, health) query strings are left alone.
     for path in ["/healthz?probe=1", "/dashboard/?ad_id=x&range=1h"] {
         let response = stack.http.get(stack.query.url(path)).send().await.expect(path);

@@ -40,7 +40,11 @@ async fn rebuild_from_the_stream_gives_identical_analytics() {
     for view in ["ad_metrics_per_minute", "ad_metrics_per_hour", "ad_metrics_per_day", "ad_metrics_per_day_named"] {
         let clicks = stack.count(&format!("SELECT sum(clicks) FROM {view}")).await;
         let impressions = stack.count(&format!("SELECT sum(impressions) FROM {view}")).await;
-        assert_eq!((clicks, impressions), (report.clicks.len() as u64, report.impressions.len() as u64), "{view} after the rebuild");
+        assert_eq!(
+            (clicks, impressions),
+            (report.clicks.len() as u64, report.impressions.len() as u64),
+            "{view} after the rebuild"
+        );
     }
     tokio::time::sleep(Duration::from_millis(300)).await; // past the query cache TTL
     let after = snapshot(&stack, &window).await;

@@ -15,10 +15,18 @@ async fn engine(stack: &Stack, table: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_events_expire_after_the_configured_days_and_rollups_keep_them() {
     // The stream and the dead letters keep messages no longer than the ids are kept.
-    let aggregator_env =
-        vec![("RAW_EVENTS_TTL_DAYS", "2"), ("STREAM_MAX_AGE_SECS", "86400"), ("DEAD_LETTER_MAX_AGE_SECS", "86400"), ("AUDIENCE_TTL_DAYS", "3")];
-    let stack =
-        Stack::start_with(StackOptions { aggregator_env, query_env: vec![("AUDIENCE_TTL_DAYS", "3")], ..StackOptions::default() }).await;
+    let aggregator_env = vec![
+        ("RAW_EVENTS_TTL_DAYS", "2"),
+        ("STREAM_MAX_AGE_SECS", "86400"),
+        ("DEAD_LETTER_MAX_AGE_SECS", "86400"),
+        ("AUDIENCE_TTL_DAYS", "3"),
+    ];
+    let stack = Stack::start_with(StackOptions {
+        aggregator_env,
+        query_env: vec![("AUDIENCE_TTL_DAYS", "3")],
+        ..StackOptions::default()
+    })
+    .await;
     assert!(engine(&stack, "stored_event_ids_kv").await.starts_with("EmbeddedRocksDB(172800) "), "ids kept 2 days");
     for table in RAW_TABLES {
         let engine = engine(&stack, table).await;
@@ -58,13 +66,18 @@ async fn raw_events_expire_after_the_configured_days_and_rollups_keep_them() {
     })
     .await;
     assert_eq!(stack.count("SELECT count() FROM click_events WHERE timestamp < now() - INTERVAL 1 DAY").await, 0);
-    assert_eq!(stack.count("SELECT sum(clicks) FROM click_events_per_day").await, 5, "the rollups still count all five");
+    assert_eq!(
+        stack.count("SELECT sum(clicks) FROM click_events_per_day").await,
+        5,
+        "the rollups still count all five"
+    );
     let (status, report) = stack.get(&format!("/ads/analytics?ad_id={AD_TRAIL_RUNNER}&timeframe=7d")).await;
     assert_eq!((status, report["total"]["clicks"].as_u64()), (200, Some(5)), "{report}");
 
     // Another setting changes the TTL at the next migrate; 0 removes it.
     let migrate = |days: &str| {
-        let output = stack.admin_command().env("RAW_EVENTS_TTL_DAYS", days).arg("migrate").output().expect("aggregator migrate");
+        let output =
+            stack.admin_command().env("RAW_EVENTS_TTL_DAYS", days).arg("migrate").output().expect("aggregator migrate");
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     };
     // The ids move to a table of the new retention, every one of them: a click sent again is
@@ -82,14 +95,22 @@ async fn raw_events_expire_after_the_configured_days_and_rollups_keep_them() {
     for table in RAW_TABLES {
         assert!(!engine(&stack, table).await.contains(" TTL "), "{table} keeps rows for good");
     }
-    assert!(engine(&stack, "stored_event_ids_kv").await.starts_with("EmbeddedRocksDB PRIMARY KEY"), "ids kept for good");
+    assert!(
+        engine(&stack, "stored_event_ids_kv").await.starts_with("EmbeddedRocksDB PRIMARY KEY"),
+        "ids kept for good"
+    );
     assert_eq!(stack.count("SELECT count() FROM stored_event_ids_kv").await, ids);
     // A new message with the click's id (past JetStream's duplicate window: another stream
     // message) is recognised by its stored id and not counted again.
     let js = async_nats::jetstream::new(stack.nats_admin().await);
-    let mut again: serde_json::Value = serde_json::from_slice(include_bytes!("../../schemas/test-data/v1/click.json")).expect("fixture");
+    let mut again: serde_json::Value =
+        serde_json::from_slice(include_bytes!("../../schemas/test-data/v1/click.json")).expect("fixture");
     again["event_id"] = click["event_id"].clone();
-    js.send_publish("ads.events.click", e2e::signed_message(again.to_string())).await.expect("publish").await.expect("ack");
+    js.send_publish("ads.events.click", e2e::signed_message(again.to_string()))
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
     e2e::eventually("the repeat recognised as stored", || async {
         match e2e::metric(&stack.metrics(&stack.aggregator).await, "aggregator_events_already_stored_total") {
             Some(n) if n >= 1.0 => Ok(()),

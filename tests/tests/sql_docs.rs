@@ -175,11 +175,14 @@ async fn every_example_of_the_sql_doc_runs_and_gives_the_sent_numbers() {
     let mut sent = 0;
     for (visitor, batch) in &by_visitor {
         let body = serde_json::to_vec(batch).expect("serialize");
-        let (status, answer) = stack.post_raw("/ads/events", "application/json", body, &[("user-agent", visitor)]).await;
+        let (status, answer) =
+            stack.post_raw("/ads/events", "application/json", body, &[("user-agent", visitor)]).await;
         assert_eq!(status, 202, "{answer}");
         sent += batch.len() as u64;
     }
-    stack.wait_for_count("SELECT (SELECT count() FROM click_events) + (SELECT count() FROM impression_events)", sent).await;
+    stack
+        .wait_for_count("SELECT (SELECT count() FROM click_events) + (SELECT count() FROM impression_events)", sent)
+        .await;
     // An insert commits the raw table's part before its views' parts: wait for the rollups too.
     let in_rollups = ["minute", "hour", "day"]
         .map(|unit| format!("(SELECT sum(clicks) FROM click_events_per_{unit}) + (SELECT sum(impressions) FROM impression_events_per_{unit})"))
@@ -236,8 +239,14 @@ async fn every_example_of_the_sql_doc_runs_and_gives_the_sent_numbers() {
     // states counts as adding their counts would.
     let rows = answer("4.");
     assert_eq!(rows.len(), 2, "{rows:?}");
-    assert_eq!((rows[0]["title"].as_str(), int(&rows[0], "unique_clicks"), int(&rows[0], "clicks")), (Some("Trail Runner 3"), 6, 7));
-    assert_eq!((rows[1]["title"].as_str(), int(&rows[1], "unique_clicks"), int(&rows[1], "clicks")), (Some("Coffee Club"), 1, 1));
+    assert_eq!(
+        (rows[0]["title"].as_str(), int(&rows[0], "unique_clicks"), int(&rows[0], "clicks")),
+        (Some("Trail Runner 3"), 6, 7)
+    );
+    assert_eq!(
+        (rows[1]["title"].as_str(), int(&rows[1], "unique_clicks"), int(&rows[1], "clicks")),
+        (Some("Coffee Club"), 1, 1)
+    );
 
     // 5. CTR per campaign over 7 days.
     let rows = answer("5.");
@@ -328,7 +337,14 @@ async fn every_example_of_the_sql_doc_runs_and_gives_the_sent_numbers() {
         .expect("series")
         .iter()
         .filter(|b| b["clicks"].as_u64().unwrap_or(0) + b["impressions"].as_u64().unwrap_or(0) > 0)
-        .map(|b| (b["start"].as_str().unwrap_or("").to_owned(), int(b, "clicks"), int(b, "unique_clicks"), int(b, "impressions")))
+        .map(|b| {
+            (
+                b["start"].as_str().unwrap_or("").to_owned(),
+                int(b, "clicks"),
+                int(b, "unique_clicks"),
+                int(b, "impressions"),
+            )
+        })
         .collect();
     let view_hours: Vec<(String, u64, u64, u64)> = session
         .run(&format!(

@@ -65,7 +65,8 @@ async fn buckets_follow_the_callers_time_zone() {
     // The 25th in Paris lasts 25 hours and holds both events of that local day.
     assert_eq!(
         buckets(&stack, &format!("{window}&granularity=day&tz=Europe/Paris")).await[..3],
-        expect(&[("2026-10-24T00:00:00+02:00", 1), ("2026-10-25T00:00:00+02:00", 2), ("2026-10-26T00:00:00+01:00", 3)])[..]
+        expect(&[("2026-10-24T00:00:00+02:00", 1), ("2026-10-25T00:00:00+02:00", 2), ("2026-10-26T00:00:00+01:00", 3)])
+            [..]
     );
     // The same events by UTC day.
     assert_eq!(
@@ -94,15 +95,22 @@ async fn buckets_follow_the_callers_time_zone() {
         expect(&[("2026-10-01T00:00:00+02:00", 6), ("2026-11-01T00:00:00+01:00", 2)])
     );
     // Hours in a half-hour zone start on the half hour (UTC).
-    let hours = buckets(&stack, "from=2026-10-26T17:00:00Z&to=2026-10-26T20:00:00Z&granularity=hour&tz=Asia/Kolkata").await;
+    let hours =
+        buckets(&stack, "from=2026-10-26T17:00:00Z&to=2026-10-26T20:00:00Z&granularity=hour&tz=Asia/Kolkata").await;
     assert_eq!(hours, expect(&[("2026-10-26T23:00:00+05:30", 1), ("2026-10-27T00:00:00+05:30", 1)]));
 
     let (status, answer) = stack.get(&format!("/ads/{AD_TRAIL_RUNNER}/analytics?{window}&tz=Mars/Olympus")).await;
     assert_eq!((status, answer["field"].as_str()), (422, Some("tz")), "{answer}");
-    let by_new_york_day: Value = stack.get(&format!("/ads/{AD_TRAIL_RUNNER}/analytics?{window}&granularity=day&tz=America/New_York")).await.1;
+    let by_new_york_day: Value =
+        stack.get(&format!("/ads/{AD_TRAIL_RUNNER}/analytics?{window}&granularity=day&tz=America/New_York")).await.1;
     assert_eq!(by_new_york_day["tz"], "America/New_York");
     // Every local day touching the window, empty ones too; New York leaves summer time on the 1st.
-    let starts: Vec<&str> = by_new_york_day["series"].as_array().expect("series").iter().map(|b| b["start"].as_str().unwrap_or("")).collect();
+    let starts: Vec<&str> = by_new_york_day["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|b| b["start"].as_str().unwrap_or(""))
+        .collect();
     assert_eq!(starts.len(), 11, "{by_new_york_day}");
     assert_eq!((starts[0], starts[10]), ("2026-10-23T00:00:00-04:00", "2026-11-02T00:00:00-05:00"));
 }
@@ -132,7 +140,11 @@ async fn the_day_summer_time_starts_lasts_23_hours() {
     let (status, answer) = stack.get(&format!("/ads/{AD_TRAIL_RUNNER}/analytics?from=2026-03-29T00:00:00Z&to=2026-03-29T02:00:00Z&granularity=hour&tz=europe/paris")).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["tz"], "Europe/Paris", "the zone's name as the database spells it");
-    let hours: Vec<(&str, u64)> =
-        answer["series"].as_array().expect("series").iter().map(|b| (b["start"].as_str().unwrap_or(""), b["impressions"].as_u64().unwrap_or(0))).collect();
+    let hours: Vec<(&str, u64)> = answer["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|b| (b["start"].as_str().unwrap_or(""), b["impressions"].as_u64().unwrap_or(0)))
+        .collect();
     assert_eq!(hours, [("2026-03-29T01:00:00+01:00", 1), ("2026-03-29T03:00:00+02:00", 1)]);
 }

@@ -55,9 +55,11 @@ async fn clicks_redirect_to_the_ads_page_and_pixels_count_impressions() {
     // An inactive ad still sends the person on, and counts nothing; an unknown one cannot.
     let response = get(format!("/c/{AD_INACTIVE}")).await;
     assert_eq!(response.status(), 302);
-    let (status, answer) = e2e::read_answer("GET /c/{unknown}", get(format!("/c/{}", uuid::Uuid::new_v4())).await).await;
+    let (status, answer) =
+        e2e::read_answer("GET /c/{unknown}", get(format!("/c/{}", uuid::Uuid::new_v4())).await).await;
     assert_eq!((status, answer["field"].as_str()), (404, Some("ad_id")), "{answer}");
-    let (status, answer) = e2e::read_answer("GET /c/?click_id", get(format!("/c/{AD_TRAIL_RUNNER}?click_id=a%20b")).await).await;
+    let (status, answer) =
+        e2e::read_answer("GET /c/?click_id", get(format!("/c/{AD_TRAIL_RUNNER}?click_id=a%20b")).await).await;
     assert_eq!((status, answer["field"].as_str()), (400, Some("click_id")), "{answer}");
     let (status, _) = e2e::read_answer("GET /i/x.gif", get("/i/not-an-ad.gif".to_owned()).await).await;
     assert_eq!(status, 400);
@@ -75,19 +77,31 @@ async fn clicks_redirect_to_the_ads_page_and_pixels_count_impressions() {
     let spooled = e2e::metric_sum(&metrics, "ingest_events_spooled_total", &[]);
     let lost = e2e::metric_sum(&metrics, "ingest_tracking_unrecorded_total", &["reason=\"spool_full\""]);
     assert!(spooled >= 1.0 && lost >= 1.0 && spooled + lost == 4.0, "{spooled} spooled, {lost} lost:\n{metrics}");
-    assert_eq!(e2e::metric(&metrics, r#"ingest_tracking_unrecorded_total{endpoint="click",reason="inactive_ad"}"#), Some(1.0), "{metrics}");
+    assert_eq!(
+        e2e::metric(&metrics, r#"ingest_tracking_unrecorded_total{endpoint="click",reason="inactive_ad"}"#),
+        Some(1.0),
+        "{metrics}"
+    );
     stack.nats.restart().await;
     // The spooled ones are replayed once NATS is back. A lost one may still arrive, as for a
     // 503: the NATS client sends what it buffered when it reconnects. Either way, once each.
     eventually("the spool to empty", || async {
         let metrics = stack.metrics(&stack.ingest).await;
-        if e2e::metric(&metrics, "ingest_spool_events") == Some(0.0) { Ok(()) } else { Err(metrics) }
+        if e2e::metric(&metrics, "ingest_spool_events") == Some(0.0) {
+            Ok(())
+        } else {
+            Err(metrics)
+        }
     })
     .await;
     let expected = 3 + spooled as u64;
     eventually("the replayed events to be counted", || async {
         let rows = stack.count(RAW_ROWS).await;
-        if rows >= expected { Ok(()) } else { Err(format!("{rows} of at least {expected}")) }
+        if rows >= expected {
+            Ok(())
+        } else {
+            Err(format!("{rows} of at least {expected}"))
+        }
     })
     .await;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
@@ -101,13 +115,21 @@ const RAW_ROWS: &str = "SELECT (SELECT count() FROM click_events) + (SELECT coun
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn beacons_and_cors_preflights_from_configured_origins() {
-    let stack = Stack::start_with(StackOptions { ingest_env: vec![("CORS_ALLOWED_ORIGINS", PUBLISHER)], ..StackOptions::default() }).await;
+    let stack = Stack::start_with(StackOptions {
+        ingest_env: vec![("CORS_ALLOWED_ORIGINS", PUBLISHER)],
+        ..StackOptions::default()
+    })
+    .await;
     let event_id = uuid::Uuid::new_v4();
     // What navigator.sendBeacon(url, JSON.stringify(event)) sends: text/plain.
-    let body = json!({"ad_id": AD_TRAIL_RUNNER, "event_id": event_id, "playback_time_secs": 4.5}).to_string().into_bytes();
-    let (status, answer) = stack.post_raw("/ads/click", "text/plain;charset=UTF-8", body, &[("origin", PUBLISHER)]).await;
+    let body =
+        json!({"ad_id": AD_TRAIL_RUNNER, "event_id": event_id, "playback_time_secs": 4.5}).to_string().into_bytes();
+    let (status, answer) =
+        stack.post_raw("/ads/click", "text/plain;charset=UTF-8", body, &[("origin", PUBLISHER)]).await;
     assert_eq!((status, answer["event_id"].as_str()), (202, Some(&*event_id.to_string())), "{answer}");
-    let batch = json!([{"type": "impression", "ad_id": AD_TRAIL_RUNNER}, {"type": "impression", "ad_id": AD_TRAIL_RUNNER}]).to_string();
+    let batch =
+        json!([{"type": "impression", "ad_id": AD_TRAIL_RUNNER}, {"type": "impression", "ad_id": AD_TRAIL_RUNNER}])
+            .to_string();
     let (status, answer) = stack.post_raw("/ads/events", "text/plain;charset=UTF-8", batch.into_bytes(), &[]).await;
     assert_eq!((status, answer["accepted"].as_u64()), (202, Some(2)), "{answer}");
     let lines = "{\"type\":\"impression\",\"ad_id\":\"a1000000-0000-4000-8000-000000000001\"}\n".repeat(3);
@@ -115,7 +137,12 @@ async fn beacons_and_cors_preflights_from_configured_origins() {
     assert_eq!((status, answer["accepted"].as_u64()), (202, Some(3)), "NDJSON as text: {answer}");
     let (status, answer) = stack.post_raw("/ads/click", "text/plain", b"{not json".to_vec(), &[]).await;
     assert_eq!(status, 400, "{answer}");
-    stack.wait_for_count(&format!("SELECT count() FROM click_events WHERE event_id = '{event_id}' AND playback_time_secs = 4.5"), 1).await;
+    stack
+        .wait_for_count(
+            &format!("SELECT count() FROM click_events WHERE event_id = '{event_id}' AND playback_time_secs = 4.5"),
+            1,
+        )
+        .await;
     stack.wait_for_count("SELECT count() FROM impression_events", 5).await;
 
     // A preflight from the configured origin is answered; another origin gets no permission.

@@ -60,7 +60,11 @@ fn raw_filter(ad: &str, from: OffsetDateTime, to: OffsetDateTime) -> String {
 }
 
 fn raw_window(from: OffsetDateTime, to: OffsetDateTime) -> String {
-    format!("timestamp >= toDateTime64({}, 3, 'UTC') AND timestamp < toDateTime64({}, 3, 'UTC')", from.unix_timestamp(), to.unix_timestamp())
+    format!(
+        "timestamp >= toDateTime64({}, 3, 'UTC') AND timestamp < toDateTime64({}, 3, 'UTC')",
+        from.unix_timestamp(),
+        to.unix_timestamp()
+    )
 }
 
 /// Every metric of `ad` over `[from, to)`, from the raw tables.
@@ -77,7 +81,8 @@ async fn raw_totals_where(stack: &Stack, filter: &str) -> Totals {
          (SELECT count() AS n, uniqExact(visitor_id) AS u FROM impression_events WHERE {filter}) AS i \
          FORMAT JSONCompactEachRow"
     );
-    let row: Vec<Value> = serde_json::from_str(stack.sql(&sql).await.expect("raw totals").trim()).expect("one JSON row");
+    let row: Vec<Value> =
+        serde_json::from_str(stack.sql(&sql).await.expect("raw totals").trim()).expect("one JSON row");
     let n = |v: &Value| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).expect("a count");
     let (clicks, impressions) = (n(&row[0]), n(&row[2]));
     // avg over no rows is NaN (null in JSON), as the API's ratios over nothing are null.
@@ -100,7 +105,11 @@ async fn assert_totals_match(stack: &Stack, ad: &str, from: OffsetDateTime, to: 
     let (from_s, to_s) = (at(from), at(to));
     let (status, report) = stack.get(&format!("/ads/analytics?ad_id={ad}&from={from_s}&to={to_s}")).await;
     assert_eq!(status, 200, "{report}");
-    assert_eq!(Totals::of_api(&report["ads"][0]), raw_totals(stack, ad, from, to).await, "{ad} over [{from_s}, {to_s})");
+    assert_eq!(
+        Totals::of_api(&report["ads"][0]),
+        raw_totals(stack, ad, from, to).await,
+        "{ad} over [{from_s}, {to_s})"
+    );
 }
 
 /// Asserts the series answered at `path` has, bucket by bucket, the clicks and impressions of
@@ -114,7 +123,10 @@ async fn assert_series_match(stack: &Stack, path: &str, filter: &str, bucket_sql
         .filter(|b| b["clicks"].as_u64().unwrap_or(0) + b["impressions"].as_u64().unwrap_or(0) > 0)
         .map(|b| {
             let start = OffsetDateTime::parse(b["start"].as_str().unwrap_or(""), &Rfc3339).expect("RFC 3339 start");
-            (start.unix_timestamp(), b["clicks"].as_u64().unwrap_or(0) * 1_000_000 + b["impressions"].as_u64().unwrap_or(0))
+            (
+                start.unix_timestamp(),
+                b["clicks"].as_u64().unwrap_or(0) * 1_000_000 + b["impressions"].as_u64().unwrap_or(0),
+            )
         })
         .collect();
     let sql = format!(
@@ -166,7 +178,9 @@ async fn windows_across_days_and_hours_match_the_raw_events() {
         assert_eq!(status, 202, "{answer}");
         sent += 100;
     }
-    stack.wait_for_count("SELECT (SELECT count() FROM click_events) + (SELECT count() FROM impression_events)", sent).await;
+    stack
+        .wait_for_count("SELECT (SELECT count() FROM click_events) + (SELECT count() FROM impression_events)", sent)
+        .await;
     // An insert's raw rows can be visible a moment before its rollup rows.
     let in_every_rollup = ["minute", "hour", "day"]
         .map(|r| format!("(SELECT sum(clicks) FROM click_events_per_{r}) + (SELECT sum(impressions) FROM impression_events_per_{r})"))
@@ -174,7 +188,8 @@ async fn windows_across_days_and_hours_match_the_raw_events() {
     stack.wait_for_count(&format!("SELECT least({in_every_rollup})"), sent).await;
     wait_for_closed_days_stored(&stack).await;
 
-    let minute = |t: OffsetDateTime| t - Duration::seconds(t.second() as i64) - Duration::nanoseconds(t.nanosecond() as i64);
+    let minute =
+        |t: OffsetDateTime| t - Duration::seconds(t.second() as i64) - Duration::nanoseconds(t.nanosecond() as i64);
     let mut windows = vec![(minute(now - Duration::days(7)), minute(now) + Duration::MINUTE)];
     for _ in 0..8 {
         let from = minute(now - Duration::minutes(rng.random_range(2..7 * 1440)));
@@ -194,23 +209,49 @@ async fn windows_across_days_and_hours_match_the_raw_events() {
             ("day", "Asia/Kolkata", "toStartOfDay(timestamp, 'Asia/Kolkata')"),
             ("week", "Asia/Kolkata", "toDateTime(toStartOfWeek(timestamp, 1, 'Asia/Kolkata'), 'Asia/Kolkata')"),
             ("hour", "Australia/Adelaide", "toStartOfHour(timestamp, 'Australia/Adelaide')"),
-            ("week", "America/New_York", "toDateTime(toStartOfWeek(timestamp, 1, 'America/New_York'), 'America/New_York')"),
+            (
+                "week",
+                "America/New_York",
+                "toDateTime(toStartOfWeek(timestamp, 1, 'America/New_York'), 'America/New_York')",
+            ),
             ("month", "Europe/Paris", "toDateTime(toStartOfMonth(timestamp, 'Europe/Paris'), 'Europe/Paris')"),
         ];
         for (granularity, tz, bucket_sql) in bucketings {
             let params = format!("from={from_s}&to={to_s}&granularity={granularity}&tz={tz}");
-            assert_series_match(&stack, &format!("/ads/{AD_TRAIL_RUNNER}/analytics?{params}"), &raw_filter(AD_TRAIL_RUNNER, from, to), bucket_sql).await;
+            assert_series_match(
+                &stack,
+                &format!("/ads/{AD_TRAIL_RUNNER}/analytics?{params}"),
+                &raw_filter(AD_TRAIL_RUNNER, from, to),
+                bucket_sql,
+            )
+            .await;
             // Every ad together: the buckets, and totals with visitors counted once across ads.
-            let all = assert_series_match(&stack, &format!("/ads/analytics/series?{params}"), &raw_window(from, to), bucket_sql).await;
-            assert_eq!(Totals::of_api(&all["totals"]), raw_totals_where(&stack, &raw_window(from, to)).await, "every ad over [{from_s}, {to_s})");
+            let all = assert_series_match(
+                &stack,
+                &format!("/ads/analytics/series?{params}"),
+                &raw_window(from, to),
+                bucket_sql,
+            )
+            .await;
+            assert_eq!(
+                Totals::of_api(&all["totals"]),
+                raw_totals_where(&stack, &raw_window(from, to)).await,
+                "every ad over [{from_s}, {to_s})"
+            );
         }
     }
 
     assert_previous_period_matches(&stack, now).await;
     let newest = stack.sql("SELECT toUnixTimestamp64Milli(max(received_at)) FROM (SELECT received_at FROM click_events UNION ALL SELECT received_at FROM impression_events)").await.expect("newest");
     let (_, report) = stack.get("/ads/analytics?timeframe=7d").await;
-    let reported = OffsetDateTime::parse(report["newest_event_received_at"].as_str().expect("newest_event_received_at"), &Rfc3339).expect("RFC 3339");
-    assert_eq!((reported.unix_timestamp_nanos() / 1_000_000).to_string(), newest, "freshness is the newest stored event's receive time");
+    let reported =
+        OffsetDateTime::parse(report["newest_event_received_at"].as_str().expect("newest_event_received_at"), &Rfc3339)
+            .expect("RFC 3339");
+    assert_eq!(
+        (reported.unix_timestamp_nanos() / 1_000_000).to_string(),
+        newest,
+        "freshness is the newest stored event's receive time"
+    );
 
     // An installation that had events before the hour and day rollups (and the playback
     // percentiles and the watermark) existed: the migrations fill them from the raw tables once,
@@ -228,7 +269,9 @@ async fn windows_across_days_and_hours_match_the_raw_events() {
         stack.sql(&format!("DROP TABLE {table}_mv SYNC")).await.expect("drop view");
         stack.sql(&format!("DROP TABLE {table} SYNC")).await.expect("drop rollup");
     }
-    for view in ["click_events_received_watermark_mv", "impression_events_received_watermark_mv", "events_received_watermark"] {
+    for view in
+        ["click_events_received_watermark_mv", "impression_events_received_watermark_mv", "events_received_watermark"]
+    {
         stack.sql(&format!("DROP TABLE {view} SYNC")).await.expect("drop watermark");
     }
     let migrate = stack.run_admin(&["migrate"]);
@@ -246,8 +289,14 @@ async fn windows_across_days_and_hours_match_the_raw_events() {
     for ad in ADS {
         assert_totals_match(&stack, ad, week.0, week.1).await;
     }
-    assert_eq!(stack.count("SELECT sum(clicks) FROM click_events_per_day").await, stack.count("SELECT count() FROM click_events").await);
-    let refilled = stack.sql("SELECT toUnixTimestamp64Milli(max(newest_received_at)) FROM events_received_watermark").await.expect("watermark");
+    assert_eq!(
+        stack.count("SELECT sum(clicks) FROM click_events_per_day").await,
+        stack.count("SELECT count() FROM click_events").await
+    );
+    let refilled = stack
+        .sql("SELECT toUnixTimestamp64Milli(max(newest_received_at)) FROM events_received_watermark")
+        .await
+        .expect("watermark");
     assert_eq!(refilled, newest, "the watermark is refilled from the raw tables");
 }
 
@@ -292,7 +341,11 @@ async fn assert_rankings_match(stack: &Stack, from: OffsetDateTime, to: OffsetDa
         let path = format!("/ads/analytics?from={from_s}&to={to_s}&sort={metric}&limit=2");
         let (status, report) = stack.get(&path).await;
         assert_eq!(status, 200, "{path}: {report}");
-        assert_eq!(Totals::of_api(&report["total"]), raw_totals_where(stack, &raw_window(from, to)).await, "{path}: the total of every ad");
+        assert_eq!(
+            Totals::of_api(&report["total"]),
+            raw_totals_where(stack, &raw_window(from, to)).await,
+            "{path}: the total of every ad"
+        );
         let entries = report["ads"].as_array().expect("ads");
         let got: Vec<&str> = entries.iter().map(|e| e["ad_id"].as_str().unwrap_or("")).collect();
         assert_eq!(got, expected.iter().map(|e| e.0).collect::<Vec<_>>(), "{path}: {expected:?}");
@@ -306,13 +359,22 @@ async fn assert_rankings_match(stack: &Stack, from: OffsetDateTime, to: OffsetDa
 
 /// `compare=previous` on the report and on the series: the period of equal length just before.
 async fn assert_previous_period_matches(stack: &Stack, now: OffsetDateTime) {
-    let to = now - Duration::seconds(now.second() as i64) - Duration::nanoseconds(now.nanosecond() as i64) - Duration::days(1);
+    let to = now
+        - Duration::seconds(now.second() as i64)
+        - Duration::nanoseconds(now.nanosecond() as i64)
+        - Duration::days(1);
     let from = to - Duration::hours(50);
     let previous_from = from - Duration::hours(50);
-    let (status, report) = stack.get(&format!("/ads/analytics?from={}&to={}&sort=impressions&limit=3&compare=previous", at(from), at(to))).await;
+    let (status, report) = stack
+        .get(&format!("/ads/analytics?from={}&to={}&sort=impressions&limit=3&compare=previous", at(from), at(to)))
+        .await;
     assert_eq!(status, 200, "{report}");
     let previous = &report["previous"];
-    assert_eq!((previous["from"].as_str(), previous["to"].as_str()), (Some(&*at(previous_from)), Some(&*at(from))), "{report}");
+    assert_eq!(
+        (previous["from"].as_str(), previous["to"].as_str()),
+        (Some(&*at(previous_from)), Some(&*at(from))),
+        "{report}"
+    );
     let current: Vec<&Value> = report["ads"].as_array().expect("ads").iter().map(|e| &e["ad_id"]).collect();
     let before: Vec<&Value> = previous["ads"].as_array().expect("previous ads").iter().map(|e| &e["ad_id"]).collect();
     assert_eq!(current, before, "the same ads, in the same order");
@@ -320,14 +382,27 @@ async fn assert_previous_period_matches(stack: &Stack, now: OffsetDateTime) {
         let ad = entry["ad_id"].as_str().unwrap_or("");
         assert_eq!(Totals::of_api(entry), raw_totals(stack, ad, previous_from, from).await, "previous period of {ad}");
     }
-    assert_eq!(Totals::of_api(&previous["total"]), raw_totals_where(stack, &raw_window(previous_from, from)).await, "previous period, every ad");
-    let path = format!("/ads/{AD_COFFEE_CLUB}/analytics?from={}&to={}&granularity=day&compare=previous", at(from), at(to));
+    assert_eq!(
+        Totals::of_api(&previous["total"]),
+        raw_totals_where(stack, &raw_window(previous_from, from)).await,
+        "previous period, every ad"
+    );
+    let path =
+        format!("/ads/{AD_COFFEE_CLUB}/analytics?from={}&to={}&granularity=day&compare=previous", at(from), at(to));
     let (status, answer) = stack.get(&path).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(Totals::of_api(&answer["previous"]["totals"]), raw_totals(stack, AD_COFFEE_CLUB, previous_from, from).await, "{path}");
+    assert_eq!(
+        Totals::of_api(&answer["previous"]["totals"]),
+        raw_totals(stack, AD_COFFEE_CLUB, previous_from, from).await,
+        "{path}"
+    );
     let series = answer["previous"]["series"].as_array().expect("previous series");
     let clicks: u64 = series.iter().map(|b| b["clicks"].as_u64().unwrap_or(0)).sum();
-    assert_eq!(clicks, answer["previous"]["totals"]["clicks"].as_u64().unwrap_or(u64::MAX), "{path}: the series adds up to the totals");
+    assert_eq!(
+        clicks,
+        answer["previous"]["totals"]["clicks"].as_u64().unwrap_or(u64::MAX),
+        "{path}: the series adds up to the totals"
+    );
     assert_eq!(Totals::of_api(&answer["totals"]), raw_totals(stack, AD_COFFEE_CLUB, from, to).await, "{path}");
 }
 
@@ -340,7 +415,11 @@ async fn assert_uniques_match(stack: &Stack, from: OffsetDateTime, to: OffsetDat
     }
     let (status, report) = stack.get(&format!("/ads/analytics?from={from_s}&to={to_s}")).await;
     assert_eq!(status, 200, "{report}");
-    assert_eq!(Totals::of_api(&report["total"]), raw_totals_where(stack, &raw_window(from, to)).await, "every ad over [{from_s}, {to_s})");
+    assert_eq!(
+        Totals::of_api(&report["total"]),
+        raw_totals_where(stack, &raw_window(from, to)).await,
+        "every ad over [{from_s}, {to_s})"
+    );
     let path = format!("/ads/{AD_TRAIL_RUNNER}/analytics?from={from_s}&to={to_s}&granularity=day");
     let (status, answer) = stack.get(&path).await;
     assert_eq!(status, 200, "{answer}");
@@ -371,7 +450,9 @@ async fn assert_uniques_match(stack: &Stack, from: OffsetDateTime, to: OffsetDat
 async fn unique_visitors_are_counted_per_utc_day_of_the_event_whether_stored_or_late() {
     // A row below is written behind the aggregator's back, so no announcement drops the past
     // days' cached counts: keep them one second only.
-    let mut stack = Stack::start_with(StackOptions { query_env: vec![("CACHE_PAST_TTL_SECS", "1")], ..StackOptions::default() }).await;
+    let mut stack =
+        Stack::start_with(StackOptions { query_env: vec![("CACHE_PAST_TTL_SECS", "1")], ..StackOptions::default() })
+            .await;
     let now = OffsetDateTime::now_utc();
     let today = now.replace_time(time::Time::MIDNIGHT);
     // Yesterday's midnight, between two closed days; events a few seconds either side of it.
@@ -384,17 +465,32 @@ async fn unique_visitors_are_counted_per_utc_day_of_the_event_whether_stored_or_
             (AD_TRAIL_RUNNER, now - Duration::minutes(1)),
         ]
         .into_iter()
-        .flat_map(|(ad, ts)| [json!({"type": "impression", "ad_id": ad, "timestamp": at(ts)}), json!({"type": "click", "ad_id": ad, "timestamp": at(ts)})])
+        .flat_map(|(ad, ts)| {
+            [
+                json!({"type": "impression", "ad_id": ad, "timestamp": at(ts)}),
+                json!({"type": "click", "ad_id": ad, "timestamp": at(ts)}),
+            ]
+        })
         .collect();
         let agent = format!("night-owl-{visitor}");
-        let (status, answer) = stack.post_raw("/ads/events", "application/json", serde_json::to_vec(&items).expect("serialize"), &[("user-agent", &agent)]).await;
+        let (status, answer) = stack
+            .post_raw(
+                "/ads/events",
+                "application/json",
+                serde_json::to_vec(&items).expect("serialize"),
+                &[("user-agent", &agent)],
+            )
+            .await;
         assert_eq!(status, 202, "{answer}");
     }
     stack.wait_for_count("SELECT (SELECT sum(clicks) FROM click_events_per_day) + (SELECT sum(impressions) FROM impression_events_per_day)", 24).await;
     // Received together, but keyed by their own days: each visitor is one visitor per UTC day,
     // so one visitor's two sides of midnight are two ids, as they are two days' rows.
     let around_midnight = raw_filter(AD_TRAIL_RUNNER, midnight - Duration::hours(1), midnight + Duration::hours(1));
-    assert_eq!(stack.count(&format!("SELECT uniqExact(visitor_id) FROM impression_events WHERE {around_midnight}")).await, 6);
+    assert_eq!(
+        stack.count(&format!("SELECT uniqExact(visitor_id) FROM impression_events WHERE {around_midnight}")).await,
+        6
+    );
 
     wait_for_closed_days_stored(&stack).await;
     let minute = |t: OffsetDateTime| t.replace_second(0).and_then(|t| t.replace_nanosecond(0)).expect("a minute");
@@ -425,7 +521,9 @@ async fn unique_visitors_are_counted_per_utc_day_of_the_event_whether_stored_or_
     for (from, to) in windows {
         assert_uniques_match(&stack, from, to).await;
     }
-    let (_, report) = stack.get(&format!("/ads/analytics?ad_id={AD_TRAIL_RUNNER}&from={}&to={}", at(windows[0].0), at(windows[0].1))).await;
+    let (_, report) = stack
+        .get(&format!("/ads/analytics?ad_id={AD_TRAIL_RUNNER}&from={}&to={}", at(windows[0].0), at(windows[0].1)))
+        .await;
     assert_eq!(report["ads"][0]["unique_viewers"], 7, "the late visitor counts at once: {report}");
 
     // The next aggregator stores that day again, and the answers stay the same.

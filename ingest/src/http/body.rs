@@ -16,7 +16,9 @@ use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use schemas::batch::BatchFormat;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::{DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BATCH_BODY_BYTES, DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT, DEFAULT_MAX_BODY_BYTES};
+use crate::config::{
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BATCH_BODY_BYTES, DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT, DEFAULT_MAX_BODY_BYTES,
+};
 use crate::error::IngestError;
 use crate::service::ReadBatch;
 
@@ -35,7 +37,13 @@ pub struct BodyLimits {
 
 impl BodyLimits {
     pub fn new(event: usize, batch: usize, batch_bytes_in_flight: usize, read_timeout: Duration) -> Self {
-        Self { event, batch, read_timeout, batches_in_flight: Arc::new(Semaphore::new(batch_bytes_in_flight)), batch_bytes_in_flight }
+        Self {
+            event,
+            batch,
+            read_timeout,
+            batches_in_flight: Arc::new(Semaphore::new(batch_bytes_in_flight)),
+            batch_bytes_in_flight,
+        }
     }
 }
 
@@ -55,7 +63,11 @@ impl BodyHead {
             .get(poem::http::header::EXPECT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
-        Self { content_type: request.content_type().unwrap_or("").to_owned(), declared_length: declared_length(request), waits_for_continue }
+        Self {
+            content_type: request.content_type().unwrap_or("").to_owned(),
+            declared_length: declared_length(request),
+            waits_for_continue,
+        }
     }
 }
 
@@ -126,7 +138,11 @@ const DISCARD_UP_TO_LIMITS: u64 = 4;
 const DISCARD_FOR_AT_MOST: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn declared_length(request: &Request) -> Option<u64> {
-    request.headers().get(poem::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+    request
+        .headers()
+        .get(poem::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// Reads the whole body within `limits.read_timeout`, refusing more than `limit` bytes (early,
@@ -181,14 +197,22 @@ async fn discard(mut chunks: impl Stream<Item = std::io::Result<bytes::Bytes>> +
 /// The route's limits; the configuration's defaults if none were attached.
 fn limits(request: &Request) -> BodyLimits {
     request.data::<BodyLimits>().cloned().unwrap_or_else(|| {
-        BodyLimits::new(DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BATCH_BODY_BYTES, DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT, DEFAULT_BODY_READ_TIMEOUT)
+        BodyLimits::new(
+            DEFAULT_MAX_BODY_BYTES,
+            DEFAULT_MAX_BATCH_BODY_BYTES,
+            DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT,
+            DEFAULT_BODY_READ_TIMEOUT,
+        )
     })
 }
 
 /// Reserves the batch's bytes of `MAX_BATCH_BYTES_IN_FLIGHT`, or refuses it at once.
 fn reserve_batch(unread: &Unread) -> Result<OwnedSemaphorePermit, IngestError> {
     let limits = &unread.limits;
-    let bytes = unread.head.declared_length.map_or(limits.batch, |len| usize::try_from(len).unwrap_or(usize::MAX).min(limits.batch));
+    let bytes = unread
+        .head
+        .declared_length
+        .map_or(limits.batch, |len| usize::try_from(len).unwrap_or(usize::MAX).min(limits.batch));
     let permits = u32::try_from(bytes).unwrap_or(u32::MAX);
     limits
         .batches_in_flight
@@ -236,7 +260,9 @@ impl<'a, T: Type + Send> ApiExtractor<'a> for EventBody<T> {
 
     fn request_meta() -> Option<MetaRequest> {
         Some(MetaRequest {
-            description: Some("The event as JSON; `text/plain` (what `navigator.sendBeacon` sends a string as) is read as JSON too."),
+            description: Some(
+                "The event as JSON; `text/plain` (what `navigator.sendBeacon` sends a string as) is read as JSON too.",
+            ),
             // `text/plain` is accepted but not listed: SDK generators refuse a JSON schema on it.
             content: vec![MetaMediaType { content_type: JSON, schema: T::schema_ref() }],
             required: true,

@@ -97,7 +97,11 @@ impl IngestApi {
                 let refusal = Refusal::of(&error);
                 match refusal {
                     Refusal::Unavailable => TrackClickResponse::Unavailable(refusal.problem(&error), 1),
-                    _ => TrackClickResponse::NotFound(Json(Problem::new(StatusCode::NOT_FOUND, error.to_string(), error.field()))),
+                    _ => TrackClickResponse::NotFound(Json(Problem::new(
+                        StatusCode::NOT_FOUND,
+                        error.to_string(),
+                        error.field(),
+                    ))),
                 }
             }
         }
@@ -114,11 +118,17 @@ impl IngestApi {
         &self,
         req: &Request,
         /// `<ad_id>.gif`, e.g. `a1000000-0000-4000-8000-000000000001.gif`.
-        #[oai(validator(pattern = "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\\.gif$"))]
+        #[oai(validator(
+            pattern = "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\\.gif$"
+        ))]
         file: Path<String>,
     ) -> PixelResponse {
         let Some(ad_id) = pixel_ad_id(&file.0) else {
-            return PixelResponse::BadRequest(Json(Problem::new(StatusCode::BAD_REQUEST, "file: must be <ad_id>.gif", Some("file"))));
+            return PixelResponse::BadRequest(Json(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "file: must be <ad_id>.gif",
+                Some("file"),
+            )));
         };
         self.ingest.track_impression(ad_id, sender(req)).await;
         PixelResponse::Ok(Binary(PIXEL_GIF.to_vec()), NO_CACHE.to_owned(), "no-cache".to_owned(), "0".to_owned())
@@ -170,7 +180,8 @@ fn sender(req: &Request) -> Sender {
     let user_agent = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).map(str::to_owned);
     // Every X-Forwarded-For line, in order: a proxy may append its own line instead of
     // extending the client's, and only the right-most entries are trustworthy.
-    let forwarded: Vec<&str> = req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+    let forwarded: Vec<&str> =
+        req.headers().get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
     Sender {
         peer: req.remote_addr().as_socket_addr().map(|a| a.ip()),
         forwarded_for: (!forwarded.is_empty()).then(|| forwarded.join(",")),
@@ -285,7 +296,12 @@ mod examples {
 
     impl Example for ImpressionRequest {
         fn example() -> Self {
-            ImpressionRequest { event_id: Some(EVENT_ID), ad_id: AD_ID, timestamp: Some(datetime!(2026-11-22 10:15:00 UTC)), country: None }
+            ImpressionRequest {
+                event_id: Some(EVENT_ID),
+                ad_id: AD_ID,
+                timestamp: Some(datetime!(2026-11-22 10:15:00 UTC)),
+                country: None,
+            }
         }
     }
 
@@ -298,7 +314,11 @@ mod examples {
     impl Example for UnavailableProblem {
         fn example() -> Self {
             UnavailableProblem {
-                problem: Problem::new(StatusCode::SERVICE_UNAVAILABLE, "JetStream did not confirm the event within 5000 ms", None),
+                problem: Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "JetStream did not confirm the event within 5000 ms",
+                    None,
+                ),
                 event_id: Some(EVENT_ID),
             }
         }
@@ -436,7 +456,9 @@ enum Refusal {
     PayloadTooLarge,
     UnsupportedMediaType,
     Unprocessable,
-    TooManyRequests { retry_after_secs: u32 },
+    TooManyRequests {
+        retry_after_secs: u32,
+    },
     /// The event may or may not be stored: retry with its id.
     Unavailable,
 }
@@ -448,13 +470,17 @@ impl Refusal {
             IngestError::BodyRead(_) => Self::BadRequest,
             IngestError::BodyTimeout { .. } => Self::RequestTimeout,
             IngestError::Input(_) | IngestError::UnknownAd(_) | IngestError::InactiveAd(_) => Self::Unprocessable,
-            IngestError::PayloadTooLarge { .. } | IngestError::TooManyEvents { .. } | IngestError::BatchExceedsBurst { .. } => {
-                Self::PayloadTooLarge
-            }
+            IngestError::PayloadTooLarge { .. }
+            | IngestError::TooManyEvents { .. }
+            | IngestError::BatchExceedsBurst { .. } => Self::PayloadTooLarge,
             IngestError::UnsupportedMediaType { .. } => Self::UnsupportedMediaType,
-            IngestError::RateLimited { retry_after_secs, .. } => Self::TooManyRequests { retry_after_secs: *retry_after_secs },
+            IngestError::RateLimited { retry_after_secs, .. } => {
+                Self::TooManyRequests { retry_after_secs: *retry_after_secs }
+            }
             IngestError::BatchesInFlight { .. } => Self::TooManyRequests { retry_after_secs: 1 },
-            IngestError::CatalogNotLoaded | IngestError::StreamNotReached | IngestError::Publish { .. } => Self::Unavailable,
+            IngestError::CatalogNotLoaded | IngestError::StreamNotReached | IngestError::Publish { .. } => {
+                Self::Unavailable
+            }
         }
     }
 
@@ -489,7 +515,12 @@ fn item_result(outcome: Result<Accepted, IngestError>) -> ItemResult {
                 Refusal::Unavailable => ItemStatus::Unavailable,
                 _ => ItemStatus::Rejected,
             };
-            ItemResult { status, event_id: error.event_id(), field: error.field().map(str::to_owned), error: Some(error.to_string()) }
+            ItemResult {
+                status,
+                event_id: error.event_id(),
+                field: error.field().map(str::to_owned),
+                error: Some(error.to_string()),
+            }
         }
     }
 }
@@ -505,10 +536,14 @@ impl From<Result<Vec<Result<Accepted, IngestError>>, IngestError>> for PostEvent
                     Refusal::RequestTimeout => Self::RequestTimeout(refusal.problem(&error)),
                     Refusal::PayloadTooLarge => Self::PayloadTooLarge(refusal.problem(&error)),
                     Refusal::UnsupportedMediaType => Self::UnsupportedMediaType(refusal.problem(&error)),
-                    Refusal::TooManyRequests { retry_after_secs } => Self::TooManyRequests(refusal.problem(&error), retry_after_secs),
+                    Refusal::TooManyRequests { retry_after_secs } => {
+                        Self::TooManyRequests(refusal.problem(&error), retry_after_secs)
+                    }
                     // A whole batch is never refused for one event's ad or for the stream: those
                     // answer per event.
-                    Refusal::Unprocessable | Refusal::Unavailable => Self::Unprocessable(Refusal::Unprocessable.problem(&error)),
+                    Refusal::Unprocessable | Refusal::Unavailable => {
+                        Self::Unprocessable(Refusal::Unprocessable.problem(&error))
+                    }
                 };
             }
         };
@@ -550,7 +585,9 @@ impl From<Result<Accepted, IngestError>> for PostEventResponse {
             Refusal::PayloadTooLarge => Self::PayloadTooLarge(problem),
             Refusal::UnsupportedMediaType => Self::UnsupportedMediaType(problem),
             Refusal::TooManyRequests { retry_after_secs } => Self::TooManyRequests(problem, retry_after_secs),
-            Refusal::Unavailable => Self::Unavailable(Json(UnavailableProblem { problem: problem.0, event_id: error.event_id() }), 1),
+            Refusal::Unavailable => {
+                Self::Unavailable(Json(UnavailableProblem { problem: problem.0, event_id: error.event_id() }), 1)
+            }
         }
     }
 }

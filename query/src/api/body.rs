@@ -50,15 +50,23 @@ where
         <Json<T> as ApiExtractor>::request_meta()
     }
 
-    async fn from_request(request: &'a Request, body: &mut RequestBody, _param_opts: ExtractParamOptions<Self::ParamType>) -> poem::Result<Self> {
+    async fn from_request(
+        request: &'a Request,
+        body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
         // The content type as `Json<T>` checks it.
         match request.content_type() {
             Some(content_type) if <Json<Value> as Payload>::check_content_type(content_type) => {}
-            Some(content_type) => return Err(ContentTypeError::NotSupported { content_type: content_type.to_owned() }.into()),
+            Some(content_type) => {
+                return Err(ContentTypeError::NotSupported { content_type: content_type.to_owned() }.into())
+            }
             None => return Err(ContentTypeError::ExpectContentType.into()),
         }
         let bytes = body.take()?.into_bytes_limit(MAX_BODY_BYTES).await.map_err(|e| match e {
-            poem::error::ReadBodyError::PayloadTooLarge => InvalidBody { field: None, detail: format!("the body is larger than {MAX_BODY_BYTES} bytes") },
+            poem::error::ReadBodyError::PayloadTooLarge => {
+                InvalidBody { field: None, detail: format!("the body is larger than {MAX_BODY_BYTES} bytes") }
+            }
             other => InvalidBody { field: None, detail: format!("the body could not be read: {other}") },
         })?;
         let value: Value = serde_json::from_slice(&bytes)
@@ -98,11 +106,15 @@ fn offending_field<T: ParseFromJSON + ToJSON + Example>(given: &Value) -> Option
     if let Some((name, _)) = wrong {
         return Some(name.clone());
     }
-    valid.keys().filter(|name| !given.contains_key(*name)).find(|&name| {
-        let mut object = valid.clone();
-        object.remove(name);
-        fails(object)
-    }).cloned()
+    valid
+        .keys()
+        .filter(|name| !given.contains_key(*name))
+        .find(|&name| {
+            let mut object = valid.clone();
+            object.remove(name);
+            fails(object)
+        })
+        .cloned()
 }
 
 #[cfg(test)]

@@ -32,8 +32,12 @@ pub const CLOSED_SCHEMAS: &[&str] = &["NewAd", "AdChanges"];
 
 /// `spec` with what [`auth::gate`] answers before any operation runs: 429 on every operation.
 pub fn add_gate_answers(spec: &str) -> Result<String, serde_json::Error> {
-    let operation_ids: Vec<&str> =
-        <QueryApi as poem_openapi::OpenApi>::meta().iter().flat_map(|api| &api.paths).flat_map(|path| &path.operations).filter_map(|op| op.operation_id).collect();
+    let operation_ids: Vec<&str> = <QueryApi as poem_openapi::OpenApi>::meta()
+        .iter()
+        .flat_map(|api| &api.paths)
+        .flat_map(|path| &path.operations)
+        .filter_map(|op| op.operation_id)
+        .collect();
     service_kit::spec::add_too_many_requests(
         spec,
         &operation_ids,
@@ -72,7 +76,9 @@ impl QueryApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
     ) -> ListAdsResponse {
-        let result = self.authorized(&caller, Access::Read, self.analytics.list_ads(page.0.unwrap_or(1), limit.0.unwrap_or(20))).await;
+        let result = self
+            .authorized(&caller, Access::Read, self.analytics.list_ads(page.0.unwrap_or(1), limit.0.unwrap_or(20)))
+            .await;
         answer(result.map(|list| ListAdsResponse::Ok(Json(list))))
     }
 
@@ -144,9 +150,17 @@ impl QueryApi {
         /// `previous`: also the same ads' metrics over the period of equal length just before.
         compare: Query<Option<Compare>>,
     ) -> AnalyticsResponse<AnalyticsReport> {
-        let query = self.authorize(&caller, Access::Read).and_then(|()| Window::resolve(from.0, to.0, timeframe.0, now())).and_then(|window| {
-            Ok(ReportQuery { window, ad: ad_id.0, ranking: Ranking::resolve(sort.0, limit.0, ad_id.0.is_some())?, compare: compare.0 })
-        });
+        let query = self
+            .authorize(&caller, Access::Read)
+            .and_then(|()| Window::resolve(from.0, to.0, timeframe.0, now()))
+            .and_then(|window| {
+                Ok(ReportQuery {
+                    window,
+                    ad: ad_id.0,
+                    ranking: Ranking::resolve(sort.0, limit.0, ad_id.0.is_some())?,
+                    compare: compare.0,
+                })
+            });
         let result = match query {
             Ok(query) => self.analytics.report(query).await,
             Err(e) => Err(e),
@@ -160,7 +174,12 @@ impl QueryApi {
     /// kept (`AUDIENCE_TTL_DAYS`, 400 days by default: an earlier `from` is a 422 naming the
     /// earliest start, and `timeframe=all` starts there). The filters combine with AND. Groups come
     /// highest `sort` first (default `impressions`), at most `limit` of them.
-    #[oai(path = "/ads/analytics/breakdown", method = "get", operation_id = "getBreakdown", tag = "QueryTags::Analytics")]
+    #[oai(
+        path = "/ads/analytics/breakdown",
+        method = "get",
+        operation_id = "getBreakdown",
+        tag = "QueryTags::Analytics"
+    )]
     #[allow(clippy::too_many_arguments)] // poem-openapi takes each query parameter as an argument
     async fn breakdown(
         &self,
@@ -193,7 +212,12 @@ impl QueryApi {
     ) -> AnalyticsResponse<Breakdown> {
         let query = self.authorize(&caller, Access::Read).and_then(|()| {
             Ok(BreakdownQuery {
-                window: breakdown::kept_window(Window::resolve(from.0, to.0, timeframe.0, now())?, timeframe.0, self.audience_ttl_days, now())?,
+                window: breakdown::kept_window(
+                    Window::resolve(from.0, to.0, timeframe.0, now())?,
+                    timeframe.0,
+                    self.audience_ttl_days,
+                    now(),
+                )?,
                 by: by.0,
                 filters: Filters::new(ad_id.0, campaign_id.0, device_type.0, browser.0, country.0)?,
                 ranking: Ranking {
@@ -212,7 +236,12 @@ impl QueryApi {
     /// One ad's totals and time series
     ///
     /// Same window rules as `getAdsAnalytics`; at most 10,000 buckets, each following `tz`.
-    #[oai(path = "/ads/:ad_id/analytics", method = "get", operation_id = "getAdAnalytics", tag = "QueryTags::Analytics")]
+    #[oai(
+        path = "/ads/:ad_id/analytics",
+        method = "get",
+        operation_id = "getAdAnalytics",
+        tag = "QueryTags::Analytics"
+    )]
     #[allow(clippy::too_many_arguments)] // poem-openapi takes each query parameter as an argument
     async fn ad_analytics(
         &self,
@@ -235,7 +264,9 @@ impl QueryApi {
         /// `previous`: also the totals and series of the period of equal length just before.
         compare: Query<Option<Compare>>,
     ) -> AnalyticsResponse<AdAnalytics> {
-        let query = self.authorize(&caller, Access::Read).and_then(|()| series_query(from.0, to.0, timeframe.0, granularity.0, tz.0, compare.0));
+        let query = self
+            .authorize(&caller, Access::Read)
+            .and_then(|()| series_query(from.0, to.0, timeframe.0, granularity.0, tz.0, compare.0));
         let result = match query {
             Ok(query) => self.analytics.ad_analytics(ad_id.0, query).await,
             Err(e) => Err(e),
@@ -267,7 +298,9 @@ impl QueryApi {
         /// `previous`: also the totals and series of the period of equal length just before.
         compare: Query<Option<Compare>>,
     ) -> SeriesResponse {
-        let query = self.authorize(&caller, Access::Read).and_then(|()| series_query(from.0, to.0, timeframe.0, granularity.0, tz.0, compare.0));
+        let query = self
+            .authorize(&caller, Access::Read)
+            .and_then(|()| series_query(from.0, to.0, timeframe.0, granularity.0, tz.0, compare.0));
         let result = match query {
             Ok(query) => self.analytics.series(None, query).await,
             Err(e) => Err(e),
@@ -296,7 +329,12 @@ impl QueryApi {
     }
 
     /// `answer`, if the caller may have it (it is not started otherwise).
-    async fn authorized<T>(&self, caller: &Caller, access: Access, answer: impl std::future::Future<Output = Result<T, QueryError>>) -> Result<T, QueryError> {
+    async fn authorized<T>(
+        &self,
+        caller: &Caller,
+        access: Access,
+        answer: impl std::future::Future<Output = Result<T, QueryError>>,
+    ) -> Result<T, QueryError> {
         self.authorize(caller, access)?;
         answer.await
     }
@@ -323,7 +361,8 @@ fn answer<R: ErrorAnswers>(result: Result<R, QueryError>) -> R {
     let status = error.status();
     R::with_status(status, problem(&error)).unwrap_or_else(|| {
         tracing::error!(%error, %status, "the operation has no answer of this status; answering 503");
-        let unavailable = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the service could not answer; retry shortly", None);
+        let unavailable =
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the service could not answer; retry shortly", None);
         R::with_status(StatusCode::SERVICE_UNAVAILABLE, Json(unavailable)).expect("every operation answers 503")
     })
 }
@@ -586,7 +625,6 @@ fn series_bad_request(error: poem::Error) -> SeriesResponse {
     SeriesResponse::BadRequest(bad_parameter(error))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -595,16 +633,28 @@ mod tests {
     fn an_error_is_answered_by_its_status_or_else_as_unavailable() {
         let id = Uuid::nil();
         assert!(matches!(answer::<GetAdResponse>(Err(QueryError::AdNotFound(id))), GetAdResponse::NotFound(_)));
-        assert!(matches!(answer::<GetAdResponse>(Err(QueryError::Unauthorized("no key"))), GetAdResponse::Unauthorized(_, _)));
-        assert!(matches!(answer::<ChangeAdResponse>(Err(QueryError::Forbidden("reads only"))), ChangeAdResponse::Forbidden(_)));
+        assert!(matches!(
+            answer::<GetAdResponse>(Err(QueryError::Unauthorized("no key"))),
+            GetAdResponse::Unauthorized(_, _)
+        ));
+        assert!(matches!(
+            answer::<ChangeAdResponse>(Err(QueryError::Forbidden("reads only"))),
+            ChangeAdResponse::Forbidden(_)
+        ));
         assert!(matches!(answer::<CreateAdResponse>(Err(QueryError::AdExists(id))), CreateAdResponse::Conflict(_)));
         // A status the operation does not have is a bug: 503, saying nothing of it.
         match answer::<GetAdResponse>(Err(QueryError::AdExists(id))) {
-            GetAdResponse::Unavailable(problem) => assert_eq!(problem.0.detail, "the service could not answer; retry shortly"),
+            GetAdResponse::Unavailable(problem) => {
+                assert_eq!(problem.0.detail, "the service could not answer; retry shortly")
+            }
             _ => panic!("not 503"),
         }
-        match answer::<SeriesResponse>(Err(QueryError::ClickHouse("Code: 210. Connection refused (clickhouse-0:9000)".into()))) {
-            SeriesResponse::Unavailable(problem) => assert!(!problem.0.detail.contains("clickhouse-0"), "{}", problem.0.detail),
+        match answer::<SeriesResponse>(Err(QueryError::ClickHouse(
+            "Code: 210. Connection refused (clickhouse-0:9000)".into(),
+        ))) {
+            SeriesResponse::Unavailable(problem) => {
+                assert!(!problem.0.detail.contains("clickhouse-0"), "{}", problem.0.detail)
+            }
             _ => panic!("not 503"),
         }
     }

@@ -302,7 +302,14 @@ pub struct BreakdownGroup {
 
 impl BreakdownGroup {
     pub fn new(value: String, c: Counts) -> Self {
-        Self { value, clicks: c.clicks, unique_clicks: c.unique_clicks, impressions: c.impressions, unique_viewers: c.unique_viewers, ctr: c.ctr() }
+        Self {
+            value,
+            clicks: c.clicks,
+            unique_clicks: c.unique_clicks,
+            impressions: c.impressions,
+            unique_viewers: c.unique_viewers,
+            ctr: c.ctr(),
+        }
     }
 }
 
@@ -411,7 +418,10 @@ mod examples {
                     from: datetime!(2026-11-20 23:00 UTC),
                     to: datetime!(2026-11-22 10:16 UTC),
                     totals: metrics(120, 4_000),
-                    series: vec![bucket(datetime!(2026-11-21 0:00 +01:00), 70, 2_500), bucket(datetime!(2026-11-22 0:00 +01:00), 50, 1_500)],
+                    series: vec![
+                        bucket(datetime!(2026-11-21 0:00 +01:00), 70, 2_500),
+                        bucket(datetime!(2026-11-22 0:00 +01:00), 50, 1_500),
+                    ],
                 },
                 previous: None,
             }
