@@ -138,6 +138,27 @@ impl Catalog {
     }
 }
 
+/// How fresh a service's copy of the ad catalog is kept.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CatalogArgs {
+    /// How often the ad catalog is re-read from ClickHouse.
+    #[arg(long, env = "CATALOG_REFRESH_SECS", default_value_t = 5)]
+    pub catalog_refresh_secs: u64,
+}
+
+impl CatalogArgs {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.catalog_refresh_secs == 0 {
+            return Err("CATALOG_REFRESH_SECS must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn refresh(&self) -> Duration {
+        Duration::from_secs(self.catalog_refresh_secs)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
