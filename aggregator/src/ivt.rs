@@ -325,7 +325,6 @@ impl History {
 
 #[cfg(test)]
 mod tests {
-    use schemas::rows::{ClickRow, ImpressionRow};
 
     use super::*;
 
@@ -338,43 +337,23 @@ mod tests {
         OffsetDateTime::from_unix_timestamp(1_800_000_000 + secs).unwrap()
     }
 
-    fn click(id: u128, visitor: u64, secs: i64) -> EventRow {
-        EventRow::Click(ClickRow {
-            event_id: Uuid::from_u128(id),
-            ad_id: AD,
+    fn event(kind: EventKind, id: u128, visitor: u64, secs: i64) -> EventRow {
+        let event = AdEvent {
             timestamp: at(secs),
             received_at: at(secs),
-            client_ip: String::new(),
-            user_agent: String::new(),
-            visitor_id: visitor,
-            playback_time_secs: None,
-            watched_percent: None,
-            schema_version: 1,
-            stream_seq: id as u64,
-            device_type: String::new(),
-            browser: String::new(),
-            country: String::new(),
-            sender_id: visitor,
-        })
+            visitor_id: Some(visitor),
+            sender_id: Some(visitor),
+            ..AdEvent::new(kind, Uuid::from_u128(id), AD)
+        };
+        EventRow::from_event(event, id as u64)
+    }
+
+    fn click(id: u128, visitor: u64, secs: i64) -> EventRow {
+        event(EventKind::Click, id, visitor, secs)
     }
 
     fn impression(id: u128, visitor: u64, secs: i64) -> EventRow {
-        let EventRow::Click(c) = click(id, visitor, secs) else { unreachable!() };
-        EventRow::Impression(ImpressionRow {
-            event_id: c.event_id,
-            ad_id: c.ad_id,
-            timestamp: c.timestamp,
-            received_at: c.received_at,
-            client_ip: c.client_ip,
-            user_agent: c.user_agent,
-            visitor_id: c.visitor_id,
-            schema_version: 1,
-            stream_seq: c.stream_seq,
-            device_type: c.device_type,
-            browser: c.browser,
-            country: c.country,
-            sender_id: c.sender_id,
-        })
+        event(EventKind::Impression, id, visitor, secs)
     }
 
     /// What ClickHouse held: the clicks' history, and every ad of these tests shown already.

@@ -362,26 +362,12 @@ pub fn dedup_token(table: &str, keys: impl Iterator<Item = (u64, Uuid)>) -> Stri
 
 #[cfg(test)]
 mod tests {
+    use schemas::{AdEvent, EventKind};
+
     use super::*;
 
     fn click(id: u128, seq: u64) -> EventRow {
-        EventRow::Click(ClickRow {
-            event_id: Uuid::from_u128(id),
-            ad_id: Uuid::nil(),
-            timestamp: OffsetDateTime::UNIX_EPOCH,
-            received_at: OffsetDateTime::UNIX_EPOCH,
-            client_ip: String::new(),
-            user_agent: String::new(),
-            visitor_id: 0,
-            playback_time_secs: None,
-            watched_percent: None,
-            schema_version: 1,
-            stream_seq: seq,
-            device_type: String::new(),
-            browser: String::new(),
-            country: String::new(),
-            sender_id: 0,
-        })
+        EventRow::from_event(AdEvent::new(EventKind::Click, Uuid::from_u128(id), Uuid::nil()), seq)
     }
 
     #[test]

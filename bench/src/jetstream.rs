@@ -9,9 +9,8 @@ use anyhow::Context;
 use async_nats::jetstream;
 use futures::stream::{FuturesUnordered, StreamExt};
 use schemas::audience::{Browser, DeviceType};
-use schemas::{AdEvent, SCHEMA_VERSION};
+use schemas::AdEvent;
 use serde::Serialize;
-use time::OffsetDateTime;
 
 use crate::http::BENCH_USER_AGENT;
 use crate::load::Window;
@@ -102,14 +101,7 @@ async fn publish(
 
 /// The event as ingest would publish it for a request from the bench.
 fn ad_event(event: &Event) -> AdEvent {
-    let now = OffsetDateTime::now_utc();
     AdEvent {
-        schema_version: SCHEMA_VERSION,
-        kind: event.kind,
-        event_id: event.id,
-        ad_id: event.ad,
-        timestamp: now,
-        received_at: now,
         // Truncated, as ingest stores it.
         client_ip: Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0))),
         user_agent: Some(BENCH_USER_AGENT.to_owned()),
@@ -117,13 +109,12 @@ fn ad_event(event: &Event) -> AdEvent {
         watched_percent: event.playback.map(|(_, percent)| percent),
         device_type: Some(DeviceType::of(BENCH_USER_AGENT)),
         browser: Some(Browser::of(BENCH_USER_AGENT)),
-        country: None,
         // Ingest records each request's id (a UUIDv7 when the client sends none).
         request_id: Some(uuid::Uuid::now_v7().to_string()),
         // Ingest hashes each sender into a visitor id and a sender id (the values matter not,
         // the sizes do).
         visitor_id: Some(0x5eed_0000_0000_0001),
         sender_id: Some(0x5eed_0000_0000_0001),
-        invalid_reason: None,
+        ..AdEvent::new(event.kind, event.id, event.ad)
     }
 }

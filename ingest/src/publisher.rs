@@ -250,25 +250,8 @@ mod tests {
     use super::*;
 
     fn event(kind: EventKind, id: u128) -> AdEvent {
-        AdEvent {
-            schema_version: SCHEMA_VERSION,
-            kind,
-            event_id: Uuid::from_u128(id),
-            ad_id: Uuid::from_u128(7),
-            timestamp: datetime!(2026-11-22 10:00 UTC),
-            received_at: datetime!(2026-11-22 10:00 UTC),
-            client_ip: None,
-            user_agent: None,
-            playback_time_secs: None,
-            watched_percent: None,
-            device_type: None,
-            browser: None,
-            country: None,
-            request_id: None,
-            visitor_id: None,
-            sender_id: None,
-            invalid_reason: None,
-        }
+        let at = datetime!(2026-11-22 10:00 UTC);
+        AdEvent { timestamp: at, received_at: at, ..AdEvent::new(kind, Uuid::from_u128(id), Uuid::from_u128(7)) }
     }
 
     #[test]

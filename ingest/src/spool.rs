@@ -304,32 +304,14 @@ async fn replay(spool: &Arc<Spool>, oldest: Vec<(u64, Vec<u8>)>, publisher: &Pub
 
 #[cfg(test)]
 mod tests {
-    use schemas::{EventKind, SCHEMA_VERSION};
+    use schemas::EventKind;
     use uuid::Uuid;
 
     use super::*;
 
     fn event(id: u128) -> AdEvent {
-        let now = OffsetDateTime::now_utc();
-        AdEvent {
-            schema_version: SCHEMA_VERSION,
-            kind: EventKind::Impression,
-            event_id: Uuid::from_u128(id),
-            ad_id: Uuid::from_u128(7),
-            timestamp: now,
-            received_at: now - time::Duration::seconds(30),
-            client_ip: None,
-            user_agent: None,
-            playback_time_secs: None,
-            watched_percent: None,
-            device_type: None,
-            browser: None,
-            country: None,
-            request_id: None,
-            visitor_id: None,
-            sender_id: None,
-            invalid_reason: None,
-        }
+        let event = AdEvent::new(EventKind::Impression, Uuid::from_u128(id), Uuid::from_u128(7));
+        AdEvent { received_at: event.received_at - time::Duration::seconds(30), ..event }
     }
 
     fn scratch() -> std::path::PathBuf {

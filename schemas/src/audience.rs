@@ -2,7 +2,7 @@
 //! agent at ingest, and the country the client reports.
 //!
 //! The rules are deliberately few and ordered (first match wins), so that an analyst can
-//! predict them: bots first, then tablets before phones (Android tablets omit "Mobile"), then
+//! predict them: bots first (the list invalid-traffic flagging uses, [`crate::ivt::is_bot`]), then tablets before phones (Android tablets omit "Mobile"), then
 //! desktops. Browsers are told apart by their own tokens before the generic ones they also carry
 //! (Edge and Opera say "Chrome", Chrome says "Safari").
 
@@ -45,10 +45,7 @@ impl DeviceType {
     pub fn of(user_agent: &str) -> DeviceType {
         let ua = user_agent.to_ascii_lowercase();
         let has = |token: &str| ua.contains(token);
-        if ["bot", "crawler", "spider", "slurp", "curl/", "wget/", "python-requests", "headlesschrome"]
-            .iter()
-            .any(|t| has(t))
-        {
+        if crate::ivt::is_bot(user_agent) {
             DeviceType::Bot
         } else if has("ipad") || has("tablet") || (has("android") && !has("mobile")) {
             DeviceType::Tablet
@@ -96,10 +93,14 @@ impl Browser {
     }
 }
 
-/// A country as clients send it: an ISO 3166-1 alpha-2 code, upper-cased (`"fr"` → `"FR"`).
+/// The spec's pattern for a country (`ClickRequest`, `ImpressionRequest`, the breakdown
+/// filter), which [`country_code`] accepts exactly; `openapi.rs` holds the spec to it.
+pub const COUNTRY_PATTERN: &str = "^[A-Za-z]{2}$";
+
+/// A country as clients send it: an ISO 3166-1 alpha-2 code in any case, upper-cased (`"fr"` →
+/// `"FR"`). Nothing around it: `" fr "` is refused, as the spec's pattern refuses it.
 pub fn country_code(value: &str) -> Option<String> {
-    let code = value.trim().to_ascii_uppercase();
-    (code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase())).then_some(code)
+    (value.len() == 2 && value.bytes().all(|b| b.is_ascii_alphabetic())).then(|| value.to_ascii_uppercase())
 }
 
 #[cfg(test)]
@@ -131,9 +132,25 @@ mod tests {
 
     #[test]
     fn countries_are_two_letter_codes() {
-        assert_eq!(country_code(" fr "), Some("FR".to_owned()));
+        assert_eq!(country_code("fr"), Some("FR".to_owned()));
+        assert_eq!(country_code(" fr "), None, "as the spec's pattern");
         assert_eq!(country_code("FRA"), None);
         assert_eq!(country_code("F1"), None);
         assert_eq!(country_code("ÉÉ"), None);
+    }
+
+    #[test]
+    fn the_bot_device_type_and_the_bot_flag_agree() {
+        for user_agent in [
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+            "curl/8.5.0",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.0.0 Safari/537.36",
+            "Mozilla/5.0 (Linux; Android 12; CUBOT KINGKONG 7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Mobile Safari/537.36",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+        ] {
+            let flagged = crate::ivt::user_agent_reason(Some(user_agent)) == Some(crate::ivt::InvalidReason::BotUserAgent);
+            assert_eq!(DeviceType::of(user_agent) == DeviceType::Bot, flagged, "{user_agent}");
+        }
+        assert_eq!(DeviceType::of("Mozilla/5.0 (Linux; Android 12; CUBOT KINGKONG 7) Mobile"), DeviceType::Mobile);
     }
 }

@@ -102,6 +102,31 @@ pub enum DecodeError {
 }
 
 impl AdEvent {
+    /// An event with only what every event has, received now: the start of one built by hand
+    /// (tests, the bench), e.g. `AdEvent { country: Some("FR".into()), ..AdEvent::new(kind, id, ad) }`.
+    pub fn new(kind: EventKind, event_id: Uuid, ad_id: Uuid) -> Self {
+        let now = OffsetDateTime::now_utc();
+        AdEvent {
+            schema_version: SCHEMA_VERSION,
+            kind,
+            event_id,
+            ad_id,
+            timestamp: now,
+            received_at: now,
+            client_ip: None,
+            user_agent: None,
+            playback_time_secs: None,
+            watched_percent: None,
+            device_type: None,
+            browser: None,
+            country: None,
+            request_id: None,
+            visitor_id: None,
+            sender_id: None,
+            invalid_reason: None,
+        }
+    }
+
     pub fn to_json(&self) -> Vec<u8> {
         // Serializing plain data with string keys cannot fail.
         serde_json::to_vec(self).expect("AdEvent serializes")

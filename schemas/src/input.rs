@@ -16,6 +16,8 @@ use crate::{AdEvent, EventKind, SCHEMA_VERSION};
 
 /// Largest `playback_time_secs` accepted: one day.
 pub const MAX_PLAYBACK_TIME_SECS: f64 = 86_400.0;
+/// Most `watched_percent` of a click.
+pub const MAX_WATCHED_PERCENT: f64 = 100.0;
 /// Every field an impression may have.
 pub const IMPRESSION_FIELDS: &[&str] = &["event_id", "ad_id", "timestamp", "country"];
 /// Every field a click may have.
@@ -119,7 +121,7 @@ impl ClickInput {
         Ok(Self {
             common: fields.common()?,
             playback_time_secs: fields.number_in("playback_time_secs", 0.0, MAX_PLAYBACK_TIME_SECS)?,
-            watched_percent: fields.number_in("watched_percent", 0.0, 100.0)?,
+            watched_percent: fields.number_in("watched_percent", 0.0, MAX_WATCHED_PERCENT)?,
         })
     }
 

@@ -74,12 +74,18 @@ static BOTS: LazyLock<AhoCorasick> = LazyLock::new(|| {
     AhoCorasick::builder().ascii_case_insensitive(true).build(patterns).expect("bot user-agent list builds")
 });
 
+/// Whether `user_agent` is a known bot's, crawler's or HTTP library's (the list above): the one
+/// test behind both the `bot_user_agent` flag and the `bot` device type.
+pub fn is_bot(user_agent: &str) -> bool {
+    BOTS.is_match(user_agent)
+}
+
 /// What a user agent alone says: none at all (browsers and players always send one; privacy
 /// tools change it, they do not remove it), or a known bot's.
 pub fn user_agent_reason(user_agent: Option<&str>) -> Option<InvalidReason> {
     match user_agent.map(str::trim) {
         None | Some("") => Some(InvalidReason::MissingUserAgent),
-        Some(agent) if BOTS.is_match(agent) => Some(InvalidReason::BotUserAgent),
+        Some(agent) if is_bot(agent) => Some(InvalidReason::BotUserAgent),
         Some(_) => None,
     }
 }

@@ -15,85 +15,88 @@ use crate::{AdEvent, EventKind};
 /// applies it; the query service refuses breakdowns of what is gone.
 pub const DEFAULT_AUDIENCE_TTL_DAYS: u32 = 400;
 
-/// A row of `click_events`: a billable click.
-#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
-pub struct ClickRow {
-    #[serde(with = "clickhouse::serde::uuid")]
-    pub event_id: Uuid,
-    #[serde(with = "clickhouse::serde::uuid")]
-    pub ad_id: Uuid,
-    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
-    pub timestamp: OffsetDateTime,
-    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
-    pub received_at: OffsetDateTime,
-    /// As ingest stored it: truncated to its /24 or /48 unless ingest keeps raw IPs.
-    pub client_ip: String,
-    pub user_agent: String,
-    /// [`AdEvent::visitor_id`].
-    pub visitor_id: u64,
-    pub playback_time_secs: Option<f64>,
-    pub watched_percent: Option<f64>,
-    pub schema_version: u16,
-    /// The JetStream sequence the event was read from: how redeliveries are recognised.
-    pub stream_seq: u64,
-    /// [`crate::audience`]: breakdown dimensions.
-    pub device_type: String,
-    pub browser: String,
-    /// Empty when the client sent none.
-    pub country: String,
-    /// [`AdEvent::sender_id`]: what the invalid-traffic rules compare.
-    pub sender_id: u64,
+/// Defines a raw-table row: the columns every raw event table has (one list, here), then the
+/// table's own. The crate inserts by column name, so their order is free.
+macro_rules! raw_event_row {
+    ($(#[$meta:meta])* $name:ident { $($(#[$column_meta:meta])* $column:ident: $ty:ty),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+        pub struct $name {
+            #[serde(with = "clickhouse::serde::uuid")]
+            pub event_id: Uuid,
+            #[serde(with = "clickhouse::serde::uuid")]
+            pub ad_id: Uuid,
+            #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+            pub timestamp: OffsetDateTime,
+            #[serde(with = "clickhouse::serde::time::datetime64::millis")]
+            pub received_at: OffsetDateTime,
+            /// As ingest stored it: truncated to its /24 or /48 unless ingest keeps raw IPs.
+            pub client_ip: String,
+            pub user_agent: String,
+            /// [`AdEvent::visitor_id`].
+            pub visitor_id: u64,
+            pub schema_version: u16,
+            /// The JetStream sequence the event was read from: how redeliveries are recognised.
+            pub stream_seq: u64,
+            /// [`crate::audience`]: breakdown dimensions.
+            pub device_type: String,
+            pub browser: String,
+            /// Empty when the client sent none.
+            pub country: String,
+            /// [`AdEvent::sender_id`]: what the invalid-traffic rules compare.
+            pub sender_id: u64,
+            $($(#[$column_meta])* pub $column: $ty,)*
+        }
+    };
 }
 
-/// A row of `impression_events`: a billable impression.
-#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
-pub struct ImpressionRow {
-    #[serde(with = "clickhouse::serde::uuid")]
-    pub event_id: Uuid,
-    #[serde(with = "clickhouse::serde::uuid")]
-    pub ad_id: Uuid,
-    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
-    pub timestamp: OffsetDateTime,
-    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
-    pub received_at: OffsetDateTime,
-    pub client_ip: String,
-    pub user_agent: String,
-    pub visitor_id: u64,
-    pub schema_version: u16,
-    pub stream_seq: u64,
-    pub device_type: String,
-    pub browser: String,
-    pub country: String,
-    pub sender_id: u64,
+/// A row of another raw table with the shared columns of `$row` (an identifier, moved from) and
+/// the table's own columns given.
+macro_rules! with_shared_columns {
+    ($row:ident => $target:ident { $($column:ident $(: $value:expr)?),* $(,)? }) => {
+        $target {
+            event_id: $row.event_id,
+            ad_id: $row.ad_id,
+            timestamp: $row.timestamp,
+            received_at: $row.received_at,
+            client_ip: $row.client_ip,
+            user_agent: $row.user_agent,
+            visitor_id: $row.visitor_id,
+            schema_version: $row.schema_version,
+            stream_seq: $row.stream_seq,
+            device_type: $row.device_type,
+            browser: $row.browser,
+            country: $row.country,
+            sender_id: $row.sender_id,
+            $($column $(: $value)?,)*
+        }
+    };
 }
 
-/// A row of `invalid_events`: a click or impression flagged as invalid traffic, kept with its
-/// reason and counted apart from the billable events.
-#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
-pub struct InvalidEventRow {
-    #[serde(with = "clickhouse::serde::uuid")]
-    pub event_id: Uuid,
-    #[serde(with = "clickhouse::serde::uuid")]
-    pub ad_id: Uuid,
-    /// `click` or `impression`.
-    pub kind: String,
-    /// [`InvalidReason::as_str`].
-    pub invalid_reason: String,
-    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
-    pub timestamp: OffsetDateTime,
-    #[serde(with = "clickhouse::serde::time::datetime64::millis")]
-    pub received_at: OffsetDateTime,
-    pub client_ip: String,
-    pub user_agent: String,
-    pub visitor_id: u64,
-    pub playback_time_secs: Option<f64>,
-    pub watched_percent: Option<f64>,
-    pub schema_version: u16,
-    pub stream_seq: u64,
-    pub device_type: String,
-    pub browser: String,
-    pub country: String,
-    pub sender_id: u64,
+raw_event_row! {
+    /// A row of `click_events`: a billable click.
+    ClickRow {
+        playback_time_secs: Option<f64>,
+        watched_percent: Option<f64>,
+    }
+}
+
+raw_event_row! {
+    /// A row of `impression_events`: a billable impression.
+    ImpressionRow {}
+}
+
+raw_event_row! {
+    /// A row of `invalid_events`: a click or impression flagged as invalid traffic, kept with its
+    /// reason and counted apart from the billable events.
+    InvalidEventRow {
+        /// `click` or `impression`.
+        kind: String,
+        /// [`InvalidReason::as_str`].
+        invalid_reason: String,
+        playback_time_secs: Option<f64>,
+        watched_percent: Option<f64>,
+    }
 }
 
 /// The visitor of an event published before ingest computed [`AdEvent::visitor_id`]: FNV-1a
@@ -162,78 +165,21 @@ impl EventRow {
     /// The same event as invalid traffic (an event already flagged keeps its first reason).
     pub fn flagged(self, reason: InvalidReason) -> Self {
         let invalid_reason = reason.as_str().to_owned();
-        let row = match self {
-            EventRow::Click(ClickRow {
-                event_id,
-                ad_id,
-                timestamp,
-                received_at,
-                client_ip,
-                user_agent,
-                visitor_id,
-                playback_time_secs,
-                watched_percent,
-                schema_version,
-                stream_seq,
-                device_type,
-                browser,
-                country,
-                sender_id,
-            }) => InvalidEventRow {
-                event_id,
-                ad_id,
+        EventRow::Invalid(match self {
+            EventRow::Click(click) => with_shared_columns!(click => InvalidEventRow {
                 kind: EventKind::Click.as_str().to_owned(),
                 invalid_reason,
-                timestamp,
-                received_at,
-                client_ip,
-                user_agent,
-                visitor_id,
-                playback_time_secs,
-                watched_percent,
-                schema_version,
-                stream_seq,
-                device_type,
-                browser,
-                country,
-                sender_id,
-            },
-            EventRow::Impression(ImpressionRow {
-                event_id,
-                ad_id,
-                timestamp,
-                received_at,
-                client_ip,
-                user_agent,
-                visitor_id,
-                schema_version,
-                stream_seq,
-                device_type,
-                browser,
-                country,
-                sender_id,
-            }) => InvalidEventRow {
-                event_id,
-                ad_id,
+                playback_time_secs: click.playback_time_secs,
+                watched_percent: click.watched_percent,
+            }),
+            EventRow::Impression(impression) => with_shared_columns!(impression => InvalidEventRow {
                 kind: EventKind::Impression.as_str().to_owned(),
                 invalid_reason,
-                timestamp,
-                received_at,
-                client_ip,
-                user_agent,
-                visitor_id,
                 playback_time_secs: None,
                 watched_percent: None,
-                schema_version,
-                stream_seq,
-                device_type,
-                browser,
-                country,
-                sender_id,
-            },
-            EventRow::Invalid(row) => row,
-        };
-        EventRow::Invalid(row)
+            }),
+            EventRow::Invalid(invalid) => invalid,
+        })
     }
 
     pub fn from_event(event: AdEvent, stream_seq: u64) -> Self {
@@ -242,46 +188,34 @@ impl EventRow {
         // Events published before ingest derived these get them the same way now.
         let device_type = event.device_type.unwrap_or_else(|| DeviceType::of(&user_agent)).as_str().to_owned();
         let browser = event.browser.unwrap_or_else(|| Browser::of(&user_agent)).as_str().to_owned();
-        let country = event.country.unwrap_or_default();
         let visitor_id = event.visitor_id.unwrap_or_else(|| unkeyed_visitor_id(&client_ip, &user_agent));
-        let sender_id = event.sender_id.unwrap_or(visitor_id);
-        let row = match event.kind {
-            EventKind::Click => EventRow::Click(ClickRow {
-                event_id: event.event_id,
-                ad_id: event.ad_id,
-                timestamp: event.timestamp,
-                received_at: event.received_at,
-                client_ip,
-                user_agent,
-                visitor_id,
-                playback_time_secs: event.playback_time_secs,
-                watched_percent: event.watched_percent,
-                schema_version: event.schema_version,
-                stream_seq,
-                device_type,
-                browser,
-                country,
-                sender_id,
-            }),
-            EventKind::Impression => EventRow::Impression(ImpressionRow {
-                event_id: event.event_id,
-                ad_id: event.ad_id,
-                timestamp: event.timestamp,
-                received_at: event.received_at,
-                client_ip,
-                user_agent,
-                visitor_id,
-                schema_version: event.schema_version,
-                stream_seq,
-                device_type,
-                browser,
-                country,
-                sender_id,
-            }),
+        // Every column, as `invalid_events` has them; the billable tables take their share.
+        let row = InvalidEventRow {
+            event_id: event.event_id,
+            ad_id: event.ad_id,
+            timestamp: event.timestamp,
+            received_at: event.received_at,
+            client_ip,
+            user_agent,
+            visitor_id,
+            schema_version: event.schema_version,
+            stream_seq,
+            device_type,
+            browser,
+            country: event.country.unwrap_or_default(),
+            sender_id: event.sender_id.unwrap_or(visitor_id),
+            kind: event.kind.as_str().to_owned(),
+            invalid_reason: event.invalid_reason.map(|reason| reason.as_str().to_owned()).unwrap_or_default(),
+            playback_time_secs: event.playback_time_secs,
+            watched_percent: event.watched_percent,
         };
-        match event.invalid_reason {
-            Some(reason) => row.flagged(reason),
-            None => row,
+        match (event.invalid_reason, event.kind) {
+            (Some(_), _) => EventRow::Invalid(row),
+            (None, EventKind::Click) => EventRow::Click(with_shared_columns!(row => ClickRow {
+                playback_time_secs: row.playback_time_secs,
+                watched_percent: row.watched_percent,
+            })),
+            (None, EventKind::Impression) => EventRow::Impression(with_shared_columns!(row => ImpressionRow {})),
         }
     }
 }

@@ -11,7 +11,7 @@ use e2e::{eventually, ClickHouse, Load, Stack, StackOptions, AD_CITY_BREAK, AD_C
 use futures::StreamExt;
 use rand::Rng;
 use schemas::rows::{ClickRow, EventRow};
-use schemas::{AdEvent, EventKind, SCHEMA_VERSION};
+use schemas::{AdEvent, EventKind};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -152,30 +152,15 @@ fn with_seq(row: EventRow, seq: u64) -> EventRow {
 }
 
 fn click(seq: u64) -> EventRow {
-    let now = OffsetDateTime::now_utc();
-    EventRow::from_event(
-        AdEvent {
-            schema_version: SCHEMA_VERSION,
-            kind: EventKind::Click,
-            // One id per sequence: a redelivery carries the same event.
-            event_id: uuid::Uuid::from_u64_pair(0x0190_0000_0000_7000, seq),
-            ad_id: uuid::Uuid::parse_str(AD_TRAIL_RUNNER).expect("uuid"),
-            timestamp: now,
-            received_at: now,
-            client_ip: Some([192, 0, 2, (seq % 200) as u8].into()),
-            user_agent: Some("test".into()),
-            playback_time_secs: None,
-            watched_percent: None,
-            device_type: None,
-            browser: None,
-            country: None,
-            request_id: None,
-            visitor_id: None,
-            sender_id: None,
-            invalid_reason: None,
-        },
-        seq,
-    )
+    // One id per sequence: a redelivery carries the same event.
+    let id = uuid::Uuid::from_u64_pair(0x0190_0000_0000_7000, seq);
+    let ad = uuid::Uuid::parse_str(AD_TRAIL_RUNNER).expect("uuid");
+    let event = AdEvent {
+        client_ip: Some([192, 0, 2, (seq % 200) as u8].into()),
+        user_agent: Some("test".into()),
+        ..AdEvent::new(EventKind::Click, id, ad)
+    };
+    EventRow::from_event(event, seq)
 }
 
 /// A database of its own on the shared server, migrated; with a client for it.

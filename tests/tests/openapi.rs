@@ -55,12 +55,15 @@ fn openapi_yaml_is_current() {
     assert!(committed == generated, "openapi.yaml is stale: run `make openapi` and commit the result");
 }
 
+fn ingest_spec() -> serde_json::Value {
+    serde_json::from_str(&OpenApiService::new(SpecOnly::<ingest::http::IngestApi>(PhantomData), "t", "0").spec())
+        .expect("spec is JSON")
+}
+
 #[test]
 fn documented_request_fields_are_the_parsed_ones() {
     // The request schemas document what `schemas::input` parses; they must not drift apart.
-    let spec: serde_json::Value =
-        serde_json::from_str(&OpenApiService::new(SpecOnly::<ingest::http::IngestApi>(PhantomData), "t", "0").spec())
-            .expect("spec is JSON");
+    let spec = ingest_spec();
     let fields = |schema: &str| {
         let mut names: Vec<String> = spec["components"]["schemas"][schema]["properties"]
             .as_object()
@@ -78,4 +81,24 @@ fn documented_request_fields_are_the_parsed_ones() {
     };
     assert_eq!(fields("ClickRequest"), sorted(schemas::input::CLICK_FIELDS));
     assert_eq!(fields("ImpressionRequest"), sorted(schemas::input::IMPRESSION_FIELDS));
+}
+
+/// The bounds and patterns the spec states are the rules `schemas::input` applies: the request
+/// types can only repeat them as literals, so this holds the two equal.
+#[test]
+fn documented_request_bounds_are_the_parsed_ones() {
+    let spec = ingest_spec();
+    let property = |schema: &str, name: &str| spec["components"]["schemas"][schema]["properties"][name].clone();
+    let click = |name: &str| property("ClickRequest", name);
+    assert_eq!(click("playback_time_secs")["minimum"].as_f64(), Some(0.0));
+    assert_eq!(click("playback_time_secs")["maximum"].as_f64(), Some(schemas::input::MAX_PLAYBACK_TIME_SECS));
+    assert_eq!(click("watched_percent")["minimum"].as_f64(), Some(0.0));
+    assert_eq!(click("watched_percent")["maximum"].as_f64(), Some(schemas::input::MAX_WATCHED_PERCENT));
+    for schema in ["ClickRequest", "ImpressionRequest"] {
+        assert_eq!(
+            property(schema, "country")["pattern"].as_str(),
+            Some(schemas::audience::COUNTRY_PATTERN),
+            "{schema}.country"
+        );
+    }
 }
