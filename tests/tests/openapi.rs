@@ -102,3 +102,35 @@ fn documented_request_bounds_are_the_parsed_ones() {
         );
     }
 }
+
+/// poem-openapi cannot share a group of query parameters between operations, so the window
+/// parameters are declared in each analytics operation: they must read the same in all.
+#[test]
+fn window_parameters_read_the_same_in_every_operation() {
+    let spec: serde_json::Value = serde_yaml::from_str(&combined_spec()).expect("spec");
+    let mut seen: HashMap<String, (String, serde_json::Value)> = HashMap::new();
+    let mut operations = 0;
+    for (path, methods) in spec["paths"].as_object().expect("paths") {
+        for (method, operation) in methods.as_object().expect("methods") {
+            let parameters = operation["parameters"].as_array().cloned().unwrap_or_default();
+            for parameter in parameters.iter().filter(|p| p["in"] == "query") {
+                let name = parameter["name"].as_str().unwrap_or_default();
+                if !["from", "to", "timeframe", "granularity", "tz"].contains(&name) {
+                    continue;
+                }
+                let here = format!("{method} {path}");
+                let described = parameter.clone();
+                match seen.get(name) {
+                    Some((first, earlier)) => {
+                        assert_eq!(&described, earlier, "`{name}` differs between {first} and {here}")
+                    }
+                    None => {
+                        seen.insert(name.to_owned(), (here, described));
+                    }
+                }
+            }
+            operations += 1;
+        }
+    }
+    assert!(operations > 4 && seen.len() == 5, "{seen:?}");
+}

@@ -129,7 +129,9 @@ impl QueryApi {
     /// is `[from, to)` rounded out to whole minutes. With `sort`, only the top `limit` ads by
     /// that metric, highest first (a ranking); without, every ad with events, by ad_id.
     #[oai(path = "/ads/analytics", method = "get", operation_id = "getAdsAnalytics", tag = "QueryTags::Analytics")]
-    #[allow(clippy::too_many_arguments)] // poem-openapi takes each query parameter as an argument
+    // poem-openapi takes each query parameter as an argument, and cannot share a group of them
+    // between operations (poem#432): `openapi.rs` holds the repeated window parameters equal.
+    #[allow(clippy::too_many_arguments)]
     async fn ads_analytics(
         &self,
         caller: Caller,
@@ -180,7 +182,9 @@ impl QueryApi {
         operation_id = "getBreakdown",
         tag = "QueryTags::Analytics"
     )]
-    #[allow(clippy::too_many_arguments)] // poem-openapi takes each query parameter as an argument
+    // poem-openapi takes each query parameter as an argument, and cannot share a group of them
+    // between operations (poem#432): `openapi.rs` holds the repeated window parameters equal.
+    #[allow(clippy::too_many_arguments)]
     async fn breakdown(
         &self,
         caller: Caller,
@@ -242,7 +246,9 @@ impl QueryApi {
         operation_id = "getAdAnalytics",
         tag = "QueryTags::Analytics"
     )]
-    #[allow(clippy::too_many_arguments)] // poem-openapi takes each query parameter as an argument
+    // poem-openapi takes each query parameter as an argument, and cannot share a group of them
+    // between operations (poem#432): `openapi.rs` holds the repeated window parameters equal.
+    #[allow(clippy::too_many_arguments)]
     async fn ad_analytics(
         &self,
         caller: Caller,
@@ -279,7 +285,9 @@ impl QueryApi {
     /// The numbers of all ads as one: what `getAdAnalytics` gives for one ad, with unique
     /// clicks and viewers counted once across ads. Same parameters and rules.
     #[oai(path = "/ads/analytics/series", method = "get", operation_id = "getSeries", tag = "QueryTags::Analytics")]
-    #[allow(clippy::too_many_arguments)] // poem-openapi takes each query parameter as an argument
+    // poem-openapi takes each query parameter as an argument, and cannot share a group of them
+    // between operations (poem#432): `openapi.rs` holds the repeated window parameters equal.
+    #[allow(clippy::too_many_arguments)]
     async fn series(
         &self,
         caller: Caller,
@@ -291,8 +299,10 @@ impl QueryApi {
         timeframe: Query<Option<Timeframe>>,
         /// Bucket size of the series. Default: hour.
         granularity: Query<Option<Granularity>>,
-        /// IANA time zone the buckets follow (e.g. `America/New_York`), as in `getAdAnalytics`.
-        /// Default: `UTC`.
+        /// IANA time zone the buckets follow (e.g. `America/New_York`): days, weeks (from
+        /// Monday) and months start at its local midnight, daylight-saving changes included.
+        /// Default: `UTC`. Names are matched ignoring case; the answer's `tz` is the
+        /// database's spelling.
         #[oai(validator(max_length = 64))]
         tz: Query<Option<String>>,
         /// `previous`: also the totals and series of the period of equal length just before.
