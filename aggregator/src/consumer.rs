@@ -122,9 +122,9 @@ impl Consumer {
     }
 
     /// One pull: what the stream holds for us now, up to `batch_max_messages` and
-    /// `batch_max_bytes`, without waiting for more. (A pull request waiting for a full batch,
-    /// on nats-server 2.9, outlived its expiry by seconds while messages kept arriving:
-    /// measured at 10,000 events/s, it held batches back for 4 to 8 s.) Only when there is
+    /// `batch_max_bytes`, without waiting for more: on nats-server 2.9 a pull request waiting
+    /// for a full batch can outlive its expiry by seconds while messages keep arriving, which
+    /// holds batches back (BENCHMARKS.md). Only when there is
     /// nothing does it wait, up to `batch_max_wait`, for the first message; that waiting
     /// request is also what `rebuild` looks for to tell a running aggregator. The pacing is
     /// [`Consumer::run`]'s.
@@ -241,9 +241,9 @@ impl Consumer {
 
 /// Returns once NATS has read every ack this client sent, or after [`service_kit::before_exit`]'s
 /// bounds. The acks were only handed to the client, and its flush can return before they reach
-/// the server (it waits for no answer): seen at exit, the last 120 acks of a batch never reached
-/// it, so those messages waited out `ACK_WAIT_SECS` and were redelivered. NATS reads a
-/// connection in order, so any answer to a request sent after the acks means it has them all.
+/// the server (it waits for no answer); an ack NATS never read leaves its message to be
+/// redelivered after `ACK_WAIT_SECS`. NATS reads a connection in order, so any answer to a
+/// request sent after the acks means it has them all.
 pub async fn confirm_acks(nats: &async_nats::Client, consumer: &PullConsumer) {
     let answered = async {
         loop {
