@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts NATS (JetStream), ClickHouse and the three services (release builds: `make run` builds
 # them) on loopback, data under .data/.
-# Ctrl-C (or SIGTERM) stops everything. Ports come from the usual variables; see README.md.
+# Ctrl-C (or SIGTERM) stops everything. Ports come from the usual variables; see docs/configuration.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +26,7 @@ kept_secret() { # file
     chmod 600 "$1"
     cat "$1"
 }
-# Ingest's key for daily visitor ids: visitors stay the same across restarts (README "Privacy").
+# Ingest's key for daily visitor ids: visitors stay the same across restarts (docs/api.md, "Privacy").
 [ -n "${VISITOR_HASH_SECRET:-}" ] || VISITOR_HASH_SECRET="$(kept_secret "$DATA/visitor-hash-secret")"
 export VISITOR_HASH_SECRET
 # The key ingest signs messages with and the aggregator checks; given to those two only.

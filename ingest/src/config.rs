@@ -79,7 +79,7 @@ pub struct Config {
     /// cross-origin requests.
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub cors_allowed_origins: Vec<String>,
-    /// The secret behind visitor ids (keyed daily hashes of IP and user agent; README
+    /// The secret behind visitor ids (keyed daily hashes of IP and user agent; docs/api.md,
     /// "Privacy"): at least 16 characters, the same on every ingest replica, kept secret.
     /// Changing it makes every visitor new from then on.
     #[arg(long, env = "VISITOR_HASH_SECRET", hide_env_values = true)]

@@ -1,4 +1,4 @@
-//! What ingest keeps of who sent an event (README "Privacy"), before it is published.
+//! What ingest keeps of who sent an event (docs/api.md, "Privacy"), before it is published.
 //!
 //! - The client IP is truncated to its /24 (IPv4) or /48 (IPv6) unless `KEEP_RAW_IPS` is set:
 //!   neither the stream nor ClickHouse then ever holds a full address.
