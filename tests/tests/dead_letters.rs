@@ -16,6 +16,23 @@ async fn add_ad(stack: &Stack, id: uuid::Uuid) {
         .expect("add the ad");
 }
 
+/// The dead letters as `aggregator dead-letters list` prints them, once there are `count`.
+async fn dead_letters_once_there_are(stack: &Stack, count: usize) -> Vec<Value> {
+    eventually(&format!("{count} dead letters"), || async {
+        let output = stack.run_admin(&["dead-letters", "list"]);
+        let letters: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect();
+        if letters.len() == count {
+            Ok(letters)
+        } else {
+            Err(format!("{letters:?}"))
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_are_dead_lettered_and_can_be_redriven() {
     let stack = Stack::start().await;
@@ -64,19 +81,7 @@ async fn poison_messages_are_dead_lettered_and_can_be_redriven() {
     println!("injected 5 poison messages between 5 valid clicks");
 
     stack.wait_for_count("SELECT count() FROM click_events", 5).await;
-    let letters = eventually("five dead letters", || async {
-        let output = stack.run_admin(&["dead-letters", "list"]);
-        let letters: Vec<Value> = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("JSON line"))
-            .collect();
-        if letters.len() == 5 {
-            Ok(letters)
-        } else {
-            Err(format!("{letters:?}"))
-        }
-    })
-    .await;
+    let letters = dead_letters_once_there_are(&stack, 5).await;
     // Each poison message, with its reason (letters come in the order they were written, which
     // is not always the order of publishing).
     let mut expected: Vec<(String, String)> = poison
@@ -294,19 +299,7 @@ async fn a_row_clickhouse_rejects_is_dead_lettered_and_its_neighbours_counted_on
     assert_eq!(stack.post("/ads/click", click(50.0)).await.0, 202);
     stack.wait_for_count("SELECT count() FROM click_events", 5).await;
 
-    let letters = eventually("two dead letters", || async {
-        let output = stack.run_admin(&["dead-letters", "list"]);
-        let letters: Vec<Value> = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("JSON line"))
-            .collect();
-        if letters.len() == 2 {
-            Ok(letters)
-        } else {
-            Err(format!("{letters:?}"))
-        }
-    })
-    .await;
+    let letters = dead_letters_once_there_are(&stack, 2).await;
     for letter in &letters {
         assert_eq!(letter["reason"], "rejected_by_clickhouse", "{letter}");
         assert!(
