@@ -144,19 +144,18 @@ impl Spool {
         Ok(())
     }
 
-    /// Seconds since ingest received the oldest event held (0 when none is).
-    fn oldest_age_secs(&self) -> f64 {
-        let oldest = self.oldest(1).ok().and_then(|events| events.into_iter().next());
-        let received_at =
-            oldest.and_then(|(_, payload)| AdEvent::from_json(&payload).ok()).map(|event| event.received_at);
-        received_at.map_or(0.0, |at| (OffsetDateTime::now_utc() - at).as_seconds_f64().max(0.0))
-    }
-
-    fn report(&self, metrics: &Metrics) {
+    /// Sets the spool's gauges; `oldest` is the oldest event held, if any.
+    fn report(&self, metrics: &Metrics, oldest: Option<&[u8]>) {
         metrics.spool_events.set(self.events() as i64);
         metrics.spool_bytes.set(self.held.bytes.load(Ordering::Relaxed) as i64);
-        metrics.spool_oldest_age_seconds.set(self.oldest_age_secs());
+        metrics.spool_oldest_age_seconds.set(oldest.map_or(0.0, age_secs));
     }
+}
+
+/// Seconds since ingest received the spooled event `payload`.
+fn age_secs(payload: &[u8]) -> f64 {
+    AdEvent::from_json(payload)
+        .map_or(0.0, |event| (OffsetDateTime::now_utc() - event.received_at).as_seconds_f64().max(0.0))
 }
 
 /// The spool's only writer: one thread, committing what arrived since its last commit at once.
@@ -223,32 +222,29 @@ pub async fn replay_forever(spool: Arc<Spool>, publisher: Publisher, metrics: Me
     loop {
         let reader = spool.clone();
         let reported = metrics.clone();
+        // One read serves the round and its gauges, and none while the spool is empty.
         let oldest = tokio::task::spawn_blocking(move || {
-            reader.report(&reported);
-            if reader.events() == 0 {
-                Ok(Vec::new())
-            } else {
-                reader.oldest(REPLAY_BATCH)
-            }
+            let oldest = if reader.events() == 0 { Ok(Vec::new()) } else { reader.oldest(REPLAY_BATCH) };
+            let first = oldest.as_ref().ok().and_then(|events| events.first()).map(|(_, payload)| payload.as_slice());
+            reader.report(&reported, first);
+            oldest
         })
         .await;
         let oldest = match oldest {
-            Ok(Ok(oldest)) if !oldest.is_empty() => oldest,
-            Ok(Ok(_)) => {
-                tokio::time::sleep(REPLAY_EVERY).await;
-                continue;
-            }
+            Ok(Ok(oldest)) => oldest,
             Ok(Err(error)) => {
                 tracing::error!(%error, "cannot read the spool");
-                tokio::time::sleep(REPLAY_EVERY).await;
-                continue;
+                Vec::new()
             }
             Err(error) => {
                 tracing::error!(%error, "the spool reader failed");
-                tokio::time::sleep(REPLAY_EVERY).await;
-                continue;
+                Vec::new()
             }
         };
+        if oldest.is_empty() {
+            tokio::time::sleep(REPLAY_EVERY).await;
+            continue;
+        }
         let all_published = replay(&spool, oldest, &publisher, &metrics).await;
         if !all_published {
             tokio::time::sleep(REPLAY_EVERY).await;
@@ -326,7 +322,7 @@ mod tests {
             spool.keep(&event(id)).await.expect("keep");
         }
         assert_eq!(spool.events(), 3);
-        assert!(spool.oldest_age_secs() >= 30.0);
+        assert!(age_secs(&spool.oldest(1).expect("read")[0].1) >= 30.0);
         drop(spool);
         // The writer thread ends once its queue is gone; the file is then free again.
         tokio::time::sleep(Duration::from_millis(100)).await;
