@@ -123,6 +123,16 @@ pub struct WriteOutcome {
     pub rejected: Vec<(Uuid, AggregatorError)>,
 }
 
+impl WriteOutcome {
+    /// Adds what another part of the same write did.
+    fn merge(&mut self, part: WriteOutcome) {
+        self.inserted += part.inserted;
+        self.already_stored += part.already_stored;
+        self.earliest_timestamp = self.earliest_timestamp.into_iter().chain(part.earliest_timestamp).min();
+        self.rejected.extend(part.rejected);
+    }
+}
+
 impl Sink {
     pub fn new(client: Client, backoff: Backoff, metrics: Metrics) -> Self {
         Self { client, backoff, metrics, history: None }
@@ -193,9 +203,7 @@ impl Sink {
         );
         let mut outcome = WriteOutcome { already_stored, ..WriteOutcome::default() };
         for table in [clicks, impressions, invalid] {
-            outcome.inserted += table.inserted;
-            outcome.earliest_timestamp = outcome.earliest_timestamp.into_iter().chain(table.earliest_timestamp).min();
-            outcome.rejected.extend(table.rejected);
+            outcome.merge(table);
         }
         outcome
     }
@@ -231,8 +239,8 @@ impl Sink {
 
     /// Inserts `rows`, all of them but those ClickHouse rejects for good, which halving the
     /// batch (again and again, until they stand alone) leaves out.
-    async fn insert_all<R: SequencedRow>(&self, table: &'static str, rows: Vec<R>) -> Inserted {
-        let mut outcome = Inserted::default();
+    async fn insert_all<R: SequencedRow>(&self, table: &'static str, rows: Vec<R>) -> WriteOutcome {
+        let mut outcome = WriteOutcome::default();
         let mut parts = vec![rows];
         while let Some(mut part) = parts.pop() {
             if part.is_empty() {
@@ -242,9 +250,11 @@ impl Sink {
             match self.retry_unless_rejected(|| self.insert(table, &part, &token)).await {
                 Ok(()) => {
                     self.metrics.inserted.with_label_values(&[table]).inc_by(part.len() as u64);
-                    outcome.inserted += part.len();
-                    outcome.earliest_timestamp =
-                        outcome.earliest_timestamp.into_iter().chain(part.iter().map(R::timestamp)).min();
+                    outcome.merge(WriteOutcome {
+                        inserted: part.len(),
+                        earliest_timestamp: part.iter().map(R::timestamp).min(),
+                        ..WriteOutcome::default()
+                    });
                 }
                 Err(error) if part.len() == 1 => {
                     tracing::error!(table, event_id = %part[0].key().1, %error, "ClickHouse rejects an event for good");
@@ -323,14 +333,6 @@ impl Sink {
         tokio::time::sleep(delay).await;
         *attempt = attempt.saturating_add(1);
     }
-}
-
-/// What one table's insert did.
-#[derive(Default)]
-struct Inserted {
-    inserted: usize,
-    earliest_timestamp: Option<OffsetDateTime>,
-    rejected: Vec<(Uuid, AggregatorError)>,
 }
 
 /// Keeps the first row of each event id not in `stored`; returns them and how many were dropped.
