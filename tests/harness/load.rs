@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::json;
 
-use crate::*;
+use crate::{browser_like_client, eventually, nats_admin, Stack, AD_CITY_BREAK, AD_COFFEE_CLUB, AD_TRAIL_RUNNER};
 
 /// What a [`Load`] did.
 #[derive(Debug, Default)]

@@ -6,7 +6,10 @@ use std::process::{Child, Command};
 
 use tokio::sync::OnceCell;
 
-use crate::*;
+use crate::{
+    eventually, free_port, scratch_dir, terminate, wait_for_port, workspace_root, TEST_CLICKHOUSE_ADMIN,
+    TEST_CLICKHOUSE_USERS, TEST_NATS_USERS,
+};
 
 /// Where a ClickHouse server is, and who to log in as.
 #[derive(Debug, Clone)]

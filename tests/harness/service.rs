@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use crate::*;
+use crate::{eventually, free_port, terminate, PATIENCE};
 
 /// One of the workspace's service binaries, run as a child process.
 pub struct Service {

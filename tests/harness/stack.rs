@@ -5,7 +5,10 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::*;
+use crate::{
+    browser_like_client, eventually, nats_admin, nats_login_env, read_answer, run_sql, scratch_dir, ClickHouse,
+    ClickHouseLogin, Nats, Service, TEST_EVENT_SIGNING_KEY, TEST_VISITOR_HASH_SECRET,
+};
 
 /// What differs between tests' stacks.
 #[derive(Default)]
