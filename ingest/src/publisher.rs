@@ -228,12 +228,19 @@ pub async fn stream_limits_once_reached(
             tracing::warn!(%error, "JetStream not reached: JSON events get 503 until it is; redirects and pixels spool");
             let (js, stream, filled) = (js.clone(), stream.to_owned(), limits.clone());
             tokio::spawn(async move {
-                loop {
+                for attempt in 1_u64.. {
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    if let Ok(known) = stream_limits(&js, &stream).await {
-                        tracing::info!("JetStream reached");
-                        let _ = filled.set(known);
-                        return;
+                    match stream_limits(&js, &stream).await {
+                        Ok(known) => {
+                            tracing::info!("JetStream reached");
+                            let _ = filled.set(known);
+                            return;
+                        }
+                        // Once a minute, so that a stream missing (not only unreachable) is seen.
+                        Err(error) if attempt % 60 == 0 => {
+                            tracing::warn!(%error, "JetStream still not reached; JSON events get 503")
+                        }
+                        Err(_) => {}
                     }
                 }
             });
